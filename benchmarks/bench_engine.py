@@ -1,0 +1,93 @@
+"""Time LRP analyzers against a plain tf.GradientTape input gradient on a VGG-style CNN.
+
+Reports, from one run on one machine, the median time per batch of each analyzer, the median of a
+compiled input gradient on the same model and batch, their ratio, and each analyzer's build time.
+
+    python benchmarks/bench_engine.py [--batch 32] [--size 64] [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_lrp  # noqa: E402
+
+ANALYZERS = ["lrp.epsilon", "lrp.alpha_2_beta_1", "lrp.epsilon_gamma_box", "lrp.z_plus"]
+
+
+def vgg_like(size: int, classes: int = 10) -> keras.Model:
+    """A small VGG: 3 blocks of two 3×3 convolutions + max pooling, then two Dense layers."""
+    x = inputs = keras.Input((size, size, 3))
+    for filters in (32, 64, 128):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(256, activation="relu")(x)
+    x = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, x, name="vgg_like")
+
+
+def interleaved_medians(fns: dict, repeats: int) -> dict:
+    """Median seconds per call of each function, timed round-robin so that load on the shared
+    machine affects every method alike."""
+    for fn in fns.values():
+        fn()  # warm-up: tracing and first run
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    keras.utils.set_random_seed(0)
+    model = vgg_like(args.size)
+    x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
+        "float32")
+    # The gradient reference: the max logit's input gradient on the same softmax-free model.
+    forward = keras_lrp.create_analyzer("gradient", model).forward_model
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + x.shape[1:], tf.float32)])
+    def gradient(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            logits = forward(inputs, training=False)
+            target = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
+        return tape.gradient(target, inputs)
+
+    fns = {"tf.GradientTape gradient": lambda: gradient(x).numpy()}
+    builds = {}
+    for name in ANALYZERS:
+        start = time.perf_counter()
+        analyzer = keras_lrp.create_analyzer(name, model)
+        builds[name] = time.perf_counter() - start
+        fns[name] = lambda a=analyzer: a.analyze(x)
+    medians = interleaved_medians(fns, args.repeats)
+    t_grad = medians["tf.GradientTape gradient"]
+    print(f"model vgg_like {args.size}x{args.size}x3, batch {args.batch}, {os.cpu_count()} CPUs, "
+          f"median of {args.repeats} interleaved runs")
+    print(f"{'method':<26} {'build s':>8} {'median ms':>10} {'÷ gradient':>11}")
+    for name, t in medians.items():
+        build = f"{builds[name]:.2f}" if name in builds else ""
+        print(f"{name:<26} {build:>8} {t * 1e3:>10.1f} {t / t_grad:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""The analyzer: a cleaned clone of the model plus its reverse graph of relevance layers.
+
+Building an :class:`Analyzer` clones and canonicalises the model (:mod:`keras_lrp.canonize`),
+replays it on fresh inputs, and walks it backwards, calling one relevance layer per forward
+layer. The result, :attr:`Analyzer.relevance_model`, is an ordinary Keras model from the inputs
+to their relevances; :meth:`Analyzer.analyze` runs it as one compiled TensorFlow graph.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Dict, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_lrp import graph as graph_mod
+from keras_lrp.canonize import canonize
+from keras_lrp.layer_map import RuleSelector, input_fed_nodes, nonnegative_tensors, \
+    relevance_layer
+from keras_lrp.report import ConservationReport
+
+NEURON_SELECTION_MODES = ("max_activation", "index", "all")
+OUTPUT_RELEVANCES = ("logit", "one")
+
+
+class OutputRelevance(keras.layers.Layer):
+    """The relevance entering the network at its output (pre-softmax logits).
+
+    Formula:
+        R_k = m_k · y_k  (``output_relevance="logit"``)  or  R_k = m_k  (``"one"``), with m the
+        selection mask: one-hot of argmax_k y_k (``max_activation``), one-hot of the given index
+        (``index``) or all ones (``all``).
+    """
+
+    def __init__(self, mode: str = "max_activation", start: str = "logit", **kwargs):
+        super().__init__(**kwargs)
+        self.mode, self.start = mode, start
+
+    def call(self, inputs):
+        logits = inputs[0]
+        n = int(np.prod(logits.shape[1:]))
+        flat = ops.reshape(logits, (-1, n))
+        if self.mode == "all":
+            mask = ops.ones_like(flat)
+        elif self.mode == "max_activation":
+            mask = ops.one_hot(ops.argmax(flat, axis=-1), n, dtype=flat.dtype)
+        else:
+            mask = ops.one_hot(ops.cast(inputs[1], "int32"), n, dtype=flat.dtype)
+        relevance = mask * flat if self.start == "logit" else mask
+        return ops.reshape(relevance, ops.shape(logits))
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "start": self.start}
+
+
+def _run(model, *args):
+    return model(list(args), training=False)
+
+
+class Analyzer:
+    """LRP analyzer for one Keras model and one assignment of rules.
+
+    Use :func:`keras_lrp.create_analyzer` rather than building this directly.
+
+    Args:
+        model: a built Functional or Sequential Keras model (never modified).
+        selector: the :class:`~keras_lrp.layer_map.RuleSelector` choosing each layer's rule.
+        neuron_selection_mode: ``"max_activation"`` (default), ``"index"`` or ``"all"``.
+        output_relevance: ``"logit"`` (start from the explained logit) or ``"one"``.
+        name: the analyzer's name, for reports.
+        jit_compile: compile the analysis with XLA.
+    """
+
+    def __init__(self, model, selector: Optional[RuleSelector] = None,
+                 neuron_selection_mode: str = "max_activation", output_relevance: str = "logit",
+                 name: str = "lrp", jit_compile: bool = False):
+        if neuron_selection_mode not in NEURON_SELECTION_MODES:
+            raise ValueError(f"neuron_selection_mode must be one of {NEURON_SELECTION_MODES}, "
+                             f"got {neuron_selection_mode!r}.")
+        if output_relevance not in OUTPUT_RELEVANCES:
+            raise ValueError(f"output_relevance must be one of {OUTPUT_RELEVANCES}, got "
+                             f"{output_relevance!r}.")
+        self.name = name
+        self.model_name = getattr(model, "name", "model")
+        self.neuron_selection_mode = neuron_selection_mode
+        self.output_relevance = output_relevance
+        self.jit_compile = jit_compile
+        self.selector = selector
+        self.graph = canonize(graph_mod.extract(model))
+        if len(self.graph.outputs) != 1:
+            raise ValueError(f"Model '{model.name}' has {len(self.graph.outputs)} outputs; "
+                             "keras-lrp explains single-output models.")
+        self._build()
+        self._functions: Dict[bool, Any] = {}
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _make_inputs(self):
+        self.inputs = [keras.Input(batch_shape=(None,) + tuple(spec.shape[1:]), dtype=spec.dtype,
+                                   name=graph_mod.input_name(spec))
+                       for spec in self.graph.input_specs]
+        self._selection_input = None
+        if self.neuron_selection_mode == "index":
+            self._selection_input = keras.Input(batch_shape=(None,), dtype="int32",
+                                                name="neuron_selection")
+        self._values = graph_mod.replay(self.graph, self.inputs)
+        self.logits = self._values[self.graph.outputs[0]]
+        self.forward_model = keras.Model(self.inputs, self.logits, name=f"{self.name}_forward")
+        start_inputs = [self.logits] + ([self._selection_input] if self._selection_input
+                                        is not None else [])
+        self.start = OutputRelevance(self.neuron_selection_mode, self.output_relevance,
+                                     name="output_relevance")(start_inputs)
+
+    def _model_inputs(self):
+        return self.inputs + ([self._selection_input] if self._selection_input is not None
+                              else [])
+
+    def _build(self):
+        self._make_inputs()
+        g, values = self.graph, self._values
+        input_fed, nonneg = input_fed_nodes(g), nonnegative_tensors(g)
+        relevance = {g.outputs[0]: self.start}
+        layerwise: Dict[str, Any] = {}
+        seen: Dict[str, int] = {}
+        sums = 0
+        for node in reversed(g.nodes):
+            r_out = relevance.get(node.outputs[0])
+            if r_out is None:
+                continue  # the node does not lead to the explained output
+            if len(node.outputs) != 1:
+                raise ValueError(f"Layer '{node.layer.name}' has {len(node.outputs)} outputs; "
+                                 "keras-lrp supports single-output layers.")
+            key = node.layer.name
+            seen[key] = seen.get(key, -1) + 1
+            if seen[key]:
+                key = f"{key}_{seen[key]}"
+            layerwise[key] = r_out
+            rel = relevance_layer(node, self.selector, g, input_fed, nonneg)
+            if seen[node.layer.name]:
+                rel.name = f"{rel.name}_{seen[node.layer.name]}"
+            out = rel([values[t] for t in node.inputs] + [values[node.outputs[0]], r_out])
+            out = out if isinstance(out, (list, tuple)) else [out]
+            for tid, r in zip(node.inputs, out):
+                if tid in relevance:  # several consumers: sum their relevance
+                    sums += 1
+                    r = keras.layers.Add(name=f"relevance_sum_{sums}")([relevance[tid], r])
+                relevance[tid] = r
+        input_relevance = []
+        for tid, x in zip(g.inputs, self.inputs):
+            input_relevance.append(relevance[tid] if tid in relevance else ops.zeros_like(x))
+        layerwise = {x.name: r for x, r in zip(self.inputs, input_relevance)} | dict(
+            reversed(list(layerwise.items())))
+        #: Layer names in forward order, as keys of ``analyze(x, layerwise=True)``.
+        self.layer_names = list(layerwise)
+        self.relevance_model = keras.Model(self._model_inputs(), input_relevance,
+                                           name=f"{self.name.replace('.', '_')}_relevance")
+        self._layerwise_model = keras.Model(self._model_inputs(), layerwise,
+                                            name=f"{self.name.replace('.', '_')}_layerwise")
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _function(self, layerwise: bool):
+        if layerwise not in self._functions:
+            model = self._layerwise_model if layerwise else self.relevance_model
+            specs = [tf.TensorSpec(tuple(t.shape), t.dtype) for t in model.inputs]
+            self._functions[layerwise] = tf.function(
+                functools.partial(_run, model), input_signature=specs,
+                jit_compile=self.jit_compile, reduce_retracing=True)
+        return self._functions[layerwise]
+
+    def _prepare(self, x, neuron_selection) -> List[Any]:
+        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(xs) != len(self.inputs):
+            raise ValueError(f"Model '{self.model_name}' has {len(self.inputs)} inputs; got "
+                             f"{len(xs)} arrays.")
+        arrays = []
+        for arr, spec in zip(xs, self.inputs):
+            arr = np.asarray(arr)
+            expected = tuple(spec.shape)
+            if arr.ndim != len(expected) or any(e is not None and e != a
+                                                for e, a in zip(expected[1:], arr.shape[1:])):
+                raise ValueError(f"Input '{spec.name}' expects arrays of shape "
+                                 f"{('batch',) + expected[1:]}, got shape {arr.shape}.")
+            arrays.append(arr.astype(spec.dtype, copy=False))
+        batch = arrays[0].shape[0]
+        if self.neuron_selection_mode == "index":
+            arrays.append(self._selection(neuron_selection, batch))
+        elif neuron_selection is not None:
+            raise ValueError(f"neuron_selection is only used with neuron_selection_mode='index'"
+                             f" (this analyzer uses {self.neuron_selection_mode!r}).")
+        return arrays
+
+    def _selection(self, neuron_selection, batch: int):
+        if neuron_selection is None:
+            raise ValueError("neuron_selection_mode='index' needs analyze(x, "
+                             "neuron_selection=i) with an int or one index per sample.")
+        n = int(np.prod(self.logits.shape[1:]))
+        sel = np.asarray(neuron_selection)
+        if sel.ndim == 0:
+            sel = np.full((batch,), sel)
+        sel = sel.reshape(-1)
+        if sel.shape[0] != batch:
+            raise ValueError(f"neuron_selection has {sel.shape[0]} entries for a batch of "
+                             f"{batch}; give one int or one index per sample.")
+        if not np.issubdtype(sel.dtype, np.integer) or sel.min() < 0 or sel.max() >= n:
+            raise ValueError(f"neuron_selection must hold integer indices in [0, {n}); got "
+                             f"{sel.tolist() if sel.size <= 10 else sel}.")
+        return sel.astype("int32")
+
+    def analyze(self, x, neuron_selection=None, layerwise: bool = False):
+        """Relevance of every input value for the selected output.
+
+        Args:
+            x: one array (batch first) or a list of arrays for a multi-input model.
+            neuron_selection: with ``neuron_selection_mode="index"``, the output index to
+                explain: an int, or one per sample.
+            layerwise: return a dict from layer name to the relevance at that layer's output
+                (model inputs included, by input name) instead of the input relevance.
+
+        Returns:
+            A NumPy array shaped like ``x`` (a list for multi-input models), or the dict.
+        """
+        args = self._prepare(x, neuron_selection)
+        out = self._function(layerwise)(*args)
+        if layerwise:
+            return {k: np.asarray(out[k]) for k in self.layer_names}
+        out = [np.asarray(v) for v in (out if isinstance(out, (list, tuple)) else [out])]
+        return out[0] if len(out) == 1 else out
+
+    def conservation(self, x, neuron_selection=None) -> ConservationReport:
+        """Σ R at every layer next to the explained output (see :class:`ConservationReport`)."""
+        rows = self.analyze(x, neuron_selection, layerwise=True)
+        output_name = next(reversed(rows))
+        return ConservationReport(self.name, rows, explained=rows[output_name],
+                                  input_names=[t.name for t in self.inputs])
+
+    def __repr__(self):
+        return (f"<keras_lrp.Analyzer {self.name!r} of model {self.model_name!r}, "
+                f"neuron_selection_mode={self.neuron_selection_mode!r}>")

@@ -1,0 +1,211 @@
+"""Which relevance layer each Keras layer gets: one ordered registry, first match wins.
+
+Kernel layers (Dense, convolutions, standalone BatchNormalization) get an LRP rule chosen by a
+:class:`RuleSelector`; every other supported layer has a fixed relevance layer listed in
+:data:`LAYER_MAP`. A layer matching nothing raises an error naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import keras
+
+from keras_lrp import rules as rules_mod
+from keras_lrp.canonize import activation_name
+from keras_lrp.graph import Graph, Node
+from keras_lrp.linear import is_kernel_layer
+from keras_lrp.rules import IdentityRelevance, ProportionalRelevance, RouteRelevance
+
+L = keras.layers
+
+#: Element-wise activations, by name: relevance passes through them unchanged.
+ELEMENTWISE_ACTIVATIONS = {
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid",
+    "hard_sigmoid", "softplus", "softsign", "silu", "swish", "hard_silu", "hard_swish", "mish",
+    "exponential", "celu", "glu", "log_sigmoid", "sparse_plus", "squareplus", "tanh_shrink",
+    "hard_tanh", "soft_shrink", "hard_shrink", "threshold",
+}
+#: Activations whose output is never negative (rules may then skip x⁻ terms).
+NONNEGATIVE_ACTIVATIONS = {"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus",
+                           "exponential"}
+
+_ROUTE = (L.InputLayer, L.Flatten, L.Reshape, L.Permute, L.Concatenate, L.RepeatVector,
+          L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
+          L.Cropping3D, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.GlobalMaxPooling1D,
+          L.GlobalMaxPooling2D, L.GlobalMaxPooling3D, L.UpSampling1D, L.UpSampling3D)
+_PROPORTIONAL = (L.Add, L.Subtract, L.Average, L.AveragePooling1D, L.AveragePooling2D,
+                 L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
+                 L.GlobalAveragePooling3D)
+_IDENTITY = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
+             L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
+             L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU)
+
+#: Ordered (layer types, predicate or None, relevance layer class); the first match wins.
+LAYER_MAP: List[Tuple[tuple, Optional[Callable], type]] = [
+    ((L.Activation,), lambda layer: activation_name(layer.activation) in ELEMENTWISE_ACTIVATIONS,
+     IdentityRelevance),
+    (_IDENTITY, None, IdentityRelevance),
+    ((L.UpSampling2D,), lambda layer: layer.interpolation == "nearest", RouteRelevance),
+    ((L.UpSampling2D,), None, ProportionalRelevance),
+    (_ROUTE, None, RouteRelevance),
+    (_PROPORTIONAL, None, ProportionalRelevance),
+]
+
+#: Layers that leave values unchanged apart from their arrangement (seen through when looking
+#: for the layers fed directly by a model input).
+RESHAPING = (L.InputLayer, L.Flatten, L.Reshape, L.Permute, L.Dropout)
+
+DENSE = (L.Dense, L.EinsumDense)
+CONV = (keras.src.layers.convolutional.base_conv.BaseConv,
+        keras.src.layers.convolutional.base_depthwise_conv.BaseDepthwiseConv,
+        keras.src.layers.convolutional.base_conv_transpose.BaseConvTranspose)
+
+
+def structural_relevance(layer) -> Optional[type]:
+    """The fixed relevance layer class for a layer without a kernel, or None if unsupported."""
+    for types, predicate, cls in LAYER_MAP:
+        if isinstance(layer, types) and (predicate is None or predicate(layer)):
+            return cls
+    return None
+
+
+def unsupported_error(layer) -> ValueError:
+    return ValueError(
+        f"keras-lrp has no relevance mapping for layer '{layer.name}' of class "
+        f"{type(layer).__module__}.{type(layer).__name__}. Supported: kernel layers (Dense, "
+        "Conv1D/2D/3D, DepthwiseConv, SeparableConv, Conv2DTranspose, BatchNormalization), "
+        "element-wise activations, pooling, Add/Subtract/Average/Concatenate and reshaping "
+        f"layers. To analyze this model, assign a rule to the layer by name with "
+        f"rule_map=[('{layer.name}', rule)] if it is linear, or replace the layer.")
+
+
+def is_nonnegative_producer(layer, inputs_nonnegative: bool) -> bool:
+    """Whether ``layer``'s output is ≥ 0, given whether all of its inputs are."""
+    if isinstance(layer, L.Activation):
+        return activation_name(layer.activation) in NONNEGATIVE_ACTIVATIONS
+    if isinstance(layer, L.ReLU):
+        return float(layer.negative_slope) == 0.0
+    if isinstance(layer, (L.Add, L.Average, L.Concatenate) + _IDENTITY + _ROUTE) or isinstance(
+            layer, (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
+                    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
+                    L.GlobalAveragePooling3D, L.UpSampling2D)):
+        return inputs_nonnegative and not isinstance(layer, (L.LeakyReLU, L.ELU, L.PReLU,
+                                                             L.GaussianNoise))
+    return False
+
+
+def nonnegative_tensors(graph: Graph) -> Dict[int, bool]:
+    """tensor id → True where the tensor is provably ≥ 0 (static analysis of the graph)."""
+    known = {tid: False for tid in graph.inputs}
+    for node in graph.nodes:
+        ins = all(known.get(t, False) for t in node.inputs)
+        flag = is_nonnegative_producer(node.layer, ins)
+        for tid in node.outputs:
+            known[tid] = flag
+    return known
+
+
+def input_fed_nodes(graph: Graph) -> set:
+    """ids of kernel-layer nodes fed by a model input through reshaping layers only."""
+    producers = graph.producers()
+    result = set()
+
+    def from_input(tid) -> bool:
+        if tid in graph.inputs:
+            return True
+        node = producers.get(tid)
+        return (node is not None and isinstance(node.layer, RESHAPING)
+                and all(from_input(t) for t in node.inputs))
+
+    for node in graph.nodes:
+        if is_kernel_layer(node.layer) and node.inputs and all(from_input(t)
+                                                                for t in node.inputs):
+            result.add(id(node))
+    return result
+
+
+def _layer_names_until(model, idx: int) -> set:
+    """Names of the layers among ``model.layers[0..idx]`` (nested models contribute all)."""
+    names = set()
+
+    def add(layer):
+        names.add(layer.name)
+        for sub in getattr(layer, "layers", []) if isinstance(layer, keras.Model) else []:
+            add(sub)
+
+    for layer in model.layers[: idx + 1]:
+        add(layer)
+    return names
+
+
+def _matches(selector, layer) -> bool:
+    """A rule_map key: a layer class, a layer name, or a tuple/list of them."""
+    if isinstance(selector, (tuple, list)):
+        return any(_matches(s, layer) for s in selector)
+    if isinstance(selector, str):
+        base = layer.name
+        for suffix in ("_depthwise", "_pointwise"):
+            base = base[: -len(suffix)] if base.endswith(suffix) else base
+        return selector in (layer.name, base)
+    if isinstance(selector, type):
+        return isinstance(layer, selector)
+    raise TypeError(f"A rule_map key must be a layer class, a layer name or a tuple of them; "
+                    f"got {selector!r}.")
+
+
+class RuleSelector:
+    """Chooses the rule for each kernel layer, in this order of priority:
+
+    1. ``rule_map``: the user's ordered (layer classes or names, rule) pairs, first match wins;
+    2. ``input_layer_rule``: kernel layers fed directly by a model input;
+    3. ``until_layer_rule``: layers among ``model.layers[0..until_layer_idx]``;
+    4. ``conditional``: the analyzer's own (predicate(node, graph), rule) pairs (presets);
+    5. ``default``.
+    """
+
+    def __init__(self, default=None, rule_map: Sequence = (), input_layer_rule=None,
+                 until_layer_idx: Optional[int] = None, until_layer_rule=None,
+                 conditional: Sequence = (), model=None):
+        self.rule_map = [(key, rules_mod.get(rule)) for key, rule in (rule_map or ())]
+        self.input_layer_rule = None if input_layer_rule is None else rules_mod.get(
+            input_layer_rule)
+        self.until_rule = None
+        if until_layer_idx is not None and until_layer_rule is not None:
+            self.until_rule = rules_mod.get(until_layer_rule)
+            self.until_names = _layer_names_until(model, int(until_layer_idx))
+        self.conditional = [(cond, rules_mod.get(rule)) for cond, rule in conditional]
+        self.default = None if default is None else rules_mod.get(default)
+
+    def select(self, node: Node, graph: Graph, input_fed: set) -> rules_mod.Rule:
+        layer = node.layer
+        for key, rule in self.rule_map:
+            if _matches(key, layer):
+                return rule
+        if self.input_layer_rule is not None and id(node) in input_fed:
+            return self.input_layer_rule
+        if self.until_rule is not None and _matches(tuple(self.until_names), layer):
+            return self.until_rule
+        for cond, rule in self.conditional:
+            if cond(node, graph):
+                return rule
+        if self.default is None:
+            raise ValueError(f"No LRP rule applies to layer '{layer.name}' "
+                             f"({type(layer).__name__}); pass rule=... or a rule_map entry.")
+        return self.default
+
+
+def relevance_layer(node: Node, selector: RuleSelector, graph: Graph, input_fed: set,
+                    nonnegative: Dict[int, bool]) -> Any:
+    """The relevance layer for one node of the forward graph."""
+    layer = node.layer
+    name = f"{layer.name}_relevance"
+    dtype = getattr(layer, "dtype_policy", None)
+    if is_kernel_layer(layer):
+        rel = selector.select(node, graph, input_fed).bind(layer)
+        rel.input_nonnegative = all(nonnegative.get(t, False) for t in node.inputs)
+        return rel
+    cls = structural_relevance(layer)
+    if cls is None:
+        raise unsupported_error(layer)
+    return cls(target=layer, name=name, dtype=dtype)

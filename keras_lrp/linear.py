@@ -1,0 +1,182 @@
+"""The linear part of each kernel layer, applicable with a substitute kernel.
+
+Every LRP rule for a kernel layer needs the layer's map ``x -> K(x; W)`` evaluated with modified
+weights (``W⁺``, ``W²``, ``1``, ``W + γW⁺``, …) and its transpose ``s -> Kᵀ(s; W)``. A
+:class:`LinearOp` gives both for one layer, whatever its type, so a rule is written once for
+Dense, every convolution and standalone BatchNormalization alike.
+
+Formula:
+    z = K(x; W) + b,   and the transpose is the vector-Jacobian product of K in x, which does
+    not depend on x because K is linear.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+class LinearOp:
+    """The affine map ``z = K(x; W) + b`` of one Keras layer.
+
+    Args:
+        layer: the (built) Keras layer.
+        apply: ``apply(x, kernel) -> K(x; kernel)`` without bias.
+        kernel: the layer's kernel tensor.
+        bias: the bias, shaped to broadcast against the output, or ``None``.
+    """
+
+    def __init__(self, layer, apply: Callable, kernel, bias=None,
+                 stack_axis: Optional[int] = None):
+        self.layer = layer
+        self._apply = apply
+        self.kernel = kernel
+        self.bias = bias
+        #: Kernel axis of the output channels, if kernels may be stacked along it to evaluate
+        #: several kernels in one op; ``None`` where that is not exact (grouped, depthwise).
+        self.stack_axis = stack_axis
+        self.out_axis = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
+
+    def __call__(self, x, kernel=None):
+        """``K(x; kernel)``, the layer's linear map without bias (kernel defaults to W)."""
+        return self._apply(x, self.kernel if kernel is None else kernel)
+
+    def transpose(self, s, like, kernel=None):
+        """``Kᵀ(s; kernel)``: the transpose of the linear map applied to ``s``.
+
+        ``like`` is any tensor with the input's shape; its values are never used. In a compiled
+        graph the forward op on it has no consumer and is pruned, so this costs one backward op.
+        """
+        x0 = tf.zeros_like(like)
+        with tf.GradientTape() as tape:
+            tape.watch(x0)
+            y = self(x0, kernel)
+        return tape.gradient(y, x0, output_gradients=s)
+
+    def add_bias(self, z, bias):
+        return z if bias is None else z + ops.cast(bias, z.dtype)
+
+    def apply_many(self, x, kernels):
+        """``[K(x; k) for k in kernels]``, in one op with stacked kernels where possible."""
+        if self.stack_axis is None or len(kernels) == 1:
+            return [self(x, k) for k in kernels]
+        z = self(x, ops.concatenate(kernels, axis=self.stack_axis))
+        return ops.split(z, len(kernels), axis=self.out_axis)
+
+    def transpose_many(self, ss, like, kernels):
+        """``Σ_k Kᵀ(s_k; k)``, in one op with stacked kernels where possible."""
+        if self.stack_axis is None or len(kernels) == 1:
+            out = self.transpose(ss[0], like, kernels[0])
+            for s, k in zip(ss[1:], kernels[1:]):
+                out = out + self.transpose(s, like, k)
+            return out
+        return self.transpose(ops.concatenate(ss, axis=self.out_axis), like,
+                              ops.concatenate(kernels, axis=self.stack_axis))
+
+
+def _channel_bias(layer, bias, rank_out: int):
+    """Reshape a per-channel bias so it broadcasts against an output of rank ``rank_out``."""
+    if bias is None:
+        return None
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return ops.reshape(bias, (1, -1) + (1,) * (rank_out - 2))
+    return bias
+
+
+def _dense(layer) -> LinearOp:
+    return LinearOp(layer, lambda x, k: ops.matmul(x, k), layer.kernel, layer.bias,
+                    stack_axis=-1)
+
+
+def _einsum_dense(layer) -> LinearOp:
+    return LinearOp(layer, lambda x, k: ops.einsum(layer.equation, x, k), layer.kernel,
+                    layer.bias)
+
+
+def _conv(layer) -> LinearOp:
+    rank_out = layer.rank + 2
+    return LinearOp(layer, layer.convolution_op, layer.kernel,
+                    _channel_bias(layer, layer.bias, rank_out),
+                    stack_axis=-1 if getattr(layer, "groups", 1) == 1 else None)
+
+
+def _depthwise(layer) -> LinearOp:
+    def apply(x, k):
+        return ops.depthwise_conv(x, k, strides=layer.strides, padding=layer.padding,
+                                  dilation_rate=layer.dilation_rate,
+                                  data_format=layer.data_format)
+    return LinearOp(layer, apply, layer.kernel,
+                    _channel_bias(layer, layer.bias, layer.rank + 2))
+
+
+def _conv_transpose(layer) -> LinearOp:
+    def apply(x, k):
+        return ops.conv_transpose(x, k, strides=list(layer.strides), padding=layer.padding,
+                                  output_padding=layer.output_padding,
+                                  dilation_rate=layer.dilation_rate,
+                                  data_format=layer.data_format)
+    return LinearOp(layer, apply, layer.kernel,
+                    _channel_bias(layer, layer.bias, layer.rank + 2), stack_axis=-2)
+
+
+def batchnorm_affine(layer):
+    """Scale ``s = γ/√(var+ε)`` and shift ``β − μ·s`` of an inference-mode BatchNormalization."""
+    scale = ops.rsqrt(layer.moving_variance + layer.epsilon)
+    if layer.gamma is not None:
+        scale = scale * layer.gamma
+    shift = -layer.moving_mean * scale
+    if layer.beta is not None:
+        shift = shift + layer.beta
+    return scale, shift
+
+
+def _batchnorm(layer) -> LinearOp:
+    scale, shift = batchnorm_affine(layer)
+    axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+
+    def broadcast(v, x):
+        shape = [1] * len(x.shape)
+        shape[axis] = -1
+        return ops.reshape(v, shape)
+
+    class _BN(LinearOp):
+        def __call__(self, x, kernel=None):
+            return x * broadcast(self.kernel if kernel is None else kernel, x)
+
+        def add_bias(self, z, bias):
+            return z if bias is None else z + broadcast(ops.cast(bias, z.dtype), z)
+
+    return _BN(layer, None, scale, shift)
+
+
+# Ordered: the first isinstance match wins.
+_LINEAR_OPS = [
+    (keras.layers.Dense, _dense),
+    (keras.layers.EinsumDense, _einsum_dense),
+    (keras.src.layers.convolutional.base_depthwise_conv.BaseDepthwiseConv, _depthwise),
+    (keras.src.layers.convolutional.base_conv_transpose.BaseConvTranspose, _conv_transpose),
+    (keras.src.layers.convolutional.base_separable_conv.BaseSeparableConv, None),
+    (keras.src.layers.convolutional.base_conv.BaseConv, _conv),
+    (keras.layers.BatchNormalization, _batchnorm),
+]
+
+
+def linear_op(layer) -> Optional[LinearOp]:
+    """The :class:`LinearOp` of ``layer``, or ``None`` if it is not a kernel layer."""
+    for cls, make in _LINEAR_OPS:
+        if isinstance(layer, cls):
+            if make is None:
+                raise ValueError(
+                    f"Layer '{layer.name}' ({type(layer).__name__}) has two kernels; the analyzer "
+                    "splits it into a depthwise and a pointwise convolution before binding rules. "
+                    "Bind the rule to those two layers instead.")
+            return make(layer)
+    return None
+
+
+def is_kernel_layer(layer) -> bool:
+    """True for layers whose relevance is given by an LRP rule on a kernel."""
+    return any(isinstance(layer, cls) for cls, _ in _LINEAR_OPS)

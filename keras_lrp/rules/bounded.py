@@ -1,0 +1,68 @@
+"""The zB rule for inputs in a box [low, high] (Montavon et al. 2017)."""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from keras_lrp.rules.base import Rule, negative, positive, stabilize
+
+
+class Bounded(Rule):
+    """zB-rule: Deep Taylor decomposition for inputs bounded by ``low ≤ x ≤ high``.
+
+    Formula:
+        R_i = Σ_j (x_i w_ij − l_i w⁺_ij − h_i w⁻_ij) / Σ_i' (x_i' w_i'j − l_i' w⁺_i'j − h_i' w⁻_i'j) · R_j
+
+    No bias. Conserves relevance exactly.
+
+    Args:
+        low: lower bound l, a scalar or an array broadcastable to one sample (default −1).
+        high: upper bound h, the same (default 1). Every l_i ≤ h_i.
+    """
+
+    PARAMS = {"low": -1.0, "high": 1.0}
+
+    def validate(self, low, high):
+        low, high = np.asarray(low, dtype="float64"), np.asarray(high, dtype="float64")
+        try:
+            np.broadcast_shapes(low.shape, high.shape)
+        except ValueError:
+            raise ValueError(f"Bounded: low (shape {low.shape}) and high (shape {high.shape}) "
+                             "must broadcast together.") from None
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise ValueError("Bounded needs finite low and high.")
+        if np.any(low > high):
+            bad = np.argwhere(np.broadcast_to(low > high, np.broadcast_shapes(low.shape,
+                                                                             high.shape)))[0]
+            lo = np.broadcast_to(low, np.broadcast_shapes(low.shape, high.shape))[tuple(bad)]
+            hi = np.broadcast_to(high, np.broadcast_shapes(low.shape, high.shape))[tuple(bad)]
+            raise ValueError(f"Bounded needs low <= high; got low={lo!r} > high={hi!r}"
+                             + (f" at index {tuple(bad)}." if bad.size else "."))
+
+    def _bound(self, value, x):
+        bound = np.asarray(value, dtype="float64")
+        sample = tuple(x.shape[1:])
+        if None not in sample:
+            try:
+                fits = np.broadcast_shapes(bound.shape, sample) == sample
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"Bounded at layer '{self.target.name}': a bound of shape {bound.shape} does "
+                    f"not broadcast to the layer's input shape {sample} (one sample). Pass a "
+                    "scalar or an array of that shape.")
+        return ops.broadcast_to(ops.convert_to_tensor(bound, dtype=x.dtype), ops.shape(x))
+
+    def relevance(self, op, x, z, relevance):
+        low, high = self._bound(self.low, x), self._bound(self.high, x)
+        wp, wn = positive(op.kernel), negative(op.kernel)
+        s = relevance / stabilize(op(x) - op(low, wp) - op(high, wn))
+        return x * op.transpose(s, x) - low * op.transpose(s, x, wp) - high * op.transpose(s, x, wn)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("low", "high"):
+            config[key] = np.asarray(config[key]).tolist()
+        return config
