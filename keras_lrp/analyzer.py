@@ -18,8 +18,8 @@ from keras import ops
 
 from keras_lrp import graph as graph_mod
 from keras_lrp.canonize import canonize
-from keras_lrp.layer_map import RuleSelector, input_fed_nodes, nonnegative_tensors, \
-    relevance_layer
+from keras_lrp.layer_map import RuleSelector, check_supported, input_fed_nodes, \
+    nonnegative_tensors, relevance_layer
 from keras_lrp.report import ConservationReport
 
 NEURON_SELECTION_MODES = ("max_activation", "index", "all")
@@ -60,7 +60,11 @@ class OutputRelevance(keras.layers.Layer):
 
 
 def _run(model, *args):
-    return model(list(args), training=False)
+    return model(args[0] if len(args) == 1 else list(args), training=False)
+
+
+def _one_or_list(tensors):
+    return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
 class Analyzer:
@@ -92,7 +96,9 @@ class Analyzer:
         self.output_relevance = output_relevance
         self.jit_compile = jit_compile
         self.selector = selector
-        self.graph = canonize(graph_mod.extract(model))
+        self.graph = graph_mod.extract(model)
+        check_supported(self.graph)
+        self.graph = canonize(self.graph)
         if len(self.graph.outputs) != 1:
             raise ValueError(f"Model '{model.name}' has {len(self.graph.outputs)} outputs; "
                              "keras-lrp explains single-output models.")
@@ -111,11 +117,13 @@ class Analyzer:
                                                 name="neuron_selection")
         self._values = graph_mod.replay(self.graph, self.inputs)
         self.logits = self._values[self.graph.outputs[0]]
-        self.forward_model = keras.Model(self.inputs, self.logits, name=f"{self.name}_forward")
+        self.forward_model = keras.Model(_one_or_list(self.inputs), self.logits,
+                                         name=f"{self.name.replace('.', '_')}_forward")
         start_inputs = [self.logits] + ([self._selection_input] if self._selection_input
                                         is not None else [])
         self.start = OutputRelevance(self.neuron_selection_mode, self.output_relevance,
-                                     name="output_relevance")(start_inputs)
+                                     name="output_relevance", dtype=self.logits.dtype)(
+                                         start_inputs)
 
     def _model_inputs(self):
         return self.inputs + ([self._selection_input] if self._selection_input is not None
@@ -127,7 +135,11 @@ class Analyzer:
         input_fed, nonneg = input_fed_nodes(g), nonnegative_tensors(g)
         relevance = {g.outputs[0]: self.start}
         layerwise: Dict[str, Any] = {}
-        seen: Dict[str, int] = {}
+        calls: Dict[str, int] = {}  # a shared layer's calls are numbered in forward order
+        call_index = {}
+        for node in g.nodes:
+            call_index[id(node)] = calls.get(node.layer.name, 0)
+            calls[node.layer.name] = call_index[id(node)] + 1
         sums = 0
         for node in reversed(g.nodes):
             r_out = relevance.get(node.outputs[0])
@@ -136,14 +148,12 @@ class Analyzer:
             if len(node.outputs) != 1:
                 raise ValueError(f"Layer '{node.layer.name}' has {len(node.outputs)} outputs; "
                                  "keras-lrp supports single-output layers.")
-            key = node.layer.name
-            seen[key] = seen.get(key, -1) + 1
-            if seen[key]:
-                key = f"{key}_{seen[key]}"
+            k = call_index[id(node)]
+            key = f"{node.layer.name}_{k}" if k else node.layer.name
             layerwise[key] = r_out
             rel = relevance_layer(node, self.selector, g, input_fed, nonneg)
-            if seen[node.layer.name]:
-                rel.name = f"{rel.name}_{seen[node.layer.name]}"
+            if k:
+                rel.name = f"{rel.name}_{k}"
             out = rel([values[t] for t in node.inputs] + [values[node.outputs[0]], r_out])
             out = out if isinstance(out, (list, tuple)) else [out]
             for tid, r in zip(node.inputs, out):
@@ -158,9 +168,10 @@ class Analyzer:
             reversed(list(layerwise.items())))
         #: Layer names in forward order, as keys of ``analyze(x, layerwise=True)``.
         self.layer_names = list(layerwise)
-        self.relevance_model = keras.Model(self._model_inputs(), input_relevance,
+        self.relevance_model = keras.Model(_one_or_list(self._model_inputs()),
+                                           _one_or_list(input_relevance),
                                            name=f"{self.name.replace('.', '_')}_relevance")
-        self._layerwise_model = keras.Model(self._model_inputs(), layerwise,
+        self._layerwise_model = keras.Model(_one_or_list(self._model_inputs()), layerwise,
                                             name=f"{self.name.replace('.', '_')}_layerwise")
 
     # -- running ------------------------------------------------------------------------------

@@ -168,8 +168,9 @@ def create_analyzer(name: str, model, **kwargs) -> Analyzer:
         raise ValueError(f"Unknown analyzer {name!r}. Valid names: {', '.join(ANALYZERS)}.")
     entry = ANALYZERS[name]
     unknown = set(kwargs) - set(entry.params) - set(COMMON_KWARGS)
-    if name == "lrp.sequential_preset_b_flat_until_idx" and "until_layer_rule" not in kwargs:
-        kwargs["until_layer_rule"] = "Flat"
+    if name == "lrp.sequential_preset_b_flat_until_idx" and kwargs.get(
+            "until_layer_idx") is not None:
+        kwargs.setdefault("until_layer_rule", "Flat")
     if unknown:
         raise ValueError(f"Analyzer {name!r} got unknown keyword argument(s) "
                          f"{', '.join(sorted(unknown))}. Valid: "
@@ -185,7 +186,8 @@ def create_analyzer(name: str, model, **kwargs) -> Analyzer:
         common["rule_map"] = list(params["rule"]) + list(common["rule_map"] or [])
         params["rule"] = R.Z()
     default, conditional, input_rule = entry.rules(**params)
-    if name in _FLAT_INPUT and common["input_layer_rule"] not in (None, "Flat"):
+    if name in _FLAT_INPUT and common["input_layer_rule"] is not None and not isinstance(
+            R.get(common["input_layer_rule"]), R.Flat):
         raise ValueError(f"Analyzer {name!r} fixes input_layer_rule='Flat'; got "
                          f"{common['input_layer_rule']!r}. Use the analyzer without '_flat'.")
     selector = RuleSelector(
@@ -233,9 +235,12 @@ class GradientAnalyzer(Analyzer):
         if len(self.inputs) != 1:
             raise ValueError("The gradient analyzers support single-input models.")
         start = OutputRelevance(self.neuron_selection_mode, self.output_relevance,
-                                name="gradient_selection")
-        grad = InputGradient(self.forward_model, start, self.times_input, name=self.name)(
+                                name="gradient_selection", dtype=self.logits.dtype)
+        grad = InputGradient(self.forward_model, start, self.times_input, name=self.name,
+                             dtype=self.inputs[0].dtype)(
             self._model_inputs())
         self.layer_names = [self.inputs[0].name]
-        self.relevance_model = keras.Model(self._model_inputs(), grad, name=self.name)
-        self._layerwise_model = keras.Model(self._model_inputs(), {self.layer_names[0]: grad})
+        inputs = self._model_inputs()
+        inputs = inputs[0] if len(inputs) == 1 else inputs
+        self.relevance_model = keras.Model(inputs, grad, name=self.name)
+        self._layerwise_model = keras.Model(inputs, {self.layer_names[0]: grad})

@@ -19,7 +19,6 @@ import keras
 import numpy as np
 
 from keras_lrp.graph import Graph, Node, Ref
-from keras_lrp.linear import is_kernel_layer
 
 _SEPARABLE = keras.src.layers.convolutional.base_separable_conv.BaseSeparableConv
 _DEPTHWISE = keras.src.layers.convolutional.base_depthwise_conv.BaseDepthwiseConv
@@ -110,7 +109,7 @@ def split_separable(graph: Graph) -> None:
     graph.nodes = new_nodes
 
 
-def _is_softmax(layer) -> bool:
+def is_softmax(layer) -> bool:
     if isinstance(layer, keras.layers.Softmax):
         return True
     return (isinstance(layer, keras.layers.Activation)
@@ -123,7 +122,7 @@ def strip_softmax(graph: Graph) -> None:
     consumers = graph.consumers()
     for out in list(graph.outputs):
         node = producers.get(out)
-        if node is None or not _is_softmax(node.layer) or consumers.get(out):
+        if node is None or not is_softmax(node.layer) or consumers.get(out):
             continue
         graph.nodes.remove(node)
         graph.replace_tensor(out, node.inputs[0])
@@ -181,5 +180,5 @@ def _bn_affine_numpy(layer, weights):
     return scale, beta - mean * scale
 
 
-__all__ = ["canonize", "clone_layers", "fold_batchnorm", "split_separable", "strip_softmax",
-           "is_kernel_layer"]
+__all__ = ["activation_name", "canonize", "clone_layers", "fold_batchnorm", "is_softmax",
+           "split_separable", "strip_softmax"]

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import keras
 
 from keras_lrp import rules as rules_mod
-from keras_lrp.canonize import activation_name
+from keras_lrp.canonize import activation_name, is_softmax
 from keras_lrp.graph import Graph, Node
 from keras_lrp.linear import is_kernel_layer
 from keras_lrp.rules import IdentityRelevance, ProportionalRelevance, RouteRelevance
@@ -62,22 +62,74 @@ CONV = (keras.src.layers.convolutional.base_conv.BaseConv,
         keras.src.layers.convolutional.base_conv_transpose.BaseConvTranspose)
 
 
+#: Entries added by :func:`register_layer`; searched before :data:`LAYER_MAP`.
+USER_LAYER_MAP: List[Tuple[tuple, Optional[Callable], type]] = []
+
+
+def register_layer(layer_class: type, relevance: type) -> None:
+    """Teach keras-lrp how relevance crosses a layer class without a kernel.
+
+    Args:
+        layer_class: the Keras layer class (subclasses match too).
+        relevance: one of :class:`~keras_lrp.rules.IdentityRelevance` (element-wise layers),
+            :class:`~keras_lrp.rules.RouteRelevance` (layers that move or select values) or
+            :class:`~keras_lrp.rules.ProportionalRelevance` (bias-free linear layers), or your
+            own :class:`~keras_lrp.rules.RelevanceLayer` subclass.
+
+    Example:
+        >>> keras_lrp.register_layer(MyScaling, keras_lrp.rules.IdentityRelevance)
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"register_layer needs a keras.layers.Layer subclass, got "
+                        f"{layer_class!r}.")
+    if not (isinstance(relevance, type) and issubclass(relevance, rules_mod.RelevanceLayer)):
+        raise TypeError(f"register_layer needs a keras_lrp.rules.RelevanceLayer subclass "
+                        f"(e.g. IdentityRelevance), got {relevance!r}.")
+    USER_LAYER_MAP.insert(0, ((layer_class,), None, relevance))
+
+
 def structural_relevance(layer) -> Optional[type]:
     """The fixed relevance layer class for a layer without a kernel, or None if unsupported."""
-    for types, predicate, cls in LAYER_MAP:
+    for types, predicate, cls in USER_LAYER_MAP + LAYER_MAP:
         if isinstance(layer, types) and (predicate is None or predicate(layer)):
             return cls
     return None
 
 
-def unsupported_error(layer) -> ValueError:
+def unsupported_error(layer, detail: str = "") -> ValueError:
+    cls = type(layer)
     return ValueError(
         f"keras-lrp has no relevance mapping for layer '{layer.name}' of class "
-        f"{type(layer).__module__}.{type(layer).__name__}. Supported: kernel layers (Dense, "
+        f"{cls.__module__}.{cls.__name__}{detail}. Supported: kernel layers (Dense, "
         "Conv1D/2D/3D, DepthwiseConv, SeparableConv, Conv2DTranspose, BatchNormalization), "
         "element-wise activations, pooling, Add/Subtract/Average/Concatenate and reshaping "
-        f"layers. To analyze this model, assign a rule to the layer by name with "
-        f"rule_map=[('{layer.name}', rule)] if it is linear, or replace the layer.")
+        "layers. If the layer is element-wise, register it with "
+        f"keras_lrp.register_layer({cls.__name__}, keras_lrp.rules.IdentityRelevance); if it "
+        "only moves or selects values, with keras_lrp.rules.RouteRelevance; if it is a "
+        "bias-free linear map, with keras_lrp.rules.ProportionalRelevance. Otherwise replace "
+        "the layer with supported ones.")
+
+
+def check_supported(graph: Graph) -> None:
+    """Raise :func:`unsupported_error` for the first layer keras-lrp cannot propagate through.
+
+    Runs on the extracted graph before anything is cloned, so the error names the user's layer
+    (a softmax producing a model output is fine: it is stripped).
+    """
+    for node in graph.nodes:
+        layer = node.layer
+        output = any(t in graph.outputs for t in node.outputs)
+        if is_softmax(layer) and output:
+            continue
+        act = getattr(layer, "activation", None)
+        if is_kernel_layer(layer):
+            name = activation_name(act) if act is not None else "linear"
+            if name not in ELEMENTWISE_ACTIVATIONS and not (name == "softmax" and output):
+                raise unsupported_error(layer, f" (its fused activation '{name}' is not "
+                                               "element-wise)")
+            continue
+        if structural_relevance(layer) is None:
+            raise unsupported_error(layer)
 
 
 def is_nonnegative_producer(layer, inputs_nonnegative: bool) -> bool:
@@ -171,7 +223,11 @@ class RuleSelector:
         self.input_layer_rule = None if input_layer_rule is None else rules_mod.get(
             input_layer_rule)
         self.until_rule = None
-        if until_layer_idx is not None and until_layer_rule is not None:
+        if (until_layer_idx is None) != (until_layer_rule is None):
+            raise ValueError("until_layer_idx and until_layer_rule go together; got "
+                             f"until_layer_idx={until_layer_idx!r}, "
+                             f"until_layer_rule={until_layer_rule!r}.")
+        if until_layer_idx is not None:
             self.until_rule = rules_mod.get(until_layer_rule)
             self.until_names = _layer_names_until(model, int(until_layer_idx))
         self.conditional = [(cond, rules_mod.get(rule)) for cond, rule in conditional]
