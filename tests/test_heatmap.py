@@ -1,0 +1,223 @@
+"""keras_lrp.heatmap: exact colours, normalisation, and PNGs that show red where R > 0."""
+
+import os
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from keras_lrp import heatmap as hm
+
+
+def _png(path):
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[-1] in (3, 4)
+    return img[..., :3]
+
+
+def _red(img):
+    return (img[..., 0] > 0.9) & (img[..., 1] < 0.1) & (img[..., 2] < 0.1)
+
+
+def _blue(img):
+    return (img[..., 0] < 0.1) & (img[..., 1] < 0.1) & (img[..., 2] > 0.9)
+
+
+def _size_px(fig, dpi):
+    w, h = fig.get_size_inches() * dpi
+    return int(round(h)), int(round(w))
+
+
+# ----------------------------------------------------------------- colour map
+
+
+def test_known_colours():
+    r = np.array([[[4.0, -4.0, 0.0, 2.0, -1.0]]])  # (1, 1, 5); max |R| = 4
+    rgb = hm.heatmap(r)
+    assert rgb.shape == (1, 1, 5, 3)
+    np.testing.assert_array_equal(rgb[0, 0, 0], [1, 0, 0])     # +max → pure red
+    np.testing.assert_array_equal(rgb[0, 0, 1], [0, 0, 1])     # -max → pure blue
+    np.testing.assert_array_equal(rgb[0, 0, 2], [1, 1, 1])     # 0 → white
+    np.testing.assert_array_equal(rgb[0, 0, 3], [1, .5, .5])   # +max/2
+    np.testing.assert_allclose(rgb[0, 0, 4], [.75, .75, 1])    # -max/4
+
+
+def test_map_is_linear_and_in_range():
+    t = np.linspace(-1, 1, 21)[None, None, :]
+    rgb = hm.heatmap(t, normalize=None)
+    assert rgb.min() >= 0 and rgb.max() <= 1
+    pos, neg = t[0, 0] >= 0, t[0, 0] < 0
+    np.testing.assert_allclose(rgb[0, 0, pos], np.stack(
+        [np.ones(pos.sum()), 1 - t[0, 0, pos], 1 - t[0, 0, pos]], -1), atol=1e-12)
+    np.testing.assert_allclose(rgb[0, 0, neg], np.stack(
+        [1 + t[0, 0, neg], 1 + t[0, 0, neg], np.ones(neg.sum())], -1), atol=1e-12)
+
+
+def test_sample_vs_global_normalisation():
+    r = np.zeros((2, 1, 2))
+    r[0, 0] = [1.0, 0.5]
+    r[1, 0] = [4.0, 2.0]
+    per_sample = hm.heatmap(r, normalize="sample")
+    np.testing.assert_array_equal(per_sample[0], per_sample[1])  # each scaled by its own max
+    np.testing.assert_array_equal(per_sample[0, 0, 1], [1, .5, .5])
+    glob = hm.heatmap(r, normalize="global")  # one max = 4 for the batch
+    np.testing.assert_array_equal(glob[0, 0, 0], [1, .75, .75])
+    np.testing.assert_array_equal(glob[0, 0, 1], [1, .875, .875])
+    np.testing.assert_array_equal(glob[1, 0, 0], [1, 0, 0])
+
+
+def test_no_normalisation_clips():
+    rgb = hm.heatmap(np.array([[[3.0, -0.5, 0.25]]]), normalize=None)
+    np.testing.assert_array_equal(rgb[0, 0], [[1, 0, 0], [.5, .5, 1], [1, .75, .75]])
+
+
+def test_channel_reduction_sums_channels():
+    r = np.zeros((1, 2, 2, 3))
+    r[0, 0, 0] = [1.0, 1.0, -0.5]    # sum 1.5 = max → red
+    r[0, 1, 1] = [-1.0, 0.5, -0.25]  # sum -0.75 → half blue
+    r[0, 0, 1] = [1.0, -1.0, 0.0]    # sum 0 → white, although the channels are not zero
+    rgb = hm.heatmap(r)
+    np.testing.assert_array_equal(rgb[0, 0, 0], [1, 0, 0])
+    np.testing.assert_array_equal(rgb[0, 1, 1], [.5, .5, 1])
+    np.testing.assert_array_equal(rgb[0, 0, 1], [1, 1, 1])
+    # channels first: the same maps with reduce_axis=1
+    np.testing.assert_array_equal(hm.heatmap(np.moveaxis(r, -1, 1), reduce_axis=1), rgb)
+    # a single channel needs no reduction, also with reduce_axis=None
+    np.testing.assert_array_equal(hm.heatmap(r.sum(-1, keepdims=True), reduce_axis=None), rgb)
+
+
+def test_all_zero_sample_is_white_without_nan():
+    r = np.zeros((2, 3, 3, 1))
+    r[1, 0, 0, 0] = -2.0
+    for normalize in ("sample", "global"):
+        rgb = hm.heatmap(r, normalize=normalize)
+        assert not np.isnan(rgb).any()
+        np.testing.assert_array_equal(rgb[0], np.ones((3, 3, 3)))
+        np.testing.assert_array_equal(rgb[1, 0, 0], [0, 0, 1])
+
+
+def test_bad_shapes_and_values_raise():
+    with pytest.raises(ValueError, match=r"\(5, 4\)"):
+        hm.heatmap(np.zeros((5, 4)))
+    with pytest.raises(ValueError, match=r"\(1, 2, 2, 3\).*reduce_axis"):
+        hm.heatmap(np.zeros((1, 2, 2, 3)), reduce_axis=None)
+    with pytest.raises(ValueError, match="normalize"):
+        hm.heatmap(np.zeros((1, 2, 2)), normalize="max")
+    with pytest.raises(ValueError, match="NaN"):
+        hm.heatmap(np.full((1, 2, 2), np.nan))
+    with pytest.raises(ValueError, match="nosuchmap"):
+        hm.heatmap(np.zeros((1, 2, 2)), cmap="nosuchmap")
+
+
+def test_overlay_blends_onto_grey():
+    rgb = hm.heatmap(np.array([[[1.0, 0.0]]]))             # red, white
+    x = np.array([[[0.0, 10.0]]])                          # grey → 0 (black), 1 (white)
+    out = hm.overlay(rgb, x, alpha=0.5)
+    np.testing.assert_allclose(out[0, 0], [[.5, 0, 0], [1, 1, 1]])
+    with pytest.raises(ValueError, match=r"\(1, 1, 3\)"):
+        hm.overlay(rgb, np.zeros((1, 1, 3)))
+    with pytest.raises(ValueError, match="alpha"):
+        hm.overlay(rgb, x, alpha=2)
+
+
+# ----------------------------------------------------------------- figures
+
+
+def _left_right(n=2, size=8):
+    """Positive relevance on the left half, negative on the right, for every sample."""
+    r = np.zeros((n, size, size, 3))
+    r[:, :, : size // 2] = 1.0
+    r[:, :, size // 2:] = -1.0
+    return r
+
+
+def test_plot_grid_png_shows_red_left_blue_right(tmp_path):
+    path = tmp_path / "grid.png"
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 3))
+    fig = hm.plot_grid({"lrp.z": _left_right(), "lrp.epsilon": -_left_right()}, inputs=x,
+                       row_titles=["a", "b"], path=str(path), dpi=40)
+    img = _png(path)
+    assert img.shape[:2] == _size_px(fig, 40) == (int(round((2 * 2 + .4) * 40)), 3 * 2 * 40)
+    # column 2 (lrp.z): red left of blue; column 3 (lrp.epsilon, negated): blue left of red
+    width = img.shape[1]
+    red_x, blue_x = np.nonzero(_red(img))[1], np.nonzero(_blue(img))[1]
+    col2 = lambda xs: xs[(xs > width / 3) & (xs < 2 * width / 3)]  # noqa: E731
+    col3 = lambda xs: xs[xs > 2 * width / 3]  # noqa: E731
+    assert col2(red_x).size > 100 and col2(blue_x).size > 100
+    assert col2(red_x).mean() < col2(blue_x).mean()
+    assert col3(blue_x).mean() < col3(red_x).mean()
+    assert not _red(img)[:, : width // 3].any()  # the input column holds no pure red
+    assert sorted(os.listdir(tmp_path)) == ["grid.png"]  # no temp file left
+
+
+def test_plot_grid_rows_follow_samples(tmp_path):
+    r = np.zeros((2, 6, 6))
+    r[0] = 1.0    # sample 0 all red
+    r[1] = -1.0   # sample 1 all blue
+    hm.plot_grid({"a": r}, path=str(tmp_path / "rows.png"), dpi=30)
+    img = _png(tmp_path / "rows.png")
+    red_y, blue_y = np.nonzero(_red(img))[0], np.nonzero(_blue(img))[0]
+    assert red_y.size > 100 and blue_y.size > 100
+    assert red_y.max() < blue_y.min()
+
+
+def test_plot_grid_overlay_and_errors(tmp_path):
+    r, x = _left_right(1), np.ones((1, 8, 8, 3))
+    fig = hm.plot_grid({"a": r}, inputs=x, overlay=True)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="overlay=True needs inputs"):
+        hm.plot_grid({"a": r}, overlay=True)
+    with pytest.raises(ValueError, match=r"\(1, 8, 8\).*\(1, 4, 4\)"):
+        hm.plot_grid({"a": r, "b": np.zeros((1, 4, 4))})
+    with pytest.raises(ValueError, match=r"\(1, 8, 7, 3\)"):
+        hm.plot_grid({"a": r}, inputs=np.zeros((1, 8, 7, 3)))
+    with pytest.raises(ValueError, match="row_titles has 2 entries for 1"):
+        hm.plot_grid({"a": r}, row_titles=["a", "b"])
+    with pytest.raises(ValueError, match="at least one column"):
+        hm.plot_grid({})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        hm.plot_grid({"a": r}, path=str(tmp_path / "missing" / "x.png"))
+
+
+def test_plot_features_bars(tmp_path):
+    r = np.array([[2.0, -1.0, 0.5], [-3.0, 0.0, 1.0]])
+    fig = hm.plot_features(r, feature_names=["age", "bmi", "bp"], path=str(tmp_path / "f.png"),
+                           titles=["s0", "s1"], dpi=50)
+    img = _png(tmp_path / "f.png")
+    assert img.shape[:2] == _size_px(fig, 50)
+    assert _red(img).sum() > 50 and _blue(img).sum() > 50
+    ax0 = fig.axes[0]
+    heights = [p.get_height() for p in ax0.patches]
+    colours = [tuple(p.get_facecolor()[:3]) for p in ax0.patches]
+    assert heights == [2.0, -1.0, 0.5]
+    assert colours == [(1, 0, 0), (0, 0, 1), (1, 0, 0)]
+    with pytest.raises(ValueError, match=r"\(1, 2, 3, 4\)"):
+        hm.plot_features(np.zeros((1, 2, 3, 4)))
+    with pytest.raises(ValueError, match="feature_names has 2 entries for 3"):
+        hm.plot_features(r, feature_names=["a", "b"])
+
+
+def test_plot_comparison_images_share_scale(tmp_path):
+    bias = _left_right(1)
+    ib = 0.5 * bias  # IB half as strong: shares bias's scale, so it is pale, not pure
+    fig = hm.plot_comparison(bias, ib, path=str(tmp_path / "c.png"), dpi=40)
+    assert [ax.get_title() for ax in fig.axes] == ["bias", "IB"]
+    img = _png(tmp_path / "c.png")
+    half = img.shape[1] // 2
+    assert _red(img[:, :half]).sum() > 100 and _blue(img[:, :half]).sum() > 100
+    assert not _red(img[:, half:]).any() and not _blue(img[:, half:]).any()
+    pale = (np.abs(img[:, half:, 0] - 1) < .02) & (np.abs(img[:, half:, 1] - .5) < .02)
+    assert pale.sum() > 100  # (1, .5, .5): half the shared maximum
+
+
+def test_plot_comparison_tabular_and_errors(tmp_path):
+    a = np.array([[1.0, -2.0]])
+    fig = hm.plot_comparison(a, a * 0.5, names=("with", "without"), path=str(tmp_path / "t.png"))
+    bars = fig.axes[0].patches
+    assert [p.get_height() for p in bars] == [1.0, -2.0, 0.5, -1.0]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["with", "without"]
+    assert _red(_png(tmp_path / "t.png")).any()
+    with pytest.raises(ValueError, match=r"\(1, 2\).*\(1, 3\)"):
+        hm.plot_comparison(a, np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="names"):
+        hm.plot_comparison(a, a, names=("x", "x"))
