@@ -1,0 +1,268 @@
+"""The ``keras-lrp`` command line: demo, analyze, compare, list.
+
+Every user error (bad path, unknown analyzer, misspelt option, shape mismatch) ends with one
+short ``keras-lrp: error: …`` line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+class UsageError(Exception):
+    """A problem with the user's arguments or files: reported in one line, exit 2."""
+
+
+def parse_options(items: List[str]) -> Dict[str, object]:
+    """``["epsilon=0.1", "bias=False", "input_layer_rule=WSquare"]`` → keyword arguments."""
+    options = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option needs key=value, got {item!r}.")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        options[key.strip()] = value
+    return options
+
+
+def load_inputs(path: str, model=None) -> np.ndarray:
+    """Inputs from ``.npy``, ``.npz`` (key ``x`` or the only array), ``.h5`` (dataset ``x`` or
+    the only dataset) or image files (a file, or a folder of them, scaled to [0, 1])."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"inputs file not found: {path}")
+    if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
+        return _load_images(p, model)
+    if p.suffix == ".npy":
+        return np.load(p)
+    if p.suffix == ".npz":
+        with np.load(p) as data:
+            return _pick(dict(data), path)
+    if p.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            arrays = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+        return _pick(arrays, path)
+    raise UsageError(f"cannot read inputs from {path}: use .npy, .npz, .h5 or image files.")
+
+
+def _pick(arrays: Dict[str, np.ndarray], path: str) -> np.ndarray:
+    if "x" in arrays:
+        return arrays["x"]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise UsageError(f"{path} holds several arrays ({', '.join(arrays)}); name the inputs 'x'.")
+
+
+def _load_images(p: Path, model) -> np.ndarray:
+    import matplotlib.image as mpimg
+
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) \
+        if p.is_dir() else [p]
+    if not files:
+        raise UsageError(f"no image files in {p}")
+    images = []
+    for f in files:
+        img = np.asarray(mpimg.imread(f), dtype="float32")
+        img = img / 255.0 if img.max() > 1 else img
+        img = img[..., :3] if img.ndim == 3 and img.shape[-1] == 4 else img
+        images.append(img)
+    x = np.stack(images)
+    if model is not None:
+        channels = model.inputs[0].shape[-1]
+        if x.ndim == 4 and channels == 1 and x.shape[-1] == 3:
+            x = x.mean(axis=-1, keepdims=True)
+        elif x.ndim == 3 and channels in (1, 3):
+            x = np.repeat(x[..., None], channels, axis=-1)
+    return x
+
+
+def load_model(path: str):
+    import keras
+
+    if not Path(path).is_file():
+        raise UsageError(f"model file not found: {path}")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - any loader failure is the user's file
+        raise UsageError(f"cannot load model {path}: {e}") from None
+
+
+def _progress(done: int, total: int) -> None:
+    if total > 1:
+        end = "\n" if done == total else ""
+        print(f"\r  batch {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def cmd_list(args) -> None:
+    from keras_lrp import ANALYZERS, rules
+
+    print("Analyzers (keras_lrp.create_analyzer / --method):")
+    for name, entry in ANALYZERS.items():
+        params = ", ".join(f"{k}={v!r}" for k, v in entry.params.items())
+        print(f"  {name:<40} {entry.description}" + (f"  [{params}]" if params else ""))
+    print("\nRules (rule=, input_layer_rule=, rule_map):")
+    for name, factory in rules.RULES.items():
+        cls = getattr(factory, "func", factory)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<24} {doc}")
+
+
+def _analyze_all(model, x, methods, options, neuron, batch_size):
+    import keras_lrp
+
+    kwargs = dict(options)
+    if neuron is not None:
+        kwargs["neuron_selection_mode"] = "index"
+    analyzers = {m: keras_lrp.create_analyzer(m, model, **kwargs) for m in methods}
+    forward = next(iter(analyzers.values())).forward_model
+    n = len(x)
+    batches = range(0, n, batch_size)
+    for i, start in enumerate(batches, 1):
+        xb = x[start:start + batch_size]
+        logits = np.asarray(forward(xb))
+        sel = None if neuron is None else np.full(len(xb), neuron)
+        yield xb, logits, {m: a.analyze(xb, neuron_selection=sel) for m, a in analyzers.items()}
+        _progress(i, len(batches))
+
+
+def cmd_analyze(args) -> None:
+    from keras_lrp import heatmap, io
+
+    model = load_model(args.model)
+    x = load_inputs(args.inputs, model)
+    options = parse_options(args.option)
+    metadata = io.metadata_for([(m, m, options) for m in args.method], model)
+    collected = {m: [] for m in args.method}
+    with io.RelevanceWriter(args.out, metadata) as writer:
+        for xb, logits, rel in _analyze_all(model, x, args.method, options, args.neuron,
+                                            args.batch_size):
+            neurons = logits.argmax(axis=1) if args.neuron is None else np.full(len(xb),
+                                                                                args.neuron)
+            writer.append_inputs(xb, predictions=logits, neurons=neurons)
+            for m, r in rel.items():
+                writer.append(m, r)
+                if args.png:
+                    collected[m].append(r[: max(0, args.png_samples - sum(map(len, collected[m])))])
+    print(f"wrote {args.out}: {len(x)} inputs × {len(args.method)} analyzer(s)")
+    if args.png:
+        columns = {m: np.concatenate(v)[: args.png_samples] for m, v in collected.items()}
+        png = Path(args.png) / "heatmaps.png"
+        Path(args.png).mkdir(parents=True, exist_ok=True)
+        heatmap.plot_grid(columns, inputs=x[: args.png_samples], path=png)
+        print(f"wrote {png}")
+
+
+def cmd_compare(args) -> None:
+    from keras_lrp import evaluate, heatmap
+
+    model = load_model(args.model)
+    x = load_inputs(args.inputs, model)
+    if len(args.method) < 2:
+        raise UsageError("compare needs at least two --method arguments.")
+    options = parse_options(args.option)
+    parts = list(_analyze_all(model, x, args.method, options, args.neuron, args.batch_size))
+    relevances = {m: np.concatenate([p[2][m] for p in parts]) for m in args.method}
+    logits = np.concatenate([p[1] for p in parts])
+    import keras_lrp
+
+    forward = keras_lrp.create_analyzer("gradient", model).forward_model
+    target = logits.argmax(axis=1) if args.neuron is None else np.full(len(x), args.neuron)
+    print(f"{'analyzer':<34} {'ΣR / explained':>14} {'AOPC':>8}")
+    for m, r in relevances.items():
+        explained = logits[np.arange(len(x)), target]
+        ratio = np.mean(r.reshape(len(x), -1).sum(1) / np.where(explained == 0, 1, explained))
+        curve = evaluate.pixel_flipping(lambda b: np.asarray(forward(b)), x, r, target=target,
+                                        steps=args.steps)
+        print(f"{m:<34} {ratio:>14.4f} {curve.mean_aopc():>8.3f}")
+    if args.png:
+        n = min(args.png_samples, len(x))
+        heatmap.plot_grid({m: r[:n] for m, r in relevances.items()}, inputs=x[:n],
+                          path=args.png)
+        print(f"wrote {args.png}")
+
+
+def cmd_demo(args) -> None:
+    from keras_lrp.demo import run_demo
+
+    try:
+        run_demo(out_dir=args.out, models_dir=args.models_dir, steps=args.steps)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-lrp", description="Layer-wise Relevance Propagation for Keras 3 models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="explain the shipped digits CNN with several analyzers",
+                          description="Explain the shipped digits CNN (models/digits_cnn.keras) "
+                          "with a representative set of analyzers; write heatmaps.png, "
+                          "relevances.h5 and summary.txt into --out and print the table.")
+    demo.add_argument("--out", default="lrp-demo", help="output folder (default: lrp-demo)")
+    demo.add_argument("--models-dir", default=None, help="folder holding digits_cnn.keras")
+    demo.add_argument("--steps", type=int, default=16, help="pixel-flipping steps")
+    demo.set_defaults(func=cmd_demo)
+
+    def common(p, out_required):
+        p.add_argument("model", help=".keras or .h5 model file")
+        p.add_argument("inputs", help=".npy, .npz, .h5, an image file or a folder of images")
+        p.add_argument("--method", action="append", required=True, metavar="NAME",
+                       help="analyzer name (repeatable); see `keras-lrp list`")
+        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="keyword argument for every analyzer, e.g. epsilon=0.1")
+        p.add_argument("--neuron", type=int, default=None,
+                       help="explain this output index (default: the winning class)")
+        p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--png-samples", type=int, default=8)
+
+    analyze = sub.add_parser("analyze", help="analyze inputs and write an HDF5 results file")
+    common(analyze, True)
+    analyze.add_argument("--out", required=True, help="results file (.h5)")
+    analyze.add_argument("--png", default=None, metavar="DIR", help="also write heatmaps here")
+    analyze.set_defaults(func=cmd_analyze)
+
+    compare = sub.add_parser("compare", help="compare analyzers: conservation and AOPC table")
+    common(compare, False)
+    compare.add_argument("--png", default=None, metavar="FILE", help="side-by-side figure")
+    compare.add_argument("--steps", type=int, default=16, help="pixel-flipping steps")
+    compare.set_defaults(func=cmd_compare)
+
+    lister = sub.add_parser("list", help="list analyzers and rules")
+    lister.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        args.func(args)
+    except (UsageError, ValueError, TypeError, FileNotFoundError) as e:
+        print(f"keras-lrp: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("keras-lrp: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
