@@ -4,6 +4,7 @@
 digit with each analyzer of :data:`DEMO_ANALYZERS`, and writes to the output folder:
 
 * ``heatmaps.png`` — one digit of each class (rows) × the input and each analyzer (columns);
+* ``ib_comparison.png`` — AlphaBeta(2, 1) with and without the bias, side by side;
 * ``relevances.h5`` — all relevances with their metadata (see :mod:`keras_lrp.io`);
 * ``summary.txt`` — the table also printed: per analyzer, Σ R against the explained logit (how
   much the biases and stabilisers absorbed) and the pixel-flipping AOPC (higher: the heatmap
@@ -87,6 +88,10 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
     heatmap.plot_grid({k: v[picked] for k, v in relevances.items()}, inputs=x[picked],
                       row_titles=[f"{labels[i]} → {predictions[i]}" for i in picked],
                       path=out / "heatmaps.png")
+    heatmap.plot_comparison(relevances["lrp.alpha_2_beta_1"][picked],
+                            relevances["lrp.alpha_2_beta_1_IB"][picked], inputs=x[picked],
+                            names=("alpha_2_beta_1", "alpha_2_beta_1_IB"),
+                            path=out / "ib_comparison.png")
     metadata = io.metadata_for([(label, name, kwargs) for label, name, kwargs in
                                 DEMO_ANALYZERS], model)
     io.save_relevances(out / "relevances.h5", relevances, inputs=x, predictions=logits,
@@ -95,8 +100,8 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
     (out / "summary.txt").write_text(table + "\n")
     if verbose:
         print(table)
-        print(f"\nWrote {out / 'heatmaps.png'}, {out / 'relevances.h5'} and "
-              f"{out / 'summary.txt'} in {time.perf_counter() - start:.1f} s.")
+        print(f"\nWrote heatmaps.png, ib_comparison.png, relevances.h5 and summary.txt to "
+              f"{out} in {time.perf_counter() - start:.1f} s.")
     return rows
 
 
