@@ -158,11 +158,18 @@ def save_figure(fig: Figure, path: str, dpi: int = 100) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             fig.savefig(handle, format="png", dpi=dpi)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600); a PNG is not
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _new_figure(width: float, height: float, **kwargs) -> Figure:

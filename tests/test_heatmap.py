@@ -221,3 +221,17 @@ def test_plot_comparison_tabular_and_errors(tmp_path):
         hm.plot_comparison(a, np.zeros((1, 3)))
     with pytest.raises(ValueError, match="names"):
         hm.plot_comparison(a, a, names=("x", "x"))
+
+
+def test_saved_png_has_the_usual_permissions(tmp_path):
+    """The atomic save must not leave mkstemp's private 0600 mode on the user's figure."""
+    import os
+    import stat
+
+    from keras_lrp.heatmap import plot_features
+
+    path = tmp_path / "bars.png"
+    plot_features(np.array([[1.0, -1.0]]), path=path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
