@@ -48,13 +48,19 @@ def load_inputs(path: str, model=None) -> np.ndarray:
     if p.suffix == ".npy":
         return np.load(p)
     if p.suffix == ".npz":
-        with np.load(p) as data:
-            return _pick(dict(data), path)
+        try:
+            with np.load(p) as data:
+                return _pick(dict(data), path)
+        except (ValueError, OSError) as e:
+            raise UsageError(f"cannot read {path} as a NumPy .npz archive ({e}).") from None
     if p.suffix in (".h5", ".hdf5"):
         import h5py
 
-        with h5py.File(p, "r") as f:
-            arrays = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+        try:
+            with h5py.File(p, "r") as f:
+                arrays = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+        except OSError as e:
+            raise UsageError(f"cannot read {path} as an HDF5 file ({e}).") from None
         return _pick(arrays, path)
     raise UsageError(f"cannot read inputs from {path}: use .npy, .npz, .h5 or image files.")
 
@@ -251,11 +257,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "batch_size", 1) < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    for option in ("batch_size", "png_samples", "steps"):
+        if getattr(args, option, 1) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be >= 1, got "
+                         f"{getattr(args, option)}")
     try:
         args.func(args)
-    except (UsageError, ValueError, TypeError, FileNotFoundError) as e:
+    except (UsageError, ValueError, TypeError, OSError) as e:  # OSError: bad paths, h5py
         print(f"keras-lrp: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -36,11 +36,12 @@ class AlphaBeta(Rule):
         split = SignSplit(op, x, positive(op.kernel), negative(op.kernel),
                           self.input_nonnegative, need_b=bool(self.beta))
         z = split.outputs()
+        # z⁺ = Σ (x⁺w⁺ + x⁻w⁻) + b⁺ ≥ 0 and z⁻ = Σ (x⁺w⁻ + x⁻w⁺) + b⁻ ≤ 0 everywhere.
         ratios = [self.alpha * relevance / stabilize(
-            op.add_bias(z[0], positive(op.bias) if use_bias else None))]
+            op.add_bias(z[0], positive(op.bias) if use_bias else None), sign=+1)]
         if self.beta:
             ratios.append(-self.beta * relevance / stabilize(
-                op.add_bias(z[1], negative(op.bias) if use_bias else None)))
+                op.add_bias(z[1], negative(op.bias) if use_bias else None), sign=-1))
         return split.relevance(ratios)
 
 
@@ -72,5 +73,5 @@ class ZPlusFast(Rule):
 
     def relevance(self, op, x, z, relevance):
         wp = positive(op.kernel)
-        s = relevance / stabilize(op(x, wp))
+        s = relevance / stabilize(op(x, wp))  # x may be negative: the sign is not known
         return x * op.transpose(s, x, wp)

@@ -17,9 +17,16 @@ def sign_plus(z):
     return ops.where(z >= 0, ops.ones_like(z), -ops.ones_like(z))
 
 
-def stabilize(z, eps: float = TINY):
-    """``z + eps·sign(z)`` with sign(0) = +1: never zero, keeps the sign of ``z``."""
+def stabilize(z, eps: float = TINY, sign: int = 0):
+    """``z + eps·sign(z)`` with sign(0) = +1: never zero, keeps the sign of ``z``.
+
+    Pass ``sign=+1`` (or ``-1``) when ``z`` is mathematically ≥ 0 (≤ 0) everywhere: two
+    operations instead of three. ``z`` is clamped first, so a rounding error of the wrong sign
+    (a fast convolution may return −1e-12 for an exact 0) can never cancel ε.
+    """
     eps = ops.convert_to_tensor(eps, dtype=z.dtype)  # not ops.cast: it rounds through float32
+    if sign:
+        return ops.maximum(z, 0) + eps if sign > 0 else ops.minimum(z, 0) - eps
     return z + ops.where(z >= 0, eps, -eps)
 
 
