@@ -58,6 +58,14 @@ class Graph:
                 out.setdefault(tid, []).append(node)
         return out
 
+    def shapes(self) -> Dict[int, Any]:
+        """tensor id → static shape (batch first), where known."""
+        out = {tid: tuple(spec.shape) for tid, spec in zip(self.inputs, self.input_specs)}
+        for node in self.nodes:
+            for tid, shape in zip(node.outputs, node.out_shapes):
+                out[tid] = shape
+        return out
+
     def producers(self) -> Dict[int, Node]:
         """tensor id → the node that writes it."""
         return {tid: node for node in self.nodes for tid in node.outputs}
@@ -136,6 +144,21 @@ def _walk(fn, input_ids: List[int], graph: Graph) -> List[int]:
             for kt, tid in zip(node.outputs, outs):
                 tids[id(kt)] = tid
     return [tids[id(kt)] for kt in fn.outputs]
+
+
+def node_call(node: Node):
+    """``f(xs)``: call the node's layer on new values for its tensor arguments, by position.
+
+    Positions, not tensor ids, so a node that reads the same tensor twice (``Add([x, x])``)
+    gets one value (and one gradient) per argument.
+    """
+    def call(xs):
+        values = iter(xs)
+        fill = lambda v: next(values) if isinstance(v, Ref) else v  # noqa: E731
+        args = tree.map_structure(fill, node.args)
+        kwargs = tree.map_structure(fill, node.kwargs)
+        return node.layer(*args, **kwargs)
+    return call
 
 
 def replay(graph: Graph, inputs: List[Any]) -> Dict[int, Any]:

@@ -10,12 +10,16 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
+import numpy as np
 
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonize import activation_name, is_softmax
-from keras_lrp.graph import Graph, Node
+from keras_lrp.graph import Graph, Node, node_call
 from keras_lrp.linear import is_kernel_layer
-from keras_lrp.rules import IdentityRelevance, ProportionalRelevance, RouteRelevance
+from keras_lrp.rules import GateRelevance, IdentityRelevance, LayerNormRelevance, \
+    ProportionalRelevance, RouteRelevance
+
+_NP = keras.src.ops.numpy
 
 L = keras.layers
 
@@ -39,18 +43,47 @@ _PROPORTIONAL = (L.Add, L.Subtract, L.Average, L.AveragePooling1D, L.AveragePool
                  L.GlobalAveragePooling3D)
 _IDENTITY = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
              L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
-             L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU)
+             L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU,
+             # element-wise affine maps (preprocessing): relevance passes unchanged
+             L.Rescaling, L.Normalization)
+#: keras.applications' own layers: ConvNeXt's per-channel LayerScale (x·γ, identity for
+#: relevance) and StochasticDepth (identity at inference), InceptionResNetV2's CustomScaleLayer
+#: (x₀ + s·x₁, proportional).
+_APP_IDENTITY, _APP_PROPORTIONAL = [], []
+try:  # pragma: no branch - present in every Keras 3 release so far
+    from keras.src.applications import convnext as _convnext
+    from keras.src.applications import inception_resnet_v2 as _irv2
+    _APP_IDENTITY += [c for c in (getattr(_convnext, "LayerScale", None),
+                                  getattr(_convnext, "StochasticDepth", None)) if c]
+    _APP_PROPORTIONAL += [c for c in (getattr(_irv2, "CustomScaleLayer", None),) if c]
+except ImportError:  # pragma: no cover
+    pass
 
-#: Ordered (layer types, predicate or None, relevance layer class); the first match wins.
+
+def _tensor_args(node) -> int:
+    return len(node.inputs) if node is not None else 1
+
+#: Ordered (layer or operation types, predicate(layer, node) or None, relevance layer class);
+#: the first match wins.
 LAYER_MAP: List[Tuple[tuple, Optional[Callable], type]] = [
-    ((L.Activation,), lambda layer: activation_name(layer.activation) in ELEMENTWISE_ACTIVATIONS,
-     IdentityRelevance),
-    (_IDENTITY, None, IdentityRelevance),
-    ((L.UpSampling2D,), lambda layer: layer.interpolation == "nearest", RouteRelevance),
+    ((L.Activation,), lambda layer, node: activation_name(layer.activation)
+     in ELEMENTWISE_ACTIVATIONS, IdentityRelevance),
+    (_IDENTITY + tuple(_APP_IDENTITY), None, IdentityRelevance),
+    ((L.LayerNormalization,), None, LayerNormRelevance),
+    ((L.UpSampling2D,), lambda layer, node: layer.interpolation == "nearest", RouteRelevance),
     ((L.UpSampling2D,), None, ProportionalRelevance),
     (_ROUTE, None, RouteRelevance),
-    (_PROPORTIONAL, None, ProportionalRelevance),
+    (_PROPORTIONAL + tuple(_APP_PROPORTIONAL), None, ProportionalRelevance),
+    ((L.Multiply, _NP.Multiply), lambda layer, node: _tensor_args(node) == 2, GateRelevance),
+    # keras.ops used directly in functional code: with one tensor and a constant they are
+    # element-wise affine maps (x + 3, x · 1/6); Add/Subtract of two tensors are proportional.
+    ((_NP.Add, _NP.Subtract, _NP.Multiply, _NP.Divide, _NP.TrueDivide),
+     lambda layer, node: _tensor_args(node) == 1, IdentityRelevance),
+    ((_NP.Add, _NP.Subtract), lambda layer, node: _tensor_args(node) == 2,
+     ProportionalRelevance),
 ]
+#: Activations that make a tensor a gate in [0, 1] (for Multiply of equal shapes).
+GATE_ACTIVATIONS = {"sigmoid", "hard_sigmoid"}
 
 #: Layers that leave values unchanged apart from their arrangement (seen through when looking
 #: for the layers fed directly by a model input).
@@ -70,7 +103,8 @@ def register_layer(layer_class: type, relevance: type) -> None:
     """Teach keras-lrp how relevance crosses a layer class without a kernel.
 
     Args:
-        layer_class: the Keras layer class (subclasses match too).
+        layer_class: the Keras layer class, or ``keras.Operation`` class for ops called directly
+            in functional code (subclasses match too).
         relevance: one of :class:`~keras_lrp.rules.IdentityRelevance` (element-wise layers),
             :class:`~keras_lrp.rules.RouteRelevance` (layers that move or select values) or
             :class:`~keras_lrp.rules.ProportionalRelevance` (bias-free linear layers), or your
@@ -79,21 +113,65 @@ def register_layer(layer_class: type, relevance: type) -> None:
     Example:
         >>> keras_lrp.register_layer(MyScaling, keras_lrp.rules.IdentityRelevance)
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-        raise TypeError(f"register_layer needs a keras.layers.Layer subclass, got "
-                        f"{layer_class!r}.")
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
+        raise TypeError(f"register_layer needs a keras.layers.Layer (or keras.Operation) "
+                        f"subclass, got {layer_class!r}.")
     if not (isinstance(relevance, type) and issubclass(relevance, rules_mod.RelevanceLayer)):
         raise TypeError(f"register_layer needs a keras_lrp.rules.RelevanceLayer subclass "
                         f"(e.g. IdentityRelevance), got {relevance!r}.")
     USER_LAYER_MAP.insert(0, ((layer_class,), None, relevance))
 
 
-def structural_relevance(layer) -> Optional[type]:
+def structural_relevance(layer, node: Optional[Node] = None) -> Optional[type]:
     """The fixed relevance layer class for a layer without a kernel, or None if unsupported."""
     for types, predicate, cls in USER_LAYER_MAP + LAYER_MAP:
-        if isinstance(layer, types) and (predicate is None or predicate(layer)):
+        if isinstance(layer, types) and (predicate is None or predicate(layer, node)):
             return cls
     return None
+
+
+def gate_index(node: Node, graph: Graph) -> Optional[int]:
+    """Which of a two-input Multiply's inputs is the gate, or None if neither clearly is.
+
+    The gate is the input broadcast over the other (fewer elements: squeeze-and-excitation), or
+    else the one produced by a sigmoid-like activation.
+    """
+    shapes = graph.shapes()
+    sizes = [_size(shapes.get(t)) for t in node.inputs]
+    if None not in sizes and sizes[0] != sizes[1]:
+        return int(np.argmin(sizes))
+    producers = graph.producers()
+    gated = [i for i, t in enumerate(node.inputs) if _is_gate(t, producers)]
+    return gated[0] if len(gated) == 1 else None
+
+
+def _is_gate(tid, producers, depth: int = 0) -> bool:
+    """Whether a tensor is a gate: a sigmoid-like activation, or a bounded ReLU (relu6, as in
+    hard-sigmoid = relu6(x + 3)/6), seen through reshapes and element-wise ops with constants."""
+    node = producers.get(tid)
+    if node is None or depth > 8:
+        return False
+    layer = node.layer
+    if _activation_of(layer) in GATE_ACTIVATIONS:
+        return True
+    if isinstance(layer, L.ReLU) and layer.max_value is not None:
+        return True
+    passthrough = isinstance(layer, (L.Reshape, L.Rescaling)) or (
+        not isinstance(layer, L.Layer) and len(node.inputs) == 1)
+    return passthrough and _is_gate(node.inputs[0], producers, depth + 1)
+
+
+def _size(shape) -> Optional[int]:
+    if shape is None or any(d is None for d in shape[1:]):
+        return None
+    return int(np.prod(shape[1:]))
+
+
+def _activation_of(layer) -> str:
+    if isinstance(layer, L.Activation) or hasattr(layer, "activation"):
+        act = getattr(layer, "activation", None)
+        return activation_name(act) if act is not None else ""
+    return ""
 
 
 def unsupported_error(layer, detail: str = "") -> ValueError:
@@ -128,23 +206,35 @@ def check_supported(graph: Graph) -> None:
                 raise unsupported_error(layer, f" (its fused activation '{name}' is not "
                                                "element-wise)")
             continue
-        if structural_relevance(layer) is None:
+        cls = structural_relevance(layer, node)
+        if cls is None:
             raise unsupported_error(layer)
+        if cls is GateRelevance and gate_index(node, graph) is None:
+            raise unsupported_error(layer, " (a product of two signals, neither of which is a "
+                                           "gate: not linear, so no LRP rule applies)")
+
+
+#: Layers whose output is ≥ 0 wherever all their inputs are (they copy, select, add or
+#: average values). Rescaling and Normalization are absent: an offset can make values negative.
+SIGN_PRESERVING = (L.InputLayer, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
+                   L.SpatialDropout3D, L.GaussianDropout, L.AlphaDropout, L.Identity,
+                   L.ActivityRegularization, L.Flatten, L.Reshape, L.Permute, L.RepeatVector,
+                   L.Concatenate, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
+                   L.Cropping1D, L.Cropping2D, L.Cropping3D, L.MaxPooling1D, L.MaxPooling2D,
+                   L.MaxPooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+                   L.GlobalMaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
+                   L.AveragePooling3D, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
+                   L.GlobalAveragePooling3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
+                   L.Add, L.Average)
 
 
 def is_nonnegative_producer(layer, inputs_nonnegative: bool) -> bool:
-    """Whether ``layer``'s output is ≥ 0, given whether all of its inputs are."""
+    """Whether ``layer``'s output is provably ≥ 0, given whether all of its inputs are."""
     if isinstance(layer, L.Activation):
         return activation_name(layer.activation) in NONNEGATIVE_ACTIVATIONS
     if isinstance(layer, L.ReLU):
         return float(layer.negative_slope) == 0.0
-    if isinstance(layer, (L.Add, L.Average, L.Concatenate) + _IDENTITY + _ROUTE) or isinstance(
-            layer, (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
-                    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
-                    L.GlobalAveragePooling3D, L.UpSampling2D)):
-        return inputs_nonnegative and not isinstance(layer, (L.LeakyReLU, L.ELU, L.PReLU,
-                                                             L.GaussianNoise))
-    return False
+    return inputs_nonnegative and isinstance(layer, SIGN_PRESERVING)
 
 
 def nonnegative_tensors(graph: Graph) -> Dict[int, bool]:
@@ -261,7 +351,8 @@ def relevance_layer(node: Node, selector: RuleSelector, graph: Graph, input_fed:
         rel = selector.select(node, graph, input_fed).bind(layer)
         rel.input_nonnegative = all(nonnegative.get(t, False) for t in node.inputs)
         return rel
-    cls = structural_relevance(layer)
+    cls = structural_relevance(layer, node)
     if cls is None:
         raise unsupported_error(layer)
-    return cls(target=layer, name=name, dtype=dtype)
+    extra = {"gate_index": gate_index(node, graph)} if cls is GateRelevance else {}
+    return cls(target=layer, forward=node_call(node), name=name, dtype=dtype, **extra)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-STAB = 1e-12  # the contract's stabiliser for every denominator other than Z's and Epsilon's
+STAB = 1e-100  # keras-lrp's float64 stabiliser (rules.tiny) for denominators other than Z's
 
 
 # --------------------------------------------------------------------------- matrices
@@ -97,7 +97,7 @@ def _neg(a):
 
 
 def _stab(den):
-    """den + 1e-12 * sign(den), sign(0) = +1 (contract's stabiliser)."""
+    """den + STAB * sign(den), sign(0) = +1 (keras-lrp's float64 stabiliser)."""
     return den + STAB * np.where(den >= 0, 1.0, -1.0)
 
 

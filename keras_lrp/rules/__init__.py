@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 
 from keras_lrp.rules.alphabeta import AlphaBeta, ZPlus, ZPlusFast
-from keras_lrp.rules.base import TINY, RelevanceLayer, Rule
+from keras_lrp.rules.base import TINY, RelevanceLayer, Rule, tiny
 from keras_lrp.rules.bounded import Bounded
 from keras_lrp.rules.epsilon import Epsilon, Z
 from keras_lrp.rules.gamma import Gamma
-from keras_lrp.rules.structural import IdentityRelevance, ProportionalRelevance, RouteRelevance
+from keras_lrp.rules.structural import GateRelevance, IdentityRelevance, LayerNormRelevance, \
+    ProportionalRelevance, RouteRelevance
 from keras_lrp.rules.wsquare import Flat, WSquare
 
 #: Every rule name accepted by :func:`get`, mapped to a factory taking the rule's parameters.
@@ -59,6 +60,8 @@ def get(identifier, **params) -> Rule:
                      "or a keras_lrp.rules.Rule subclass or instance, or a (low, high) tuple.")
 
 
-__all__ = ["AlphaBeta", "Bounded", "Epsilon", "Flat", "Gamma", "IdentityRelevance",
+__all__ = ["AlphaBeta", "Bounded", "Epsilon", "Flat", "Gamma", "GateRelevance",
+           "IdentityRelevance", "LayerNormRelevance",
            "ProportionalRelevance", "RULES", "RelevanceLayer", "RouteRelevance", "Rule", "TINY",
+           "tiny",
            "WSquare", "Z", "ZPlus", "ZPlusFast", "get"]

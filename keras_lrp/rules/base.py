@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
 from keras import ops
 
 from keras_lrp.linear import LinearOp, linear_op
 
 #: Magnitude of the stabiliser added (with the denominator's sign) to every denominator other than
-#: the Z rule's, so that no rule ever divides by zero.
-TINY = 1e-12
+#: the Z rule's, so that no rule ever divides by zero: 1e-12 in float32 (R / 1e-12 stays finite
+#: for any |R| < 3e26), 1e-100 in float64 (float64 is used to check conservation precisely, on
+#: networks whose activations may be far below 1e-12).
+TINY = {"float64": 1e-100}
+TINY_DEFAULT = 1e-12
+
+
+def tiny(dtype) -> float:
+    """The stabiliser magnitude for tensors of ``dtype``."""
+    return TINY.get(keras.backend.standardize_dtype(dtype), TINY_DEFAULT)
 
 
 def sign_plus(z):
@@ -17,13 +27,14 @@ def sign_plus(z):
     return ops.where(z >= 0, ops.ones_like(z), -ops.ones_like(z))
 
 
-def stabilize(z, eps: float = TINY, sign: int = 0):
+def stabilize(z, eps: Optional[float] = None, sign: int = 0):
     """``z + eps·sign(z)`` with sign(0) = +1: never zero, keeps the sign of ``z``.
 
     Pass ``sign=+1`` (or ``-1``) when ``z`` is mathematically ≥ 0 (≤ 0) everywhere: two
     operations instead of three. ``z`` is clamped first, so a rounding error of the wrong sign
     (a fast convolution may return −1e-12 for an exact 0) can never cancel ε.
     """
+    eps = tiny(z.dtype) if eps is None else eps
     eps = ops.convert_to_tensor(eps, dtype=z.dtype)  # not ops.cast: it rounds through float32
     if sign:
         return ops.maximum(z, 0) + eps if sign > 0 else ops.minimum(z, 0) - eps
@@ -51,12 +62,15 @@ class RelevanceLayer(keras.layers.Layer):
     at that output. Returns the relevance at the input (a list when the layer has several).
 
     Args:
-        target: the forward layer whose relevance this layer propagates.
+        target: the forward layer (or keras Operation) whose relevance this layer propagates.
+        forward: ``forward(xs)`` recomputes the target's output from its inputs, replaying the
+            node's own call arguments; defaults to calling ``target`` on one input or a list.
     """
 
-    def __init__(self, target=None, **kwargs):
+    def __init__(self, target=None, forward=None, **kwargs):
         super().__init__(**kwargs)
         self.target = target
+        self.forward = forward or (lambda xs: target(xs[0] if len(xs) == 1 else xs))
 
     def call(self, inputs):
         *xs, z, relevance = inputs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras_lrp.rules.base import Rule, safe_divide, stabilize, TINY
+from keras_lrp.rules.base import Rule, safe_divide, stabilize, tiny
 
 
 class Z(Rule):
@@ -49,5 +49,5 @@ class Epsilon(Z):
 
     def denominator(self, op, x, z):
         z = z if self.bias else op(x)
-        eps = max(float(self.epsilon), TINY)
+        eps = max(float(self.epsilon), tiny(z.dtype))
         return z, lambda r, d: r / stabilize(d, eps)

@@ -9,12 +9,12 @@ from keras_lrp.rules.base import RelevanceLayer, stabilize
 
 
 def _vjp(fn, xs, cotangent):
-    """Vector-Jacobian product of ``fn`` at ``xs`` (a list) with ``cotangent``."""
-    xs = [tf.convert_to_tensor(x) for x in xs]
+    """Vector-Jacobian product of ``fn`` (taking the list ``xs``) at ``xs`` with ``cotangent``."""
+    xs = [tf.identity(x) for x in xs]  # distinct tensors, even where the node reads one twice
     with tf.GradientTape() as tape:
         for x in xs:
             tape.watch(x)
-        y = fn(xs[0] if len(xs) == 1 else xs)
+        y = fn(xs)
     grads = tape.gradient(y, xs, output_gradients=cotangent)
     return [ops.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
 
@@ -27,6 +27,9 @@ class IdentityRelevance(RelevanceLayer):
     """
 
     def propagate(self, xs, z, relevance):
+        if len(xs) != 1:
+            raise ValueError(f"{type(self).__name__} passes relevance through single-input "
+                             f"layers; '{self.name}' has {len(xs)} inputs.")
         return [relevance]
 
 
@@ -41,7 +44,7 @@ class RouteRelevance(RelevanceLayer):
     """
 
     def propagate(self, xs, z, relevance):
-        return _vjp(lambda v: self.target(v), xs, relevance)
+        return _vjp(self.forward, xs, relevance)
 
 
 class ProportionalRelevance(RelevanceLayer):
@@ -52,5 +55,66 @@ class ProportionalRelevance(RelevanceLayer):
     """
 
     def propagate(self, xs, z, relevance):
-        grads = _vjp(lambda v: self.target(v), xs, relevance / stabilize(z))
+        grads = _vjp(self.forward, xs, relevance / stabilize(z))
         return [x * g for x, g in zip(xs, grads)]
+
+
+class GateRelevance(RelevanceLayer):
+    """A gate: ``Multiply([signal, gate])`` gives all relevance to the signal, none to the gate.
+
+    Squeeze-and-excitation blocks and hard-swish multiply a signal by a gate in [0, 1]; as for
+    LSTM gates (Arras et al. 2017), the gate only scales the signal's message and receives no
+    relevance.
+
+    Formula:
+        R_signal = R,   R_gate = 0
+
+    Args:
+        gate_index: which input is the gate.
+    """
+
+    def __init__(self, target=None, gate_index: int = 1, **kwargs):
+        super().__init__(target=target, **kwargs)
+        self.gate_index = gate_index
+
+    def propagate(self, xs, z, relevance):
+        return [ops.zeros_like(x) if i == self.gate_index else relevance
+                for i, x in enumerate(xs)]
+
+    def get_config(self):
+        return {**super().get_config(), "gate_index": self.gate_index}
+
+
+class LayerNormRelevance(RelevanceLayer):
+    """LayerNormalization as the linear map it is for a fixed input (Ali et al. 2022).
+
+    The standard deviation σ is held constant (detached), so the layer is the affine map
+    y = (x − μ(x))/σ · γ + β, linear in x through the centring; the Z rule runs on it, with β as
+    the bias (it absorbs its share; with β = 0 relevance is conserved). With ``rms_scaling``
+    there is no centring: y = x/σ · γ.
+
+    Formula:
+        c_ik = (δ_ik − 1/N) γ_i / σ,   R_k = Σ_i x_k c_ik / (Σ_k' x_k' c_ik' + β_i) · R_i
+    """
+
+    def propagate(self, xs, z, relevance):
+        layer, x = self.target, tf.convert_to_tensor(xs[0])
+        axes = [a % len(x.shape) for a in (layer.axis if isinstance(layer.axis, (list, tuple))
+                                          else [layer.axis])]
+        shape = [x.shape[a] if a in axes else 1 for a in range(len(x.shape))]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            if layer.rms_scaling:
+                centred = x
+                scale = ops.rsqrt(ops.mean(ops.square(x), axis=axes, keepdims=True)
+                                  + layer.epsilon)
+            else:
+                centred = x - ops.mean(x, axis=axes, keepdims=True)
+                scale = ops.rsqrt(ops.var(x, axis=axes, keepdims=True) + layer.epsilon)
+            linear = centred * tf.stop_gradient(scale)
+            if layer.gamma is not None:
+                linear = linear * ops.reshape(ops.cast(layer.gamma, x.dtype), shape)
+        full = linear if layer.beta is None else linear + ops.reshape(
+            ops.cast(layer.beta, x.dtype), shape)
+        grad = tape.gradient(linear, x, output_gradients=relevance / stabilize(full))
+        return [x * grad]
