@@ -17,10 +17,12 @@ Example:
 from keras_lrp import rules
 from keras_lrp.analyzer import Analyzer
 from keras_lrp.analyzers import ANALYZERS, create_analyzer
-from keras_lrp.layer_map import register_layer
+from keras_lrp.layer_map import register_layer, register_rule
+from keras_lrp.linear import register_linear
 from keras_lrp.report import ConservationReport
 
 __version__ = "0.1.0"
 
-__all__ = ["ANALYZERS", "Analyzer", "ConservationReport", "create_analyzer", "register_layer", "rules",
+__all__ = ["ANALYZERS", "Analyzer", "ConservationReport", "create_analyzer", "register_layer",
+           "register_linear", "register_rule", "rules",
            "__version__"]

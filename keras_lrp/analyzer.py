@@ -83,7 +83,7 @@ class Analyzer:
 
     def __init__(self, model, selector: Optional[RuleSelector] = None,
                  neuron_selection_mode: str = "max_activation", output_relevance: str = "logit",
-                 name: str = "lrp", jit_compile: bool = False):
+                 name: str = "lrp", jit_compile: bool = False, output=None):
         if neuron_selection_mode not in NEURON_SELECTION_MODES:
             raise ValueError(f"neuron_selection_mode must be one of {NEURON_SELECTION_MODES}, "
                              f"got {neuron_selection_mode!r}.")
@@ -99,13 +99,31 @@ class Analyzer:
         self.graph = graph_mod.extract(model)
         check_supported(self.graph)
         self.graph = canonize(self.graph)
-        if len(self.graph.outputs) != 1:
-            raise ValueError(f"Model '{model.name}' has {len(self.graph.outputs)} outputs; "
-                             "keras-lrp explains single-output models.")
+        self.output_index = self._output_index(output)
         self._build()
         self._functions: Dict[bool, Any] = {}
 
     # -- building -----------------------------------------------------------------------------
+
+    def _output_index(self, output) -> int:
+        """The explained output's index, from ``output`` (an index or an output layer name)."""
+        names = self.graph.output_names
+        if output is None:
+            if len(names) > 1:
+                raise ValueError(f"Model '{self.model_name}' has {len(names)} outputs "
+                                 f"({', '.join(names)}); choose one with output=<index or "
+                                 "name>.")
+            return 0
+        if isinstance(output, str):
+            if output not in names:
+                raise ValueError(f"Model '{self.model_name}' has no output named {output!r}; "
+                                 f"its outputs are {', '.join(names)}.")
+            return names.index(output)
+        if isinstance(output, (int, np.integer)) and not isinstance(output, bool) and \
+                -len(names) <= output < len(names):
+            return int(output) % len(names)
+        raise ValueError(f"output must be an index in [0, {len(names)}) or one of "
+                         f"{', '.join(names)}; got {output!r}.")
 
     def _make_inputs(self):
         self.inputs = [keras.Input(batch_shape=(None,) + tuple(spec.shape[1:]), dtype=spec.dtype,
@@ -116,7 +134,7 @@ class Analyzer:
             self._selection_input = keras.Input(batch_shape=(None,), dtype="int32",
                                                 name="neuron_selection")
         self._values = graph_mod.replay(self.graph, self.inputs)
-        self.logits = self._values[self.graph.outputs[0]]
+        self.logits = self._values[self.graph.outputs[self.output_index]]
         self.forward_model = keras.Model(_one_or_list(self.inputs), self.logits,
                                          name=f"{self.name.replace('.', '_')}_forward")
         start_inputs = [self.logits] + ([self._selection_input] if self._selection_input
@@ -133,7 +151,7 @@ class Analyzer:
         self._make_inputs()
         g, values = self.graph, self._values
         input_fed, nonneg = input_fed_nodes(g), nonnegative_tensors(g)
-        relevance = {g.outputs[0]: self.start}
+        relevance = {g.outputs[self.output_index]: self.start}
         layerwise: Dict[str, Any] = {}
         calls: Dict[str, int] = {}  # a shared layer's calls are numbered in forward order
         call_index = {}

@@ -143,7 +143,7 @@ ANALYZERS: Dict[str, Entry] = {
 #: Keyword arguments every analyzer accepts.
 COMMON_KWARGS = {"neuron_selection_mode": "max_activation", "output_relevance": None,
                  "input_layer_rule": None, "until_layer_idx": None, "until_layer_rule": None,
-                 "rule_map": None, "jit_compile": False}
+                 "rule_map": None, "jit_compile": False, "output": None}
 _FLAT_INPUT = {"lrp.sequential_preset_a_flat", "lrp.sequential_preset_b_flat",
                "lrp.sequential_preset_b_flat_until_idx", "lrp.epsilon_plus_flat",
                "lrp.epsilon_alpha_2_beta_1_flat"}
@@ -178,7 +178,7 @@ def create_analyzer(name: str, model, **kwargs) -> Analyzer:
     params = {k: kwargs.get(k, v) for k, v in entry.params.items()}
     common = {k: kwargs.get(k, v) for k, v in COMMON_KWARGS.items()}
     run = dict(neuron_selection_mode=common["neuron_selection_mode"], name=name,
-               jit_compile=common["jit_compile"])
+               jit_compile=common["jit_compile"], output=common["output"])
     if entry.gradient:
         return GradientAnalyzer(model, times_input=entry.gradient == "input_t_gradient",
                                 output_relevance=common["output_relevance"] or "one", **run)
@@ -211,16 +211,21 @@ class InputGradient(keras.layers.Layer):
         self.forward, self.start, self.times_input = forward, start, times_input
 
     def call(self, inputs):
-        xs, extra = inputs[:1], inputs[1:]
+        n = len(self.forward.inputs)
+        xs, extra = [tf.convert_to_tensor(x) for x in inputs[:n]], list(inputs[n:])
         with tf.GradientTape() as tape:
-            tape.watch(xs[0])
-            logits = self.forward(xs[0])
+            for x in xs:
+                tape.watch(x)
+            logits = self.forward(xs[0] if n == 1 else xs)
             target = tf.reduce_sum(tf.stop_gradient(self.start([logits] + extra)) * logits)
-        grad = tape.gradient(target, xs[0])
-        return grad * xs[0] if self.times_input else grad
+        grads = tape.gradient(target, xs, unconnected_gradients="zero")
+        out = [g * x for g, x in zip(grads, xs)] if self.times_input else grads
+        return out[0] if n == 1 else out
 
     def compute_output_spec(self, inputs):
-        return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
+        specs = [keras.KerasTensor(x.shape, dtype=self.compute_dtype)
+                 for x in inputs[:len(self.forward.inputs)]]
+        return specs[0] if len(specs) == 1 else specs
 
 
 class GradientAnalyzer(Analyzer):
@@ -232,15 +237,13 @@ class GradientAnalyzer(Analyzer):
 
     def _build(self):
         self._make_inputs()
-        if len(self.inputs) != 1:
-            raise ValueError("The gradient analyzers support single-input models.")
         start = OutputRelevance(self.neuron_selection_mode, self.output_relevance,
                                 name="gradient_selection", dtype=self.logits.dtype)
         grad = InputGradient(self.forward_model, start, self.times_input, name=self.name,
-                             dtype=self.inputs[0].dtype)(
-            self._model_inputs())
-        self.layer_names = [self.inputs[0].name]
+                             dtype=self.inputs[0].dtype)(self._model_inputs())
+        grads = grad if isinstance(grad, (list, tuple)) else [grad]
+        self.layer_names = [x.name for x in self.inputs]
         inputs = self._model_inputs()
         inputs = inputs[0] if len(inputs) == 1 else inputs
         self.relevance_model = keras.Model(inputs, grad, name=self.name)
-        self._layerwise_model = keras.Model(inputs, {self.layer_names[0]: grad})
+        self._layerwise_model = keras.Model(inputs, dict(zip(self.layer_names, grads)))

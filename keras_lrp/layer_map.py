@@ -7,6 +7,7 @@ Kernel layers (Dense, convolutions, standalone BatchNormalization) get an LRP ru
 
 from __future__ import annotations
 
+import types
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
@@ -120,6 +121,28 @@ def register_layer(layer_class: type, relevance: type) -> None:
         raise TypeError(f"register_layer needs a keras_lrp.rules.RelevanceLayer subclass "
                         f"(e.g. IdentityRelevance), got {relevance!r}.")
     USER_LAYER_MAP.insert(0, ((layer_class,), None, relevance))
+
+
+#: (layer classes or names, rule) pairs added by :func:`register_rule`, newest first.
+GLOBAL_RULE_MAP: List[Tuple[Any, Any]] = []
+
+
+def register_rule(layer: Any, rule) -> None:
+    """Use ``rule`` for a kernel layer class (or layer name) in every analyzer from now on.
+
+    Takes precedence over the analyzers' own assignments, ``input_layer_rule`` and
+    ``until_layer_rule``; an analyzer's ``rule_map`` still comes first. The layer must be a kernel
+    layer keras-lrp knows, or one taught with :func:`keras_lrp.register_linear`.
+
+    Args:
+        layer: a layer class, a layer name, or a tuple of them.
+        rule: a rule name, :class:`~keras_lrp.rules.Rule` subclass or instance.
+
+    Example:
+        >>> keras_lrp.register_rule(MyDense, keras_lrp.rules.Epsilon(epsilon=0.01))
+    """
+    _matches(layer, types.SimpleNamespace(name=""))  # validates the key: TypeError if bad
+    GLOBAL_RULE_MAP.insert(0, (layer, rules_mod.get(rule)))
 
 
 def structural_relevance(layer, node: Optional[Node] = None) -> Optional[type]:
@@ -299,7 +322,8 @@ def _matches(selector, layer) -> bool:
 class RuleSelector:
     """Chooses the rule for each kernel layer, in this order of priority:
 
-    1. ``rule_map``: the user's ordered (layer classes or names, rule) pairs, first match wins;
+    1. ``rule_map``: the user's ordered (layer classes or names, rule) pairs, first match wins,
+       then the pairs added by :func:`register_rule`;
     2. ``input_layer_rule``: kernel layers fed directly by a model input;
     3. ``until_layer_rule``: layers among ``model.layers[0..until_layer_idx]``;
     4. ``conditional``: the analyzer's own (predicate(node, graph), rule) pairs (presets);
@@ -325,7 +349,7 @@ class RuleSelector:
 
     def select(self, node: Node, graph: Graph, input_fed: set) -> rules_mod.Rule:
         layer = node.layer
-        for key, rule in self.rule_map:
+        for key, rule in self.rule_map + GLOBAL_RULE_MAP:
             if _matches(key, layer):
                 return rule
         if self.input_layer_rule is not None and id(node) in input_fed:

@@ -164,6 +164,34 @@ _LINEAR_OPS = [
 ]
 
 
+def register_linear(layer_class: type, apply: Callable, kernel="kernel", bias="bias") -> None:
+    """Teach keras-lrp the linear map of your own kernel layer, so every LRP rule applies to it.
+
+    Args:
+        layer_class: your Keras layer class (subclasses match too).
+        apply: ``apply(layer, x, kernel) -> K(x; kernel)``, the layer's map without bias,
+            linear in ``x`` and in ``kernel``, for any kernel of the layer's kernel shape.
+        kernel: the attribute holding the kernel, or ``kernel(layer) -> tensor``.
+        bias: the attribute holding the bias (broadcastable against the output), or
+            ``bias(layer) -> tensor or None``; ``None`` if the layer has no bias.
+
+    Formula:
+        z = apply(layer, x, W) + b;  rules call apply with modified kernels (W⁺, W², …)
+
+    Example:
+        >>> keras_lrp.register_linear(MyDense, lambda layer, x, k: x @ k, kernel="w", bias="b")
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"register_linear needs a keras.layers.Layer subclass, got "
+                        f"{layer_class!r}.")
+    if not callable(apply):
+        raise TypeError(f"register_linear needs apply(layer, x, kernel), got {apply!r}.")
+    get = lambda spec, layer: spec(layer) if callable(spec) else (  # noqa: E731
+        None if spec is None else getattr(layer, spec))
+    _LINEAR_OPS.insert(0, (layer_class, lambda layer: LinearOp(
+        layer, lambda x, k: apply(layer, x, k), get(kernel, layer), get(bias, layer))))
+
+
 def linear_op(layer) -> Optional[LinearOp]:
     """The :class:`LinearOp` of ``layer``, or ``None`` if it is not a kernel layer."""
     for cls, make in _LINEAR_OPS:
