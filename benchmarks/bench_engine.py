@@ -51,6 +51,22 @@ def interleaved_medians(fns: dict, repeats: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def input_gradient(model: keras.Model, sample_shape) -> tf.types.experimental.ConcreteFunction:
+    """The reference: a compiled tf.GradientTape gradient of the max logit w.r.t. the input,
+    on the same softmax-free model the analyzers explain."""
+    forward = keras_lrp.create_analyzer("gradient", model).forward_model
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)])
+    def gradient(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            logits = forward(inputs, training=False)
+            target = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
+        return tape.gradient(target, inputs)
+
+    return gradient
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -61,17 +77,7 @@ def main() -> None:
     model = vgg_like(args.size)
     x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
         "float32")
-    # The gradient reference: the max logit's input gradient on the same softmax-free model.
-    forward = keras_lrp.create_analyzer("gradient", model).forward_model
-
-    @tf.function(input_signature=[tf.TensorSpec((None,) + x.shape[1:], tf.float32)])
-    def gradient(inputs):
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            logits = forward(inputs, training=False)
-            target = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
-        return tape.gradient(target, inputs)
-
+    gradient = input_gradient(model, x.shape[1:])
     fns = {"tf.GradientTape gradient": lambda: gradient(x).numpy()}
     builds = {}
     for name in ANALYZERS:

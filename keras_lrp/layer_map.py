@@ -147,8 +147,8 @@ def register_rule(layer: Any, rule) -> None:
 
 def structural_relevance(layer, node: Optional[Node] = None) -> Optional[type]:
     """The fixed relevance layer class for a layer without a kernel, or None if unsupported."""
-    for types, predicate, cls in USER_LAYER_MAP + LAYER_MAP:
-        if isinstance(layer, types) and (predicate is None or predicate(layer, node)):
+    for classes, predicate, cls in USER_LAYER_MAP + LAYER_MAP:
+        if isinstance(layer, classes) and (predicate is None or predicate(layer, node)):
             return cls
     return None
 
