@@ -20,9 +20,10 @@ from keras_lrp.analyzers import ANALYZERS, create_analyzer
 from keras_lrp.layer_map import register_layer, register_rule
 from keras_lrp.linear import register_linear
 from keras_lrp.report import ConservationReport
+from keras_lrp.serialize import load_analyzer
 
 __version__ = "0.1.0"
 
-__all__ = ["ANALYZERS", "Analyzer", "ConservationReport", "create_analyzer", "register_layer",
+__all__ = ["ANALYZERS", "Analyzer", "ConservationReport", "create_analyzer", "load_analyzer", "register_layer",
            "register_linear", "register_rule", "rules",
            "__version__"]

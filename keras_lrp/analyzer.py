@@ -9,7 +9,7 @@ to their relevances; :meth:`Analyzer.analyze` runs it as one compiled TensorFlow
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import keras
 import numpy as np
@@ -17,9 +17,10 @@ import tensorflow as tf
 from keras import ops
 
 from keras_lrp import graph as graph_mod
-from keras_lrp.canonize import canonize
+from keras_lrp.canonize import LOW_PRECISION, canonize
 from keras_lrp.layer_map import RuleSelector, check_supported, input_fed_nodes, \
     nonnegative_tensors, relevance_layer
+from keras_lrp.inputs import as_arrays, is_batch_stream, slices, stream
 from keras_lrp.report import ConservationReport
 
 NEURON_SELECTION_MODES = ("max_activation", "index", "all")
@@ -91,6 +92,10 @@ class Analyzer:
             raise ValueError(f"output_relevance must be one of {OUTPUT_RELEVANCES}, got "
                              f"{output_relevance!r}.")
         self.name = name
+        #: The user's model (read, never modified); saved by :meth:`save`.
+        self.model = model
+        #: ``{"name": …, "kwargs": …}`` as given to create_analyzer (set by it), for :meth:`save`.
+        self.config = {"name": name, "kwargs": {}}
         self.model_name = getattr(model, "name", "model")
         self.neuron_selection_mode = neuron_selection_mode
         self.output_relevance = output_relevance
@@ -126,7 +131,8 @@ class Analyzer:
                          f"{', '.join(names)}; got {output!r}.")
 
     def _make_inputs(self):
-        self.inputs = [keras.Input(batch_shape=(None,) + tuple(spec.shape[1:]), dtype=spec.dtype,
+        self.inputs = [keras.Input(batch_shape=(None,) + tuple(spec.shape[1:]),
+                                   dtype="float32" if spec.dtype in LOW_PRECISION else spec.dtype,
                                    name=graph_mod.input_name(spec))
                        for spec in self.graph.input_specs]
         self._selection_input = None
@@ -203,28 +209,6 @@ class Analyzer:
                 jit_compile=self.jit_compile, reduce_retracing=True)
         return self._functions[layerwise]
 
-    def _prepare(self, x, neuron_selection) -> List[Any]:
-        xs = list(x) if isinstance(x, (list, tuple)) else [x]
-        if len(xs) != len(self.inputs):
-            raise ValueError(f"Model '{self.model_name}' has {len(self.inputs)} inputs; got "
-                             f"{len(xs)} arrays.")
-        arrays = []
-        for arr, spec in zip(xs, self.inputs):
-            arr = np.asarray(arr)
-            expected = tuple(spec.shape)
-            if arr.ndim != len(expected) or any(e is not None and e != a
-                                                for e, a in zip(expected[1:], arr.shape[1:])):
-                raise ValueError(f"Input '{spec.name}' expects arrays of shape "
-                                 f"{('batch',) + expected[1:]}, got shape {arr.shape}.")
-            arrays.append(arr.astype(spec.dtype, copy=False))
-        batch = arrays[0].shape[0]
-        if self.neuron_selection_mode == "index":
-            arrays.append(self._selection(neuron_selection, batch))
-        elif neuron_selection is not None:
-            raise ValueError(f"neuron_selection is only used with neuron_selection_mode='index'"
-                             f" (this analyzer uses {self.neuron_selection_mode!r}).")
-        return arrays
-
     def _selection(self, neuron_selection, batch: int):
         if neuron_selection is None:
             raise ValueError("neuron_selection_mode='index' needs analyze(x, "
@@ -242,25 +226,67 @@ class Analyzer:
                              f"{sel.tolist() if sel.size <= 10 else sel}.")
         return sel.astype("int32")
 
-    def analyze(self, x, neuron_selection=None, layerwise: bool = False):
+    def analyze(self, x, neuron_selection=None, layerwise: bool = False,
+                batch_size: Optional[int] = None, allow_nonfinite: bool = False):
         """Relevance of every input value for the selected output.
 
         Args:
-            x: one array (batch first) or a list of arrays for a multi-input model.
+            x: one array (batch first), a list of arrays for a multi-input model, or a
+                ``tf.data.Dataset``, generator or iterable yielding such batches (or ``(x, y)``
+                pairs), consumed one batch at a time.
             neuron_selection: with ``neuron_selection_mode="index"``, the output index to
-                explain: an int, or one per sample.
+                explain: an int, or one per sample (arrays only).
             layerwise: return a dict from layer name to the relevance at that layer's output
                 (model inputs included, by input name) instead of the input relevance.
+            batch_size: analyze arrays this many samples at a time (bounds the memory used).
+            allow_nonfinite: analyze inputs holding NaN or inf instead of raising.
 
         Returns:
             A NumPy array shaped like ``x`` (a list for multi-input models), or the dict.
         """
-        args = self._prepare(x, neuron_selection)
-        out = self._function(layerwise)(*args)
+        parts = [rel for _, rel in self.iter_analyze(x, neuron_selection, batch_size,
+                                                     allow_nonfinite, layerwise)]
+        if not parts:
+            raise ValueError("analyze got no samples: the dataset or generator was empty.")
         if layerwise:
-            return {k: np.asarray(out[k]) for k in self.layer_names}
-        out = [np.asarray(v) for v in (out if isinstance(out, (list, tuple)) else [out])]
-        return out[0] if len(out) == 1 else out
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if isinstance(parts[0], list):
+            return [np.concatenate(group) for group in zip(*parts)]
+        return np.concatenate(parts)
+
+    def iter_analyze(self, x, neuron_selection=None, batch_size: Optional[int] = None,
+                     allow_nonfinite: bool = False, layerwise: bool = False):
+        """Like :meth:`analyze`, but yields ``(inputs, relevance)`` batch by batch, keeping
+        nothing: for results larger than memory (write each batch, e.g. with
+        :class:`keras_lrp.io.RelevanceWriter`)."""
+        if is_batch_stream(x):
+            if neuron_selection is not None and np.ndim(neuron_selection) > 0:
+                raise ValueError("With a dataset or generator, neuron_selection must be one int "
+                                 "for every sample (or None).")
+            for batch in stream(x):
+                yield from self.iter_analyze(batch, neuron_selection, batch_size,
+                                             allow_nonfinite, layerwise)
+            return
+        arrays = as_arrays(x, self.inputs, self.model_name, allow_nonfinite)
+        n = arrays[0].shape[0]
+        if self.neuron_selection_mode == "index":
+            selection = self._selection(neuron_selection, n)
+        elif neuron_selection is not None:
+            raise ValueError(f"neuron_selection is only used with neuron_selection_mode='index'"
+                             f" (this analyzer uses {self.neuron_selection_mode!r}).")
+        start = 0
+        for batch in slices(arrays, batch_size):
+            size = batch[0].shape[0]
+            args = batch + ([selection[start:start + size]]
+                            if self.neuron_selection_mode == "index" else [])
+            start += size
+            out = self._function(layerwise)(*args)
+            if layerwise:
+                result = {k: np.asarray(out[k]) for k in self.layer_names}
+            else:
+                out = [np.asarray(v) for v in (out if isinstance(out, (list, tuple)) else [out])]
+                result = out[0] if len(out) == 1 else out
+            yield (batch[0] if len(batch) == 1 else batch), result
 
     def conservation(self, x, neuron_selection=None) -> ConservationReport:
         """Σ R at every layer next to the explained output (see :class:`ConservationReport`)."""
@@ -268,6 +294,13 @@ class Analyzer:
         output_name = next(reversed(rows))
         return ConservationReport(self.name, rows, explained=rows[output_name],
                                   input_names=[t.name for t in self.inputs])
+
+    def save(self, path: str) -> None:
+        """Save this analyzer (configuration and model) to one file; see
+        :func:`keras_lrp.load_analyzer`."""
+        from keras_lrp.serialize import save_analyzer
+
+        save_analyzer(self, path)
 
     def __repr__(self):
         return (f"<keras_lrp.Analyzer {self.name!r} of model {self.model_name!r}, "

@@ -167,6 +167,7 @@ def create_analyzer(name: str, model, **kwargs) -> Analyzer:
     if name not in ANALYZERS:
         raise ValueError(f"Unknown analyzer {name!r}. Valid names: {', '.join(ANALYZERS)}.")
     entry = ANALYZERS[name]
+    given = dict(kwargs)
     unknown = set(kwargs) - set(entry.params) - set(COMMON_KWARGS)
     if name == "lrp.sequential_preset_b_flat_until_idx" and kwargs.get(
             "until_layer_idx") is not None:
@@ -180,8 +181,10 @@ def create_analyzer(name: str, model, **kwargs) -> Analyzer:
     run = dict(neuron_selection_mode=common["neuron_selection_mode"], name=name,
                jit_compile=common["jit_compile"], output=common["output"])
     if entry.gradient:
-        return GradientAnalyzer(model, times_input=entry.gradient == "input_t_gradient",
-                                output_relevance=common["output_relevance"] or "one", **run)
+        analyzer = GradientAnalyzer(model, times_input=entry.gradient == "input_t_gradient",
+                                    output_relevance=common["output_relevance"] or "one", **run)
+        analyzer.config = {"name": name, "kwargs": given}
+        return analyzer
     if name == "lrp" and isinstance(params["rule"], list):
         common["rule_map"] = list(params["rule"]) + list(common["rule_map"] or [])
         params["rule"] = R.Z()
@@ -195,8 +198,10 @@ def create_analyzer(name: str, model, **kwargs) -> Analyzer:
         input_layer_rule=common["input_layer_rule"] if common["input_layer_rule"] is not None
         else input_rule, until_layer_idx=common["until_layer_idx"],
         until_layer_rule=common["until_layer_rule"], model=model)
-    return Analyzer(model, selector, output_relevance=common["output_relevance"] or "logit",
-                    **run)
+    analyzer = Analyzer(model, selector, output_relevance=common["output_relevance"] or "logit",
+                        **run)
+    analyzer.config = {"name": name, "kwargs": given}
+    return analyzer
 
 
 class InputGradient(keras.layers.Layer):

@@ -39,12 +39,27 @@ def activation_name(fn) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
 
 
+#: 16-bit float types: layers computing in them are cloned to compute in float32, so that the
+#: analysis of a mixed-precision model runs in at least float32 (the user's model is untouched).
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+def analysis_dtype(layer):
+    """The dtype policy a clone of ``layer`` computes in: its own, or float32 if 16-bit."""
+    policy = getattr(layer, "dtype_policy", None)
+    if policy is not None and policy.compute_dtype in LOW_PRECISION:
+        return "float32"
+    return policy
+
+
 def _clone(layer, **overrides):
     if not isinstance(layer, keras.layers.Layer):  # a stateless keras.ops Operation
         clone = copy.copy(layer)
         clone._inbound_nodes, clone._outbound_nodes = [], []
         return clone
     config = {**layer.get_config(), **overrides}
+    if analysis_dtype(layer) == "float32" and "dtype" in config:
+        config["dtype"] = "float32"
     return type(layer).from_config(config)
 
 
@@ -73,7 +88,7 @@ def clone_layers(graph: Graph) -> None:
             key = ("activation", id(layer))
             if key not in clones:
                 clones[key] = keras.layers.Activation(act, name=f"{layer.name}_activation",
-                                                      dtype=layer.dtype_policy)
+                                                      dtype=analysis_dtype(layer))
             new_nodes.append(Node(clones[key], (Ref(pre),), {}, [pre], [post],
                                   list(node.out_shapes)))
     graph.nodes = new_nodes
@@ -93,7 +108,7 @@ def split_separable(graph: Graph) -> None:
         rank = layer.rank
         depthwise_cls = {1: keras.layers.DepthwiseConv1D, 2: keras.layers.DepthwiseConv2D}[rank]
         pointwise_cls = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}[rank]
-        common = dict(data_format=layer.data_format, dtype=layer.dtype_policy)
+        common = dict(data_format=layer.data_format, dtype=analysis_dtype(layer))
         depthwise = depthwise_cls(layer.kernel_size, strides=layer.strides, padding=layer.padding,
                                   depth_multiplier=layer.depth_multiplier,
                                   dilation_rate=layer.dilation_rate, use_bias=False,
@@ -180,5 +195,5 @@ def _bn_affine_numpy(layer, weights):
     return scale, beta - mean * scale
 
 
-__all__ = ["activation_name", "canonize", "clone_layers", "fold_batchnorm", "is_softmax",
+__all__ = ["activation_name", "analysis_dtype", "canonize", "clone_layers", "fold_batchnorm", "is_softmax",
            "split_separable", "strip_softmax"]
