@@ -13,8 +13,6 @@ user's layers: every layer is cloned first.
 
 from __future__ import annotations
 
-import copy
-
 import keras
 import numpy as np
 
@@ -54,7 +52,10 @@ def analysis_dtype(layer):
 
 def _clone(layer, **overrides):
     if not isinstance(layer, keras.layers.Layer):  # a stateless keras.ops Operation
-        clone = copy.copy(layer)
+        # Copy the attributes directly: copy.copy would go through Keras serialisation, which
+        # fails for user ops that are not registered as serialisable.
+        clone = object.__new__(type(layer))
+        clone.__dict__.update(layer.__dict__)
         clone._inbound_nodes, clone._outbound_nodes = [], []
         return clone
     config = {**layer.get_config(), **overrides}

@@ -21,6 +21,15 @@ from keras_lrp.rules import GateRelevance, IdentityRelevance, LayerNormRelevance
     ProportionalRelevance, RouteRelevance
 
 _NP = keras.src.ops.numpy
+_NN = keras.src.ops.nn
+#: Element-wise activations called as raw keras.ops in functional code.
+_OP_ACTIVATIONS = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplus, _NN.Softsign,
+                   _NN.Silu, _NN.HardSilu, _NN.LogSigmoid, _NN.LeakyRelu, _NN.Elu, _NN.Selu,
+                   _NN.Gelu, _NN.Celu, _NP.Tanh)
+#: Raw ops whose output is ≥ 0, and those bounded like a gate (sigmoid-like, or relu6 as in
+#: hard-sigmoid = relu6(x + 3)/6).
+_OP_NONNEGATIVE = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplus)
+_OP_GATES = (_NN.Sigmoid, _NN.HardSigmoid, _NN.Relu6)
 
 L = keras.layers
 
@@ -69,7 +78,7 @@ def _tensor_args(node) -> int:
 LAYER_MAP: List[Tuple[tuple, Optional[Callable], type]] = [
     ((L.Activation,), lambda layer, node: activation_name(layer.activation)
      in ELEMENTWISE_ACTIVATIONS, IdentityRelevance),
-    (_IDENTITY + tuple(_APP_IDENTITY), None, IdentityRelevance),
+    (_IDENTITY + tuple(_APP_IDENTITY) + _OP_ACTIVATIONS, None, IdentityRelevance),
     ((L.LayerNormalization,), None, LayerNormRelevance),
     ((L.UpSampling2D,), lambda layer, node: layer.interpolation == "nearest", RouteRelevance),
     ((L.UpSampling2D,), None, ProportionalRelevance),
@@ -175,7 +184,7 @@ def _is_gate(tid, producers, depth: int = 0) -> bool:
     if node is None or depth > 8:
         return False
     layer = node.layer
-    if _activation_of(layer) in GATE_ACTIVATIONS:
+    if _activation_of(layer) in GATE_ACTIVATIONS | {"relu6"} or isinstance(layer, _OP_GATES):
         return True
     if isinstance(layer, L.ReLU) and layer.max_value is not None:
         return True
@@ -257,6 +266,8 @@ def is_nonnegative_producer(layer, inputs_nonnegative: bool) -> bool:
         return activation_name(layer.activation) in NONNEGATIVE_ACTIVATIONS
     if isinstance(layer, L.ReLU):
         return float(layer.negative_slope) == 0.0
+    if isinstance(layer, _OP_NONNEGATIVE):
+        return True
     return inputs_nonnegative and isinstance(layer, SIGN_PRESERVING)
 
 
@@ -378,5 +389,9 @@ def relevance_layer(node: Node, selector: RuleSelector, graph: Graph, input_fed:
     cls = structural_relevance(layer, node)
     if cls is None:
         raise unsupported_error(layer)
+    if cls is IdentityRelevance and len(node.inputs) != 1:
+        raise ValueError(f"Layer '{layer.name}' has {len(node.inputs)} inputs, but "
+                         "IdentityRelevance passes relevance through single-input layers; "
+                         "register it with RouteRelevance or ProportionalRelevance instead.")
     extra = {"gate_index": gate_index(node, graph)} if cls is GateRelevance else {}
     return cls(target=layer, forward=node_call(node), name=name, dtype=dtype, **extra)
