@@ -765,7 +765,7 @@ def test_wrong_input_shape_names_the_expected_shape(which, bad, mlp_nobias, cnn)
     with pytest.raises(ValueError) as err:
         analyzer.analyze(np.zeros(bad))
     assert expected in str(err.value) and str(bad) in str(err.value)
-    with pytest.raises(ValueError, match="has 1 inputs; got 2 arrays"):
+    with pytest.raises(ValueError, match=r"has 1 inputs \(x\); got 2 arrays"):
         analyzer.analyze([np.zeros(bad), np.zeros(bad)])
 
 

@@ -918,7 +918,6 @@ class _PairArgs(L.Layer):
 def test_identity_registered_for_two_input_layer_is_a_clear_error(float64, monkeypatch, cls):
     monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
     keras_lrp.register_layer(cls, IdentityRelevance)
-    g = np.random.default_rng(111)
     i = keras.Input((5,), name="x")
     a, b = L.Dense(4, name="a")(i), L.Dense(4, name="b")(i)
     pair = cls(name="pair")

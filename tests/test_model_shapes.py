@@ -87,5 +87,5 @@ def test_output_selection_errors(output, match):
 def test_wrong_number_of_inputs_is_reported():
     model = _two_in_two_out()
     analyzer = keras_lrp.create_analyzer("lrp.z", model, output=0)
-    with pytest.raises(ValueError, match=r"has 2 inputs; got 1 arrays"):
+    with pytest.raises(ValueError, match=r"has 2 inputs \(a, b\); got 1 arrays"):
         analyzer.analyze(np.zeros((1, 3)))
