@@ -67,6 +67,21 @@ def input_gradient(model: keras.Model, sample_shape) -> tf.types.experimental.Co
     return gradient
 
 
+def time_against_gradient(model: keras.Model, x: np.ndarray, methods, repeats: int):
+    """Build an analyzer per method (timed), then time each analysis and the reference
+    gradient round-robin. Returns ({method or "tf.GradientTape gradient": median s},
+    {method: build s})."""
+    gradient = input_gradient(model, x.shape[1:])
+    fns = {"tf.GradientTape gradient": lambda: gradient(x).numpy()}
+    builds = {}
+    for name in methods:
+        start = time.perf_counter()
+        analyzer = keras_lrp.create_analyzer(name, model)
+        builds[name] = time.perf_counter() - start
+        fns[name] = lambda a=analyzer: a.analyze(x)
+    return interleaved_medians(fns, repeats), builds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -77,15 +92,7 @@ def main() -> None:
     model = vgg_like(args.size)
     x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
         "float32")
-    gradient = input_gradient(model, x.shape[1:])
-    fns = {"tf.GradientTape gradient": lambda: gradient(x).numpy()}
-    builds = {}
-    for name in ANALYZERS:
-        start = time.perf_counter()
-        analyzer = keras_lrp.create_analyzer(name, model)
-        builds[name] = time.perf_counter() - start
-        fns[name] = lambda a=analyzer: a.analyze(x)
-    medians = interleaved_medians(fns, args.repeats)
+    medians, builds = time_against_gradient(model, x, ANALYZERS, args.repeats)
     t_grad = medians["tf.GradientTape gradient"]
     print(f"model vgg_like {args.size}x{args.size}x3, batch {args.batch}, {os.cpu_count()} CPUs, "
           f"median of {args.repeats} interleaved runs")

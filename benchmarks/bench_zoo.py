@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,8 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras_lrp  # noqa: E402
-from bench_engine import input_gradient, interleaved_medians  # noqa: E402
+from bench_engine import time_against_gradient  # noqa: E402
 
 A = keras.applications
 ZOO = {"VGG16": (A.VGG16, 32), "VGG19": (A.VGG19, 32), "ResNet50": (A.ResNet50, 32),
@@ -55,17 +53,11 @@ def main() -> None:
         model = fn(weights=None, input_shape=(size, size, 3), classes=10)
         x = np.random.default_rng(0).uniform(0, 255, (args.batch, size, size, 3)).astype(
             "float32")
-        fns = {"gradient": (lambda g=input_gradient(model, x.shape[1:]): g(x).numpy())}
-        builds = {}
+        medians, builds = time_against_gradient(model, x, METHODS, args.repeats)
+        t_grad = medians["tf.GradientTape gradient"]
+        row = f"{name:<18} {size:>5} {t_grad * 1e3:>8.1f}"
         for method in METHODS:
-            start = time.perf_counter()
-            analyzer = keras_lrp.create_analyzer(method, model)
-            builds[method] = time.perf_counter() - start
-            fns[method] = lambda a=analyzer: a.analyze(x)
-        medians = interleaved_medians(fns, args.repeats)
-        row = f"{name:<18} {size:>5} {medians['gradient'] * 1e3:>8.1f}"
-        for method in METHODS:
-            row += f" {builds[method]:>27.2f} {medians[method] / medians['gradient']:>6.2f}"
+            row += f" {builds[method]:>27.2f} {medians[method] / t_grad:>6.2f}"
         print(row, flush=True)
         keras.backend.clear_session()
 
