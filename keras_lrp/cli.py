@@ -107,10 +107,11 @@ def load_model(path: str):
         raise UsageError(f"cannot load model {path}: {e}") from None
 
 
-def _progress(done: int, total: int) -> None:
+def _progress(done: int, total: int, skipped: int = 0) -> None:
     if total > 1:
         end = "\n" if done == total else ""
-        print(f"\r  batch {done}/{total}", end=end, file=sys.stderr, flush=True)
+        earlier = f" (after {skipped} rows done earlier)" if skipped else ""
+        print(f"\r  batch {done}/{total}{earlier}", end=end, file=sys.stderr, flush=True)
 
 
 def cmd_list(args) -> None:
@@ -127,7 +128,8 @@ def cmd_list(args) -> None:
         print(f"  {name:<24} {doc}")
 
 
-def _analyze_all(model, x, methods, options, neuron, batch_size):
+def _analyze_all(model, x, methods, options, neuron, batch_size, skip: int = 0):
+    """Yield ``(inputs, logits, {method: relevance})`` per batch of ``x[skip:]``."""
     import keras_lrp
 
     kwargs = dict(options)
@@ -136,13 +138,28 @@ def _analyze_all(model, x, methods, options, neuron, batch_size):
     analyzers = {m: keras_lrp.create_analyzer(m, model, **kwargs) for m in methods}
     forward = next(iter(analyzers.values())).forward_model
     n = len(x)
-    batches = range(0, n, batch_size)
+    batches = range(skip, n, batch_size)
     for i, start in enumerate(batches, 1):
         xb = x[start:start + batch_size]
         logits = np.asarray(forward(xb))
         sel = None if neuron is None else np.full(len(xb), neuron)
         yield xb, logits, {m: a.analyze(xb, neuron_selection=sel) for m, a in analyzers.items()}
-        _progress(i, len(batches))
+        _progress(i, len(batches), skip)
+
+
+def _resume_point(writer, x) -> int:
+    """Rows of ``x`` already in the writer's resumed partial file; says so on stderr."""
+    done = writer.resumed_rows  # same inputs: the metadata holds their hash
+    if done:
+        print(f"keras-lrp: resuming {writer.partial_path}: {done} of {len(x)} rows already "
+              f"done, {len(x) - done} to go", file=sys.stderr)
+    elif os.path.exists(writer.partial_path):
+        print(f"keras-lrp: {writer.partial_path} holds no whole batch; starting at row 0",
+              file=sys.stderr)
+    else:
+        print(f"keras-lrp: no {writer.partial_path} to resume; starting at row 0",
+              file=sys.stderr)
+    return done
 
 
 def cmd_analyze(args) -> None:
@@ -152,20 +169,31 @@ def cmd_analyze(args) -> None:
     x = load_inputs(args.inputs, model)
     options = parse_options(args.option)
     metadata = io.metadata_for([(m, m, options) for m in args.method], model)
-    collected = {m: [] for m in args.method}
-    with io.RelevanceWriter(args.out, metadata) as writer:
-        for xb, logits, rel in _analyze_all(model, x, args.method, options, args.neuron,
-                                            args.batch_size):
-            neurons = logits.argmax(axis=1) if args.neuron is None else np.full(len(xb),
-                                                                                args.neuron)
-            writer.append_inputs(xb, predictions=logits, neurons=neurons)
-            for m, r in rel.items():
-                writer.append(m, r)
-                if args.png:
-                    collected[m].append(r[: max(0, args.png_samples - sum(map(len, collected[m])))])
-    print(f"wrote {args.out}: {len(x)} inputs × {len(args.method)} analyzer(s)")
+    # what else decides the rows, so that --resume refuses other inputs or another neuron
+    metadata.update(neuron=args.neuron, inputs_sha256=io.model_weights_hash([x]))
+    writer = io.RelevanceWriter(args.out, metadata, resume=args.resume)
+    try:
+        with writer:
+            done = _resume_point(writer, x) if args.resume else 0
+            for xb, logits, rel in _analyze_all(model, x, args.method, options, args.neuron,
+                                                args.batch_size, skip=done):
+                neurons = logits.argmax(axis=1) if args.neuron is None else np.full(
+                    len(xb), args.neuron)
+                writer.append_inputs(xb, predictions=logits, neurons=neurons)
+                for m, r in rel.items():
+                    writer.append(m, r)
+    except BaseException:
+        if writer.kept_rows is not None:
+            print(f"\nkeras-lrp: kept the {writer.kept_rows} finished rows in "
+                  f"{writer.partial_path}; rerun with --resume to continue", file=sys.stderr)
+        raise
+    resumed = f" ({done} of them resumed from {writer.partial_path})" if done else ""
+    print(f"wrote {args.out}: {len(x)} inputs × {len(args.method)} analyzer(s){resumed}")
     if args.png:
-        columns = {m: np.concatenate(v)[: args.png_samples] for m, v in collected.items()}
+        import h5py
+
+        with h5py.File(args.out, "r") as f:  # also covers rows from an earlier, resumed run
+            columns = {m: f["relevance"][m][: args.png_samples] for m in args.method}
         png = Path(args.png) / "heatmaps.png"
         Path(args.png).mkdir(parents=True, exist_ok=True)
         heatmap.plot_grid(columns, inputs=x[: args.png_samples], path=png)
@@ -240,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(analyze, True)
     analyze.add_argument("--out", required=True, help="results file (.h5)")
     analyze.add_argument("--png", default=None, metavar="DIR", help="also write heatmaps here")
+    analyze.add_argument("--resume", action="store_true",
+                         help="continue OUT.partial, left by an interrupted run with the same "
+                         "model, inputs and options, skipping the rows it holds")
     analyze.set_defaults(func=cmd_analyze)
 
     compare = sub.add_parser("compare", help="compare analyzers: conservation and AOPC table")

@@ -9,122 +9,34 @@ File layout (format version 1)::
     /inputs, /predictions, /neurons   optional, axis 0 = samples
 
 A file is written to ``<path>.tmp-<pid>`` and renamed onto ``path`` only when the writer closes
-cleanly, so an interrupted run never leaves a half-written file at ``path``.
+cleanly, so an interrupted run never leaves a half-written file at ``path``. An interrupted or
+failed run keeps its whole batches in ``<path>.partial``, which ``RelevanceWriter(...,
+resume=True)`` continues (see :class:`RelevanceWriter`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import hashlib
-import json
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence
+import shutil
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import h5py
 import numpy as np
 
+from keras_lrp._h5meta import (_MARK, _VERSION, _decode, _differing_keys, _encode, _versions,
+                               metadata_for, model_weights_hash)
+
+__all__ = ["RelevanceWriter", "Results", "load_relevances", "metadata_for", "model_weights_hash",
+           "partial_path", "save_relevances"]
+
 FORMAT, FORMAT_VERSION = "keras-lrp-results", 1
-_MARK, _VERSION, _JSON_KEYS = "keras_lrp_format", "keras_lrp_format_version", "keras_lrp_json_keys"
 BATCH_KEYS = ("inputs", "predictions", "neurons")
 
 
-def model_weights_hash(model) -> str:
-    """SHA-256 over every weight array of ``model``: dtype, shape and bytes, in order.
-
-    Args:
-        model: a Keras model (its ``weights``), or a sequence of arrays.
-
-    Returns:
-        The hex digest; it changes when any weight value, dtype, shape or their order changes.
-
-    Example:
-        >>> meta = {"model_weights_sha256": model_weights_hash(model)}
-    """
-    digest = hashlib.sha256()
-    for w in (model.weights if hasattr(model, "weights") else model):
-        arr = np.ascontiguousarray(w.numpy() if hasattr(w, "numpy") else np.asarray(w))
-        digest.update(f"{arr.dtype.str}|{arr.shape}|".encode())
-        digest.update(arr.tobytes())
-    return digest.hexdigest()
-
-
-def _versions() -> Dict[str, str]:
-    import keras
-    import tensorflow as tf
-
-    from keras_lrp import __version__
-    return {"keras_lrp_version": __version__, "tensorflow_version": tf.__version__,
-            "keras_version": keras.__version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def metadata_for(analyzers: Sequence[Any], model, kwargs_by_name: Optional[Mapping] = None
-                 ) -> Dict[str, Any]:
-    """Metadata describing a run: analyzers and their keywords, the model, versions, time.
-
-    Args:
-        analyzers: :class:`~keras_lrp.Analyzer` objects, analyzer names, or
-            ``(label, analyzer name, kwargs)`` triples (the label names the dataset).
-        model: the explained Keras model.
-        kwargs_by_name: label → the keyword arguments given to ``create_analyzer`` (they
-            override a triple's kwargs).
-
-    Returns:
-        ``analyzers`` (labels), ``analyzer_names`` (label → analyzer name), ``analyzer_kwargs``,
-        ``analyzer_settings`` (neuron selection, output relevance, for Analyzer objects),
-        ``model_name``, ``model_weights_sha256``, ``keras_lrp_version``,
-        ``tensorflow_version``, ``keras_version`` and ``created`` (UTC, ISO 8601).
-
-    Example:
-        >>> meta = metadata_for([eps], model, {"lrp.epsilon": {"epsilon": 1e-3}})
-    """
-    rows = [(a, a, {}) if isinstance(a, str) else tuple(a) if isinstance(a, (tuple, list))
-            else (a.name, a.name, {}) for a in analyzers]
-    if any(len(r) != 3 for r in rows):
-        raise ValueError(f"Give Analyzer objects, names or (label, name, kwargs) triples; got "
-                         f"{[r for r in rows if len(r) != 3]}.")
-    labels, kwargs_by_name = [str(r[0]) for r in rows], dict(kwargs_by_name or {})
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"Analyzer labels must be unique (each names a dataset); got {labels}.")
-    if set(kwargs_by_name) - set(labels):
-        raise ValueError(f"kwargs_by_name has {sorted(set(kwargs_by_name) - set(labels))}, "
-                         f"which are not among the analyzers {labels}.")
-    settings = {a.name: {"neuron_selection_mode": a.neuron_selection_mode,
-                         "output_relevance": getattr(a, "output_relevance", None)}
-                for a in analyzers if hasattr(a, "neuron_selection_mode")}
-    return {"analyzers": labels, "analyzer_names": {lb: str(r[1]) for lb, r in zip(labels, rows)},
-            "analyzer_kwargs": {lb: dict(kwargs_by_name.get(lb, r[2] or {}))
-                                for lb, r in zip(labels, rows)},
-            "analyzer_settings": settings, "model_name": getattr(model, "name", "model"),
-            "model_weights_sha256": model_weights_hash(model), **_versions()}
-
-
-def _encode(metadata: Mapping[str, Any]) -> Dict[str, Any]:
-    attrs, json_keys = {}, []
-    for key, value in metadata.items():
-        if not isinstance(key, str) or key in (_MARK, _VERSION, _JSON_KEYS):
-            raise ValueError(f"Metadata key {key!r} is not allowed: use strings other than "
-                             f"{(_MARK, _VERSION, _JSON_KEYS)}.")
-        if (isinstance(value, (str, int, float, np.number)) and not isinstance(value, bool)) or (
-                isinstance(value, np.ndarray) and value.dtype.kind in "iuf"):
-            attrs[key] = value
-        else:  # numpy values become lists/scalars, anything else its repr
-            attrs[key] = json.dumps(value, default=lambda o: o.tolist() if isinstance(
-                o, (np.ndarray, np.generic)) else repr(o))
-            json_keys.append(key)
-    attrs[_JSON_KEYS] = json.dumps(json_keys)
-    return attrs
-
-
-def _decode(attrs) -> Dict[str, Any]:
-    json_keys, out = set(json.loads(attrs.get(_JSON_KEYS, "[]"))), {}
-    for key, value in attrs.items():
-        if key not in (_MARK, _VERSION, _JSON_KEYS):
-            value = value.decode() if isinstance(value, bytes) else value
-            out[key] = json.loads(value) if key in json_keys else (
-                value.item() if isinstance(value, np.generic) else value)
-    return out
+def partial_path(path) -> str:
+    """Where :class:`RelevanceWriter` keeps the whole batches of an interrupted run."""
+    return f"{os.fspath(path)}.partial"
 
 
 def _rows(name: str, value) -> np.ndarray:
@@ -136,6 +48,21 @@ def _rows(name: str, value) -> np.ndarray:
     return arr
 
 
+def _datasets(f: h5py.File) -> List[str]:
+    return [f"relevance/{k}" for k in f["relevance"]] + [k for k in BATCH_KEYS if k in f]
+
+
+def _check_format(f: h5py.File, path: str) -> None:
+    mark = f.attrs.get(_MARK)
+    if (mark.decode() if isinstance(mark, bytes) else mark) != FORMAT or not isinstance(
+            f.get("relevance"), h5py.Group):
+        raise ValueError(f"{path!r} is an HDF5 file but not a keras-lrp results file (no "
+                         f"{_MARK}={FORMAT!r} attribute or no /relevance group).")
+    if int(f.attrs.get(_VERSION, 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path!r} uses results format {f.attrs[_VERSION]}; this keras-lrp "
+                         f"reads up to {FORMAT_VERSION}. Upgrade keras-lrp.")
+
+
 class RelevanceWriter:
     """Write relevances batch by batch to HDF5; the file appears at ``path`` only on success.
 
@@ -144,10 +71,19 @@ class RelevanceWriter:
     written only when that analyzer is the first to reach those rows, else checked against the
     stored rows, so passing a batch's inputs with every analyzer never duplicates them.
 
-    Writes go to ``<path>.tmp-<pid>`` in the same folder. A clean exit of the ``with`` block (or
-    :meth:`close`) renames it onto ``path`` with ``os.replace``. An exception (KeyboardInterrupt
-    included), a failed write, or garbage collection without :meth:`close` removes the temp
-    file and leaves any earlier file at ``path`` untouched.
+    Writes go to ``<path>.tmp-<pid>``, flushed after each whole batch. A clean exit of the
+    ``with`` block (or :meth:`close`) renames it onto ``path`` and removes ``<path>.partial``.
+    An exception (KeyboardInterrupt included) or a failed write leaves ``path`` untouched and
+    keeps the whole rows — written for every dataset and every analyzer in
+    ``metadata["analyzers"]`` — in ``<path>.partial`` (:meth:`keep_partial`). :meth:`abort`, or
+    garbage collection without :meth:`close`, discards everything.
+
+    ``resume=True`` continues a ``<path>.partial`` whose metadata equals this run's (every key
+    but ``created``): the writer appends to a copy, so the partial file survives a hard kill,
+    and :attr:`resumed_rows` (also each value of :meth:`completed_rows`) says how many input
+    rows to skip. A partial file that differs or cannot be read raises ValueError naming it and
+    the key; it is never silently started over. Without ``resume`` a run starts at row 0 and
+    its own partial file replaces an older one.
 
     Args:
         path: the results file (``.h5``); its folder must exist.
@@ -155,17 +91,20 @@ class RelevanceWriter:
             time are added when missing.
         overwrite: replace an existing file at ``path`` (else FileExistsError).
         compression: h5py compression of the datasets (``None`` for none).
+        resume: continue ``<path>.partial`` if there is one.
 
     Example:
-        >>> with RelevanceWriter("run.h5", metadata_for(analyzers, model)) as out:
-        ...     for xb in batches:
+        >>> with RelevanceWriter("run.h5", metadata_for(analyzers, model), resume=True) as out:
+        ...     for start in range(out.resumed_rows, len(x), 64):
+        ...         xb = x[start:start + 64]
         ...         out.append_inputs(xb, predictions=model.predict_on_batch(xb))
         ...         for a in analyzers:
         ...             out.append(a.name, a.analyze(xb))
     """
 
     def __init__(self, path, metadata: Optional[Mapping[str, Any]] = None,
-                 overwrite: bool = True, compression: Optional[str] = "gzip"):
+                 overwrite: bool = True, compression: Optional[str] = "gzip",
+                 resume: bool = False):
         self.path, self._file, self._live = os.fspath(path), None, False
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
@@ -175,15 +114,50 @@ class RelevanceWriter:
                                   "choose another path.")
         self.metadata = {**_versions(), **dict(metadata or {})}
         attrs, self.compression = _encode(self.metadata), compression
-        self.tmp_path = f"{self.path}.tmp-{os.getpid()}"
+        self.tmp_path, self.partial_path = f"{self.path}.tmp-{os.getpid()}", partial_path(path)
+        names = self.metadata.get("analyzers")
+        self._expected = [f"relevance/{n}" for n in names if isinstance(n, str)] if isinstance(
+            names, (list, tuple)) else []
         self._failed: Optional[BaseException] = None
-        self._file, self._live = h5py.File(self.tmp_path, "w", track_order=True), True
+        self._rows: Dict[str, int] = {}  # rows written in full, per dataset
+        self.resumed_rows, self.kept_rows, self._flushed = 0, None, 0
+        resuming = resume and os.path.exists(self.partial_path)
+        if resuming:
+            self._check_partial(attrs)
+        self._live = True  # from here on abort() removes the temp file
         try:
-            self._file.attrs.update({_MARK: FORMAT, _VERSION: FORMAT_VERSION, **attrs})
-            self._file.create_group("relevance", track_order=True)
+            if resuming:
+                shutil.copyfile(self.partial_path, self.tmp_path)
+                self._file = h5py.File(self.tmp_path, "r+")
+                self._rows = {k: int(self._file[k].shape[0]) for k in _datasets(self._file)}
+                self.resumed_rows = self._flushed = self._complete()
+                self._truncate(self.resumed_rows)
+            else:
+                self._file = h5py.File(self.tmp_path, "w", track_order=True)
+                self._file.attrs.update({_MARK: FORMAT, _VERSION: FORMAT_VERSION, **attrs})
+                self._file.create_group("relevance", track_order=True)
         except BaseException:
             self.abort()
             raise
+
+    def _check_partial(self, attrs: Mapping[str, Any]) -> None:
+        """Raise ValueError unless the partial file is readable and made with this metadata."""
+        p, remedy = self.partial_path, "delete it or drop resume=True (--resume)"
+        try:
+            with h5py.File(p, "r") as f:
+                _check_format(f, p)
+                old, new = _decode(f.attrs), _decode(attrs)
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"Cannot resume from {p!r}: it is not a readable keras-lrp results "
+                             f"file ({e}); it may have been cut short. To start over, {remedy}."
+                             ) from None
+        keys = _differing_keys(old, new)
+        if keys:
+            shown = "; ".join(f"{k}: {repr(old.get(k, '<missing>'))[:80]} there, "
+                              f"{repr(new.get(k, '<missing>'))[:80]} now" for k in keys[:3])
+            raise ValueError(f"Cannot resume from {p!r}: its metadata differs from this run's in "
+                             f"{keys} ({shown}). Rerun with its settings; or, to start over, "
+                             f"{remedy}.")
 
     def __enter__(self) -> "RelevanceWriter":
         return self
@@ -192,7 +166,10 @@ class RelevanceWriter:
         if exc_type is None:
             self.close()
         else:
-            self.abort()
+            try:
+                self.keep_partial()
+            except Exception:  # noqa: BLE001 - keep_partial has discarded the file; the
+                pass  # original exception is the one to report
         return False
 
     def __del__(self):  # never commit from the garbage collector
@@ -207,14 +184,34 @@ class RelevanceWriter:
         return self._file
 
     def _count(self, key: str) -> int:
-        return int(self._open()[key].shape[0]) if key in self._open() else 0
+        self._open()
+        return self._rows.get(key, 0)
+
+    def _complete(self) -> int:
+        """Rows written for every dataset and every analyzer named in the metadata."""
+        keys = set(_datasets(self._open())) | set(self._expected)
+        return min((self._rows.get(k, 0) for k in keys), default=0)
+
+    def _truncate(self, n: int) -> None:
+        for key in _datasets(self._open()):
+            if self._file[key].shape[0] != n:
+                self._file[key].resize(n, axis=0)
+            self._rows[key] = n
 
     def _write(self, items: Sequence[tuple]) -> None:
-        """Append ``(key, array)`` pairs; a failure mid-way makes :meth:`close` discard all."""
+        """Append ``(key, array)`` pairs; after a failure only the whole rows before it are kept."""
+        if self._failed is not None:
+            raise RuntimeError(f"An earlier write to {self.path!r} failed ({self._failed!r}); "
+                               "close the writer (it keeps the whole batches in "
+                               f"{self.partial_path!r}) and resume.")
         for key, arr in items:  # check every shape before touching the file
             if key in self._open() and self._file[key].shape[1:] != arr.shape[1:]:
                 raise ValueError(f"'/{key}' holds rows of shape {self._file[key].shape[1:]}; got "
                                  f"a batch of shape {arr.shape}. Keep the trailing shape fixed.")
+            if key not in self._file and self.resumed_rows:
+                raise ValueError(f"{self.partial_path!r} holds {self.resumed_rows} rows without "
+                                 f"'/{key}'; append the same data as the interrupted run, or "
+                                 "start over without resume.")
         try:
             for key, arr in items:
                 if key not in self._file:
@@ -226,6 +223,10 @@ class RelevanceWriter:
                 ds, start = self._file[key], self._count(key)
                 ds.resize(start + arr.shape[0], axis=0)
                 ds[start:] = arr
+                self._rows[key] = start + arr.shape[0]
+            if self._complete() > self._flushed:  # a whole batch more: put it on disk
+                self._file.flush()
+                self._flushed = self._complete()
         except BaseException as exc:
             self._failed = exc
             raise
@@ -269,19 +270,27 @@ class RelevanceWriter:
         self._write(items)
 
     def completed_rows(self) -> Dict[str, int]:
-        """Rows written so far per dataset, e.g. ``{"relevance/lrp.z": 64, "inputs": 64}``."""
-        keys = [f"relevance/{k}" for k in self._open()["relevance"]]
-        return {k: self._count(k) for k in keys + [k for k in BATCH_KEYS if k in self._file]}
+        """Rows written so far per dataset, e.g. ``{"relevance/lrp.z": 64, "inputs": 64}``.
+
+        Right after a resume every value is :attr:`resumed_rows`, the input rows to skip.
+        """
+        return {k: self._count(k) for k in _datasets(self._open())}
 
     def close(self) -> None:
-        """Finish the file and move it onto ``path`` (nothing to do once closed)."""
+        """Finish the file, move it onto ``path`` and remove ``<path>.partial`` (nothing to do
+        once closed). After a failed write it keeps the partial file instead and raises."""
         if self._file is None:
             return
         if self._failed is not None:
-            failed = self._failed
-            self.abort()
-            raise RuntimeError(f"Not saving {self.path!r}: an earlier write failed ({failed!r});"
-                               " any earlier file there is untouched.") from failed
+            failed, kept = self._failed, None
+            try:
+                kept = self.keep_partial()
+            except Exception:  # noqa: BLE001 - reported below; the file is discarded
+                pass
+            raise RuntimeError(
+                f"Not saving {self.path!r}: an earlier write failed ({failed!r}); any earlier "
+                "file there is untouched. " + (f"The {self.kept_rows} whole rows are in {kept!r}:"
+                                               " resume to continue." if kept else "")) from failed
         try:
             self._file.close()
             self._file = None
@@ -289,6 +298,30 @@ class RelevanceWriter:
                 os.fsync(handle.fileno())
             os.replace(self.tmp_path, self.path)
             self._live = False
+            if os.path.exists(self.partial_path):
+                os.remove(self.partial_path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def keep_partial(self) -> Optional[str]:
+        """Stop after a failure: cut every dataset back to the whole rows, close, and rename the
+        temp file onto ``<path>.partial`` (replacing an older one); ``path`` is untouched.
+
+        Returns:
+            The partial file's path (its row count in :attr:`kept_rows`), or None if the
+            writer was already closed. If this fails too, everything is discarded.
+        """
+        if self._file is None:
+            return None
+        try:
+            self.kept_rows = self._complete()
+            self._truncate(self.kept_rows)
+            self._file.close()
+            self._file = None
+            os.replace(self.tmp_path, self.partial_path)
+            self._live = False
+            return self.partial_path
         except BaseException:
             self.abort()
             raise
@@ -337,11 +370,16 @@ def save_relevances(path, relevances: Mapping[str, np.ndarray], inputs=None, pre
     rows = {k: np.shape(v)[:1] for k, v in {**relevances, **batch}.items() if v is not None}
     if len(set(rows.values())) > 1:
         raise ValueError(f"Every array needs the same number of samples (axis 0); got {rows}.")
-    with RelevanceWriter(path, metadata, overwrite=overwrite) as writer:
+    writer = RelevanceWriter(path, metadata, overwrite=overwrite)
+    try:  # one batch: nothing worth keeping in a partial file on failure
         if any(v is not None for v in batch.values()):
             writer.append_inputs(**batch)
         for name, relevance in relevances.items():
             writer.append(name, relevance)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
 
 
 def load_relevances(path) -> Results:
@@ -363,14 +401,7 @@ def load_relevances(path) -> Results:
     if not h5py.is_hdf5(path):
         raise ValueError(f"{path!r} is not an HDF5 file, so not a keras-lrp results file.")
     with h5py.File(path, "r") as f:
-        mark = f.attrs.get(_MARK)
-        if (mark.decode() if isinstance(mark, bytes) else mark) != FORMAT or not isinstance(
-                f.get("relevance"), h5py.Group):
-            raise ValueError(f"{path!r} is an HDF5 file but not a keras-lrp results file (no "
-                             f"{_MARK}={FORMAT!r} attribute or no /relevance group).")
-        if int(f.attrs.get(_VERSION, 0)) > FORMAT_VERSION:
-            raise ValueError(f"{path!r} uses results format {f.attrs[_VERSION]}; this keras-lrp "
-                             f"reads up to {FORMAT_VERSION}. Upgrade keras-lrp.")
+        _check_format(f, path)
         return Results(relevance={k: v[()] for k, v in f["relevance"].items()},
                        **{k: f[k][()] if k in f else None for k in BATCH_KEYS},
                        metadata=_decode(f.attrs))

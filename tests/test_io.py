@@ -140,11 +140,19 @@ def _good_file(path):
     return klio.load_relevances(path)
 
 
-def _assert_unchanged(path, before):
+def _assert_unchanged(path, before, partial_rows=None):
+    """``path`` as before, no temp file, and ``<path>.partial`` holding ``partial_rows`` rows."""
     after = klio.load_relevances(path)
     assert after.metadata == before.metadata and list(after.relevance) == ["old"]
     np.testing.assert_array_equal(after.relevance["old"], before.relevance["old"])
-    assert _files(os.path.dirname(path)) == [os.path.basename(path)]  # no temp file left
+    name = os.path.basename(path)
+    kept = [] if partial_rows is None else [name + ".partial"]
+    assert _files(os.path.dirname(path)) == [name] + kept  # no temp file left
+    if kept:
+        partial = klio.load_relevances(path + ".partial")
+        assert partial.metadata["tag"] == "new"
+        assert {len(r) for r in partial.relevance.values()} == {partial_rows}
+        np.testing.assert_array_equal(partial.relevance["new"], np.ones((partial_rows, 2)))
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
@@ -156,7 +164,7 @@ def test_exception_inside_with_keeps_earlier_file(tmp_path, error):
             out.append("new", np.ones((2, 2)), inputs=np.ones((2, 2)))
             assert os.path.exists(out.tmp_path) and out.tmp_path.endswith(f".tmp-{os.getpid()}")
             raise error("stop")
-    _assert_unchanged(path, before)
+    _assert_unchanged(path, before, partial_rows=2)
 
 
 @pytest.mark.parametrize("method", ["resize", "__setitem__"])
@@ -172,14 +180,14 @@ def test_failure_inside_append_keeps_earlier_file(tmp_path, monkeypatch, method)
             monkeypatch.setattr(h5py.Dataset, method, fail)
             out.append("new", np.ones((2, 2)))
     monkeypatch.undo()
-    _assert_unchanged(path, before)
+    _assert_unchanged(path, before, partial_rows=2)  # the good batch, not the failed one
 
 
 def test_failed_append_caught_inside_with_is_not_committed(tmp_path, monkeypatch):
     path = str(tmp_path / "r.h5")
     before = _good_file(path)
     with pytest.raises(RuntimeError, match="earlier write failed"):
-        with klio.RelevanceWriter(path) as out:
+        with klio.RelevanceWriter(path, {"tag": "new"}) as out:
             monkeypatch.setattr(h5py.Dataset, "resize", lambda *a, **k: (_ for _ in ()).throw(
                 OSError("io")))
             try:
@@ -187,7 +195,7 @@ def test_failed_append_caught_inside_with_is_not_committed(tmp_path, monkeypatch
             except OSError:
                 pass  # the caller swallows it; the half-written file must still not land
             monkeypatch.undo()
-    _assert_unchanged(path, before)
+    _assert_unchanged(path, before, partial_rows=0)
 
 
 def test_writer_without_close_leaves_nothing(tmp_path):
