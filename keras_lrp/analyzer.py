@@ -183,7 +183,8 @@ class Analyzer:
             for tid, r in zip(node.inputs, out):
                 if tid in relevance:  # several consumers: sum their relevance
                     sums += 1
-                    r = keras.layers.Add(name=f"relevance_sum_{sums}")([relevance[tid], r])
+                    r = keras.layers.Add(name=f"relevance_sum_{sums}",
+                                         dtype=relevance[tid].dtype)([relevance[tid], r])
                 relevance[tid] = r
         input_relevance = []
         for tid, x in zip(g.inputs, self.inputs):

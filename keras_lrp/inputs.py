@@ -28,7 +28,9 @@ def as_arrays(x, specs: Sequence[Any], model_name: str,
         ValueError: wrong number of inputs, rank, shape or dtype, different batch sizes, or NaN
             or inf values (unless ``allow_nonfinite``).
     """
-    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    single_nested = (len(specs) == 1 and isinstance(x, (list, tuple))
+                     and not (len(x) == 1 and hasattr(x[0], "shape")))
+    xs = [x] if single_nested or not isinstance(x, (list, tuple)) else list(x)
     if len(xs) != len(specs):
         raise ValueError(f"Model '{model_name}' has {len(specs)} inputs "
                          f"({', '.join(s.name for s in specs)}); got {len(xs)} arrays. Pass a "
@@ -64,22 +66,29 @@ def as_arrays(x, specs: Sequence[Any], model_name: str,
 
 def slices(arrays: List[np.ndarray], batch_size: Optional[int]) -> Iterator[List[np.ndarray]]:
     """Consecutive batches of ``batch_size`` samples (all at once if None)."""
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
+                                   or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     n = arrays[0].shape[0]
     if batch_size is None or batch_size >= n:
         yield arrays
         return
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     for start in range(0, n, batch_size):
         yield [a[start:start + batch_size] for a in arrays]
 
 
 def stream(data: Iterable) -> Iterator[Any]:
-    """The model inputs of each batch of a Dataset/generator: ``x``, or ``x`` of ``(x, y, …)``."""
+    """The model inputs of each batch of a Dataset/generator: ``x``, or ``x`` of ``(x, y, …)``.
+
+    A tuple batch is read as ``(x, y, …)``, as Keras' ``fit`` does; for a multi-input model,
+    yield ``((x1, x2), y)`` or ``[x1, x2]``.
+    """
     for batch in data:
         if isinstance(batch, tuple) and len(batch) >= 2:
             batch = batch[0]  # (x, y) or (x, y, sample_weight), as Keras' fit accepts
         if isinstance(batch, dict):
             raise ValueError("Batches given as dicts are not supported; yield x or (x, y), with "
                              "x an array or a list of arrays in the model's input order.")
-        yield [np.asarray(b) for b in batch] if isinstance(batch, list) else np.asarray(batch)
+        # x of a multi-input model comes as a list or (from tf.data) a tuple of arrays
+        yield ([np.asarray(b) for b in batch] if isinstance(batch, (list, tuple))
+               else np.asarray(batch))

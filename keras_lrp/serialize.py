@@ -104,6 +104,8 @@ def load_analyzer(path: str, custom_objects: Optional[Dict[str, Any]] = None):
     """
     from keras_lrp import __version__, create_analyzer
 
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No analyzer file at {path}.")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a keras-lrp analyzer file (expected a zip written by "
                          "Analyzer.save).")

@@ -82,8 +82,13 @@ class RelevanceLayer(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         xs = inputs[:-2]
+        self.check_input_shapes([tuple(x.shape) for x in xs])
         specs = [keras.KerasTensor(x.shape, dtype=self.compute_dtype) for x in xs]
         return specs[0] if len(specs) == 1 else specs
+
+    def check_input_shapes(self, shapes) -> None:
+        """Raise ValueError if the layer's input shapes do not suit this relevance layer; called
+        when the reverse graph is built, before any analysis."""
 
 
 class Rule(RelevanceLayer):

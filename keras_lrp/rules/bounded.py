@@ -35,14 +35,16 @@ class Bounded(Rule):
         if np.any(low > high):
             bad = np.argwhere(np.broadcast_to(low > high, np.broadcast_shapes(low.shape,
                                                                              high.shape)))[0]
-            lo = np.broadcast_to(low, np.broadcast_shapes(low.shape, high.shape))[tuple(bad)]
-            hi = np.broadcast_to(high, np.broadcast_shapes(low.shape, high.shape))[tuple(bad)]
+            lo = float(np.broadcast_to(low, np.broadcast_shapes(low.shape, high.shape))[tuple(bad)])
+            hi = float(np.broadcast_to(high, np.broadcast_shapes(low.shape, high.shape))[tuple(bad)])
             raise ValueError(f"Bounded needs low <= high; got low={lo!r} > high={hi!r}"
                              + (f" at index {tuple(bad)}." if bad.size else "."))
 
-    def _bound(self, value, x):
-        bound = np.asarray(value, dtype="float64")
-        sample = tuple(x.shape[1:])
+    def check_input_shapes(self, shapes) -> None:
+        for value in (self.low, self.high):
+            self._check_bound(np.asarray(value, dtype="float64"), tuple(shapes[0][1:]))
+
+    def _check_bound(self, bound, sample) -> None:
         if None not in sample:
             try:
                 fits = np.broadcast_shapes(bound.shape, sample) == sample
@@ -53,6 +55,10 @@ class Bounded(Rule):
                     f"Bounded at layer '{self.target.name}': a bound of shape {bound.shape} does "
                     f"not broadcast to the layer's input shape {sample} (one sample). Pass a "
                     "scalar or an array of that shape.")
+
+    def _bound(self, value, x):
+        bound = np.asarray(value, dtype="float64")
+        self._check_bound(bound, tuple(x.shape[1:]))
         return ops.broadcast_to(ops.convert_to_tensor(bound, dtype=x.dtype), ops.shape(x))
 
     def relevance(self, op, x, z, relevance):
