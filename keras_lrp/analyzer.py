@@ -284,10 +284,32 @@ class Analyzer:
             out = self._function(layerwise)(*args)
             if layerwise:
                 result = {k: np.asarray(out[k]) for k in self.layer_names}
+                arrays_out = list(result.values())
             else:
-                out = [np.asarray(v) for v in (out if isinstance(out, (list, tuple)) else [out])]
-                result = out[0] if len(out) == 1 else out
+                arrays_out = [np.asarray(v) for v in (out if isinstance(out, (list, tuple))
+                                                      else [out])]
+                result = arrays_out[0] if len(arrays_out) == 1 else arrays_out
+            if not all(np.isfinite(a).all() for a in arrays_out):
+                raise FloatingPointError(self._overflow_message(args))
             yield (batch[0] if len(batch) == 1 else batch), result
+
+    def _overflow_message(self, args) -> str:
+        """Name the layer whose rule first produced inf/NaN (walking from the output)."""
+        rows = self._function(True)(*args)
+        names = self.layer_names  # forward order; rows[name] = relevance at name's output
+        bad = next((i for i in reversed(range(len(names)))
+                    if not np.isfinite(np.asarray(rows[names[i]])).all()), None)
+        where = ""
+        if bad is not None and bad + 1 < len(names):
+            consumer = names[bad + 1]  # the layer reading that tensor; its rule produced it
+            rule = next((repr(layer) for layer in self.relevance_model.layers
+                         if layer.name == f"{consumer}_relevance"), "its rule")
+            where = f" at layer '{consumer}' ({rule}), passing relevance to '{names[bad]}',"
+        return (f"Relevance overflowed to inf/NaN{where} in analyzer {self.name!r}: a "
+                "denominator nearly cancelled and the ratios grew without bound. This happens "
+                "with rules that are not stabilised against mixed-sign inputs (e.g. ZPlusFast on "
+                "inputs that can be negative). Use a stabilised rule there (lrp.epsilon, "
+                "lrp.z_plus, lrp.alpha_1_beta_0), or analyze in float64.")
 
     def conservation(self, x, neuron_selection=None) -> ConservationReport:
         """Σ R at every layer next to the explained output (see :class:`ConservationReport`)."""

@@ -1244,3 +1244,24 @@ def test_custom_rule_cannot_be_saved(serial, tmp_path, kwargs, keyword):
     assert f"keyword argument {keyword!r}" in msg and "MyEpsilon" in msg, msg
     assert "Recreate analyzers with custom objects in code" in msg, msg
     assert not path.exists() and os.listdir(tmp_path) == []
+
+
+def test_overflowing_rule_is_an_error_naming_the_layer_not_a_silent_inf():
+    """If a rule's ratios blow up (as ZPlusFast can on mixed-sign inputs, seen on
+    EfficientNetV2B0), analyze raises and names the layer and rule instead of returning inf."""
+
+    class Overflow(keras_lrp.rules.Rule):
+        """R_i = x_i · 1e30 · Σ_j R_j (overflows float32 for any nonzero x and R)."""
+
+        def relevance(self, op, x, z, relevance):
+            total = keras.ops.sum(relevance, axis=-1, keepdims=True)
+            return x * 1e30 * 1e30 * total
+
+    inputs = keras.Input((3,), name="x")
+    h = keras.layers.Dense(4, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(h))
+    analyzer = keras_lrp.create_analyzer("lrp.z", model, rule_map=[("hidden", Overflow())])
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (2, 3)).astype("float32")
+    with pytest.raises(FloatingPointError, match=r"at layer 'hidden' \(Overflow\(\)\), passing "
+                                                 r"relevance to 'x'.*Use a stabilised rule"):
+        analyzer.analyze(x)
