@@ -240,7 +240,9 @@ class Analyzer:
             layerwise: return a dict from layer name to the relevance at that layer's output
                 (model inputs included, by input name) instead of the input relevance.
             batch_size: analyze arrays this many samples at a time (bounds the memory used).
-            allow_nonfinite: analyze inputs holding NaN or inf instead of raising.
+            allow_nonfinite: analyze inputs holding NaN or inf instead of raising (the result
+                may then hold NaN or inf too; without it, a non-finite result is an error
+                naming the layer whose rule produced it).
 
         Returns:
             A NumPy array shaped like ``x`` (a list for multi-input models), or the dict.
@@ -289,7 +291,7 @@ class Analyzer:
                 arrays_out = [np.asarray(v) for v in (out if isinstance(out, (list, tuple))
                                                       else [out])]
                 result = arrays_out[0] if len(arrays_out) == 1 else arrays_out
-            if not all(np.isfinite(a).all() for a in arrays_out):
+            if not allow_nonfinite and not all(np.isfinite(a).all() for a in arrays_out):
                 raise FloatingPointError(self._overflow_message(args))
             yield (batch[0] if len(batch) == 1 else batch), result
 

@@ -28,8 +28,10 @@ def as_arrays(x, specs: Sequence[Any], model_name: str,
         ValueError: wrong number of inputs, rank, shape or dtype, different batch sizes, or NaN
             or inf values (unless ``allow_nonfinite``).
     """
+    # For a single-input model, a nested list of numbers is one array of samples; a list of
+    # arrays is a list of inputs (and an error if it has more than one).
     single_nested = (len(specs) == 1 and isinstance(x, (list, tuple))
-                     and not (len(x) == 1 and hasattr(x[0], "shape")))
+                     and not all(hasattr(e, "shape") for e in x))
     xs = [x] if single_nested or not isinstance(x, (list, tuple)) else list(x)
     if len(xs) != len(specs):
         raise ValueError(f"Model '{model_name}' has {len(specs)} inputs "
