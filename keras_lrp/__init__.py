@@ -3,27 +3,50 @@
 Four nouns explain the library:
 
 * **rules** (:mod:`keras_lrp.rules`): how relevance crosses one kernel layer (Z, Epsilon,
-  AlphaBeta, Gamma, WSquare, Flat, Bounded, …), one class each with its formula;
-* **layer map** (:mod:`keras_lrp.layer_map`): which rule or relevance layer each layer gets;
-* **canonizers** (:mod:`keras_lrp.canonize`): exact rewrites of a clone of the model (softmax
+  AlphaBeta, Gamma, WSquare, Flat, Bounded, …), one class each with its formula; relevance
+  layers for the layers without a kernel are in :mod:`keras_lrp.layers`;
+* **composites** (:mod:`keras_lrp.composites`): which rule or relevance layer each layer gets;
+* **canonizers** (:mod:`keras_lrp.canonizers`): exact rewrites of a clone of the model (softmax
   stripped, activations split, BatchNorm folded);
-* **analyzers** (:func:`create_analyzer`): run the whole thing, with iNNvestigate's names.
+* **attributors** (:mod:`keras_lrp.attribution`, :mod:`keras_lrp.gradients`): build the
+  relevance model once and run it; :func:`create_analyzer` makes one from iNNvestigate's names.
 
 Example:
     >>> analyzer = keras_lrp.create_analyzer("lrp.epsilon", model)
     >>> relevance = analyzer.analyze(x)   # NumPy array shaped like x
 """
 
-from keras_lrp import rules
-from keras_lrp.analyzer import Analyzer
-from keras_lrp.analyzers import ANALYZERS, create_analyzer
-from keras_lrp.layer_map import register_layer, register_rule
-from keras_lrp.linear import register_linear
-from keras_lrp.report import ConservationReport
-from keras_lrp.serialize import load_analyzer
+import importlib
 
-__version__ = "0.1.0"
+from keras_lrp.version import __version__
 
-__all__ = ["ANALYZERS", "Analyzer", "ConservationReport", "create_analyzer", "load_analyzer", "register_layer",
-           "register_linear", "register_rule", "rules",
-           "__version__"]
+# Public names, imported on first use: ``import keras_lrp`` stays cheap and does not start
+# TensorFlow, so the command line can silence TensorFlow's start-up messages before it loads.
+_PUBLIC = {
+    "ANALYZERS": "keras_lrp.analyzers", "create_analyzer": "keras_lrp.analyzers",
+    "load_analyzer": "keras_lrp.analyzers", "LRP": "keras_lrp.attribution",
+    "Analyzer": "keras_lrp.attribution", "Attributor": "keras_lrp.attribution",
+    "Gradient": "keras_lrp.gradients", "IntegratedGradients": "keras_lrp.gradients",
+    "SmoothGrad": "keras_lrp.gradients", "register_layer": "keras_lrp.layer_map",
+    "register_rule": "keras_lrp.layer_map", "register_linear": "keras_lrp.linear",
+    "ConservationReport": "keras_lrp.report",
+}
+_SUBMODULES = {"attribution", "canonizers", "composites", "gradients", "layers", "rules"}
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"keras_lrp.{name}")
+    else:
+        raise AttributeError(f"module 'keras_lrp' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC) | _SUBMODULES)
+
+
+__all__ = sorted(_PUBLIC) + sorted(_SUBMODULES) + ["__version__"]

@@ -41,7 +41,8 @@ def _versions() -> Dict[str, str]:
     import keras
     import tensorflow as tf
 
-    from keras_lrp import __version__
+    from keras_lrp.version import __version__
+
     return {"keras_lrp_version": __version__, "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -117,10 +117,12 @@ def _progress(done: int, total: int, skipped: int = 0) -> None:
 def cmd_list(args) -> None:
     from keras_lrp import ANALYZERS, rules
 
-    print("Analyzers (keras_lrp.create_analyzer / --method):")
+    print("Analyzers (keras_lrp.create_analyzer / --method), with the library whose definition "
+          "each follows:")
     for name, entry in ANALYZERS.items():
         params = ", ".join(f"{k}={v!r}" for k, v in entry.params.items())
-        print(f"  {name:<40} {entry.description}" + (f"  [{params}]" if params else ""))
+        print(f"  {name:<36} {entry.description}" + (f"  [{params}]" if params else "")
+              + f"  ({entry.anchor})")
     print("\nRules (rule=, input_layer_rule=, rule_map):")
     for name, factory in rules.RULES.items():
         cls = getattr(factory, "func", factory)
@@ -241,6 +243,9 @@ def cmd_demo(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-lrp", description="Layer-wise Relevance Propagation for Keras 3 models.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and log messages (hidden by default, "
+                        "unless TF_CPP_MIN_LOG_LEVEL is set)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="explain the shipped digits CNN with several analyzers",
@@ -284,10 +289,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_tensorflow() -> None:
+    """Load TensorFlow without its start-up lines (oneDNN, CUDA drivers, absl's warning).
+
+    TF_CPP_MIN_LOG_LEVEL set from inside Python does not reach every C++ logger TensorFlow starts
+    while loading, so standard error is pointed at the null device for the import only; Python
+    errors raised by the import still reach the user once it is restored.
+    """
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(null, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        quiet_tensorflow()
     for option in ("batch_size", "png_samples", "steps"):
         if getattr(args, option, 1) < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got "

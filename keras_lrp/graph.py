@@ -1,19 +1,23 @@
-"""A flat, editable copy of a Keras functional graph.
+"""A flat, editable copy of a Keras functional graph, and the static analyses run on it.
 
-:func:`extract` walks a Functional or Sequential model (nested models inlined, shared layers kept
-shared) into a list of :class:`Node` in topological order, each naming its input and output
-tensors by integer ids. :mod:`keras_lrp.canonize` edits that list; :func:`replay` calls its
-layers on fresh symbolic inputs to give the cleaned forward graph.
+:func:`extract` walks a Functional or Sequential model (shared layers kept shared) into a list of
+:class:`Node` in topological order, each naming its input and output tensors by integer ids; a
+nested model stays one node until the :class:`~keras_lrp.canonizers.InlineNested` canonizer
+expands it with :func:`inline`. :mod:`keras_lrp.canonizers` edits that list; :func:`replay`
+calls its layers on fresh symbolic inputs to give the cleaned forward graph.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import keras
+import numpy as np
 from keras import tree
+
+from keras_lrp import types
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,18 +105,33 @@ def functional_of(model):
     raise TypeError(f"Expected a keras.Model, got {type(model).__name__}: {model!r}.")
 
 
-def _is_nested_model(op) -> bool:
-    return isinstance(op, keras.Model)
-
-
 def extract(model) -> Graph:
-    """Flatten ``model`` into a :class:`Graph` (nested models inlined)."""
+    """Flatten ``model`` into a :class:`Graph`; a nested model is one node (see :func:`inline`)."""
     fn = functional_of(model)
     graph = Graph(inputs=[], outputs=[], input_specs=list(fn.inputs),
                   output_names=[_output_name(t) for t in fn.outputs], nodes=[])
     graph.inputs = [graph.new_tensor() for _ in fn.inputs]
-    graph.outputs = _walk(fn, graph.inputs, graph)
+    graph.outputs = _walk(fn, graph.inputs, graph, graph.nodes)
     return graph
+
+
+def inline(graph: Graph) -> bool:
+    """Replace every node calling a nested model by that model's own nodes, recursively (shared
+    layers stay shared). Returns whether anything was inlined."""
+    changed = False
+    while any(types.is_model(node.layer) for node in graph.nodes):
+        nodes, swaps = [], []
+        for node in graph.nodes:
+            if types.is_model(node.layer):
+                outs = _walk(functional_of(node.layer), node.inputs, graph, nodes)
+                swaps += list(zip(node.outputs, outs))
+            else:
+                nodes.append(node)
+        graph.nodes = nodes
+        for old, new in swaps:
+            graph.replace_tensor(old, new)
+        changed = True
+    return changed
 
 
 def input_name(tensor) -> str:
@@ -126,21 +145,19 @@ def _output_name(tensor) -> str:
     return op.name if op is not None else tensor.name
 
 
-def _walk(fn, input_ids: List[int], graph: Graph) -> List[int]:
+def _walk(fn, input_ids: List[int], graph: Graph, nodes: List[Node]) -> List[int]:
+    """Append the nodes of functional ``fn``, called on tensors ``input_ids``, to ``nodes``."""
     tids = {id(kt): tid for kt, tid in zip(fn.inputs, input_ids)}
+    to_ref = lambda v: Ref(tids[id(v)]) if isinstance(v, keras.KerasTensor) else v  # noqa: E731
     for depth in sorted(fn._nodes_by_depth, reverse=True):
         for node in fn._nodes_by_depth[depth]:
             if node.is_input or node.operation is None:
                 continue
-            ins = [tids[id(kt)] for kt in node.input_tensors]
-            if _is_nested_model(node.operation):
-                outs = _walk(functional_of(node.operation), ins, graph)
-            else:
-                to_ref = lambda v: Ref(tids[id(v)]) if isinstance(v, keras.KerasTensor) else v  # noqa: E731,E501
-                args, kwargs = node.arguments.convert(to_ref)
-                outs = [graph.new_tensor() for _ in node.outputs]
-                graph.nodes.append(Node(node.operation, args, kwargs, ins, outs,
-                                        [tuple(kt.shape) for kt in node.outputs]))
+            args, kwargs = node.arguments.convert(to_ref)
+            outs = [graph.new_tensor() for _ in node.outputs]
+            nodes.append(Node(node.operation, args, kwargs,
+                              [tids[id(kt)] for kt in node.input_tensors], outs,
+                              [tuple(kt.shape) for kt in node.outputs]))
             for kt, tid in zip(node.outputs, outs):
                 tids[id(kt)] = tid
     return [tids[id(kt)] for kt in fn.outputs]
@@ -174,3 +191,73 @@ def replay(graph: Graph, inputs: List[Any]) -> Dict[int, Any]:
             node.layer.set_weights(node.weights)
             node.weights = None
     return values
+
+
+# ------------------------------------------------------------------------- static analyses
+def nonnegative_tensors(graph: Graph) -> Dict[int, bool]:
+    """tensor id → True where the tensor is provably ≥ 0 (after a ReLU, through pooling, …)."""
+    known = {tid: False for tid in graph.inputs}
+    for node in graph.nodes:
+        flag = types.is_nonnegative_producer(node.layer,
+                                             all(known.get(t, False) for t in node.inputs))
+        for tid in node.outputs:
+            known[tid] = flag
+    return known
+
+
+def input_fed_nodes(graph: Graph, is_kernel) -> set:
+    """ids of the nodes accepted by ``is_kernel(layer)`` that are fed by a model input through
+    reshaping layers only (the "first layers" of an input-layer rule)."""
+    producers = graph.producers()
+
+    def from_input(tid) -> bool:
+        if tid in graph.inputs:
+            return True
+        node = producers.get(tid)
+        return (node is not None and isinstance(node.layer, types.RESHAPING)
+                and all(from_input(t) for t in node.inputs))
+
+    return {id(node) for node in graph.nodes
+            if is_kernel(node.layer) and node.inputs and all(from_input(t) for t in node.inputs)}
+
+
+def followed_by_relu(node: Node, graph: Graph) -> bool:
+    """Every reader of the node's output is a ReLU (Deep Taylor's condition for ZPlus)."""
+    readers = graph.consumers().get(node.outputs[0], [])
+    return bool(readers) and all(types.is_relu(n.layer) for n in readers)
+
+
+def gate_index(node: Node, graph: Graph) -> Optional[int]:
+    """Which of a two-input product's inputs is the gate, or None if neither clearly is.
+
+    The gate is the input broadcast over the other (fewer elements: squeeze-and-excitation), or
+    else the one produced by a sigmoid-like activation or a capped ReLU.
+    """
+    if len(node.inputs) != 2:
+        return None
+    shapes = graph.shapes()
+    sizes = [_size(shapes.get(t)) for t in node.inputs]
+    if None not in sizes and sizes[0] != sizes[1]:
+        return int(np.argmin(sizes))
+    producers = graph.producers()
+    gated = [i for i, t in enumerate(node.inputs) if _is_gate(t, producers)]
+    return gated[0] if len(gated) == 1 else None
+
+
+def _is_gate(tid, producers, depth: int = 0) -> bool:
+    """A gate, seen through reshapes and element-wise ops with constants (hard-sigmoid is
+    relu6(x + 3)/6)."""
+    node = producers.get(tid)
+    if node is None or depth > 8:
+        return False
+    if types.is_gate_producer(node.layer):
+        return True
+    passthrough = isinstance(node.layer, types.RESHAPE_LIKE) or (
+        not types.is_layer(node.layer) and len(node.inputs) == 1)
+    return passthrough and _is_gate(node.inputs[0], producers, depth + 1)
+
+
+def _size(shape) -> Optional[int]:
+    if shape is None or any(d is None for d in shape[1:]):
+        return None
+    return int(np.prod(shape[1:]))

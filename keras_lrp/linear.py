@@ -18,6 +18,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_lrp import types
+
 
 class LinearOp:
     """The affine map ``z = K(x; W) + b`` of one Keras layer.
@@ -153,13 +155,13 @@ def _batchnorm(layer) -> LinearOp:
 
 
 # Ordered: the first isinstance match wins.
-_LINEAR_OPS = [
+LINEAR_OPS = [
     (keras.layers.Dense, _dense),
     (keras.layers.EinsumDense, _einsum_dense),
-    (keras.src.layers.convolutional.base_depthwise_conv.BaseDepthwiseConv, _depthwise),
-    (keras.src.layers.convolutional.base_conv_transpose.BaseConvTranspose, _conv_transpose),
-    (keras.src.layers.convolutional.base_separable_conv.BaseSeparableConv, None),
-    (keras.src.layers.convolutional.base_conv.BaseConv, _conv),
+    (types.DEPTHWISE, _depthwise),
+    (types.TRANSPOSE, _conv_transpose),
+    (types.SEPARABLE, None),
+    (types.CONV_BASE, _conv),
     (keras.layers.BatchNormalization, _batchnorm),
 ]
 
@@ -188,13 +190,13 @@ def register_linear(layer_class: type, apply: Callable, kernel="kernel", bias="b
         raise TypeError(f"register_linear needs apply(layer, x, kernel), got {apply!r}.")
     get = lambda spec, layer: spec(layer) if callable(spec) else (  # noqa: E731
         None if spec is None else getattr(layer, spec))
-    _LINEAR_OPS.insert(0, (layer_class, lambda layer: LinearOp(
+    LINEAR_OPS.insert(0, (layer_class, lambda layer: LinearOp(
         layer, lambda x, k: apply(layer, x, k), get(kernel, layer), get(bias, layer))))
 
 
 def linear_op(layer) -> Optional[LinearOp]:
     """The :class:`LinearOp` of ``layer``, or ``None`` if it is not a kernel layer."""
-    for cls, make in _LINEAR_OPS:
+    for cls, make in LINEAR_OPS:
         if isinstance(layer, cls):
             if make is None:
                 raise ValueError(
@@ -207,4 +209,4 @@ def linear_op(layer) -> Optional[LinearOp]:
 
 def is_kernel_layer(layer) -> bool:
     """True for layers whose relevance is given by an LRP rule on a kernel."""
-    return any(isinstance(layer, cls) for cls, _ in _LINEAR_OPS)
+    return any(isinstance(layer, cls) for cls, _ in LINEAR_OPS)

@@ -1,9 +1,10 @@
 """Saving and loading analyzers: their configuration plus the model, in one zip file.
 
-The file holds ``analyzer.json`` (format version, keras-lrp version, analyzer name and keyword
-arguments) and ``model.keras``. Loading rebuilds the analyzer with
-:func:`keras_lrp.create_analyzer`, so results are identical to the saved analyzer's. A file
-written in a newer format than this keras-lrp reads fails with a message saying so.
+The file holds ``analyzer.json`` (format version, keras-lrp version, and the analyzer's
+``get_config()``: its name and keyword arguments, or a wrapper's parameters and the wrapped
+analyzer's configuration) and ``model.keras``. :func:`keras_lrp.load_analyzer` rebuilds the
+analyzer from them, so results are identical to the saved analyzer's. A file written in a newer
+format than this keras-lrp reads fails with a message saying so.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import Any, Dict, Optional
 import keras
 import numpy as np
 
+from keras_lrp import rules
+from keras_lrp.composites import COMPOSITES, Composite
+
 #: Version of the file layout; bump it when a change makes older readers misread files.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _encode(value: Any, where: str) -> Any:
-    from keras_lrp import rules
-
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (np.integer, np.floating)):
@@ -38,18 +40,20 @@ def _encode(value: Any, where: str) -> Any:
         return {str(k): _encode(v, where) for k, v in value.items()}
     if isinstance(value, rules.Rule) and getattr(rules, type(value).__name__, None) is type(value):
         return {"__rule__": type(value).__name__, "params": _encode(value.params, where)}
+    if isinstance(value, Composite) and COMPOSITES.get(type(value).__name__) is type(value) \
+            and not value.user_map and value.until_layer is None:
+        return {"__composite__": type(value).__name__, "params": _encode(value.params, where)}
     if isinstance(value, type) and getattr(rules, value.__name__, None) is value:
         return {"__rule_class__": value.__name__}
     if isinstance(value, type) and getattr(keras.layers, value.__name__, None) is value:
         return {"__layer_class__": value.__name__}
     raise TypeError(f"Cannot save the analyzer: {where} holds {value!r}, which is not a built-in "
-                    "rule, Keras layer class, number, string, array or list of them. Recreate "
-                    "analyzers with custom objects in code instead of saving them.")
+                    "rule, named composite, Keras layer class, number, string, array or list of "
+                    "them. Recreate analyzers with custom objects in code instead of saving "
+                    "them.")
 
 
 def _decode(value: Any) -> Any:
-    from keras_lrp import rules
-
     if isinstance(value, list):
         return [_decode(v) for v in value]
     if not isinstance(value, dict):
@@ -60,6 +64,8 @@ def _decode(value: Any) -> Any:
         return tuple(_decode(v) for v in value["__tuple__"])
     if "__rule__" in value:
         return getattr(rules, value["__rule__"])(**_decode(value["params"]))
+    if "__composite__" in value:
+        return COMPOSITES[value["__composite__"]](**_decode(value["params"]))
     if "__rule_class__" in value:
         return getattr(rules, value["__rule_class__"])
     if "__layer_class__" in value:
@@ -67,24 +73,34 @@ def _decode(value: Any) -> Any:
     return {k: _decode(v) for k, v in value.items()}
 
 
-def save_analyzer(analyzer, path: str) -> None:
-    """Write ``analyzer`` (configuration and model) to ``path`` atomically (temp file + rename).
+def _encode_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """An analyzer configuration as JSON values, naming the keyword that cannot be saved."""
+    if "wrapper" in config:
+        return {"wrapper": config["wrapper"],
+                "params": {k: _encode(v, f"{config['wrapper']} parameter {k!r}")
+                           for k, v in config["params"].items()},
+                "analyzer": _encode_config(config["analyzer"])}
+    return {"name": config["name"],
+            "kwargs": {k: _encode(v, f"keyword argument {k!r}")
+                       for k, v in config["kwargs"].items()}}
+
+
+def save_analyzer(config: Dict[str, Any], model, path: str) -> None:
+    """Write an analyzer's ``config`` and ``model`` to ``path`` atomically (temp file + rename).
 
     Raises:
-        TypeError: a keyword argument holds an object that cannot be saved (custom rules or
-            layer classes); the message names it.
+        TypeError: the configuration holds an object that cannot be saved (custom rules,
+            composites or layer classes); the message names it.
     """
-    from keras_lrp import __version__
+    from keras_lrp.version import __version__
 
     config = {"format_version": FORMAT_VERSION, "keras_lrp_version": __version__,
-              "name": analyzer.config["name"],
-              "kwargs": {k: _encode(v, f"keyword argument {k!r}")
-                         for k, v in analyzer.config["kwargs"].items()}}
+              "config": _encode_config(config)}
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         model_path = os.path.join(tmp, "model.keras")
-        analyzer.model.save(model_path)
+        model.save(model_path)
         part = os.path.join(tmp, "analyzer.zip")
         with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("analyzer.json", json.dumps(config, indent=1))
@@ -92,17 +108,13 @@ def save_analyzer(analyzer, path: str) -> None:
         os.replace(part, path)
 
 
-def load_analyzer(path: str, custom_objects: Optional[Dict[str, Any]] = None):
-    """Load an analyzer written by :func:`save_analyzer`.
-
-    Args:
-        path: the file.
-        custom_objects: passed to ``keras.models.load_model`` for models with custom layers.
+def read_analyzer(path: str, custom_objects: Optional[Dict[str, Any]] = None):
+    """``(config, model)`` from a file written by :func:`save_analyzer`.
 
     Raises:
         ValueError: not an analyzer file, or written in a newer format than this keras-lrp reads.
     """
-    from keras_lrp import __version__, create_analyzer
+    from keras_lrp.version import __version__
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No analyzer file at {path}.")
@@ -112,16 +124,17 @@ def load_analyzer(path: str, custom_objects: Optional[Dict[str, Any]] = None):
     with zipfile.ZipFile(path) as archive:
         if "analyzer.json" not in archive.namelist():
             raise ValueError(f"{path} is not a keras-lrp analyzer file (no analyzer.json).")
-        config = json.loads(archive.read("analyzer.json"))
-        version = config.get("format_version")
+        saved = json.loads(archive.read("analyzer.json"))
+        version = saved.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ValueError(
-                f"{path} was saved by keras-lrp {config.get('keras_lrp_version', '?')} in file "
+                f"{path} was saved by keras-lrp {saved.get('keras_lrp_version', '?')} in file "
                 f"format {version!r}; this keras-lrp ({__version__}) reads formats up to "
                 f"{FORMAT_VERSION}. Upgrade keras-lrp to load it.")
         with tempfile.TemporaryDirectory() as tmp:
             archive.extract("model.keras", tmp)
             model = keras.models.load_model(os.path.join(tmp, "model.keras"),
                                             custom_objects=custom_objects, compile=False)
-    kwargs = {k: _decode(v) for k, v in config["kwargs"].items()}
-    return create_analyzer(config["name"], model, **kwargs)
+    if version == 1:  # format 1: the name and keyword arguments at the top level
+        return {"name": saved["name"], "kwargs": _decode(saved["kwargs"])}, model
+    return _decode(saved["config"]), model

@@ -24,6 +24,8 @@ doubled self-add) is off by O(1e-2) or more. ATOL = 1e-11 only covers entries th
 import os
 import sys
 
+from types import SimpleNamespace as types_ns
+
 import keras
 import numpy as np
 import pytest
@@ -33,7 +35,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import reference as ref  # noqa: E402
 import keras_lrp  # noqa: E402
-from keras_lrp import layer_map  # noqa: E402
+from keras_lrp import types  # noqa: E402
+from keras_lrp.composites import Composite  # noqa: E402
+from keras_lrp.layer_map import REGISTRY  # noqa: E402
 from keras_lrp.rules import IdentityRelevance, RelevanceLayer  # noqa: E402
 
 L = keras.layers
@@ -89,6 +93,18 @@ def _start(logits):
 def _layerwise(name, model, x, **kwargs):
     analyzer = keras_lrp.create_analyzer(name, model, **kwargs)
     return analyzer.analyze(x, layerwise=True)
+
+
+@pytest.fixture
+def registry():
+    """Registrations made in the test are undone afterwards (they are process-wide)."""
+    with REGISTRY.scoped():
+        yield REGISTRY
+
+
+def _relevance_class(layer, n_inputs=1):
+    """The relevance layer class the default composite gives a single node calling ``layer``."""
+    return Composite().target(types_ns(layer=layer, inputs=list(range(n_inputs))), None)
 
 
 def _op_name(tensor):
@@ -469,8 +485,7 @@ def test_raw_relu6_op_builds_a_gate_without_registration(float64):
     _check_equal_shape_gate(model, x, names)
 
 
-def test_hard_sigmoid_gate_from_registered_raw_relu6(float64, monkeypatch):
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
+def test_hard_sigmoid_gate_from_registered_raw_relu6(float64, registry):
     keras_lrp.register_layer(keras.src.ops.nn.Relu6, IdentityRelevance)
     model, x = _equal_shape_gate_model(lambda t: keras.ops.relu6(t + 3.0) / 6.0,
                                        "signal_first")
@@ -595,7 +610,7 @@ def test_shift_after_relu_is_not_sign_preserving(float64, kind):
     (L.Flatten(), False, False),
 ])
 def test_nonnegative_producer_table(layer, inputs_nonnegative, expected):
-    assert layer_map.is_nonnegative_producer(layer, inputs_nonnegative) is expected
+    assert types.is_nonnegative_producer(layer, inputs_nonnegative) is expected
 
 
 # ============================================================== 4. keras.ops in functional code
@@ -788,14 +803,13 @@ def _softsign_model(g):
     return model
 
 
-def test_register_custom_elementwise_layer(float64, monkeypatch):
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
+def test_register_custom_elementwise_layer(float64, registry):
     g = np.random.default_rng(101)
     model = _softsign_model(g)
     with pytest.raises(ValueError, match=r"'soft'.*register_layer\(_SoftSign, "):
         keras_lrp.create_analyzer("lrp.z", model)
     keras_lrp.register_layer(_SoftSign, IdentityRelevance)
-    assert layer_map.USER_LAYER_MAP == [((_SoftSign,), None, IdentityRelevance)]
+    assert registry.layers == [(_SoftSign, IdentityRelevance)]
     x = g.normal(size=(BATCH, 6))
     got = _layerwise("lrp.z", model, x)
     np.testing.assert_array_equal(got["d1"], got["soft"])
@@ -809,19 +823,18 @@ def test_register_custom_elementwise_layer(float64, monkeypatch):
         _close(got["soft"][n], ref.z_rule(hv, Wo, bo, _start(logits)), f"sample {n}")
 
 
-def test_registration_takes_precedence_over_the_built_in_map(float64, monkeypatch):
-    """USER_LAYER_MAP is searched before LAYER_MAP: a subclass of a mapped layer can be given
+def test_registration_takes_precedence_over_the_built_in_map(float64, registry):
+    """Registrations are searched before the base map: a subclass of a mapped layer can be given
     another relevance layer."""
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
 
     class _MyAdd(L.Add):
         pass
 
     layer = _MyAdd()
-    assert layer_map.structural_relevance(layer) is keras_lrp.rules.ProportionalRelevance
+    assert _relevance_class(layer, 2) is keras_lrp.rules.ProportionalRelevance
     keras_lrp.register_layer(_MyAdd, keras_lrp.rules.RouteRelevance)
-    assert layer_map.structural_relevance(layer) is keras_lrp.rules.RouteRelevance
-    assert layer_map.structural_relevance(L.Add()) is keras_lrp.rules.ProportionalRelevance
+    assert _relevance_class(layer, 2) is keras_lrp.rules.RouteRelevance
+    assert _relevance_class(L.Add(), 2) is keras_lrp.rules.ProportionalRelevance
 
 
 class _Twice(keras.Operation):
@@ -834,18 +847,24 @@ class _Twice(keras.Operation):
         return keras.KerasTensor(x.shape, dtype=x.dtype)
 
 
-def test_register_operation_subclass_is_accepted(monkeypatch):
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
+def test_register_operation_subclass_is_accepted(registry):
     keras_lrp.register_layer(_Twice, IdentityRelevance)
     keras_lrp.register_layer(keras.src.ops.nn.Relu6, IdentityRelevance)
-    assert [entry[0] for entry in layer_map.USER_LAYER_MAP] == [(keras.src.ops.nn.Relu6,),
-                                                               (_Twice,)]
-    assert layer_map.structural_relevance(_Twice()) is IdentityRelevance
+    assert [entry[0] for entry in registry.layers] == [keras.src.ops.nn.Relu6, _Twice]
+    assert _relevance_class(_Twice()) is IdentityRelevance
 
 
-def test_registered_builtin_op_used_in_a_model(float64, monkeypatch):
+def test_scoped_registrations_are_undone(registry):
+    with REGISTRY.scoped():
+        keras_lrp.register_layer(_Twice, IdentityRelevance)
+        keras_lrp.register_rule("d1", "Flat")
+        assert len(registry.layers) == 1 and len(registry.rules) == 1
+    assert registry.layers == [] and registry.rules == []
+    assert _relevance_class(_Twice()) is None
+
+
+def test_registered_builtin_op_used_in_a_model(float64, registry):
     """keras.ops.relu6 (the Relu6 operation) registered as element-wise: relevance passes."""
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
     keras_lrp.register_layer(keras.src.ops.nn.Relu6, IdentityRelevance)
     g = np.random.default_rng(102)
     i = keras.Input((6,), name="x")
@@ -860,9 +879,8 @@ def test_registered_builtin_op_used_in_a_model(float64, monkeypatch):
     assert np.abs(got["d1"]).max() > 1e-2
 
 
-def test_registered_custom_operation_used_in_a_model(float64, monkeypatch):
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
-    keras_lrp.register_layer(_Twice, IdentityRelevance)
+def test_custom_operation_mapped_for_one_analyzer(float64):
+    """layer_map= serves one analyzer: the next one, without it, refuses the unknown op."""
     g = np.random.default_rng(103)
     i = keras.Input((6,), name="x")
     d1, out = L.Dense(4, name="d1"), L.Dense(3, name="out")
@@ -870,8 +888,12 @@ def test_registered_custom_operation_used_in_a_model(float64, monkeypatch):
     model = keras.Model(i, out(h))
     _set_dense(d1, g)
     _set_dense(out, g)
-    got = _layerwise("lrp.z", model, g.normal(size=(BATCH, 6)))
+    got = _layerwise("lrp.z", model, g.normal(size=(BATCH, 6)),
+                     layer_map=[(_Twice, IdentityRelevance)])
     np.testing.assert_array_equal(got["d1"], got[_op_name(h)])
+    assert np.abs(got["d1"]).max() > 1e-3
+    with pytest.raises(ValueError, match="no relevance mapping"):
+        keras_lrp.create_analyzer("lrp.z", model)
 
 
 @pytest.mark.parametrize("layer_class, relevance, needs", [
@@ -884,23 +906,20 @@ def test_registered_custom_operation_used_in_a_model(float64, monkeypatch):
     (_SoftSign, IdentityRelevance(), "RelevanceLayer"),
 ], ids=["str_layer", "layer_instance", "int_layer", "str_relevance", "int_relevance",
         "keras_layer_relevance", "relevance_instance"])
-def test_register_layer_rejects_bad_arguments(monkeypatch, layer_class, relevance, needs):
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
+def test_register_layer_rejects_bad_arguments(registry, layer_class, relevance, needs):
     bad = layer_class if needs == "keras.layers.Layer" else relevance
     with pytest.raises(TypeError) as info:
         keras_lrp.register_layer(layer_class, relevance)
     message = str(info.value)
     assert needs in message and repr(bad) in message, message
-    assert layer_map.USER_LAYER_MAP == []
+    assert registry.layers == []
 
 
-def test_register_layer_accepts_a_rule_class(monkeypatch):
+def test_register_layer_accepts_a_rule_class(registry):
     """Any RelevanceLayer subclass is accepted (rules are RelevanceLayers too)."""
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
     assert issubclass(keras_lrp.rules.Z, RelevanceLayer)
     keras_lrp.register_layer(_SoftSign, keras_lrp.rules.ProportionalRelevance)
-    assert layer_map.USER_LAYER_MAP == [((_SoftSign,), None,
-                                         keras_lrp.rules.ProportionalRelevance)]
+    assert registry.layers == [(_SoftSign, keras_lrp.rules.ProportionalRelevance)]
 
 
 # ============================================================== 8. misregistered two-input layer
@@ -915,8 +934,7 @@ class _PairArgs(L.Layer):
 
 
 @pytest.mark.parametrize("cls", [_PairList, _PairArgs], ids=["list_input", "two_arguments"])
-def test_identity_registered_for_two_input_layer_is_a_clear_error(float64, monkeypatch, cls):
-    monkeypatch.setattr(layer_map, "USER_LAYER_MAP", [])
+def test_identity_registered_for_two_input_layer_is_a_clear_error(float64, registry, cls):
     keras_lrp.register_layer(cls, IdentityRelevance)
     i = keras.Input((5,), name="x")
     a, b = L.Dense(4, name="a")(i), L.Dense(4, name="b")(i)

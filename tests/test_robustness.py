@@ -149,13 +149,13 @@ def no_tf(monkeypatch, analyzer):
 
 
 def no_build(monkeypatch, what="extract"):
-    """Make graph extraction (or cloning, ``what="canonize"``) fail the test."""
+    """Make graph extraction (or cloning, ``what="clone"``) fail the test."""
     def fail(*args, **kwargs):
         raise AssertionError(f"the check came after {what}")
     if what == "extract":
-        monkeypatch.setattr(keras_lrp.analyzer.graph_mod, "extract", fail)
+        monkeypatch.setattr(keras_lrp.attribution.graph_mod, "extract", fail)
     else:
-        monkeypatch.setattr(keras_lrp.analyzer, "canonize", fail)
+        monkeypatch.setattr(keras_lrp.canonizers, "clone_layers", fail)
 
 
 def _set_weights(analyzer, weights):
@@ -392,7 +392,7 @@ def unsupported_net():
 
 def test_unsupported_layer_named_before_cloning(monkeypatch):
     model = unsupported_net()
-    no_build(monkeypatch, "canonize")
+    no_build(monkeypatch, "clone")
     with pytest.raises(ValueError) as err:
         keras_lrp.create_analyzer("lrp.epsilon", model)
     msg = str(err.value)
@@ -613,8 +613,8 @@ def test_weight_swap_equals_fresh_build():
     fresh_model.set_weights(weights)
     for label, analyzer in list(cached_analyzers(arch, "float32").items())[:6]:
         _set_weights(analyzer, weights)
-        fresh = keras_lrp.create_analyzer(analyzer.config["name"], fresh_model,
-                                          **analyzer.config["kwargs"])
+        config = analyzer.get_config()
+        fresh = keras_lrp.create_analyzer(config["name"], fresh_model, **config["kwargs"])
         np.testing.assert_array_equal(analyzer.analyze(x), fresh.analyze(x), err_msg=label)
 
 

@@ -1,5 +1,8 @@
 """LRP rules: one class per rule, each with its formula, and the name → rule registry.
 
+The structural relevance layers (:class:`IdentityRelevance`, :class:`RouteRelevance`, …) live in
+:mod:`keras_lrp.layers` and are re-exported here.
+
 A rule is given as a :class:`Rule` instance (``Epsilon(epsilon=0.1)``), a rule class, one of the
 names in :data:`RULES` (iNNvestigate's names included), or a ``(low, high)`` tuple, which means
 ``Bounded(low, high)``. :func:`get` turns any of these into a rule template.
@@ -9,13 +12,13 @@ from __future__ import annotations
 
 import functools
 
+from keras_lrp.layers import GateRelevance, IdentityRelevance, LayerNormRelevance, \
+    ProportionalRelevance, RouteRelevance
 from keras_lrp.rules.alphabeta import AlphaBeta, ZPlus, ZPlusFast
 from keras_lrp.rules.base import TINY, RelevanceLayer, Rule, tiny
 from keras_lrp.rules.bounded import Bounded
 from keras_lrp.rules.epsilon import Epsilon, Z
 from keras_lrp.rules.gamma import Gamma
-from keras_lrp.rules.structural import GateRelevance, IdentityRelevance, LayerNormRelevance, \
-    ProportionalRelevance, RouteRelevance
 from keras_lrp.rules.wsquare import Flat, WSquare
 
 #: Every rule name accepted by :func:`get`, mapped to a factory taking the rule's parameters.

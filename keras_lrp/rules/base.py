@@ -1,95 +1,10 @@
-"""Shared pieces of every relevance layer: stabilised division and the rule base class."""
+"""The rule base class (a relevance layer for kernel layers) and the sign split αβ and γ share."""
 
 from __future__ import annotations
 
-from typing import Optional
-
-import keras
-from keras import ops
-
+from keras_lrp.layers.base import TINY, TINY_DEFAULT, RelevanceLayer, negative, positive, \
+    safe_divide, sign_plus, stabilize, tiny
 from keras_lrp.linear import LinearOp, linear_op
-
-#: Magnitude of the stabiliser added (with the denominator's sign) to every denominator other than
-#: the Z rule's, so that no rule ever divides by zero: 1e-12 in float32 (R / 1e-12 stays finite
-#: for any |R| < 3e26), 1e-100 in float64 (float64 is used to check conservation precisely, on
-#: networks whose activations may be far below 1e-12).
-TINY = {"float64": 1e-100}
-TINY_DEFAULT = 1e-12
-
-
-def tiny(dtype) -> float:
-    """The stabiliser magnitude for tensors of ``dtype``."""
-    return TINY.get(keras.backend.standardize_dtype(dtype), TINY_DEFAULT)
-
-
-def sign_plus(z):
-    """sign(z) with sign(0) = +1."""
-    return ops.where(z >= 0, ops.ones_like(z), -ops.ones_like(z))
-
-
-def stabilize(z, eps: Optional[float] = None, sign: int = 0):
-    """``z + eps·sign(z)`` with sign(0) = +1: never zero, keeps the sign of ``z``.
-
-    Pass ``sign=+1`` (or ``-1``) when ``z`` is mathematically ≥ 0 (≤ 0) everywhere: two
-    operations instead of three. ``z`` is clamped first, so a rounding error of the wrong sign
-    (a fast convolution may return −1e-12 for an exact 0) can never cancel ε.
-    """
-    eps = tiny(z.dtype) if eps is None else eps
-    eps = ops.convert_to_tensor(eps, dtype=z.dtype)  # not ops.cast: it rounds through float32
-    if sign:
-        return ops.maximum(z, 0) + eps if sign > 0 else ops.minimum(z, 0) - eps
-    return z + ops.where(z >= 0, eps, -eps)
-
-
-def safe_divide(a, b):
-    """``a / b`` where ``b ≠ 0`` and exactly 0 where ``b == 0`` (the Z rule's division)."""
-    zero = ops.equal(b, 0)
-    return ops.where(zero, ops.zeros_like(a), a / ops.where(zero, ops.ones_like(b), b))
-
-
-def positive(t):
-    return ops.maximum(t, 0)
-
-
-def negative(t):
-    return ops.minimum(t, 0)
-
-
-class RelevanceLayer(keras.layers.Layer):
-    """A layer of the reverse graph: relevance at a forward layer's output → at its inputs.
-
-    Called on ``[x_1, …, x_n, z, R]``: the forward layer's inputs, its output and the relevance
-    at that output. Returns the relevance at the input (a list when the layer has several).
-
-    Args:
-        target: the forward layer (or keras Operation) whose relevance this layer propagates.
-        forward: ``forward(xs)`` recomputes the target's output from its inputs, replaying the
-            node's own call arguments; defaults to calling ``target`` on one input or a list.
-    """
-
-    def __init__(self, target=None, forward=None, **kwargs):
-        super().__init__(**kwargs)
-        self.target = target
-        self.forward = forward or (lambda xs: target(xs[0] if len(xs) == 1 else xs))
-
-    def call(self, inputs):
-        *xs, z, relevance = inputs
-        out = self.propagate(xs, z, relevance)
-        return out[0] if len(out) == 1 else out
-
-    def propagate(self, xs, z, relevance):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def compute_output_spec(self, inputs):
-        xs = inputs[:-2]
-        self.check_input_shapes([tuple(x.shape) for x in xs])
-        specs = [keras.KerasTensor(x.shape, dtype=self.compute_dtype) for x in xs]
-        return specs[0] if len(specs) == 1 else specs
-
-    def check_input_shapes(self, shapes) -> None:
-        """Raise ValueError if the layer's input shapes do not suit this relevance layer; called
-        when the reverse graph is built, before any analysis."""
-
 
 class Rule(RelevanceLayer):
     """An LRP rule for a kernel layer (Dense, convolutions, BatchNormalization).
@@ -185,3 +100,7 @@ class SignSplit:
         if self.xn is not None:
             out = out + self.xn * self.op.transpose_many(ratios, self.x, self.cross)
         return out
+
+
+__all__ = ["TINY", "TINY_DEFAULT", "RelevanceLayer", "Rule", "SignSplit", "negative", "positive",
+           "safe_divide", "sign_plus", "stabilize", "tiny"]

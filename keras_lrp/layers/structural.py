@@ -5,7 +5,8 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from keras_lrp.rules.base import RelevanceLayer, stabilize
+from keras_lrp.graph import gate_index
+from keras_lrp.layers.base import RelevanceLayer, stabilize
 
 
 def _vjp(fn, xs, cotangent):
@@ -26,10 +27,15 @@ class IdentityRelevance(RelevanceLayer):
         R_i = R_i
     """
 
+    @classmethod
+    def check_node(cls, node, graph):
+        if len(node.inputs) != 1:
+            return (f"has {len(node.inputs)} inputs, but {cls.__name__} passes relevance through "
+                    "single-input layers; register it with RouteRelevance or "
+                    "ProportionalRelevance instead")
+        return None
+
     def propagate(self, xs, z, relevance):
-        if len(xs) != 1:
-            raise ValueError(f"{type(self).__name__} passes relevance through single-input "
-                             f"layers; '{self.name}' has {len(xs)} inputs.")
         return [relevance]
 
 
@@ -76,6 +82,17 @@ class GateRelevance(RelevanceLayer):
     def __init__(self, target=None, gate_index: int = 1, **kwargs):
         super().__init__(target=target, **kwargs)
         self.gate_index = gate_index
+
+    @classmethod
+    def for_node(cls, node, graph, **kwargs):
+        return cls(target=node.layer, gate_index=gate_index(node, graph), **kwargs)
+
+    @classmethod
+    def check_node(cls, node, graph):
+        if len(node.inputs) != 2 or gate_index(node, graph) is None:
+            return ("is a product of two signals, neither of which is a gate (a sigmoid-like or "
+                    "broadcast factor): not linear, so no LRP rule applies")
+        return None
 
     def propagate(self, xs, z, relevance):
         return [ops.zeros_like(x) if i == self.gate_index else relevance

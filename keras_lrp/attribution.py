@@ -1,14 +1,17 @@
-"""The analyzer: a cleaned clone of the model plus its reverse graph of relevance layers.
+"""Attributors: build an attribution model once, then run it on data.
 
-Building an :class:`Analyzer` clones and canonicalises the model (:mod:`keras_lrp.canonize`),
-replays it on fresh inputs, and walks it backwards, calling one relevance layer per forward
-layer. The result, :attr:`Analyzer.relevance_model`, is an ordinary Keras model from the inputs
-to their relevances; :meth:`Analyzer.analyze` runs it as one compiled TensorFlow graph.
+An :class:`Attributor` extracts and canonizes a private copy of the model, makes its
+:attr:`~Attributor.relevance_model` (a Keras model from the inputs to their relevances), traces
+it into one TensorFlow graph, and runs it: batching, datasets and generators, neuron selection,
+the finiteness check, layer-wise output and conservation. Subclasses only say what the model
+computes: :class:`LRP` builds the reverse graph of a composite (:mod:`keras_lrp.reverse`); the
+gradient family is in :mod:`keras_lrp.gradients`.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Dict, Optional
 
 import keras
@@ -17,11 +20,12 @@ import tensorflow as tf
 from keras import ops
 
 from keras_lrp import graph as graph_mod
-from keras_lrp.canonize import LOW_PRECISION, canonize
-from keras_lrp.layer_map import RuleSelector, check_supported, input_fed_nodes, \
-    nonnegative_tensors, relevance_layer
+from keras_lrp.canonizers import DEFAULT_CANONIZERS, LOW_PRECISION, canonize
+from keras_lrp.composites import Composite
 from keras_lrp.inputs import as_arrays, is_batch_stream, slices, stream
 from keras_lrp.report import ConservationReport
+from keras_lrp.reverse import reverse
+from keras_lrp.serialize import save_analyzer
 
 NEURON_SELECTION_MODES = ("max_activation", "index", "all")
 OUTPUT_RELEVANCES = ("logit", "one")
@@ -64,27 +68,33 @@ def _run(model, *args):
     return model(args[0] if len(args) == 1 else list(args), training=False)
 
 
-def _one_or_list(tensors):
+def one_or_list(tensors):
     return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
-class Analyzer:
-    """LRP analyzer for one Keras model and one assignment of rules.
+class Attributor:
+    """Runs one attribution method on one Keras model (use :func:`keras_lrp.create_analyzer`).
 
-    Use :func:`keras_lrp.create_analyzer` rather than building this directly.
+    Subclasses implement :meth:`build`, returning the relevance at each input and (optionally)
+    the layer-wise relevances, from the symbolic inputs set up here.
 
     Args:
         model: a built Functional or Sequential Keras model (never modified).
-        selector: the :class:`~keras_lrp.layer_map.RuleSelector` choosing each layer's rule.
         neuron_selection_mode: ``"max_activation"`` (default), ``"index"`` or ``"all"``.
         output_relevance: ``"logit"`` (start from the explained logit) or ``"one"``.
-        name: the analyzer's name, for reports.
+        output: the explained output of a multi-output model (index or output layer name).
         jit_compile: compile the analysis with XLA.
+        name: the analyzer's name, for reports and saving.
+        kwargs: the keyword arguments ``create_analyzer(name, model, **kwargs)`` rebuilds this
+            analyzer from (see :meth:`get_config`).
     """
 
-    def __init__(self, model, selector: Optional[RuleSelector] = None,
-                 neuron_selection_mode: str = "max_activation", output_relevance: str = "logit",
-                 name: str = "lrp", jit_compile: bool = False, output=None):
+    #: The canonizers of an attributor without a composite.
+    canonizers = DEFAULT_CANONIZERS
+
+    def __init__(self, model, neuron_selection_mode: str = "max_activation",
+                 output_relevance: str = "logit", output=None, jit_compile: bool = False,
+                 name: str = "lrp", kwargs: Optional[Dict[str, Any]] = None):
         if neuron_selection_mode not in NEURON_SELECTION_MODES:
             raise ValueError(f"neuron_selection_mode must be one of {NEURON_SELECTION_MODES}, "
                              f"got {neuron_selection_mode!r}.")
@@ -94,21 +104,39 @@ class Analyzer:
         self.name = name
         #: The user's model (read, never modified); saved by :meth:`save`.
         self.model = model
-        #: ``{"name": …, "kwargs": …}`` as given to create_analyzer (set by it), for :meth:`save`.
-        self.config = {"name": name, "kwargs": {}}
         self.model_name = getattr(model, "name", "model")
         self.neuron_selection_mode = neuron_selection_mode
         self.output_relevance = output_relevance
         self.jit_compile = jit_compile
-        self.selector = selector
-        self.graph = graph_mod.extract(model)
-        check_supported(self.graph)
-        self.graph = canonize(self.graph)
+        self._kwargs = dict(kwargs or {})
+        self._options = dict(neuron_selection_mode=neuron_selection_mode,
+                             output_relevance=output_relevance, output=output,
+                             jit_compile=jit_compile, name=name, kwargs=kwargs)
+        self.graph = self.prepare_graph()
         self.output_index = self._output_index(output)
-        self._build()
         self._functions: Dict[bool, Any] = {}
+        self._make_inputs()
+        relevances, layerwise = self.build()
+        self._make_models(relevances, layerwise)
+        self._function(False).get_concrete_function()  # trace now: shape errors at build time
 
     # -- building -----------------------------------------------------------------------------
+    def prepare_graph(self):
+        """The private, canonized copy of the model's graph."""
+        return canonize(graph_mod.extract(self.model), self.canonizers, self.check)
+
+    def trace_forward(self, inputs):
+        """The explained output of the canonized model on the symbolic ``inputs``."""
+        self._values = graph_mod.replay(self.graph, inputs)
+        return self._values[self.graph.outputs[self.output_index]]
+
+    def check(self, graph) -> None:
+        """Raise for layers this attributor cannot explain (on the user's layers, before any
+        cloning); the default accepts every differentiable layer."""
+
+    def build(self):  # pragma: no cover - abstract
+        """``(relevance at each input, {layer name: relevance} or None)``, symbolic."""
+        raise NotImplementedError
 
     def _output_index(self, output) -> int:
         """The explained output's index, from ``output`` (an index or an output layer name)."""
@@ -139,71 +167,56 @@ class Analyzer:
         if self.neuron_selection_mode == "index":
             self._selection_input = keras.Input(batch_shape=(None,), dtype="int32",
                                                 name="neuron_selection")
-        self._values = graph_mod.replay(self.graph, self.inputs)
-        self.logits = self._values[self.graph.outputs[self.output_index]]
-        self.forward_model = keras.Model(_one_or_list(self.inputs), self.logits,
-                                         name=f"{self.name.replace('.', '_')}_forward")
-        start_inputs = [self.logits] + ([self._selection_input] if self._selection_input
-                                        is not None else [])
-        self.start = OutputRelevance(self.neuron_selection_mode, self.output_relevance,
-                                     name="output_relevance", dtype=self.logits.dtype)(
-                                         start_inputs)
+        self.logits = self.trace_forward(self.inputs)
+        self.forward_model = keras.Model(one_or_list(self.inputs), self.logits,
+                                         name=f"{self._prefix}_forward")
 
-    def _model_inputs(self):
+    @property
+    def _prefix(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_]+", "_", self.name).strip("_")
+
+    def start_relevance(self, layer_name: str = "output_relevance"):
+        """The symbolic relevance at the explained output (see :class:`OutputRelevance`)."""
+        return OutputRelevance(self.neuron_selection_mode, self.output_relevance,
+                               name=layer_name, dtype=self.logits.dtype)(
+            [self.logits] + ([self._selection_input] if self._selection_input is not None
+                             else []))
+
+    def model_inputs(self):
+        """The symbolic inputs of the relevance model: the data, then the selection if any."""
         return self.inputs + ([self._selection_input] if self._selection_input is not None
                               else [])
 
-    def _build(self):
-        self._make_inputs()
-        g, values = self.graph, self._values
-        input_fed, nonneg = input_fed_nodes(g), nonnegative_tensors(g)
-        relevance = {g.outputs[self.output_index]: self.start}
-        layerwise: Dict[str, Any] = {}
-        calls: Dict[str, int] = {}  # a shared layer's calls are numbered in forward order
-        call_index = {}
-        for node in g.nodes:
-            call_index[id(node)] = calls.get(node.layer.name, 0)
-            calls[node.layer.name] = call_index[id(node)] + 1
-        sums = 0
-        for node in reversed(g.nodes):
-            r_out = relevance.get(node.outputs[0])
-            if r_out is None:
-                continue  # the node does not lead to the explained output
-            if len(node.outputs) != 1:
-                raise ValueError(f"Layer '{node.layer.name}' has {len(node.outputs)} outputs; "
-                                 "keras-lrp supports single-output layers.")
-            k = call_index[id(node)]
-            key = f"{node.layer.name}_{k}" if k else node.layer.name
-            layerwise[key] = r_out
-            rel = relevance_layer(node, self.selector, g, input_fed, nonneg)
-            if k:
-                rel.name = f"{rel.name}_{k}"
-            out = rel([values[t] for t in node.inputs] + [values[node.outputs[0]], r_out])
-            out = out if isinstance(out, (list, tuple)) else [out]
-            for tid, r in zip(node.inputs, out):
-                if tid in relevance:  # several consumers: sum their relevance
-                    sums += 1
-                    r = keras.layers.Add(name=f"relevance_sum_{sums}",
-                                         dtype=relevance[tid].dtype)([relevance[tid], r])
-                relevance[tid] = r
-        input_relevance = []
-        for tid, x in zip(g.inputs, self.inputs):
-            input_relevance.append(relevance[tid] if tid in relevance else ops.zeros_like(x))
-        layerwise = {x.name: r for x, r in zip(self.inputs, input_relevance)} | dict(
-            reversed(list(layerwise.items())))
+    def _make_models(self, relevances, layerwise):
+        inputs = one_or_list(self.model_inputs())
+        self.relevance_model = keras.Model(inputs, one_or_list(relevances),
+                                           name=f"{self._prefix}_relevance")
+        self._layerwise_model = None
         #: Layer names in forward order, as keys of ``analyze(x, layerwise=True)``.
-        self.layer_names = list(layerwise)
-        self.relevance_model = keras.Model(_one_or_list(self._model_inputs()),
-                                           _one_or_list(input_relevance),
-                                           name=f"{self.name.replace('.', '_')}_relevance")
-        self._layerwise_model = keras.Model(_one_or_list(self._model_inputs()), layerwise,
-                                            name=f"{self.name.replace('.', '_')}_layerwise")
+        self.layer_names = [x.name for x in self.inputs]
+        if layerwise is not None:
+            layerwise = {x.name: r for x, r in zip(self.inputs, relevances)} | layerwise
+            self.layer_names = list(layerwise)
+            self._layerwise_model = keras.Model(inputs, layerwise,
+                                                name=f"{self._prefix}_layerwise")
+
+    # -- configuration -------------------------------------------------------------------------
+    def get_config(self) -> Dict[str, Any]:
+        """``{"name": …, "kwargs": …}``: ``create_analyzer(name, model, **kwargs)`` rebuilds this
+        analyzer (saving and loading use it)."""
+        return {"name": self.name, "kwargs": dict(self._kwargs)}
+
+    def clone(self, **overrides) -> "Attributor":
+        """The same attributor rebuilt with some constructor arguments changed."""
+        return type(self)(self.model, **{**self._options, **overrides})
 
     # -- running ------------------------------------------------------------------------------
-
     def _function(self, layerwise: bool):
         if layerwise not in self._functions:
             model = self._layerwise_model if layerwise else self.relevance_model
+            if model is None:
+                raise ValueError(f"Analyzer {self.name!r} ({type(self).__name__}) has no "
+                                 "layer-wise relevances: it is not a layer-by-layer method.")
             specs = [tf.TensorSpec(tuple(t.shape), t.dtype) for t in model.inputs]
             self._functions[layerwise] = tf.function(
                 functools.partial(_run, model), input_signature=specs,
@@ -297,16 +310,17 @@ class Analyzer:
 
     def _overflow_message(self, args) -> str:
         """Name the layer whose rule first produced inf/NaN (walking from the output)."""
-        rows = self._function(True)(*args)
-        names = self.layer_names  # forward order; rows[name] = relevance at name's output
-        bad = next((i for i in reversed(range(len(names)))
-                    if not np.isfinite(np.asarray(rows[names[i]])).all()), None)
         where = ""
-        if bad is not None and bad + 1 < len(names):
-            consumer = names[bad + 1]  # the layer reading that tensor; its rule produced it
-            rule = next((repr(layer) for layer in self.relevance_model.layers
-                         if layer.name == f"{consumer}_relevance"), "its rule")
-            where = f" at layer '{consumer}' ({rule}), passing relevance to '{names[bad]}',"
+        if self._layerwise_model is not None:
+            rows = self._function(True)(*args)
+            names = self.layer_names  # forward order; rows[name] = relevance at name's output
+            bad = next((i for i in reversed(range(len(names)))
+                        if not np.isfinite(np.asarray(rows[names[i]])).all()), None)
+            if bad is not None and bad + 1 < len(names):
+                consumer = names[bad + 1]  # the layer reading that tensor; its rule produced it
+                rule = next((repr(layer) for layer in self.relevance_model.layers
+                             if layer.name == f"{consumer}_relevance"), "its rule")
+                where = f" at layer '{consumer}' ({rule}), passing relevance to '{names[bad]}',"
         return (f"Relevance overflowed to inf/NaN{where} in analyzer {self.name!r}: a "
                 "denominator nearly cancelled and the ratios grew without bound. This happens "
                 "with rules that are not stabilised against mixed-sign inputs (e.g. ZPlusFast on "
@@ -323,10 +337,40 @@ class Analyzer:
     def save(self, path: str) -> None:
         """Save this analyzer (configuration and model) to one file; see
         :func:`keras_lrp.load_analyzer`."""
-        from keras_lrp.serialize import save_analyzer
-
-        save_analyzer(self, path)
+        save_analyzer(self.get_config(), self.model, path)
 
     def __repr__(self):
-        return (f"<keras_lrp.Analyzer {self.name!r} of model {self.model_name!r}, "
+        return (f"<keras_lrp.{type(self).__name__} {self.name!r} of model {self.model_name!r}, "
                 f"neuron_selection_mode={self.neuron_selection_mode!r}>")
+
+
+class LRP(Attributor):
+    """Layer-wise Relevance Propagation with a :class:`~keras_lrp.composites.Composite`.
+
+    The reverse graph calls, for every forward layer from the output back to the inputs, the
+    relevance layer the composite chooses (Bach et al. 2015; Montavon et al. 2019).
+
+    Args:
+        model: the Keras model.
+        composite: which rule or relevance layer each layer gets, and the canonizers.
+        **kwargs: see :class:`Attributor`.
+    """
+
+    def __init__(self, model, composite: Composite, **kwargs):
+        self.composite = composite
+        self.canonizers = composite.canonizers
+        super().__init__(model, **kwargs)
+        self._options["composite"] = composite
+
+    def check(self, graph) -> None:
+        self.composite.check(graph, self.model)
+
+    def build(self):
+        rev = reverse(self.graph, self.composite, self._values,
+                      self.graph.outputs[self.output_index], self.start_relevance(), self.inputs,
+                      self.model)
+        return rev.inputs, rev.layerwise
+
+
+#: The name this class had before attributors; kept for ``isinstance`` checks.
+Analyzer = Attributor

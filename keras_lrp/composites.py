@@ -1,0 +1,389 @@
+"""Composites: which relevance layer every node of the graph gets.
+
+A :class:`Composite` is an ordered list of ``(key, target)`` entries; the first entry whose key
+matches a node decides its relevance layer. A key is a layer class, a layer name, a predicate
+``f(node, ctx) -> bool`` (such as :class:`FirstLayer`), or a tuple of them; a target is an LRP
+rule (for kernel layers: Dense, convolutions, BatchNormalization, your own linear layers) or a
+:class:`~keras_lrp.layers.RelevanceLayer` class (for any layer). The search order is
+
+1. the user's entries (``rule_map=``/``layer_map=`` of one analyzer), in front;
+2. the global registrations (:func:`register_rule`, :func:`register_layer`);
+3. the first-layer rule (``first_layer``: kernel layers fed by a model input through reshaping);
+4. the until-index rule (``until_layer``: the layers among ``model.layers[0..idx]``);
+5. the composite's own ``layer_map`` (an attention composite may map LayerNormalization here);
+6. the base map of structural layers (:data:`keras_lrp.layer_map.BASE_MAP`).
+
+The composite also lists the canonizers that prepare the graph (:mod:`keras_lrp.canonizers`).
+The named composites (:class:`EpsilonPlus`, :class:`EpsilonGammaBox`, …) are at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, List, Optional, Sequence, Tuple
+
+import keras
+
+from keras_lrp import rules as rules_mod
+from keras_lrp import types
+from keras_lrp.canonizers import DEFAULT_CANONIZERS, has_fused_activation
+from keras_lrp.graph import Graph, Node, followed_by_relu, input_fed_nodes, node_call, \
+    nonnegative_tensors
+from keras_lrp.layer_map import BASE_MAP, REGISTRY, matches, unsupported_error
+from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.linear import is_kernel_layer
+
+
+@dataclasses.dataclass
+class Context:
+    """What matching and binding may look at: the graph, the model, and facts derived once."""
+
+    graph: Graph
+    model: Any = None
+
+    def __post_init__(self):
+        self.first_layers = input_fed_nodes(self.graph, is_kernel_layer)
+        self.nonnegative = nonnegative_tensors(self.graph)
+
+
+class FirstLayer:
+    """Key: the kernel layers fed by a model input through reshaping layers only."""
+
+    def __call__(self, node: Node, ctx: Context) -> bool:
+        return id(node) in ctx.first_layers
+
+    def __repr__(self):
+        return "FirstLayer()"
+
+
+class UntilLayer:
+    """Key: the layers among ``model.layers[0..idx]`` (0-based, inclusive; iNNvestigate's
+    ``until_layer_idx``; a functional model's InputLayer is index 0; nested models count whole)."""
+
+    def __init__(self, idx: int):
+        if isinstance(idx, bool) or not isinstance(idx, int):
+            raise ValueError(f"until_layer_idx must be an int, got {idx!r}.")
+        self.idx = idx
+        self._names = {}
+
+    def names(self, model) -> set:
+        if id(model) not in self._names:
+            names = set()
+
+            def add(layer):
+                names.add(layer.name)
+                for sub in getattr(layer, "layers", []) if isinstance(layer, keras.Model) else []:
+                    add(sub)
+
+            for layer in model.layers[: self.idx + 1]:
+                add(layer)
+            self._names[id(model)] = names
+        return self._names[id(model)]
+
+    def __call__(self, node: Node, ctx: Context) -> bool:
+        return matches(tuple(self.names(ctx.model)), node, ctx)
+
+    def __repr__(self):
+        return f"UntilLayer({self.idx})"
+
+
+class FollowedByReLU:
+    """Key: the layers whose every reader is a ReLU (Deep Taylor's condition for ZPlus)."""
+
+    def __call__(self, node: Node, ctx: Context) -> bool:
+        return followed_by_relu(node, ctx.graph)
+
+    def __repr__(self):
+        return "FollowedByReLU()"
+
+
+def as_target(target):
+    """A rule template, or a RelevanceLayer class (structural), from what a user may write."""
+    if isinstance(target, type) and issubclass(target, RelevanceLayer) and not issubclass(
+            target, rules_mod.Rule):
+        return target
+    return rules_mod.get(target)
+
+
+def _entries(pairs, what: str) -> List[Tuple[Any, Any]]:
+    out = []
+    for pair in pairs or ():
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError(f"{what} must be a list of (layer classes or names, rule) pairs; "
+                             f"got the entry {pair!r}.")
+        key, target = pair
+        matches(key, None, None, validate_only=True)
+        out.append((key, as_target(target)))
+    return out
+
+
+class Composite:
+    """An ordered map from layers to relevance layers, with the canonizers preparing the graph.
+
+    Args:
+        layer_map: the composite's own ``(key, rule or RelevanceLayer class)`` entries, first
+            match wins; a rule only matches kernel layers.
+        first_layer: the rule for kernel layers fed by a model input (iNNvestigate's
+            ``input_layer_rule``), or ``None``.
+        base_map: entries for structural layers, searched last (default :data:`BASE_MAP`).
+        canonizers: the canonizers, in order (default
+            :data:`~keras_lrp.canonizers.DEFAULT_CANONIZERS`).
+
+    Example:
+        >>> c = Composite([(keras.layers.Dense, Epsilon(epsilon=0.1)), (keras.layers.Layer, Z())],
+        ...               first_layer=Flat())
+        >>> keras_lrp.create_analyzer("lrp", model, composite=c)
+    """
+
+    #: Parameters of a named composite (subclasses set them), for repr and saving.
+    PARAMS: dict = {}
+    #: Whether the first-layer rule is part of the composite's definition (the ``_flat`` ones).
+    fixed_first_layer = False
+
+    def __init__(self, layer_map: Sequence = (), first_layer=None, base_map=None,
+                 canonizers: Optional[Sequence] = None):
+        self.layer_map = _entries(layer_map, "layer_map")
+        self.first_layer = None if first_layer is None else rules_mod.get(first_layer)
+        self.base_map = list(BASE_MAP if base_map is None else base_map)
+        self.canonizers = list(DEFAULT_CANONIZERS if canonizers is None else canonizers)
+        self.user_map: List[Tuple[Any, Any]] = []
+        self.until_layer: Optional[Tuple[UntilLayer, Any]] = None
+        self.registry = REGISTRY
+        self.params = {}
+
+    # -- customising ---------------------------------------------------------------------------
+    def customized(self, user_map: Sequence = (), first_layer=None, until_layer_idx=None,
+                   until_layer_rule=None, owner: str = "") -> "Composite":
+        """A copy with the user's entries in front, and the first-layer and until-index rules.
+
+        Raises:
+            ValueError: a first-layer rule for a composite that fixes its own (``_flat``), or
+                only one of ``until_layer_idx`` and ``until_layer_rule``.
+        """
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        who = owner or repr(self)
+        new.user_map = _entries(user_map, "rule_map") + list(self.user_map)
+        if first_layer is not None:
+            rule = rules_mod.get(first_layer)
+            if self.fixed_first_layer and not _same_rule(rule, self.first_layer):
+                raise ValueError(f"Analyzer {who} fixes input_layer_rule="
+                                 f"'{type(self.first_layer).__name__}'; got {first_layer!r}. "
+                                 "Use the analyzer without '_flat'.")
+            new.first_layer = rule
+        if (until_layer_idx is None) != (until_layer_rule is None):
+            raise ValueError("until_layer_idx and until_layer_rule go together; got "
+                             f"until_layer_idx={until_layer_idx!r}, "
+                             f"until_layer_rule={until_layer_rule!r}.")
+        if until_layer_idx is not None:
+            new.until_layer = (UntilLayer(int(until_layer_idx)), rules_mod.get(until_layer_rule))
+        return new
+
+    # -- deciding ------------------------------------------------------------------------------
+    def entries(self) -> List[Tuple[Any, Any]]:
+        """Every entry in search order (see the module docstring)."""
+        out = list(self.user_map) + self.registry.entries()
+        if self.first_layer is not None:
+            out.append((FirstLayer(), self.first_layer))
+        if self.until_layer is not None:
+            out.append(self.until_layer)
+        return out + self.layer_map + self.base_map
+
+    def target(self, node: Node, ctx: Context):
+        """The rule template or RelevanceLayer class for ``node``, or ``None``."""
+        kernel = is_kernel_layer(node.layer)
+        for key, target in self.entries():
+            if isinstance(target, rules_mod.Rule) and not kernel:
+                continue  # rules bind to kernel layers only
+            if matches(key, node, ctx):
+                return target
+        return None
+
+    def check(self, graph: Graph, model=None) -> None:
+        """Raise an error naming the first layer no entry serves; runs on the user's layers
+        before anything is cloned."""
+        ctx = Context(graph, model)
+        for node in graph.nodes:
+            layer = node.layer
+            output = any(t in graph.outputs for t in node.outputs)
+            if types.is_softmax(layer) and output:
+                continue  # stripped
+            if has_fused_activation(layer):
+                name = types.layer_activation(layer)
+                if name not in types.ELEMENTWISE_ACTIVATIONS and not (name == "softmax"
+                                                                      and output):
+                    raise unsupported_error(layer, self.registry, f" (its fused activation "
+                                                                  f"'{name}' is not element-wise)")
+            self._resolve(node, ctx, graph)
+
+    def _resolve(self, node: Node, ctx: Context, graph: Graph):
+        target = self.target(node, ctx)
+        if target is None:
+            if is_kernel_layer(node.layer):
+                raise ValueError(f"No LRP rule applies to layer '{node.layer.name}' "
+                                 f"({type(node.layer).__name__}); pass rule=... or a rule_map "
+                                 "entry.")
+            raise unsupported_error(node.layer, self.registry)
+        if not isinstance(target, rules_mod.Rule):
+            problem = target.check_node(node, graph)
+            if problem:
+                raise ValueError(f"Layer '{node.layer.name}' {problem}.")
+        return target
+
+    def relevance_layer(self, node: Node, ctx: Context) -> RelevanceLayer:
+        """The relevance layer propagating through ``node``."""
+        target = self._resolve(node, ctx, ctx.graph)
+        layer = node.layer
+        if isinstance(target, rules_mod.Rule):
+            rel = target.bind(layer)
+            rel.input_nonnegative = all(ctx.nonnegative.get(t, False) for t in node.inputs)
+            return rel
+        return target.for_node(node, ctx.graph, forward=node_call(node),
+                               name=f"{layer.name}_relevance",
+                               dtype=getattr(layer, "dtype_policy", None))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def _same_rule(a, b) -> bool:
+    return type(a) is type(b) and getattr(a, "params", None) == getattr(b, "params", None)
+
+
+# ------------------------------------------------------------------------- named composites
+_ANY = keras.layers.Layer  # with a rule as target: every kernel layer
+
+
+class NamedComposite(Composite):
+    """A composite defined by a few parameters (``PARAMS``); :meth:`assign` returns its
+    ``(layer_map, first_layer)``. Subclasses are ~10 lines each."""
+
+    def __init__(self, canonizers: Optional[Sequence] = None, base_map=None, **params):
+        unknown = set(params) - set(self.PARAMS)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown parameter(s) "
+                            f"{', '.join(sorted(unknown))}; its parameters are "
+                            f"{', '.join(self.PARAMS) or 'none'}.")
+        params = {k: params.get(k, v) for k, v in self.PARAMS.items()}
+        layer_map, first = self.assign(**params)
+        super().__init__(layer_map, first_layer=first, base_map=base_map, canonizers=canonizers)
+        self.params = params
+
+    def assign(self, **params):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Uniform(NamedComposite):
+    """One rule on every kernel layer (``lrp.z``, ``lrp.epsilon``, …)."""
+
+    PARAMS = {"rule": "Z"}
+
+    def assign(self, rule):
+        return [(_ANY, rule)], None
+
+
+def _dense_conv(dense, conv):
+    return [(types.DENSE, dense), (types.CONV, conv), (_ANY, dense)]
+
+
+class SequentialPresetA(NamedComposite):
+    """iNNvestigate's preset a: Dense Epsilon(ε), convolutions AlphaBeta(1, 0) with bias."""
+
+    PARAMS = {"epsilon": 0.1}
+
+    def assign(self, epsilon):
+        return _dense_conv(rules_mod.Epsilon(epsilon=epsilon),
+                           rules_mod.AlphaBeta(alpha=1, beta=0)), None
+
+
+class SequentialPresetB(NamedComposite):
+    """iNNvestigate's preset b: Dense Epsilon(ε), convolutions AlphaBeta(2, 1) with bias."""
+
+    PARAMS = {"epsilon": 0.1}
+
+    def assign(self, epsilon):
+        return _dense_conv(rules_mod.Epsilon(epsilon=epsilon),
+                           rules_mod.AlphaBeta(alpha=2, beta=1)), None
+
+
+class _Flat:
+    """Mixin: the same composite with a Flat first layer, fixed."""
+
+    fixed_first_layer = True
+
+    def assign(self, **params):
+        layer_map, _ = super().assign(**params)
+        return layer_map, rules_mod.Flat()
+
+
+class SequentialPresetAFlat(_Flat, SequentialPresetA):
+    """Preset a with a Flat first layer."""
+
+
+class SequentialPresetBFlat(_Flat, SequentialPresetB):
+    """Preset b with a Flat first layer."""
+
+
+class EpsilonPlus(NamedComposite):
+    """Zennit's EpsilonPlus: Dense Epsilon(ε), convolutions ZPlus."""
+
+    PARAMS = {"epsilon": 1e-6}
+
+    def assign(self, epsilon):
+        return _dense_conv(rules_mod.Epsilon(epsilon=epsilon), rules_mod.ZPlus()), None
+
+
+class EpsilonPlusFlat(_Flat, EpsilonPlus):
+    """EpsilonPlus with a Flat first layer."""
+
+
+class EpsilonAlpha2Beta1(NamedComposite):
+    """Zennit's EpsilonAlpha2Beta1: Dense Epsilon(ε), convolutions AlphaBeta(2, 1)."""
+
+    PARAMS = {"epsilon": 1e-6}
+
+    def assign(self, epsilon):
+        return _dense_conv(rules_mod.Epsilon(epsilon=epsilon),
+                           rules_mod.AlphaBeta(alpha=2, beta=1)), None
+
+
+class EpsilonAlpha2Beta1Flat(_Flat, EpsilonAlpha2Beta1):
+    """EpsilonAlpha2Beta1 with a Flat first layer."""
+
+
+class EpsilonGammaBox(NamedComposite):
+    """Zennit's EpsilonGammaBox: Bounded(low, high) first layer, convolutions Gamma(γ), Dense
+    Epsilon(ε)."""
+
+    PARAMS = {"epsilon": 1e-6, "gamma": 0.25, "low": -1.0, "high": 1.0}
+
+    def assign(self, epsilon, gamma, low, high):
+        return (_dense_conv(rules_mod.Epsilon(epsilon=epsilon), rules_mod.Gamma(gamma=gamma)),
+                rules_mod.Bounded(low=low, high=high))
+
+
+class DeepTaylor(NamedComposite):
+    """Deep Taylor: ZPlus on kernel layers followed by a ReLU, WSquare elsewhere."""
+
+    def assign(self):
+        return [(FollowedByReLU(), rules_mod.ZPlus()), (_ANY, rules_mod.WSquare())], None
+
+
+class DeepTaylorBounded(NamedComposite):
+    """Deep Taylor with Bounded(low, high) on the first layer."""
+
+    PARAMS = {"low": -1.0, "high": 1.0}
+
+    def assign(self, low, high):
+        return DeepTaylor.assign(self)[0], rules_mod.Bounded(low=low, high=high)
+
+
+#: The named composites, by class name (for saving analyzers that were given one).
+COMPOSITES = {cls.__name__: cls for cls in (
+    Uniform, SequentialPresetA, SequentialPresetB, SequentialPresetAFlat, SequentialPresetBFlat,
+    EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox,
+    DeepTaylor, DeepTaylorBounded)}
+
+__all__ = ["COMPOSITES", "Composite", "Context", "FirstLayer", "FollowedByReLU",
+           "NamedComposite", "UntilLayer", "as_target"] + list(COMPOSITES)

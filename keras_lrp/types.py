@@ -1,0 +1,167 @@
+"""The one place that knows Keras' layer families, and the only module that touches ``keras.src``.
+
+Every other module asks this one: "is this a kernel layer?", "does this layer keep the sign of
+its input?", "is this activation element-wise?". When Keras moves a class, only this file
+changes.
+"""
+
+from __future__ import annotations
+
+import keras
+
+L = keras.layers
+_CONVOLUTIONAL = keras.src.layers.convolutional
+_NP = keras.src.ops.numpy
+_NN = keras.src.ops.nn
+
+# ------------------------------------------------------------------------------- kernel layers
+#: Dense layers (matrix or einsum products with a kernel).
+DENSE = (L.Dense, L.EinsumDense)
+#: Convolutions of every rank: plain, depthwise and transposed.
+CONV_BASE = _CONVOLUTIONAL.base_conv.BaseConv
+DEPTHWISE = _CONVOLUTIONAL.base_depthwise_conv.BaseDepthwiseConv
+TRANSPOSE = _CONVOLUTIONAL.base_conv_transpose.BaseConvTranspose
+SEPARABLE = _CONVOLUTIONAL.base_separable_conv.BaseSeparableConv
+CONV = (CONV_BASE, DEPTHWISE, TRANSPOSE)
+#: Layers a BatchNormalization right after them can be folded into.
+BATCHNORM_FOLDABLE = (L.Dense, CONV_BASE, DEPTHWISE, TRANSPOSE)
+#: Kernel layers whose fused activation is split off into its own layer. Recurrent and attention
+#: layers also have an ``activation``, but it acts inside the cell: it is never split off.
+ACTIVATION_SPLITTABLE = DENSE + CONV + (SEPARABLE,)
+
+# ------------------------------------------------------------------ layers that keep their insides
+#: Recurrent layers: their ``activation`` is the cell's, not a fused output activation.
+RECURRENT = (L.RNN, L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional, L.ConvLSTM1D, L.ConvLSTM2D,
+             L.ConvLSTM3D)
+#: Attention layers (expanded by a canonizer, never split).
+ATTENTION = (L.MultiHeadAttention, L.Attention, L.AdditiveAttention, L.GroupQueryAttention)
+
+# ------------------------------------------------------------------------------ structural layers
+#: Layers that only move, copy or select values (routing relevance with them).
+ROUTE = (L.InputLayer, L.Flatten, L.Reshape, L.Permute, L.Concatenate, L.RepeatVector,
+         L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
+         L.Cropping3D, L.UpSampling1D, L.UpSampling3D)
+MAX_POOLING = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.GlobalMaxPooling1D,
+               L.GlobalMaxPooling2D, L.GlobalMaxPooling3D)
+AVERAGE_POOLING = (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
+                   L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D)
+#: Merges that sum their inputs with fixed coefficients.
+LINEAR_MERGE = (L.Add, L.Subtract, L.Average)
+#: Layers that act element-wise (or not at all) at inference.
+ELEMENTWISE = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
+               L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
+               L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU)
+#: Element-wise affine preprocessing (an offset can make values negative).
+PREPROCESSING = (L.Rescaling, L.Normalization)
+NORMALIZATION = (L.LayerNormalization,)
+BATCHNORM = (L.BatchNormalization,)
+UPSAMPLING_2D = (L.UpSampling2D,)
+ACTIVATION = (L.Activation,)
+SOFTMAX = (L.Softmax,)
+MULTIPLY = (L.Multiply, _NP.Multiply)
+
+#: keras.applications' own layers: ConvNeXt's per-channel LayerScale (x·γ) and StochasticDepth
+#: (identity at inference), InceptionResNetV2's CustomScaleLayer (x₀ + s·x₁).
+APP_ELEMENTWISE: tuple = ()
+APP_LINEAR_MERGE: tuple = ()
+try:  # pragma: no branch - present in every Keras 3 release so far
+    from keras.src.applications import convnext as _convnext
+    from keras.src.applications import inception_resnet_v2 as _irv2
+    APP_ELEMENTWISE = tuple(c for c in (getattr(_convnext, "LayerScale", None),
+                                        getattr(_convnext, "StochasticDepth", None)) if c)
+    APP_LINEAR_MERGE = tuple(c for c in (getattr(_irv2, "CustomScaleLayer", None),) if c)
+except ImportError:  # pragma: no cover
+    pass
+
+# --------------------------------------------------------------------- raw keras.ops operations
+#: Element-wise activations called as raw keras.ops in functional code.
+OP_ACTIVATIONS = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplus, _NN.Softsign,
+                  _NN.Silu, _NN.HardSilu, _NN.LogSigmoid, _NN.LeakyRelu, _NN.Elu, _NN.Selu,
+                  _NN.Gelu, _NN.Celu, _NP.Tanh)
+#: Raw ops whose output is ≥ 0.
+OP_NONNEGATIVE = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplus)
+#: Raw ops bounded like a gate (sigmoid-like, or relu6 as in hard-sigmoid = relu6(x + 3)/6).
+OP_GATES = (_NN.Sigmoid, _NN.HardSigmoid, _NN.Relu6)
+#: Raw element-wise arithmetic: with one tensor and a constant, an element-wise affine map.
+OP_ARITHMETIC = (_NP.Add, _NP.Subtract, _NP.Multiply, _NP.Divide, _NP.TrueDivide)
+#: Raw sums of two tensors.
+OP_SUMS = (_NP.Add, _NP.Subtract)
+#: Raw ops seen through when looking for a gate.
+RESHAPE_LIKE = (L.Reshape, L.Rescaling)
+
+# ----------------------------------------------------------------------------------- activations
+#: Element-wise activations, by name: relevance passes through them unchanged.
+ELEMENTWISE_ACTIVATIONS = frozenset({
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid",
+    "hard_sigmoid", "softplus", "softsign", "silu", "swish", "hard_silu", "hard_swish", "mish",
+    "exponential", "celu", "glu", "log_sigmoid", "sparse_plus", "squareplus", "tanh_shrink",
+    "hard_tanh", "soft_shrink", "hard_shrink", "threshold",
+})
+#: Activations whose output is never negative (rules may then skip x⁻ terms).
+NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus",
+                                     "exponential"})
+#: Activations that make a tensor a gate in [0, 1].
+GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6"})
+
+#: Layers that leave values unchanged apart from their arrangement (seen through when looking
+#: for the layers fed directly by a model input).
+RESHAPING = (L.InputLayer, L.Flatten, L.Reshape, L.Permute, L.Dropout)
+
+#: Layers whose output is ≥ 0 wherever all their inputs are (they copy, select, add or average
+#: values). Rescaling and Normalization are absent: an offset can make values negative.
+SIGN_PRESERVING = (L.InputLayer, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
+                   L.SpatialDropout3D, L.GaussianDropout, L.AlphaDropout, L.Identity,
+                   L.ActivityRegularization, L.Flatten, L.Reshape, L.Permute, L.RepeatVector,
+                   L.Concatenate, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
+                   L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D, L.UpSampling2D,
+                   L.UpSampling3D, L.Add, L.Average) + MAX_POOLING + AVERAGE_POOLING
+
+
+def activation_name(fn) -> str:
+    """The name of an activation function (``"relu"``, ``"softmax"``, …)."""
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def layer_activation(layer) -> str:
+    """The name of a layer's activation, or ``""`` if it has none."""
+    act = getattr(layer, "activation", None)
+    return activation_name(act) if act is not None else ""
+
+
+def is_softmax(layer) -> bool:
+    """A ``Softmax`` layer or ``Activation("softmax")``."""
+    return isinstance(layer, SOFTMAX) or (isinstance(layer, ACTIVATION)
+                                          and layer_activation(layer) == "softmax")
+
+
+def is_layer(op) -> bool:
+    """A Keras layer (not a raw ``keras.ops`` operation)."""
+    return isinstance(op, L.Layer)
+
+
+def is_model(op) -> bool:
+    return isinstance(op, keras.Model)
+
+
+def is_nonnegative_producer(layer, inputs_nonnegative: bool) -> bool:
+    """Whether ``layer``'s output is provably ≥ 0, given whether all of its inputs are."""
+    if isinstance(layer, ACTIVATION):
+        return layer_activation(layer) in NONNEGATIVE_ACTIVATIONS
+    if isinstance(layer, L.ReLU):
+        return float(layer.negative_slope) == 0.0
+    if isinstance(layer, OP_NONNEGATIVE):
+        return True
+    return inputs_nonnegative and isinstance(layer, SIGN_PRESERVING)
+
+
+def is_gate_producer(layer) -> bool:
+    """A layer whose output is bounded like a gate: sigmoid-like, or a capped ReLU."""
+    if layer_activation(layer) in GATE_ACTIVATIONS or isinstance(layer, OP_GATES):
+        return True
+    return isinstance(layer, L.ReLU) and layer.max_value is not None
+
+
+def is_relu(layer) -> bool:
+    """A ReLU layer without leak, or ``Activation("relu")`` (Deep Taylor's ZPlus condition)."""
+    return ((isinstance(layer, L.ReLU) and float(layer.negative_slope) == 0)
+            or (isinstance(layer, ACTIVATION) and layer_activation(layer) == "relu"))
