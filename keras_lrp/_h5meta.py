@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from keras_lrp.version import __version__
+
 _MARK, _VERSION, _JSON_KEYS = "keras_lrp_format", "keras_lrp_format_version", "keras_lrp_json_keys"
 VOLATILE_KEYS = ("created",)  # metadata keys a resumed run may change
 
@@ -40,8 +42,6 @@ def model_weights_hash(model) -> str:
 def _versions() -> Dict[str, str]:
     import keras
     import tensorflow as tf
-
-    from keras_lrp.version import __version__
 
     return {"keras_lrp_version": __version__, "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,

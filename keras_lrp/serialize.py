@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_lrp import rules
 from keras_lrp.composites import COMPOSITES, Composite
+from keras_lrp.version import __version__
 
 #: Version of the file layout; bump it when a change makes older readers misread files.
 FORMAT_VERSION = 2
@@ -92,8 +93,6 @@ def save_analyzer(config: Dict[str, Any], model, path: str) -> None:
         TypeError: the configuration holds an object that cannot be saved (custom rules,
             composites or layer classes); the message names it.
     """
-    from keras_lrp.version import __version__
-
     config = {"format_version": FORMAT_VERSION, "keras_lrp_version": __version__,
               "config": _encode_config(config)}
     path = os.fspath(path)
@@ -114,8 +113,6 @@ def read_analyzer(path: str, custom_objects: Optional[Dict[str, Any]] = None):
     Raises:
         ValueError: not an analyzer file, or written in a newer format than this keras-lrp reads.
     """
-    from keras_lrp.version import __version__
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No analyzer file at {path}.")
     if not zipfile.is_zipfile(path):

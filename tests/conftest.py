@@ -1,6 +1,18 @@
-"""Shared fixtures: quiet TensorFlow, and Keras global state restored after every test."""
+"""Shared test set-up: the import path, quiet TensorFlow, the float64 fixture, and Keras global
+state restored after every test.
+
+The tests import the package (installed, or this checkout) and the NumPy oracle
+``tests/reference.py`` as ``import reference``; this file is the one place that arranges it.
+"""
 
 import os
+import sys
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+for path in (ROOT, TESTS):  # the checkout first: its keras_lrp and tests/reference.py
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -22,3 +34,26 @@ def float64():
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
     yield
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A Dense model (input 'x' of 4 features, 3 classes) and an analyzer for it."""
+    import keras_lrp
+    from helpers import dense_net
+
+    keras.utils.set_random_seed(1)
+    model = dense_net(4, (5, 3), name="small")
+    return model, keras_lrp.create_analyzer("lrp.epsilon", model)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The shipped digits CNN, an analyzer for it, the 360 test digits and their labels."""
+    import numpy as np
+
+    import keras_lrp
+
+    model = keras.models.load_model(os.path.join(ROOT, "models", "digits_cnn.keras"))
+    data = np.load(os.path.join(ROOT, "models", "digits_test.npz"))
+    return model, keras_lrp.create_analyzer("lrp.alpha_2_beta_1", model), data["x"], data["y"]

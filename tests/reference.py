@@ -198,3 +198,244 @@ def gamma_rule(x, W, b, R, gamma=0.25, bias=True):
         bterm = (b[j] + gamma * (_pos(b[j]) if up else _neg(b[j]))) if bias else 0.0
         den[j] = C[:, j].sum() + bterm
     return _propagate(C, _stab(den), R)
+
+
+# =========================================================================== whole networks
+COND = 1e-4  # a denominator must be at least this fraction of the sum of its |terms|
+
+
+def _cond_ok(terms, extra=0.0):
+    """|Σ terms + extra| >= COND · (Σ |terms| + |extra|) per column (or everything is 0)."""
+    den = terms.sum(axis=0) + extra
+    scale = np.abs(terms).sum(axis=0) + np.abs(extra)
+    return bool(np.all((np.abs(den) >= COND * scale) | (scale == 0)))
+
+
+def pool_windows(in_shape, pool):
+    """(M, pool²) flat input indices of each 2-D pooling window (stride = pool, valid), output
+    positions in C order (row, col, channel); and the output shape."""
+    H, W, C = in_shape
+    rows = []
+    for oh in range(H // pool):
+        for ow in range(W // pool):
+            for c in range(C):
+                rows.append([np.ravel_multi_index((oh * pool + dh, ow * pool + dw, c), in_shape)
+                             for dh in range(pool) for dw in range(pool)])
+    return np.array(rows), (H // pool, W // pool, C)
+
+
+def avgpool_matrix(in_shape, pool):
+    """Average pooling = a depthwise convolution with the constant kernel 1/pool²."""
+    kernel = np.full((pool, pool, in_shape[-1], 1), 1.0 / pool ** 2)
+    return depthwise_conv2d_matrix(kernel, in_shape, strides=pool, padding="valid")
+
+
+class Net:
+    """The one NumPy float64 oracle for whole networks: a DAG on flat (C-order, channels_last)
+    per-sample vectors, with LRP propagated by hand.
+
+    Nodes are added in forward (topological) order; each names its output tensor (the name the
+    engine uses as a ``layerwise`` key) and its input tensors. Kinds: ``kernel`` (z = x W + b,
+    with ``S`` the structure matrix for the Flat rule), ``relu``, ``maxpool`` (``windows``),
+    ``avgpool`` (matrix ``P``), ``flatten``, ``add``, ``concat``. Relevance follows the rules
+    the engine documents: element-wise activations pass it unchanged, max pooling is
+    winner-take-all, average pooling and Add are proportional (z stabilised by ``_stab``),
+    Concatenate and Flatten route it, and relevance reaching a tensor from several readers is
+    summed.
+    """
+
+    def __init__(self, input_name, input_shape=None):
+        self.input_name, self.input_shape = input_name, input_shape
+        self.nodes = []  # (name, kind, [input names], params)
+        self.shapes = {input_name: input_shape}
+
+    def add(self, name, kind, inputs, shape=None, **params):
+        self.nodes.append((name, kind, list(inputs), params))
+        self.shapes[name] = shape
+        return name
+
+    def dense(self, layer, inp, relu=False):
+        """A Dense layer (its weights read from Keras) and, with ``relu``, its split ReLU."""
+        kernel, *bias = [np.asarray(w, np.float64) for w in layer.get_weights()]
+        b = bias[0] if bias else np.zeros(kernel.shape[1])
+        shape = (kernel.shape[1],)
+        self.add(layer.name, "kernel", [inp], shape, W=dense_matrix(kernel), b=b,
+                 S=np.ones_like(kernel))
+        return self.add(f"{layer.name}_activation", "relu", [layer.name], shape) if relu \
+            else layer.name
+
+    def conv(self, layer, inp, in_shape, relu=False):
+        """A Conv2D layer as a matrix; returns (output name, output shape)."""
+        kernel, *bias = [np.asarray(w, np.float64) for w in layer.get_weights()]
+        args = (in_shape, layer.strides, layer.padding, layer.dilation_rate)
+        W, out_shape = conv_matrix(kernel, *args)
+        S, _ = conv_matrix(np.ones_like(kernel), *args)  # structure for the Flat rule
+        b = expand_bias(bias[0], out_shape) if bias else np.zeros(W.shape[1])
+        self.add(layer.name, "kernel", [inp], out_shape, W=W, b=b, S=S)
+        name = self.add(f"{layer.name}_activation", "relu", [layer.name], out_shape) if relu \
+            else layer.name
+        return name, out_shape
+
+    @classmethod
+    def from_keras(cls, model):
+        """The oracle of a Keras model built from Dense, Conv2D (activations relu, linear, or a
+        softmax on the output, dropped), ReLU, MaxPooling2D / AveragePooling2D (stride = pool,
+        valid), Flatten, Add and Concatenate, read from its weights and config."""
+        import keras
+
+        L = keras.layers
+        spec = model.inputs[0]
+        name_of = {id(spec): spec._keras_history.operation.name}
+        net = cls(name_of[id(spec)], tuple(spec.shape[1:]))
+        for depth in sorted(model._nodes_by_depth, reverse=True):
+            for node in model._nodes_by_depth[depth]:
+                layer = node.operation
+                if node.is_input or isinstance(layer, L.InputLayer):
+                    continue
+                ins = [name_of[id(t)] for t in node.input_tensors]
+                shape = net.shapes[ins[0]]
+                act = getattr(getattr(layer, "activation", None), "__name__", "linear")
+                if isinstance(layer, (L.Dense, L.Conv2D)):
+                    assert act in ("relu", "linear", "softmax"), act
+                    relu = act == "relu"
+                    out = net.dense(layer, ins[0], relu) if isinstance(layer, L.Dense) else \
+                        net.conv(layer, ins[0], shape, relu)[0]
+                elif isinstance(layer, L.ReLU):
+                    out = net.add(layer.name, "relu", ins, shape)
+                elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
+                    p = layer.pool_size[0]
+                    assert tuple(layer.pool_size) == (p, p) == tuple(layer.strides)
+                    assert layer.padding == "valid"
+                    windows, out_shape = pool_windows(shape, p)
+                    if isinstance(layer, L.MaxPooling2D):
+                        out = net.add(layer.name, "maxpool", ins, out_shape, windows=windows)
+                    else:
+                        P, out_shape = avgpool_matrix(shape, p)
+                        out = net.add(layer.name, "avgpool", ins, out_shape, P=P)
+                elif isinstance(layer, L.Flatten):
+                    out = net.add(layer.name, "flatten", ins, (int(np.prod(shape)),))
+                elif isinstance(layer, L.Add):
+                    out = net.add(layer.name, "add", ins, shape)
+                elif isinstance(layer, L.Concatenate):
+                    size = sum(int(np.prod(net.shapes[i])) for i in ins)
+                    out = net.add(layer.name, "concat", ins, (size,))
+                else:
+                    raise AssertionError(f"Net.from_keras does not model {type(layer).__name__}")
+                name_of[id(node.outputs[0])] = out
+        return net
+
+    @property
+    def output(self):
+        return self.nodes[-1][0]
+
+    def names(self):
+        return {self.input_name} | {n[0] for n in self.nodes}
+
+    def kernels(self):
+        """(name, input name, params) of every kernel node, in forward order."""
+        return [(name, ins[0], p) for name, kind, ins, p in self.nodes if kind == "kernel"]
+
+    def forward(self, x, check=False):
+        """Flat values of every tensor for one sample ``x``; ``check`` asserts that every
+        denominator is well conditioned (``_cond_ok``) and that no max-pooling window ties."""
+        v = {self.input_name: np.asarray(x, np.float64).reshape(-1)}
+        for name, kind, ins, p in self.nodes:
+            a = [v[i] for i in ins]
+            if kind == "kernel":
+                out = a[0] @ p["W"] + p["b"]
+                if check:
+                    xs, W = a[0], p["W"]
+                    xp, xn, wp, wn = _pos(xs), _neg(xs), _pos(W), _neg(W)
+                    for terms, extra in [(xs[:, None] * W, p["b"]), (xs[:, None] * W, 0.0),
+                                         (xp[:, None] * wp + xn[:, None] * wn, 0.0),
+                                         (xp[:, None] * wn + xn[:, None] * wp, 0.0)]:
+                        assert _cond_ok(terms, extra), f"ill-conditioned data at {name}"
+            elif kind == "relu":
+                out = np.maximum(a[0], 0.0)
+            elif kind == "maxpool":
+                windows = a[0][p["windows"]]  # (M, window size)
+                if check:
+                    top2 = np.sort(windows, axis=1)[:, -2:]
+                    assert np.all(top2[:, 1] - top2[:, 0] > 1e-6), f"tie in {name}: reseed"
+                out = windows.max(axis=1)
+            elif kind == "avgpool":
+                out = a[0] @ p["P"]
+                if check:
+                    assert _cond_ok(a[0][:, None] * p["P"]), f"ill-conditioned data at {name}"
+            elif kind == "flatten":
+                out = a[0]
+            elif kind == "add":
+                out = sum(a)
+                if check:
+                    assert _cond_ok(np.stack(a)), f"ill-conditioned data at {name}"
+            elif kind == "concat":
+                out = np.concatenate(a)
+            else:  # pragma: no cover
+                raise ValueError(kind)
+            v[name] = out
+        return v
+
+    def margins(self, x):
+        """(smallest |z| over kernel outputs, smallest max-pool gap or winner) over the batch."""
+        min_z = min_gap = np.inf
+        for a in np.asarray(x, np.float64).reshape(len(x), -1):
+            v = self.forward(a)
+            for name, kind, ins, p in self.nodes:
+                if kind == "kernel":
+                    min_z = min(min_z, float(np.min(np.abs(v[name]))))
+                elif kind == "maxpool":
+                    top2 = np.sort(v[ins[0]][p["windows"]], axis=1)[:, -2:]
+                    min_gap = min(min_gap, float(np.min(top2[:, 1] - top2[:, 0])),
+                                  float(np.min(top2[:, 1])))
+        return min_z, min_gap
+
+    def relevance(self, x, rule, start=None, check=False, on_kernel=None):
+        """(values, relevances) for one sample: relevance at every tensor.
+
+        Args:
+            rule: ``rule(x, W, b, R, S)`` for every kernel node, or a dict name → such a rule.
+            start: the relevance at the output (flat); default: the max logit, one-hot.
+            on_kernel: ``on_kernel(name, x, W, S, R)`` is called before each kernel node
+                propagates (to measure what a rule drops).
+        """
+        v = self.forward(x, check)
+        logits = v[self.output]
+        R = {self.output: np.eye(logits.size)[np.argmax(logits)] * logits if start is None
+             else np.asarray(start, np.float64).reshape(-1)}
+        for name, kind, ins, p in reversed(self.nodes):
+            r = R[name]
+            xs = [v[i] for i in ins]
+            if kind == "kernel":
+                fn = rule[name] if isinstance(rule, dict) else rule
+                if on_kernel is not None:
+                    on_kernel(name, xs[0], p["W"], p["S"], r)
+                parts = [fn(xs[0], p["W"], p["b"], r, p["S"])]
+            elif kind in ("relu", "flatten"):
+                parts = [r]  # element-wise activation / reshape: unchanged
+            elif kind == "maxpool":  # winner-take-all
+                part = np.zeros_like(xs[0])
+                win = p["windows"][np.arange(len(r)), np.argmax(xs[0][p["windows"]], axis=1)]
+                np.add.at(part, win, r)
+                parts = [part]
+            elif kind == "avgpool":  # proportional: Z rule with the pooling matrix, no bias
+                C = xs[0][:, None] * p["P"]
+                parts = [_propagate(C, _stab(C.sum(axis=0)), r)]
+            elif kind == "add":  # proportional
+                z = _stab(sum(xs))
+                parts = [xi / z * r for xi in xs]
+            elif kind == "concat":  # route
+                parts = np.split(r, np.cumsum([xi.size for xi in xs])[:-1])
+            for i, part in zip(ins, parts):
+                R[i] = R[i] + part if i in R else part  # several readers: summed
+        return v, R
+
+    def batch_relevance(self, x, rule, starts=None):
+        """Input relevance shaped like ``x`` and ``{name: (B, *shape)}`` for a batch."""
+        rows = [self.relevance(xn, rule, None if starts is None else starts[n])[1]
+                for n, xn in enumerate(np.asarray(x, np.float64))]
+        layerwise = {k: np.stack([r[k].reshape(self.shapes[k] or (-1,)) for r in rows])
+                     for k in self.names()}
+        return layerwise[self.input_name], layerwise
+
+    def logits(self, x):
+        return np.stack([self.forward(xn)[self.output] for xn in np.asarray(x, np.float64)])

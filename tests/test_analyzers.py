@@ -3,7 +3,7 @@ selection, layerwise relevance, conservation and compilation.
 
 Every number is checked against an independent computation:
 
-* LRP analyzers against :class:`RefNet`, a NumPy float64 copy of the network (Dense kernels as
+* LRP analyzers against ``reference.Net``, the NumPy float64 copy of the network (Dense kernels as
   matrices, Conv2D through ``reference.conv_matrix``, ReLU, max-pool routing by argmax) through
   which relevance is propagated with the rules of ``tests/reference.py``;
 * ``gradient`` / ``input_t_gradient`` against ``tf.GradientTape`` on a separate pre-softmax
@@ -20,20 +20,16 @@ max-pool ties (relu zeros) make the routed winner an implementation detail, and 
 denominators would amplify round-off.
 """
 import contextlib
-import os
-import sys
+import functools
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-import reference as ref  # noqa: E402
-import keras_lrp  # noqa: E402
-from keras_lrp import rules  # noqa: E402
+import reference as ref
+import keras_lrp
+from keras_lrp import rules
 
 RTOL = 1e-8
 L = keras.layers
@@ -127,122 +123,18 @@ def assert_rule(layer, spec):
                                        rtol=1e-12, err_msg=f"{layer.name}.{key}")
 
 
-class RefNet:
-    """NumPy float64 copy of a chain of Conv2D / MaxPooling2D / Flatten / Dense layers.
+def oracle(model):
+    """The shared NumPy float64 oracle of ``model`` (``tests/reference.py``)."""
+    return ref.Net.from_keras(model)
 
-    Steps act on flat (C-order, channels_last) vectors of one sample. Each step is named like the
-    analyzer's layerwise keys: a kernel layer by its name, its split ReLU ``<name>_activation``,
-    pooling / flatten by their names. A softmax on the last layer is dropped (logits explained).
-    """
 
-    def __init__(self, model):
-        self.input_name = model.inputs[0].name
-        shape = tuple(model.inputs[0].shape[1:])
-        self.input_shape = shape
-        self.steps = []
-        layers = [la for la in model.layers if not isinstance(la, L.InputLayer)]
-        for k, layer in enumerate(layers):
-            if isinstance(layer, (L.Conv2D, L.Dense)):
-                ws = [np.asarray(w, np.float64) for w in layer.get_weights()]
-                if isinstance(layer, L.Conv2D):
-                    args = (shape, layer.strides, layer.padding, layer.dilation_rate)
-                    W, out_shape = ref.conv_matrix(ws[0], *args)
-                    S, _ = ref.conv_matrix(np.ones_like(ws[0]), *args)
-                    b = (ref.expand_bias(ws[1], out_shape) if layer.use_bias
-                         else np.zeros(W.shape[1]))
-                else:
-                    W, S = ref.dense_matrix(ws[0]), np.ones_like(ws[0])
-                    b = ws[1] if layer.use_bias else np.zeros(W.shape[1])
-                    out_shape = (W.shape[1],)
-                shape = out_shape
-                self.steps.append(dict(kind="kernel", name=layer.name, W=W, b=b, S=S,
-                                       out_shape=shape))
-                act = layer.activation.__name__
-                if act == "relu":
-                    self.steps.append(dict(kind="relu", name=f"{layer.name}_activation"))
-                elif act == "softmax":
-                    assert k == len(layers) - 1
-                else:
-                    assert act == "linear", act
-            elif isinstance(layer, L.MaxPooling2D):
-                p = layer.pool_size[0]
-                assert tuple(layer.pool_size) == (p, p) == tuple(layer.strides)
-                assert layer.padding == "valid"
-                self.steps.append(dict(kind="pool", name=layer.name, in_shape=shape, p=p))
-                shape = (shape[0] // p, shape[1] // p, shape[2])
-            elif isinstance(layer, L.Flatten):
-                self.steps.append(dict(kind="reshape", name=layer.name))
-                shape = (int(np.prod(shape)),)
-            else:
-                raise AssertionError(f"RefNet does not model {type(layer).__name__}")
-            self.steps[-1]["out_shape"] = shape
-        self.kernel_names = [s["name"] for s in self.steps if s["kind"] == "kernel"]
+def kernel_names(net):
+    return [name for name, _, _ in net.kernels()]
 
-    @staticmethod
-    def _pool(a, in_shape, p):
-        """Max pooling of one flat sample: output, routing matrix (D_in, D_out), margins."""
-        H, W_, C = in_shape
-        A = a.reshape(in_shape)
-        out_shape = (H // p, W_ // p, C)
-        out = np.zeros(int(np.prod(out_shape)))
-        P = np.zeros((a.size, out.size))
-        gaps, tops = [], []
-        for i in range(H // p):
-            for j in range(W_ // p):
-                for c in range(C):
-                    win = [(i * p + u, j * p + v, c) for u in range(p) for v in range(p)]
-                    vals = np.array([A[w] for w in win])
-                    order = np.argsort(-vals)
-                    o = np.ravel_multi_index((i, j, c), out_shape)
-                    P[np.ravel_multi_index(win[order[0]], in_shape), o] = 1.0
-                    out[o] = vals[order[0]]
-                    gaps.append(vals[order[0]] - vals[order[1]])
-                    tops.append(vals[order[0]])
-        return out, P, min(gaps), min(tops)
 
-    def forward(self, x):
-        """Per sample: the input of every step, the pool routings; logits (B, M) and the
-        smallest |pre-activation| and pool margin (for the data preconditions)."""
-        x = np.asarray(x, np.float64).reshape(len(x), -1)
-        trace, logits, min_z, min_gap = [], [], np.inf, np.inf
-        for a in x:
-            ins, routes = [], {}
-            for k, s in enumerate(self.steps):
-                ins.append(a)
-                if s["kind"] == "kernel":
-                    a = a @ s["W"] + s["b"]
-                    min_z = min(min_z, float(np.min(np.abs(a))))
-                elif s["kind"] == "relu":
-                    a = np.maximum(a, 0.0)
-                elif s["kind"] == "pool":
-                    a, routes[k], gap, top = self._pool(a, s["in_shape"], s["p"])
-                    min_gap = min(min_gap, gap, top)
-            trace.append((ins, routes))
-            logits.append(a)
-        return trace, np.array(logits), min_z, min_gap
-
-    def logits(self, x):
-        return self.forward(x)[1]
-
-    def relevance(self, x, specs, start):
-        """Input relevance (shaped like x) and layerwise relevance {name: (B, *out)} for the
-        starting relevance ``start`` (B, M) and rules ``specs`` {kernel layer name: spec}."""
-        trace, _, _, _ = self.forward(x)
-        B = len(trace)
-        layerwise = {s["name"]: np.zeros((B,) + s["out_shape"]) for s in self.steps}
-        r_in = np.zeros((B, int(np.prod(self.input_shape))))
-        for n, (ins, routes) in enumerate(trace):
-            R = np.asarray(start[n], np.float64)
-            for k in reversed(range(len(self.steps))):
-                s = self.steps[k]
-                layerwise[s["name"]][n] = R.reshape(s["out_shape"])
-                if s["kind"] == "kernel":
-                    R = apply_rule(specs[s["name"]], ins[k], s["W"], s["b"], R, s["S"])
-                elif s["kind"] == "pool":
-                    R = routes[k] @ R
-            r_in[n] = R
-        r_in = r_in.reshape((B,) + self.input_shape)
-        return r_in, {self.input_name: r_in, **layerwise}
+def rules_of(specs):
+    """``{kernel name: spec}`` → ``{kernel name: rule(x, W, b, R, S)}`` for the oracle."""
+    return {name: functools.partial(apply_rule, spec) for name, spec in specs.items()}
 
 
 def onehot_start(logits, idx):
@@ -264,8 +156,9 @@ def _seeded(build, init, make_x, seed0, min_margin=1e-3, check_pool=True, accept
         g = np.random.default_rng(seed)
         model.set_weights(init(g, model))
         x = make_x(g)
-        net = RefNet(model)
-        _, logits, min_z, min_gap = net.forward(x)
+        net = oracle(model)
+        logits = net.logits(x)
+        min_z, min_gap = net.margins(x)
         top2 = np.sort(logits, axis=1)[:, -2:]
         if (min_z > min_margin and (min_gap > min_margin or not check_pool)
                 and np.all(top2[:, 1] - top2[:, 0] > 1e-3)
@@ -414,7 +307,7 @@ def test_every_analyzer_on_cnn(name, cnn, float64):
         return
     for layer, spec in specs.items():
         assert_rule(relevance_layers(analyzer)[f"{layer}_relevance"], spec)
-    expected, _ = net.relevance(x, specs, max_start(logits))
+    expected, _ = net.batch_relevance(x, rules_of(specs), max_start(logits))
     explained = logits.max(axis=1)
     if conserves:
         # the bias-free (IB) and input-independent rules pass on exactly the explained logit
@@ -483,7 +376,7 @@ def test_alpha_beta_derives_the_missing_parameter(kwargs, cnn, float64):
 def test_alpha_beta_with_beta_zero_is_alpha_1_beta_0(cnn, float64):
     model, x, net = cnn
     out = keras_lrp.create_analyzer("lrp.alpha_beta", model, beta=0).analyze(x)
-    expected, _ = net.relevance(x, {"conv": AB(1, 0), "dense": AB(1, 0)},
+    expected, _ = net.batch_relevance(x, rules_of({"conv": AB(1, 0), "dense": AB(1, 0)}),
                                 max_start(net.logits(x)))
     assert_close(out, expected)
 
@@ -609,7 +502,7 @@ def test_rule_placement(name, kwargs, expected, pcnn, float64):
     rel = relevance_layers(analyzer)
     for layer, spec in specs.items():
         assert_rule(rel[f"{layer}_relevance"], spec)
-    expected_r, _ = net.relevance(x, specs, max_start(net.logits(x)))
+    expected_r, _ = net.batch_relevance(x, rules_of(specs), max_start(net.logits(x)))
     assert_close(analyzer.analyze(x), expected_r)
 
 
@@ -650,7 +543,7 @@ def test_mlp_end_to_end_against_numpy(name, kwargs, specs, mlp, float64):
     rel = relevance_layers(analyzer)
     for layer, spec in specs.items():
         assert_rule(rel[f"{layer}_relevance"], spec)
-    expected, _ = net.relevance(x, specs, max_start(net.logits(x)))
+    expected, _ = net.batch_relevance(x, rules_of(specs), max_start(net.logits(x)))
     assert_close(analyzer.analyze(x), expected)
 
 
@@ -671,8 +564,8 @@ def test_input_layer_rule_sees_through_reshaping_not_dense(front, float64):
     assert type(rel["a_relevance"]) is rules.WSquare
     assert_rule(rel["b_relevance"], EPS(1e-7))
     if front == "flatten":
-        net = RefNet(model)
-        expected, _ = net.relevance(x, {"a": WSQ, "b": EPS(1e-7)}, max_start(net.logits(x)))
+        net = oracle(model)
+        expected, _ = net.batch_relevance(x, rules_of({"a": WSQ, "b": EPS(1e-7)}), max_start(net.logits(x)))
         assert_close(analyzer.analyze(x), expected)
 
 
@@ -682,7 +575,7 @@ def test_max_activation_explains_the_argmax_logit(mlp_nobias, float64):
     logits = net.logits(x)
     out = keras_lrp.create_analyzer("lrp.z_IB", model).analyze(x)
     assert_close(per_sample(out), logits.max(axis=1), rtol=1e-10)
-    expected, _ = net.relevance(x, {n: Z(False) for n in net.kernel_names}, max_start(logits))
+    expected, _ = net.batch_relevance(x, rules_of({n: Z(False) for n in kernel_names(net)}), max_start(logits))
     assert_close(out, expected)
 
 
@@ -695,11 +588,11 @@ def test_index_selection(selection, mlp_nobias, float64):
     idx = np.broadcast_to(np.asarray(selection).reshape(-1), (len(x),))
     analyzer = keras_lrp.create_analyzer("lrp.z_IB", model, neuron_selection_mode="index")
     out = analyzer.analyze(x, neuron_selection=selection)
-    specs = {n: Z(False) for n in net.kernel_names}
+    specs = {n: Z(False) for n in kernel_names(net)}
     for n in range(len(x)):  # each sample's chosen logit, explained on its own
         one = np.zeros((1, logits.shape[1]))
         one[0, idx[n]] = logits[n, idx[n]]
-        expected, _ = net.relevance(x[n:n + 1], specs, one)
+        expected, _ = net.batch_relevance(x[n:n + 1], rules_of(specs), one)
         assert_close(out[n:n + 1], expected)
         assert abs(out[n].sum() - logits[n, idx[n]]) <= 1e-10 * abs(logits[n, idx[n]])
     assert np.any(np.argmax(logits, axis=1) != idx)  # not just the argmax
@@ -710,7 +603,7 @@ def test_all_selection_explains_the_sum_of_logits(mlp_nobias, float64):
     logits = net.logits(x)
     out = keras_lrp.create_analyzer("lrp.z_IB", model, neuron_selection_mode="all").analyze(x)
     assert_close(per_sample(out), logits.sum(axis=1), rtol=1e-10)
-    expected, _ = net.relevance(x, {n: Z(False) for n in net.kernel_names}, logits)
+    expected, _ = net.batch_relevance(x, rules_of({n: Z(False) for n in kernel_names(net)}), logits)
     assert_close(out, expected)
 
 
@@ -727,7 +620,7 @@ def test_output_relevance_one_is_logit_result_over_logit(mode, selection, mlp, f
     assert_close(by_one, by_logit / explained[:, None])
     start = np.zeros_like(logits)
     start[np.arange(len(x)), idx] = 1.0
-    expected, _ = net.relevance(x, {n: Z() for n in net.kernel_names}, start)
+    expected, _ = net.batch_relevance(x, rules_of({n: Z() for n in kernel_names(net)}), start)
     assert_close(by_one, expected)
 
 
@@ -787,7 +680,7 @@ def test_layerwise_keys_shapes_and_values(pcnn, float64):
     assert_close(lw["d2"], max_start(logits), rtol=1e-12)  # the starting relevance
     assert np.count_nonzero(lw["d2"]) == len(x)
     assert_close(lw["x"], analyzer.analyze(x), rtol=1e-12)
-    _, expected = net.relevance(x, specs, max_start(logits))
+    _, expected = net.batch_relevance(x, rules_of(specs), max_start(logits))
     for key in PCNN_KEYS:
         assert_close(lw[key], expected[key].reshape(lw[key].shape))
 
@@ -813,8 +706,8 @@ def test_conservation_report(pcnn, float64):
 def test_epsilon_absorption_matches_reference(mlp, float64):
     model, x, net = mlp
     logits = net.logits(x)
-    specs = {n: EPS(1.0) for n in net.kernel_names}
-    expected, ref_lw = net.relevance(x, specs, max_start(logits))
+    specs = {n: EPS(1.0) for n in kernel_names(net)}
+    expected, ref_lw = net.batch_relevance(x, rules_of(specs), max_start(logits))
     report = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1.0).conservation(x)
     explained = logits.max(axis=1)
     absorbed = explained - per_sample(expected)
@@ -866,15 +759,15 @@ def _sign_parts_nonempty(net, x, logits, m=1e-4):
     unit that can receive relevance from an x-proportional rule (the explained logit, active
     hidden units).
     """
-    trace, _, _, _ = net.forward(x)
-    kernels = [k for k, s in enumerate(net.steps) if s["kind"] == "kernel"]
-    for n, (ins, _) in enumerate(trace):
-        for k in kernels:
-            a, W = ins[k], net.steps[k]["W"]
+    kernels = net.kernels()
+    for n, xn in enumerate(np.asarray(x, np.float64)):
+        values = net.forward(xn)
+        for name, inp, p in kernels:
+            a, W = values[inp], p["W"]
             ap, an, wp, wn = np.maximum(a, 0), np.minimum(a, 0), np.maximum(W, 0), np.minimum(W, 0)
             zp, zn, zf = ap @ wp + an @ wn, ap @ wn + an @ wp, a @ wp
-            live = (a @ W > 0) if k != kernels[-1] else (np.arange(W.shape[1])
-                                                           == np.argmax(logits[n]))
+            live = (a @ W > 0) if name != kernels[-1][0] else (np.arange(W.shape[1])
+                                                                == np.argmax(logits[n]))
             if zp.min() <= m or np.any(zn[live] >= -m) or np.any(np.abs(zf[live]) <= m):
                 return False
     return logits.max(axis=1).min() > 0.1
@@ -925,11 +818,11 @@ def test_ib_rules_conserve_in_float32(name, kwargs, which, nets32):
 def test_compiled_once_across_batch_sizes(mlp, float64):
     model, _, net = mlp
     analyzer = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=0.01)
-    specs = {n: EPS(0.01) for n in net.kernel_names}
+    specs = {n: EPS(0.01) for n in kernel_names(net)}
     g = np.random.default_rng(11)
     for batch in (2, 5, 7):
         x = g.uniform(-1, 1, size=(batch, 5))
-        expected, lw_ref = net.relevance(x, specs, max_start(net.logits(x)))
+        expected, lw_ref = net.batch_relevance(x, rules_of(specs), max_start(net.logits(x)))
         assert_close(analyzer.analyze(x), expected)
         lw = analyzer.analyze(x, layerwise=True)
         assert lw["x"].shape == (batch, 5)
@@ -966,7 +859,7 @@ def test_float64_layers_under_float32_policy_keep_float64():
     keras.config.set_floatx("float32")
     keras.config.set_dtype_policy("float32")
     model, x = _mlp_explicit_float64()
-    net = RefNet(model)
+    net = oracle(model)
     analyzer = keras_lrp.create_analyzer("lrp.z_IB", model)
     lw = analyzer.analyze(x, layerwise=True)
     assert lw["o"].dtype == np.float64

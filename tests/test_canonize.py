@@ -9,18 +9,13 @@ canonicalised forms of the same network (fused vs. split activation, nested vs. 
 softmax forms) run the same arithmetic, so they are compared at rtol 1e-12. Folding BatchNorm
 changes the rounding of the forward pass by a few ulps only: allclose(rtol=1e-12) in float64.
 """
-import os
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-import reference as ref  # noqa: E402
-import keras_lrp  # noqa: E402
+import reference as ref
+import keras_lrp
 from test_networks import RULES, RefNet, conv_node, dense_node  # noqa: E402
 
 L = keras.layers

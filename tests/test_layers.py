@@ -21,8 +21,6 @@ any wrong formula (a dropped x⁻ term, σ not held constant, relevance sent int
 doubled self-add) is off by O(1e-2) or more. ATOL = 1e-11 only covers entries that cancel to ~0
 (relevances here are O(0.1-10)). Pure pass-throughs (identity relevance) are compared exactly.
 """
-import os
-import sys
 
 from types import SimpleNamespace as types_ns
 
@@ -30,12 +28,9 @@ import keras
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-import reference as ref  # noqa: E402
-import keras_lrp  # noqa: E402
-from keras_lrp import types  # noqa: E402
+import reference as ref
+import keras_lrp
+from keras_lrp import types
 from keras_lrp.composites import Composite  # noqa: E402
 from keras_lrp.layer_map import REGISTRY  # noqa: E402
 from keras_lrp.rules import IdentityRelevance, RelevanceLayer  # noqa: E402

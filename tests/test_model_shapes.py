@@ -1,17 +1,14 @@
 """Model shapes users have: several inputs (relevance per input, in order), several outputs
 (chosen by index or name), checked against NumPy (float64) and tf.GradientTape."""
 
-import os
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(__file__))
 import reference as ref  # noqa: E402
-import keras_lrp  # noqa: E402
+import keras_lrp
 
 
 def _two_in_two_out():

@@ -1,6 +1,7 @@
 """Whole small networks end to end, against a NumPy float64 reference composed by hand.
 
-Every network below is rebuilt in NumPy (:class:`RefNet`) from the Keras weights: Dense and
+Every network below is rebuilt by hand in the NumPy oracle (``reference.Net``) from the Keras
+weights: Dense and
 convolutions as explicit matrices (``tests/reference.py``), ReLU, max pooling by explicit
 windows, average pooling as a matrix, Flatten, Add, Concatenate. Relevance is then propagated
 backwards layer by layer with the reference rule functions and the routing the engine
@@ -12,167 +13,25 @@ b' = (b − μ)·s + β, s = γ/√(var+ε)), so that network checks the engine'
 
 Tolerances (float64, rtol 1e-8, atol 1e-10): the engine and the reference compute the same sums
 in a different order, so each layer adds a few ulps (~1e-16) of its largest term, amplified by
-1/|denominator|. ``RefNet.forward(check=True)`` asserts that every denominator (z with and
+1/|denominator|. ``Net.forward(check=True)`` asserts that every denominator (z with and
 without bias, z⁺, z⁻, Add outputs) is at least 1e-4 of the sum of its absolute terms, and that
 no max-pooling window has a tie, so over <= 5 layers the expected discrepancy is <~ 1e-11
 relative: rtol 1e-8 leaves three orders of margin while still catching any wrong formula (those
 are off by O(1)). atol 1e-10 only covers entries that cancel to ~0 (relevances here are O(1)).
 Conservation is checked at the issue's acceptance bound, 1e-5 relative, in float64 and float32.
 """
-import os
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-import reference as ref  # noqa: E402
-import keras_lrp  # noqa: E402
+import reference as ref
+import keras_lrp
 
 L = keras.layers
 RTOL, ATOL = 1e-8, 1e-10
 CONSERVATION_RTOL = 1e-5  # the issue's acceptance bound
-COND = 1e-4
 BATCH = 2
-
-
-# ============================================================== NumPy reference network
-def _cond_ok(terms, extra=0.0):
-    """|Σ terms + extra| >= COND · Σ |terms| + |extra| per column (or everything is 0)."""
-    den = terms.sum(axis=0) + extra
-    scale = np.abs(terms).sum(axis=0) + np.abs(extra)
-    return bool(np.all((np.abs(den) >= COND * scale) | (scale == 0)))
-
-
-class RefNet:
-    """A network on flat (C-order, channels_last) per-sample vectors, with LRP by hand.
-
-    Nodes are added in forward (topological) order; each names its output tensor (the same
-    name the engine uses as the ``layerwise`` key) and its input tensors.
-    """
-
-    def __init__(self, input_name):
-        self.input_name = input_name
-        self.nodes = []  # (name, kind, [input names], params)
-
-    def add(self, name, kind, inputs, **params):
-        self.nodes.append((name, kind, list(inputs), params))
-        return name
-
-    @property
-    def output(self):
-        return self.nodes[-1][0]
-
-    def names(self):
-        return {self.input_name} | {n[0] for n in self.nodes}
-
-    def forward(self, x, check=False):
-        """Flat values of every tensor for one sample ``x``; ``check`` asserts conditioning."""
-        v = {self.input_name: np.asarray(x, np.float64).reshape(-1)}
-        for name, kind, ins, p in self.nodes:
-            a = [v[i] for i in ins]
-            if kind == "kernel":
-                out = a[0] @ p["W"] + p["b"]
-                if check:
-                    xs, W = a[0], p["W"]
-                    xp, xn, wp, wn = (np.maximum(xs, 0), np.minimum(xs, 0), np.maximum(W, 0),
-                                      np.minimum(W, 0))
-                    for terms, extra in [(xs[:, None] * W, p["b"]), (xs[:, None] * W, 0.0),
-                                         (xp[:, None] * wp + xn[:, None] * wn, 0.0),
-                                         (xp[:, None] * wn + xn[:, None] * wp, 0.0)]:
-                        assert _cond_ok(terms, extra), f"ill-conditioned data at {name}"
-            elif kind == "relu":
-                out = np.maximum(a[0], 0.0)
-            elif kind == "maxpool":
-                windows = a[0][p["windows"]]  # (M, window size)
-                if check:
-                    top2 = np.sort(windows, axis=1)[:, -2:]
-                    assert np.all(top2[:, 1] - top2[:, 0] > 1e-6), f"tie in {name}: reseed"
-                out = windows.max(axis=1)
-            elif kind == "avgpool":
-                out = a[0] @ p["P"]
-                if check:
-                    assert _cond_ok(a[0][:, None] * p["P"]), f"ill-conditioned data at {name}"
-            elif kind == "flatten":
-                out = a[0]
-            elif kind == "add":
-                out = sum(a)
-                if check:
-                    assert _cond_ok(np.stack(a)), f"ill-conditioned data at {name}"
-            elif kind == "concat":
-                out = np.concatenate(a)
-            else:  # pragma: no cover
-                raise ValueError(kind)
-            v[name] = out
-        return v
-
-    def relevance(self, x, rule, check=False):
-        """(values, relevances): relevance at every tensor for the max-logit neuron."""
-        v = self.forward(x, check)
-        logits = v[self.output]
-        R = {self.output: np.eye(logits.size)[np.argmax(logits)] * logits}
-        for name, kind, ins, p in reversed(self.nodes):
-            r = R[name]
-            xs = [v[i] for i in ins]
-            if kind == "kernel":
-                parts = [rule(xs[0], p["W"], p["b"], r, p["S"])]
-            elif kind in ("relu", "flatten"):
-                parts = [r]  # element-wise activation / reshape: unchanged
-            elif kind == "maxpool":  # winner-take-all (data has no ties)
-                part = np.zeros_like(xs[0])
-                win = p["windows"][np.arange(len(r)), np.argmax(xs[0][p["windows"]], axis=1)]
-                np.add.at(part, win, r)
-                parts = [part]
-            elif kind == "avgpool":  # proportional: Z rule with the pooling matrix, no bias
-                C = xs[0][:, None] * p["P"]
-                parts = [ref._propagate(C, ref._stab(C.sum(axis=0)), r)]
-            elif kind == "add":  # proportional
-                z = ref._stab(sum(xs))
-                parts = [xi / z * r for xi in xs]
-            elif kind == "concat":  # route
-                parts = np.split(r, np.cumsum([xi.size for xi in xs])[:-1])
-            for i, part in zip(ins, parts):
-                R[i] = R[i] + part if i in R else part  # several consumers: summed
-        return v, R
-
-
-def dense_node(net, layer, inp, relu=False):
-    kernel, bias = [np.asarray(w, np.float64) for w in layer.get_weights()]
-    net.add(layer.name, "kernel", [inp], W=ref.dense_matrix(kernel), b=bias,
-            S=np.ones_like(kernel))
-    return net.add(f"{layer.name}_activation", "relu", [layer.name]) if relu else layer.name
-
-
-def conv_node(net, layer, inp, in_shape, relu=False):
-    kernel, bias = [np.asarray(w, np.float64) for w in layer.get_weights()]
-    args = (in_shape, layer.strides, layer.padding, layer.dilation_rate)
-    W, out_shape = ref.conv_matrix(kernel, *args)
-    S, _ = ref.conv_matrix(np.ones_like(kernel), *args)  # structure for the Flat rule
-    net.add(layer.name, "kernel", [inp], W=W, b=ref.expand_bias(bias, out_shape), S=S)
-    name = net.add(f"{layer.name}_activation", "relu", [layer.name]) if relu else layer.name
-    return name, out_shape
-
-
-def pool_windows(in_shape, pool):
-    """(M, pool²) flat input indices of each 2-D pooling window (stride = pool, valid), output
-    positions in C order (row, col, channel)."""
-    H, W, C = in_shape
-    rows = []
-    for oh in range(H // pool):
-        for ow in range(W // pool):
-            for c in range(C):
-                rows.append([np.ravel_multi_index((oh * pool + dh, ow * pool + dw, c), in_shape)
-                             for dh in range(pool) for dw in range(pool)])
-    return np.array(rows), (H // pool, W // pool, C)
-
-
-def avgpool_matrix(in_shape, pool):
-    """Average pooling = a depthwise convolution with the constant kernel 1/pool²."""
-    kernel = np.full((pool, pool, in_shape[-1], 1), 1.0 / pool ** 2)
-    return ref.depthwise_conv2d_matrix(kernel, in_shape, strides=pool, padding="valid")
 
 
 # ============================================================== the networks
@@ -198,10 +57,10 @@ def build_mlp(g, bias):
     model = keras.Model(i, d3(d2(d1(i))))
     for layer in (d1, d2, d3):
         _set_kernel(layer, g, bias)
-    net = RefNet("x")
-    h = dense_node(net, d1, "x", relu=True)
-    h = dense_node(net, d2, h, relu=True)
-    dense_node(net, d3, h)
+    net = ref.Net("x")
+    h = net.dense(d1, "x", relu=True)
+    h = net.dense(d2, h, relu=True)
+    net.dense(d3, h)
     return model, net, g.normal(size=(BATCH, 6)), True
 
 
@@ -220,15 +79,15 @@ def build_cnn(g, bias):
     _set_kernel(c1, g, bias, scale=0.3, bias_values=lambda n: g.uniform(0.6, 1.2, size=n))
     _set_kernel(c2, g, bias)
     _set_kernel(out, g, bias)
-    net = RefNet("x")
-    h, shape = conv_node(net, c1, "x", (8, 8, 2), relu=True)
-    windows, shape_mp = pool_windows(shape, 2)
+    net = ref.Net("x")
+    h, shape = net.conv(c1, "x", (8, 8, 2), relu=True)
+    windows, shape_mp = ref.pool_windows(shape, 2)
     h = net.add("mp", "maxpool", [h], windows=windows)
-    h, shape = conv_node(net, c2, h, shape_mp, relu=True)
-    P, shape = avgpool_matrix(shape, 2)
+    h, shape = net.conv(c2, h, shape_mp, relu=True)
+    P, shape = ref.avgpool_matrix(shape, 2)
     h = net.add("ap", "avgpool", [h], P=P)
     h = net.add("flat", "flatten", [h])
-    dense_node(net, out, h)
+    net.dense(out, h)
     return model, net, g.normal(size=(BATCH, 8, 8, 2)), False
 
 
@@ -241,13 +100,13 @@ def build_residual(g, bias):
     model = keras.Model(i, out(relu(add([r2(r1(i)), proj(i)]))))
     for layer in (r1, r2, proj, out):
         _set_kernel(layer, g, bias)
-    net = RefNet("x")
-    h = dense_node(net, r1, "x", relu=True)
-    h = dense_node(net, r2, h)
-    p = dense_node(net, proj, "x")
+    net = ref.Net("x")
+    h = net.dense(r1, "x", relu=True)
+    h = net.dense(r2, h)
+    p = net.dense(proj, "x")
     h = net.add("add", "add", [h, p])
     h = net.add("relu", "relu", [h])
-    dense_node(net, out, h)
+    net.dense(out, h)
     return model, net, g.normal(size=(BATCH, 6)), False
 
 
@@ -259,11 +118,11 @@ def build_concat(g, bias):
     model = keras.Model(i, out(cat([b1(i), b2(i)])))
     for layer in (b1, b2, out):
         _set_kernel(layer, g, bias)
-    net = RefNet("x")
-    h1 = dense_node(net, b1, "x", relu=True)
-    h2 = dense_node(net, b2, "x", relu=True)
+    net = ref.Net("x")
+    h1 = net.dense(b1, "x", relu=True)
+    h2 = net.dense(b2, "x", relu=True)
     h = net.add("cat", "concat", [h1, h2])
-    dense_node(net, out, h)
+    net.dense(out, h)
     return model, net, g.normal(size=(BATCH, 6)), False
 
 
@@ -285,10 +144,10 @@ def build_batchnorm(g, bias):
     beta = g.normal(size=5) * 0.5 if bias else mean * s
     bn.set_weights([gamma, beta, mean, var])
     W, b = [np.asarray(w, np.float64) for w in d1.get_weights()]
-    net = RefNet("x")
+    net = ref.Net("x")
     net.add("d1", "kernel", ["x"], W=W * s, b=(b - mean) * s + beta, S=np.ones_like(W))
     h = net.add("relu", "relu", ["d1"])
-    dense_node(net, out, h)
+    net.dense(out, h)
     return model, net, g.normal(size=(BATCH, 6)), False
 
 

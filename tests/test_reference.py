@@ -3,13 +3,10 @@
 Independent of keras_lrp. Keras is only used as an oracle for the conv-matrix layout.
 """
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
 import reference as ref  # noqa: E402
 
 

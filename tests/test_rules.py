@@ -7,18 +7,13 @@ sum of its absolute terms, so the expected discrepancy is <~ 1e-16 * 1e4 * (few)
 atol 1e-12 covers entries that are ~0 by cancellation. The contract's 1e-12 stabiliser is in
 the reference too, so it cannot cause a mismatch either.
 """
-import os
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-import reference as ref  # noqa: E402
-from keras_lrp import rules  # noqa: E402
+import reference as ref
+from keras_lrp import rules
 
 RTOL, ATOL = 1e-9, 1e-12
 BATCH = 2

@@ -10,15 +10,13 @@ x.W + b = 4.024218133365858 (the seed prints the difference), i.e. 3.4e-6 relati
   * engine vs the literals raw: rtol 1e-5 (1e-6 would be below the 3.4e-6 logit offset).
 """
 import os
-import sys
 
 import keras
 import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import keras_lrp  # noqa: E402
+import keras_lrp
 
 # The seed's float32 weights, exactly (the printed 8-digit values round-trip to float32).
 KERNEL = np.array([[-1.695598, 1.2197995], [-2.0202453, 1.2793059]], np.float32).astype(np.float64)

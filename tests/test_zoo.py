@@ -39,9 +39,6 @@ Known failures (``xfail(strict=True)``, diagnosis in each reason):
 """
 import gc
 import os
-import statistics
-import sys
-import time
 from collections import OrderedDict
 
 import keras
@@ -50,8 +47,7 @@ import pytest
 import tensorflow as tf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import keras_lrp  # noqa: E402
+import keras_lrp
 from keras_lrp.linear import is_kernel_layer, linear_op  # noqa: E402
 
 L = keras.layers
@@ -233,7 +229,9 @@ def _runs_by_default(net, name):
                          params(ZOO, list(keras_lrp.ANALYZERS), _runs_by_default,
                                 KNOWN_ANALYZE_FAILURES))
 def test_analyzer_runs_on_zoo(zoo, net, analyzer_name):
-    """Builds, and returns a finite, non-zero array shaped like the batch of 2 inputs."""
+    """Builds, and returns a finite, non-zero array shaped like the batch of 2 inputs; the
+    canonized clone it explains computes the original model's pre-softmax logits (checked
+    against the logits read off the user's model, independently of the canonizers)."""
     model = zoo.get(net)
     x = inputs(net)
     analyzer = keras_lrp.create_analyzer(analyzer_name, model,
@@ -244,6 +242,10 @@ def test_analyzer_runs_on_zoo(zoo, net, analyzer_name):
     assert np.all(np.isfinite(r)), f"{np.sum(~np.isfinite(r))} non-finite values"
     # Something was explained: every sample gets some non-zero relevance.
     assert np.all(np.any(r.reshape(BATCH, -1) != 0, axis=1))
+    # float32 through 50-200 layers, BatchNorm folded in a different order: 1e-3 of the scale
+    expected = np.asarray(_logits_of(model, x))
+    got = np.asarray(analyzer.forward_model(x))
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
 
 
 def _reference_logits(model):
@@ -260,6 +262,11 @@ def _reference_logits(model):
     assert isinstance(last, L.Dense) and last.activation is keras.activations.softmax
     features = keras.Model(model.inputs, last.input)
     return lambda x: tf.matmul(features(x, training=False), last.kernel) + last.bias
+
+
+def _logits_of(model, x):
+    logits_of = _reference_logits(model)
+    return logits_of(x, training=False) if isinstance(logits_of, keras.Model) else logits_of(x)
 
 
 def _tape_gradient(model, x):
@@ -364,25 +371,6 @@ def test_float64_model_under_float32_policy(zoo):
     x = inputs("ResNet50", "float64")
     report = keras_lrp.create_analyzer("lrp.z_IB", model).conservation(x)
     assert np.all(report.relative_error() <= 1e-10), (report.relative_error(), report)
-
-
-# ------------------------------------------------------------------------- 3. build time
-def test_resnet50_analyzer_build_time(zoo):
-    """create_analyzer("lrp.epsilon", ResNet50) in under 5 s (median of 3 builds).
-
-    Typically ~0.5-1 s on a 2-core CPU. The bound is deliberately 5-10x that: CI machines are
-    shared and noisy (other jobs, frequency scaling, first-call imports), and the test is meant
-    to catch an accidental quadratic walk or per-layer recompilation (tens of seconds), not to
-    benchmark. The first build (which also pays one-off tracing/import costs) is included in
-    the three; the median discounts one outlier.
-    """
-    model = zoo.get("ResNet50")
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        keras_lrp.create_analyzer("lrp.epsilon", model)
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 5.0, times
 
 
 # ------------------------------------------------------------------- 4. model untouched

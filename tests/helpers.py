@@ -1,0 +1,118 @@
+"""Helpers shared by the test files: small models, dtype scopes, and guards that make a test fail
+when work happens before a check."""
+import contextlib
+import re
+
+import keras
+import keras_lrp
+
+L = keras.layers
+
+
+@contextlib.contextmanager
+def keras_dtype(dtype):
+    """Build layers in ``dtype`` ("float64", or a mixed policy such as "mixed_float16")."""
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    if not dtype.startswith("mixed"):
+        keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+
+
+def dense_net(in_dim=4, widths=(3, 2), bias=True, name="dense_net", softmax=False):
+    """Dense(relu) … Dense(widths[-1]) (linear, or softmax)."""
+    x = inputs = keras.Input((in_dim,), name="x")
+    for i, w in enumerate(widths):
+        last = i == len(widths) - 1
+        act = ("softmax" if softmax else None) if last else "relu"
+        x = L.Dense(w, activation=act, use_bias=bias, name=f"dense_{i}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def conv_net(shape=(5, 5, 1), convs=((2, 2, "valid"),), n_out=3, bias=True, name="conv_net"):
+    """Conv2D(relu) per (filters, kernel, padding), Flatten, Dense(n_out) (linear)."""
+    x = inputs = keras.Input(shape, name="x")
+    for i, (filters, k, padding) in enumerate(convs):
+        x = L.Conv2D(filters, k, padding=padding, activation="relu", use_bias=bias,
+                     name=f"conv_{i}")(x)
+    x = L.Flatten(name="flatten")(x)
+    return keras.Model(inputs, L.Dense(n_out, use_bias=bias, name="head")(x), name=name)
+
+
+def build(arch):
+    """The Keras model of an architecture tuple (see :data:`CURATED_ARCHS`)."""
+    if arch[0] == "dense":
+        _, in_dim, widths, bias = arch
+        return dense_net(in_dim, widths, bias)
+    _, shape, convs, n_out, bias = arch
+    return conv_net(shape, convs, n_out, bias)
+
+
+def two_input_net():
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    h = L.Concatenate()([L.Dense(2, activation="relu")(a), L.Dense(2, activation="relu")(b)])
+    return keras.Model([a, b], L.Dense(2)(h), name="two_inputs")
+
+
+def plain(msg):
+    """``msg`` with NumPy 2 scalar reprs (``np.float64(1.0)``) written as plain numbers.
+
+    (Bounded's message shows ``low=np.float64(1.0)``: cosmetic, reported, not a failure.)
+    """
+    return re.sub(r"np\.(?:float|int)\d+\(([^)]*)\)", r"\1", msg)
+
+
+def no_tf(monkeypatch, analyzer):
+    """Make any run of the analyzer's compiled function fail the test."""
+    def fail(*args, **kwargs):
+        raise AssertionError("the check came after TensorFlow work")
+    monkeypatch.setattr(analyzer, "_function", fail)
+
+
+def no_build(monkeypatch, what="extract"):
+    """Make graph extraction (or cloning, ``what="clone"``) fail the test."""
+    def fail(*args, **kwargs):
+        raise AssertionError(f"the check came after {what}")
+    if what == "extract":
+        monkeypatch.setattr(keras_lrp.attribution.graph_mod, "extract", fail)
+    else:
+        monkeypatch.setattr(keras_lrp.canonizers, "clone_layers", fail)
+
+
+def set_weights(analyzer, weights):
+    """Put ``weights`` (the user's model's order) into the analyzer's cleaned clone.
+
+    Valid for the models here (no BatchNormalization to fold, no separable convolutions): the
+    clone has the same weights in the same order, and the compiled function reads them as
+    variables, so nothing is rebuilt or retraced.
+    """
+    analyzer.forward_model.set_weights(weights)
+
+
+class Cube(L.Layer):
+    """An element-wise layer keras-lrp does not know."""
+
+    def call(self, x):
+        return x ** 3
+
+
+def unsupported_net():
+    x = inputs = keras.Input((4,), name="x")
+    x = Cube(name="cube")(L.Dense(3, activation="relu", name="d0")(x))
+    return keras.Model(inputs, L.Dense(2, name="d1")(x), name="unsupported")
+
+
+def precision_net(hidden_dtype=None):
+    """Conv(relu) → MaxPool → Dense(relu) → Dense(softmax) in float32 (Keras' advice for mixed
+    precision: the softmax output in float32); the hidden layers follow the global policy."""
+    x = inputs = keras.Input((6, 6, 2), name="img")
+    x = L.Conv2D(3, 3, activation="relu", name="conv")(x)
+    x = L.MaxPooling2D(name="pool")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(6, activation="relu", name="fc")(x)
+    return keras.Model(inputs, L.Dense(3, activation="softmax", dtype="float32", name="out")(x),
+                       name="precision_net")
