@@ -421,3 +421,16 @@ def test_error_nonpositive_counts_rejected_before_any_work(capsys, files, tmp_pa
     assert info.value.code == 2
     assert_one_line_error(capsys.readouterr().err, f"{option} must be >= 1")
     assert not out.exists()
+
+
+def test_no_tensorflow_start_up_lines():
+    """Without TF_CPP_MIN_LOG_LEVEL in the environment, keras-lrp still prints none of
+    TensorFlow's start-up lines (oneDNN, CUDA drivers, absl); ``--verbose`` lets them through."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "keras_lrp.cli", "list"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "lrp.epsilon_gamma_box" in proc.stdout and "(Zennit)" in proc.stdout
+    for noise in ("oneDNN", "cuda", "absl", "cpu_feature_guard", "I0000"):
+        assert noise not in proc.stderr, proc.stderr

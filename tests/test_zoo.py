@@ -258,9 +258,9 @@ def _reference_logits(model):
     last = model.layers[-1]
     if isinstance(last, L.Activation):
         assert last.activation is keras.activations.softmax
-        return keras.Model(model.inputs, last.input)
+        return keras.Model(model.input, last.input)
     assert isinstance(last, L.Dense) and last.activation is keras.activations.softmax
-    features = keras.Model(model.inputs, last.input)
+    features = keras.Model(model.input, last.input)
     return lambda x: tf.matmul(features(x, training=False), last.kernel) + last.bias
 
 

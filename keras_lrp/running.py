@@ -1,0 +1,149 @@
+"""Running an attribution: batching, datasets and generators, neuron selection, the compiled
+function, the finiteness check, layer-wise output and conservation.
+
+:class:`Runner` is the running half of every :class:`~keras_lrp.attribution.Attributor`; it
+needs the attributor's ``relevance_model`` (and ``_layerwise_model``), ``inputs``, ``logits``,
+``neuron_selection_mode``, ``jit_compile``, ``layer_names`` and ``name``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from keras_lrp.inputs import as_arrays, is_batch_stream, slices, stream
+from keras_lrp.report import ConservationReport
+
+
+def _run(model, *args):
+    return model(args[0] if len(args) == 1 else list(args), training=False)
+
+
+class Runner:
+    """Runs a built relevance model on data, one compiled TensorFlow graph per output kind."""
+
+    def _function(self, layerwise: bool):
+        if layerwise not in self._functions:
+            model = self._layerwise_model if layerwise else self.relevance_model
+            if model is None:
+                raise ValueError(f"Analyzer {self.name!r} ({type(self).__name__}) has no "
+                                 "layer-wise relevances: it is not a layer-by-layer method.")
+            specs = [tf.TensorSpec(tuple(t.shape), t.dtype) for t in model.inputs]
+            self._functions[layerwise] = tf.function(
+                functools.partial(_run, model), input_signature=specs,
+                jit_compile=self.jit_compile, reduce_retracing=True)
+        return self._functions[layerwise]
+
+    def _selection(self, neuron_selection, batch: int):
+        if neuron_selection is None:
+            raise ValueError("neuron_selection_mode='index' needs analyze(x, "
+                             "neuron_selection=i) with an int or one index per sample.")
+        n = int(np.prod(self.logits.shape[1:]))
+        sel = np.asarray(neuron_selection)
+        if sel.ndim == 0:
+            sel = np.full((batch,), sel)
+        sel = sel.reshape(-1)
+        if sel.shape[0] != batch:
+            raise ValueError(f"neuron_selection has {sel.shape[0]} entries for a batch of "
+                             f"{batch}; give one int or one index per sample.")
+        if not np.issubdtype(sel.dtype, np.integer) or sel.min() < 0 or sel.max() >= n:
+            raise ValueError(f"neuron_selection must hold integer indices in [0, {n}); got "
+                             f"{sel.tolist() if sel.size <= 10 else sel}.")
+        return sel.astype("int32")
+
+    def analyze(self, x, neuron_selection=None, layerwise: bool = False,
+                batch_size: Optional[int] = None, allow_nonfinite: bool = False):
+        """Relevance of every input value for the selected output.
+
+        Args:
+            x: one array (batch first), a list of arrays for a multi-input model, or a
+                ``tf.data.Dataset``, generator or iterable yielding such batches (or ``(x, y)``
+                pairs), consumed one batch at a time.
+            neuron_selection: with ``neuron_selection_mode="index"``, the output index to
+                explain: an int, or one per sample (arrays only).
+            layerwise: return a dict from layer name to the relevance at that layer's output
+                (model inputs included, by input name) instead of the input relevance.
+            batch_size: analyze arrays this many samples at a time (bounds the memory used).
+            allow_nonfinite: analyze inputs holding NaN or inf instead of raising (the result
+                may then hold NaN or inf too; without it, a non-finite result is an error
+                naming the layer whose rule produced it).
+
+        Returns:
+            A NumPy array shaped like ``x`` (a list for multi-input models), or the dict.
+        """
+        parts = [rel for _, rel in self.iter_analyze(x, neuron_selection, batch_size,
+                                                     allow_nonfinite, layerwise)]
+        if not parts:
+            raise ValueError("analyze got no samples: the dataset or generator was empty.")
+        if layerwise:
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if isinstance(parts[0], list):
+            return [np.concatenate(group) for group in zip(*parts)]
+        return np.concatenate(parts)
+
+    def iter_analyze(self, x, neuron_selection=None, batch_size: Optional[int] = None,
+                     allow_nonfinite: bool = False, layerwise: bool = False):
+        """Like :meth:`analyze`, but yields ``(inputs, relevance)`` batch by batch, keeping
+        nothing: for results larger than memory (write each batch, e.g. with
+        :class:`keras_lrp.io.RelevanceWriter`)."""
+        if is_batch_stream(x):
+            if neuron_selection is not None and np.ndim(neuron_selection) > 0:
+                raise ValueError("With a dataset or generator, neuron_selection must be one int "
+                                 "for every sample (or None).")
+            for batch in stream(x):
+                yield from self.iter_analyze(batch, neuron_selection, batch_size,
+                                             allow_nonfinite, layerwise)
+            return
+        arrays = as_arrays(x, self.inputs, self.model_name, allow_nonfinite)
+        n = arrays[0].shape[0]
+        if self.neuron_selection_mode == "index":
+            selection = self._selection(neuron_selection, n)
+        elif neuron_selection is not None:
+            raise ValueError(f"neuron_selection is only used with neuron_selection_mode='index'"
+                             f" (this analyzer uses {self.neuron_selection_mode!r}).")
+        start = 0
+        for batch in slices(arrays, batch_size):
+            size = batch[0].shape[0]
+            args = batch + ([selection[start:start + size]]
+                            if self.neuron_selection_mode == "index" else [])
+            start += size
+            out = self._function(layerwise)(*args)
+            if layerwise:
+                result = {k: np.asarray(out[k]) for k in self.layer_names}
+                arrays_out = list(result.values())
+            else:
+                arrays_out = [np.asarray(v) for v in (out if isinstance(out, (list, tuple))
+                                                      else [out])]
+                result = arrays_out[0] if len(arrays_out) == 1 else arrays_out
+            if not allow_nonfinite and not all(np.isfinite(a).all() for a in arrays_out):
+                raise FloatingPointError(self._overflow_message(args))
+            yield (batch[0] if len(batch) == 1 else batch), result
+
+    def _overflow_message(self, args) -> str:
+        """Name the layer whose rule first produced inf/NaN (walking from the output)."""
+        where = ""
+        if self._layerwise_model is not None:
+            rows = self._function(True)(*args)
+            names = self.layer_names  # forward order; rows[name] = relevance at name's output
+            bad = next((i for i in reversed(range(len(names)))
+                        if not np.isfinite(np.asarray(rows[names[i]])).all()), None)
+            if bad is not None and bad + 1 < len(names):
+                consumer = names[bad + 1]  # the layer reading that tensor; its rule produced it
+                rule = next((repr(layer) for layer in self.relevance_model.layers
+                             if layer.name == f"{consumer}_relevance"), "its rule")
+                where = f" at layer '{consumer}' ({rule}), passing relevance to '{names[bad]}',"
+        return (f"Relevance overflowed to inf/NaN{where} in analyzer {self.name!r}: a "
+                "denominator nearly cancelled and the ratios grew without bound. This happens "
+                "with rules that are not stabilised against mixed-sign inputs (e.g. ZPlusFast on "
+                "inputs that can be negative). Use a stabilised rule there (lrp.epsilon, "
+                "lrp.z_plus, lrp.alpha_1_beta_0), or analyze in float64.")
+
+    def conservation(self, x, neuron_selection=None) -> ConservationReport:
+        """Σ R at every layer next to the explained output (see :class:`ConservationReport`)."""
+        rows = self.analyze(x, neuron_selection, layerwise=True)
+        output_name = next(reversed(rows))
+        return ConservationReport(self.name, rows, explained=rows[output_name],
+                                  input_names=[t.name for t in self.inputs])
