@@ -2,7 +2,7 @@
 fused activations split, BatchNorm folded, separable convolutions split, nested models inlined,
 shared layers kept shared) leaves the function and the relevance what they should be.
 
-References are composed in NumPy with :class:`test_networks.RefNet` (explicit matrices from
+References are composed in NumPy with the oracle ``reference.Net`` (explicit matrices from
 tests/reference.py); see test_networks.py for the tolerance argument (float64, rtol 1e-8,
 atol 1e-10, data checked for well-conditioned denominators and tie-free max pooling). Two
 canonicalised forms of the same network (fused vs. split activation, nested vs. flat, the three
@@ -16,7 +16,7 @@ import pytest
 
 import reference as ref
 import keras_lrp
-from test_networks import RULES, RefNet, conv_node, dense_node  # noqa: E402
+from test_networks import RULES
 
 L = keras.layers
 RTOL, ATOL = 1e-8, 1e-10
@@ -214,9 +214,9 @@ def test_fused_activation_equals_separate_layer(float64, rule_name):
         np.testing.assert_allclose(got[form]["c"], got["fused"]["c"], **SAME)
     # and the conv's relevance is that of the pre-activation output: check against NumPy
     model = _conv_model("fused", weights)
-    net = RefNet("x")
-    h, _ = conv_node(net, model.get_layer("c"), "x", (5, 5, 2), relu=True)
-    dense_node(net, model.get_layer("out"), net.add("flat", "flatten", [h]))
+    net = ref.Net("x")
+    h, _ = net.conv(model.get_layer("c"), "x", (5, 5, 2), relu=True)
+    net.dense(model.get_layer("out"), net.add("flat", "flatten", [h]))
     for n in range(len(x)):
         _, expected = net.relevance(x[n], RULES[rule_name][1], check=True)
         np.testing.assert_allclose(got["fused"]["x"][n].reshape(-1), expected["x"], rtol=RTOL,
@@ -276,7 +276,7 @@ def test_batchnorm_folded(float64, kind):
     weights = k.get_weights()
     kernel = weights[0]
     bias = weights[1] if len(weights) > 1 else 0.0
-    net = RefNet("x")
+    net = ref.Net("x")
     if kind.startswith("dense"):
         net.add("k", "kernel", ["x"], W=kernel * s, b=bias * s + t, S=np.ones_like(kernel))
         h = net.add("relu", "relu", ["k"])
@@ -288,7 +288,7 @@ def test_batchnorm_folded(float64, kind):
             W, out_shape = ref.conv_matrix(kernel * s, shape, 1, "same")
         net.add("k", "kernel", ["x"], W=W, b=ref.expand_bias(bias * s + t, out_shape), S=W)
         h = net.add("flat", "flatten", [net.add("relu", "relu", ["k"])])
-    dense_node(net, model.get_layer("out"), h)
+    net.dense(model.get_layer("out"), h)
     got = analyzer.analyze(x, layerwise=True)
     assert set(got) == net.names()
     for rule_name in ("lrp.z", "lrp.gamma"):
@@ -323,11 +323,11 @@ def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
     np.testing.assert_allclose(got["relu"], expected_relu, rtol=RTOL, atol=ATOL)
     assert np.all(got["relu"][a == 0] == 0)
     # the whole network against NumPy, BatchNorm as the diagonal matrix diag(s) with bias t
-    net = RefNet("x")
-    h = dense_node(net, model.get_layer("d1"), "x")
+    net = ref.Net("x")
+    h = net.dense(model.get_layer("d1"), "x")
     h = net.add("relu", "relu", [h])
     h = net.add("bn", "kernel", [h], W=np.diag(s), b=t, S=np.eye(5))
-    dense_node(net, model.get_layer("out"), h)
+    net.dense(model.get_layer("out"), h)
     for n in range(len(x)):
         _, expected = net.relevance(x[n], RULES["lrp.z"][1], check=True)
         for key in got:
@@ -383,12 +383,12 @@ def test_separable_split(float64, rank):
     else:
         Wd, mid = ref.depthwise_conv2d_matrix(dk, shape, 1, "same")
     Wp, out_shape = ref.conv_matrix(pk, mid)
-    net = RefNet("x")
+    net = ref.Net("x")
     net.add("sep_depthwise", "kernel", ["x"], W=Wd, b=np.zeros(Wd.shape[1]), S=Wd)
     net.add("sep_pointwise", "kernel", ["sep_depthwise"], W=Wp,
             b=ref.expand_bias(bias, out_shape), S=Wp)
     h = net.add("flat", "flatten", [net.add("sep_activation", "relu", ["sep_pointwise"])])
-    dense_node(net, model.get_layer("out"), h)
+    net.dense(model.get_layer("out"), h)
     np.testing.assert_allclose(np.stack([net.forward(xn)["out"] for xn in x]), _np(model(x)),
                                rtol=1e-12, atol=1e-13)
     rule = lambda x_, W, b, R, S: ref.z_rule(x_, W, b, R, bias=False)  # noqa: E731
@@ -462,13 +462,13 @@ def test_shared_layer_applied_twice_in_sequence(float64):
     model = keras.Model(i, L.Dense(3, name="out")(shared(shared(i))))
     _randomize(model, _rng(40))
     x = _rng(41).normal(size=(3, 4))
-    net = RefNet("x")
-    h = dense_node(net, shared, "x")
+    net = ref.Net("x")
+    h = net.dense(shared, "x")
     h = net.add("act1", "relu", [h])
     W, b = shared.get_weights()
     net.add("sh2", "kernel", [h], W=W, b=b, S=np.ones_like(W))
     h = net.add("act2", "relu", ["sh2"])
-    dense_node(net, model.get_layer("out"), h)
+    net.dense(model.get_layer("out"), h)
     forward_order = ["x", "sh", "act1", "sh2", "act2", "out"]
     np.testing.assert_allclose(np.stack([net.forward(xn)["out"] for xn in x]), _np(model(x)),
                                rtol=1e-12)
@@ -527,11 +527,11 @@ def test_tensor_with_two_consumers_sums_their_relevance(float64):
     _randomize(model, _rng(44))
     x = _rng(46).normal(size=(3, 4))
     got = keras_lrp.create_analyzer("lrp.z", model).analyze(x, layerwise=True)
-    net = RefNet("x")
-    hh = dense_node(net, model.get_layer("h"), "x", relu=True)
-    net.add("add", "add", [dense_node(net, model.get_layer("p"), hh),
-                           dense_node(net, model.get_layer("q"), hh)])
-    dense_node(net, model.get_layer("out"), "add")
+    net = ref.Net("x")
+    hh = net.dense(model.get_layer("h"), "x", relu=True)
+    net.add("add", "add", [net.dense(model.get_layer("p"), hh),
+                           net.dense(model.get_layer("q"), hh)])
+    net.dense(model.get_layer("out"), "add")
     rule = RULES["lrp.z"][1]
     Wp, bp = model.get_layer("p").get_weights()
     Wq, bq = model.get_layer("q").get_weights()
