@@ -10,13 +10,12 @@ import argparse
 import ast
 import os
 import sys
+import traceback
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
-
 
 class UsageError(Exception):
     """A problem with the user's arguments or files: reported in one line, exit 2."""
@@ -37,74 +36,43 @@ def parse_options(items: List[str]) -> Dict[str, object]:
     return options
 
 
-def load_inputs(path: str, model=None) -> np.ndarray:
-    """Inputs from ``.npy``, ``.npz`` (key ``x`` or the only array), ``.h5`` (dataset ``x`` or
-    the only dataset) or image files (a file, or a folder of them, scaled to [0, 1])."""
+def load_model(path: str):
+    """The Keras model in ``path``, or a one-line error saying why it could not be read."""
     p = Path(path)
     if not p.exists():
-        raise UsageError(f"inputs file not found: {path}")
-    if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
-        return _load_images(p, model)
-    if p.suffix == ".npy":
-        return np.load(p)
-    if p.suffix == ".npz":
-        try:
-            with np.load(p) as data:
-                return _pick(dict(data), path)
-        except (ValueError, OSError) as e:
-            raise UsageError(f"cannot read {path} as a NumPy .npz archive ({e}).") from None
-    if p.suffix in (".h5", ".hdf5"):
-        import h5py
-
-        try:
-            with h5py.File(p, "r") as f:
-                arrays = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
-        except OSError as e:
-            raise UsageError(f"cannot read {path} as an HDF5 file ({e}).") from None
-        return _pick(arrays, path)
-    raise UsageError(f"cannot read inputs from {path}: use .npy, .npz, .h5 or image files.")
-
-
-def _pick(arrays: Dict[str, np.ndarray], path: str) -> np.ndarray:
-    if "x" in arrays:
-        return arrays["x"]
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
-    raise UsageError(f"{path} holds several arrays ({', '.join(arrays)}); name the inputs 'x'.")
-
-
-def _load_images(p: Path, model) -> np.ndarray:
-    import matplotlib.image as mpimg
-
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) \
-        if p.is_dir() else [p]
-    if not files:
-        raise UsageError(f"no image files in {p}")
-    images = []
-    for f in files:
-        img = np.asarray(mpimg.imread(f), dtype="float32")
-        img = img / 255.0 if img.max() > 1 else img
-        img = img[..., :3] if img.ndim == 3 and img.shape[-1] == 4 else img
-        images.append(img)
-    x = np.stack(images)
-    if model is not None:
-        channels = model.inputs[0].shape[-1]
-        if x.ndim == 4 and channels == 1 and x.shape[-1] == 3:
-            x = x.mean(axis=-1, keepdims=True)
-        elif x.ndim == 3 and channels in (1, 3):
-            x = np.repeat(x[..., None], channels, axis=-1)
-    return x
-
-
-def load_model(path: str):
+        raise UsageError(f"model file not found: {path}")
+    if p.is_dir() or not os.access(p, os.R_OK):
+        raise UsageError(f"cannot read model {path}: "
+                         f"{'it is a folder' if p.is_dir() else 'permission denied'}.")
+    if p.stat().st_size == 0:
+        raise UsageError(f"model file {path} is empty (0 bytes).")
+    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
+        raise UsageError(f"{path} could not be read as a Keras model: a .keras file is a zip "
+                         "archive and this one is not (truncated or corrupt?).")
     import keras
 
-    if not Path(path).is_file():
-        raise UsageError(f"model file not found: {path}")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - any loader failure is the user's file
-        raise UsageError(f"cannot load model {path}: {e}") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{path} could not be read as a Keras model ({reason[:300]}).") \
+            from None
+
+
+def load_inputs(path: str, model=None, key: Optional[str] = None):
+    """The inputs in ``path`` as a :class:`~keras_lrp.sources.Source`, checked against
+    ``model`` when given (see :func:`keras_lrp.sources.open_inputs`)."""
+    from keras_lrp.sources import check_for_model, open_inputs
+
+    channels = model.inputs[0].shape[-1] if model is not None else None
+    source = open_inputs(path, key=key, channels=channels)
+    try:
+        if model is not None:
+            check_for_model(source, model)
+    except BaseException:
+        source.close()
+        raise
+    return source
 
 
 def _progress(done: int, total: int, skipped: int = 0) -> None:
@@ -130,19 +98,62 @@ def cmd_list(args) -> None:
         print(f"  {name:<24} {doc}")
 
 
-def _analyze_all(model, x, methods, options, neuron, batch_size, skip: int = 0):
-    """Yield ``(inputs, logits, {method: relevance})`` per batch of ``x[skip:]``."""
+def _check_out(path: str, option: str, folder: bool = False) -> None:
+    """Raise UsageError unless ``path`` can be written: a file (or, with ``folder``, a folder
+    that exists or can be created) in a folder that exists and is writable."""
+    p = Path(path)
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise UsageError(f"{option} {path} exists and is not a folder.")
+        parent = next(q for q in [p, *p.parents] if q.exists())
+    else:
+        if p.is_dir():
+            raise UsageError(f"{option} {path} is a folder; give a file name, e.g. "
+                             f"{p / 'results.h5'}.")
+        parent = p.absolute().parent
+        if not parent.is_dir():
+            raise UsageError(f"{option} {path}: folder {parent} does not exist; create it first.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: cannot write in {parent} (permission denied).")
+
+
+def _build_analyzers(model, methods, options, neuron):
+    """Every analyzer, built (so a bad name or option fails before any file is touched), and
+    ``--neuron`` checked against the model's outputs."""
     import keras_lrp
 
     kwargs = dict(options)
     if neuron is not None:
         kwargs["neuron_selection_mode"] = "index"
     analyzers = {m: keras_lrp.create_analyzer(m, model, **kwargs) for m in methods}
+    first = next(iter(analyzers.values()))
+    n = int(np.prod(first.logits.shape[1:]))
+    if neuron is not None and not 0 <= neuron < n:
+        raise UsageError(f"--neuron {neuron} is out of range: model '{model.name}' has {n} "
+                         f"outputs (0 to {n - 1}).")
+    return analyzers
+
+
+def _prepare(args):
+    """Model, inputs, options and analyzers, every one checked before any output exists."""
+    model = load_model(args.model)
+    x = load_inputs(args.inputs, model, args.key)
+    try:
+        options = parse_options(args.option)
+        analyzers = _build_analyzers(model, args.method, options, args.neuron)
+    except BaseException:
+        x.close()
+        raise
+    return model, x, options, analyzers
+
+
+def _analyze_all(analyzers, x, neuron, batch_size, skip: int = 0):
+    """Yield ``(inputs, logits, {method: relevance})`` per batch of ``x[skip:]``."""
     forward = next(iter(analyzers.values())).forward_model
     n = len(x)
     batches = range(skip, n, batch_size)
     for i, start in enumerate(batches, 1):
-        xb = x[start:start + batch_size]
+        xb = np.asarray(x[start:start + batch_size])
         logits = np.asarray(forward(xb))
         sel = None if neuron is None else np.full(len(xb), neuron)
         yield xb, logits, {m: a.analyze(xb, neuron_selection=sel) for m, a in analyzers.items()}
@@ -167,55 +178,69 @@ def _resume_point(writer, x) -> int:
 def cmd_analyze(args) -> None:
     from keras_lrp import heatmap, io
 
-    model = load_model(args.model)
-    x = load_inputs(args.inputs, model)
-    options = parse_options(args.option)
-    metadata = io.metadata_for([(m, m, options) for m in args.method], model)
-    # what else decides the rows, so that --resume refuses other inputs or another neuron
-    metadata.update(neuron=args.neuron, inputs_sha256=io.model_weights_hash([x]))
-    writer = io.RelevanceWriter(args.out, metadata, resume=args.resume)
-    try:
-        with writer:
-            done = _resume_point(writer, x) if args.resume else 0
-            for xb, logits, rel in _analyze_all(model, x, args.method, options, args.neuron,
-                                                args.batch_size, skip=done):
-                neurons = logits.argmax(axis=1) if args.neuron is None else np.full(
-                    len(xb), args.neuron)
-                writer.append_inputs(xb, predictions=logits, neurons=neurons)
-                for m, r in rel.items():
-                    writer.append(m, r)
-    except BaseException:
-        if writer.kept_rows is not None:
-            print(f"\nkeras-lrp: kept the {writer.kept_rows} finished rows in "
-                  f"{writer.partial_path}; rerun with --resume to continue", file=sys.stderr)
-        raise
-    resumed = f" ({done} of them resumed from {writer.partial_path})" if done else ""
-    print(f"wrote {args.out}: {len(x)} inputs × {len(args.method)} analyzer(s){resumed}")
+    _check_out(args.out, "--out")
     if args.png:
-        import h5py
+        _check_out(args.png, "--png", folder=True)
+    model, x, options, analyzers = _prepare(args)
+    with _closing(x):
+        metadata = io.metadata_for([(m, m, options) for m in args.method], model)
+        # what else decides the rows, so that --resume refuses other inputs or another neuron
+        metadata.update(neuron=args.neuron, inputs_sha256=x.sha256())
+        writer = io.RelevanceWriter(args.out, metadata, resume=args.resume)
+        try:
+            with writer:
+                done = _resume_point(writer, x) if args.resume else 0
+                for xb, logits, rel in _analyze_all(analyzers, x, args.neuron, args.batch_size,
+                                                    skip=done):
+                    neurons = logits.argmax(axis=1) if args.neuron is None else np.full(
+                        len(xb), args.neuron)
+                    writer.append_inputs(xb, predictions=logits, neurons=neurons)
+                    for m, r in rel.items():
+                        writer.append(m, r)
+        except BaseException:
+            if writer.kept_rows:
+                print(f"\nkeras-lrp: kept the {writer.kept_rows} finished rows in "
+                      f"{writer.partial_path}; rerun with --resume to continue", file=sys.stderr)
+            raise
+        resumed = f" ({done} of them resumed from {writer.partial_path})" if done else ""
+        print(f"wrote {args.out}: {len(x)} inputs × {len(args.method)} analyzer(s){resumed}")
+        if args.png:
+            import h5py
 
-        with h5py.File(args.out, "r") as f:  # also covers rows from an earlier, resumed run
-            columns = {m: f["relevance"][m][: args.png_samples] for m in args.method}
-        png = Path(args.png) / "heatmaps.png"
-        Path(args.png).mkdir(parents=True, exist_ok=True)
-        heatmap.plot_grid(columns, inputs=x[: args.png_samples], path=png)
-        print(f"wrote {png}")
+            with h5py.File(args.out, "r") as f:  # also covers rows from an earlier, resumed run
+                columns = {m: f["relevance"][m][: args.png_samples] for m in args.method}
+            png = Path(args.png) / "heatmaps.png"
+            Path(args.png).mkdir(parents=True, exist_ok=True)
+            heatmap.plot_grid(columns, inputs=x[: args.png_samples], path=png)
+            print(f"wrote {png}")
+
+
+class _closing:
+    def __init__(self, source):
+        self.source = source
+
+    def __enter__(self):
+        return self.source
+
+    def __exit__(self, *exc):
+        self.source.close()
+        return False
 
 
 def cmd_compare(args) -> None:
     from keras_lrp import evaluate, heatmap
 
-    model = load_model(args.model)
-    x = load_inputs(args.inputs, model)
     if len(args.method) < 2:
         raise UsageError("compare needs at least two --method arguments.")
-    options = parse_options(args.option)
-    parts = list(_analyze_all(model, x, args.method, options, args.neuron, args.batch_size))
+    if args.png:
+        _check_out(args.png, "--png")
+    model, x, _, analyzers = _prepare(args)
+    with _closing(x):
+        parts = list(_analyze_all(analyzers, x, args.neuron, args.batch_size))
+    x = np.concatenate([p[0] for p in parts])
     relevances = {m: np.concatenate([p[2][m] for p in parts]) for m in args.method}
     logits = np.concatenate([p[1] for p in parts])
-    import keras_lrp
-
-    forward = keras_lrp.create_analyzer("gradient", model).forward_model
+    forward = next(iter(analyzers.values())).forward_model
     target = logits.argmax(axis=1) if args.neuron is None else np.full(len(x), args.neuron)
     print(f"{'analyzer':<34} {'ΣR / explained':>14} {'AOPC':>8}")
     for m, r in relevances.items():
@@ -243,9 +268,11 @@ def cmd_demo(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-lrp", description="Layer-wise Relevance Propagation for Keras 3 models.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up and log messages (hidden by default, "
-                        "unless TF_CPP_MIN_LOG_LEVEL is set)")
+                        "unless TF_CPP_MIN_LOG_LEVEL is 0 or 1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="explain the shipped digits CNN with several analyzers",
@@ -266,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keyword argument for every analyzer, e.g. epsilon=0.1")
         p.add_argument("--neuron", type=int, default=None,
                        help="explain this output index (default: the winning class)")
+        p.add_argument("--key", default=None, metavar="NAME",
+                       help="the array of an .npz or the dataset of an .h5 file (default: 'x' "
+                       "or the only one)")
         p.add_argument("--batch-size", type=int, default=64)
         p.add_argument("--png-samples", type=int, default=8)
 
@@ -290,17 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def quiet_tensorflow() -> None:
-    """Load TensorFlow without its start-up lines (oneDNN, CUDA drivers, absl's warning).
+    """Load TensorFlow and Keras without their start-up lines (oneDNN, CUDA drivers, absl).
 
-    TF_CPP_MIN_LOG_LEVEL set from inside Python does not reach every C++ logger TensorFlow starts
-    while loading, so standard error is pointed at the null device for the import only; Python
-    errors raised by the import still reach the user once it is restored.
+    TF_CPP_MIN_LOG_LEVEL does not reach every C++ logger TensorFlow starts while loading (seen
+    with TensorFlow 2.21, even when set before Python starts), so standard error is pointed at
+    the null device for the imports only; Python errors raised by them still reach the user
+    once it is restored. ``--verbose``, or TF_CPP_MIN_LOG_LEVEL=0 or 1, skips this.
     """
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     sys.stderr.flush()
     os.dup2(null, 2)
     try:
+        import keras  # noqa: F401
         import tensorflow  # noqa: F401
     finally:
         os.dup2(saved, 2)
@@ -311,7 +343,7 @@ def quiet_tensorflow() -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+    if not args.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") not in ("0", "1"):
         quiet_tensorflow()
     for option in ("batch_size", "png_samples", "steps"):
         if getattr(args, option, 1) < 1:
@@ -319,13 +351,27 @@ def main(argv: Optional[List[str]] = None) -> int:
                          f"{getattr(args, option)}")
     try:
         args.func(args)
-    except (UsageError, ValueError, TypeError, OSError) as e:  # OSError: bad paths, h5py
-        print(f"keras-lrp: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError, TypeError, OSError) as e:  # ValueError: InputError too
+        if args.debug:
+            traceback.print_exc()
+        print(f"keras-lrp: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("keras-lrp: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"keras-lrp: error: unexpected {type(e).__name__}: {_one_line(e)} (this is a bug "
+              "in keras-lrp; rerun with --debug for the traceback and report it)",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 2000 else text[:2000] + " …"
 
 
 if __name__ == "__main__":  # pragma: no cover
