@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, Optional
 
+import numpy as np
+
 from keras_lrp import composites as C
 from keras_lrp import rules as R
 from keras_lrp.attribution import LRP, Attributor
@@ -52,6 +54,10 @@ def _alpha_beta(alpha=None, beta=None, bias=True):
     if alpha is None and beta is None:
         raise ValueError("lrp.alpha_beta needs alpha or beta (alpha - beta = 1), e.g. "
                          "create_analyzer('lrp.alpha_beta', model, alpha=2, beta=1).")
+    for key, value in (("alpha", alpha), ("beta", beta)):
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, float, np.integer, np.floating))):
+            raise ValueError(f"lrp.alpha_beta needs a number for {key}, got {key}={value!r}.")
     alpha = beta + 1 if alpha is None else alpha
     beta = alpha - 1 if beta is None else beta
     return R.AlphaBeta(alpha=alpha, beta=beta, bias=bias)

@@ -136,6 +136,10 @@ def _build_analyzers(model, methods, options, neuron):
 
 def _prepare(args):
     """Model, inputs, options and analyzers, every one checked before any output exists."""
+    repeated = sorted({m for m in args.method if args.method.count(m) > 1})
+    if repeated:
+        raise UsageError(f"--method {repeated[0]} is given more than once; give each analyzer "
+                         "once.")
     model = load_model(args.model)
     x = load_inputs(args.inputs, model, args.key)
     try:
@@ -236,6 +240,11 @@ def cmd_compare(args) -> None:
         _check_out(args.png, "--png")
     model, x, _, analyzers = _prepare(args)
     with _closing(x):
+        regions = x.shape[1] if x.ndim == 2 else int(np.prod(x.shape[1:3]))
+        if args.steps > regions:
+            raise UsageError(f"--steps {args.steps} exceeds the {regions} pixel-flipping regions "
+                             f"of an input of shape {x.shape[1:]}; use --steps {regions} or "
+                             "fewer.")
         parts = list(_analyze_all(analyzers, x, args.neuron, args.batch_size))
     x = np.concatenate([p[0] for p in parts])
     relevances = {m: np.concatenate([p[2][m] for p in parts]) for m in args.method}
@@ -285,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     def common(p, out_required):
+        for flag, text in (("--debug", "show the Python traceback of an error"),
+                           ("--verbose", "show TensorFlow's start-up and log messages")):
+            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
         p.add_argument("model", help=".keras or .h5 model file")
         p.add_argument("inputs", help=".npy, .npz, .h5, an image file or a folder of images")
         p.add_argument("--method", action="append", required=True, metavar="NAME",

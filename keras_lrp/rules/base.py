@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from keras_lrp.layers.base import TINY, TINY_DEFAULT, RelevanceLayer, negative, positive, \
     safe_divide, sign_plus, stabilize, tiny
 from keras_lrp.linear import LinearOp, linear_op
@@ -21,12 +23,27 @@ class Rule(RelevanceLayer):
         params = {k: kwargs.pop(k, v) for k, v in self.PARAMS.items()}
         super().__init__(target=target, **kwargs)
         self.params = params
+        self._check_types(params)
         self.validate(**params)
         for key, value in params.items():
             setattr(self, key, value)
         #: Set by the analyzer when the layer's input is known to be ≥ 0 (it comes from a ReLU);
         #: rules may then skip the terms in x⁻, which are exactly zero.
         self.input_nonnegative = False
+
+    def _check_types(self, params) -> None:
+        """A parameter whose default is a bool must be a bool, one whose default is a number
+        must be a number (or an array of numbers): ``Epsilon(epsilon="abc")`` is a clear
+        ValueError, not a TypeError from deep inside a comparison."""
+        for key, default in self.PARAMS.items():
+            value = params[key]
+            if isinstance(default, bool):
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"{type(self).__name__} needs {key}=True or False, got "
+                                     f"{key}={value!r}.")
+            elif isinstance(default, (int, float)) and not _numeric(value):
+                raise ValueError(f"{type(self).__name__} needs a number for {key}, got "
+                                 f"{key}={value!r}.")
 
     def validate(self, **params) -> None:
         """Raise ValueError for invalid parameters (the values are shown)."""
@@ -62,6 +79,15 @@ class Rule(RelevanceLayer):
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+def _numeric(value) -> bool:
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return False
+    try:
+        return np.asarray(value).dtype.kind in "iuf"
+    except Exception:  # noqa: BLE001 - anything numpy cannot read is not a number
+        return False
 
 
 class SignSplit:
