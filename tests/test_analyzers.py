@@ -19,7 +19,6 @@ Data preconditions (checked in the fixtures, by seed search): every pre-activati
 max-pool ties (relu zeros) make the routed winner an implementation detail, and tiny
 denominators would amplify round-off.
 """
-import contextlib
 import functools
 
 import keras
@@ -27,25 +26,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import reference as ref
 import keras_lrp
+import reference as ref
+from helpers import keras_dtype
 from keras_lrp import rules
 
 RTOL = 1e-8
 L = keras.layers
-
-
-@contextlib.contextmanager
-def _dtype(dtype):
-    """Build layers in ``dtype`` (Keras 3 needs both floatx and the dtype policy)."""
-    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx(dtype)
-    keras.config.set_dtype_policy(dtype)
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(floatx)
-        keras.config.set_dtype_policy(policy)
 
 
 def assert_close(actual, expected, rtol=RTOL):
@@ -185,7 +172,7 @@ def _cnn(final_activation="softmax", use_bias=True):
 @pytest.fixture(scope="module")
 def cnn():
     """Conv2D relu → MaxPool → Flatten → Dense softmax, with biases, float64."""
-    with _dtype("float64"):
+    with keras_dtype("float64"):
         return _seeded(_cnn, lambda g, m: _init_normal(g, m, bias_low=0.05, bias_high=0.4),
                        lambda g: g.uniform(-1, 1, size=(3, 6, 6, 1)), seed0=100)
 
@@ -204,7 +191,7 @@ def _pcnn():
 @pytest.fixture(scope="module")
 def pcnn():
     """Placement CNN: model.layers = [x, c1, c2, pool, flat, d1, d2] (indices 0..6)."""
-    with _dtype("float64"):
+    with keras_dtype("float64"):
         return _seeded(_pcnn, lambda g, m: _init_normal(g, m, bias_low=0.05, bias_high=0.4),
                        lambda g: g.uniform(-1, 1, size=(3, 6, 6, 1)), seed0=200)
 
@@ -220,14 +207,14 @@ def _mlp(use_bias=True):
 @pytest.fixture(scope="module")
 def mlp():
     """Input(5) → Dense 6 relu → Dense 4 relu → Dense 3 softmax, with biases, float64."""
-    with _dtype("float64"):
+    with keras_dtype("float64"):
         return _seeded(_mlp, _init_normal, lambda g: g.uniform(-1, 1, size=(3, 5)), seed0=300)
 
 
 @pytest.fixture(scope="module")
 def mlp_nobias():
     """The same MLP without biases; the argmax differs between samples, max logits > 0."""
-    with _dtype("float64"):
+    with keras_dtype("float64"):
         return _seeded(lambda: _mlp(use_bias=False), lambda g, m: _init_normal(g, m, scale=1.2),
                        lambda g: g.uniform(-1, 1, size=(3, 5)), seed0=400,
                        accept=lambda net, x, lg: len(set(np.argmax(lg, 1))) == 3
@@ -279,7 +266,7 @@ def test_cnn_cases_cover_every_analyzer():
 
 def _tape_gradient(model, x):
     """d(max logit)/dx of a separate pre-softmax copy of ``model`` (same weights)."""
-    with _dtype("float64"):
+    with keras_dtype("float64"):
         pre = _cnn(final_activation=None)
     pre.set_weights(model.get_weights())
     xt = tf.constant(x)
@@ -777,7 +764,7 @@ def _sign_parts_nonempty(net, x, logits, m=1e-4):
 def nets32():
     """Bias-free ReLU networks in float32 (max pooling only: no Add / average pooling)."""
     out = {}
-    with _dtype("float32"):
+    with keras_dtype("float32"):
         for key, build, shape, seed in [("mlp", _mlp32, (4, 8), 500),
                                         ("cnn", _cnn32, (4, 8, 8, 2), 600)]:
             model, x, net = _seeded(build, lambda g, m: [g.normal(scale=0.6, size=w.shape)

@@ -549,24 +549,6 @@ def test_tensor_with_two_consumers_sums_their_relevance(float64):
 
 
 # ============================================================== (h) models that cannot be analyzed
-def test_unbuilt_sequential_is_a_value_error():
-    with pytest.raises(ValueError, match=r"keras\.Input"):
-        keras_lrp.create_analyzer("lrp.z", keras.Sequential([L.Dense(3)]))
-
-
-def test_subclassed_model_is_a_type_error():
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = L.Dense(3)
-
-        def call(self, x):
-            return self.d(x)
-
-    model = Sub()
-    model(np.zeros((1, 4)))
-    with pytest.raises(TypeError, match="functional API"):
-        keras_lrp.create_analyzer("lrp.z", model)
 
 
 @pytest.mark.parametrize("obj", ["a string", None, L.Dense(3)], ids=["str", "None", "layer"])
