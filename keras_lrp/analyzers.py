@@ -12,12 +12,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, Optional
 
+import keras
 import numpy as np
 
 from keras_lrp import composites as C
 from keras_lrp import rules as R
 from keras_lrp.attribution import LRP, Attributor
-from keras_lrp.gradients import Gradient, IntegratedGradients, SmoothGrad
+from keras_lrp import types
+from keras_lrp.gradients import Gradient, InputAttributor, IntegratedGradients, \
+    RandomAttributor, SmoothGrad
+from keras_lrp.layer_map import Where
+from keras_lrp.layers import DeconvnetReLU, GradientRelevance, GuidedReLU
 from keras_lrp.serialize import read_analyzer
 
 
@@ -32,6 +37,7 @@ class Entry:
         attributor: ``attributor(model, **params, **common)`` → an attributor (gradients).
         defaults: defaults this analyzer gives to common keywords.
         anchor: whose definition the name follows (iNNvestigate, Zennit, keras-lrp).
+        family: ``"lrp"``, ``"gradient"`` (the gradient family) or ``"baseline"``.
     """
 
     description: str
@@ -40,6 +46,7 @@ class Entry:
     attributor: Optional[Callable] = None
     defaults: Dict[str, Any] = dataclasses.field(default_factory=dict)
     anchor: str = "iNNvestigate"
+    family: str = "lrp"
 
 
 def _uniform(rule: Callable, description: str, **params) -> Entry:
@@ -80,7 +87,30 @@ def _lrp(rule=None, composite=None):
 
 
 def _gradient(times_input: bool) -> Callable:
-    return lambda model, **kw: Gradient(model, times_input=times_input, **kw)
+    return lambda model, postprocess=None, **kw: Gradient(
+        model, times_input=times_input, postprocess=postprocess, **kw)
+
+
+def _wrapped(wrapper, **fixed) -> Callable:
+    """A wrapper over a gradient (iNNvestigate's SmoothGrad and IntegratedGradients)."""
+    def make(model, postprocess=None, name="", kwargs=None, output_relevance="one", **params):
+        run = {k: params.pop(k) for k in ("neuron_selection_mode", "jit_compile", "output")}
+        inner = Gradient(model, postprocess=postprocess, name="gradient",
+                         kwargs={"postprocess": postprocess, **run}, **run)
+        return wrapper(inner, name=name, **params)
+    return make
+
+
+def _relu_backward(relu_layer) -> Callable:
+    """Every layer passes the gradient, ReLUs with ``relu_layer``'s backward rule."""
+    def make():
+        return C.Composite([(Where(keras.Operation, lambda node, ctx: types.is_plain_relu(
+            node.layer), "ReLU"), relu_layer), (keras.Operation, GradientRelevance)],
+            base_map=[])
+    return make
+
+
+_POST = {"postprocess": None}
 
 
 #: Every analyzer name accepted by :func:`create_analyzer`.
@@ -134,8 +164,36 @@ ANALYZERS: Dict[str, Entry] = {
     "lrp.epsilon_gamma_box": _named(C.EpsilonGammaBox,
                                     "input: Bounded(low, high); conv: Gamma; Dense: Epsilon",
                                     "Zennit"),
-    "gradient": Entry("gradient of the explained output", {}, attributor=_gradient(False)),
-    "input_t_gradient": Entry("input times gradient", {}, attributor=_gradient(True)),
+    "zbab": _named(C.BoundedAlpha2Beta1, "seed 004's zbab: Bounded(low, high) input layer, "
+                   "AlphaBeta(2, 1) above", "the seeds"),
+    "wwab": _named(C.WSquareAlpha2Beta1, "seed 004's wwab: WSquare input layer, AlphaBeta(2, 1) "
+                   "above", "the seeds"),
+    "deconvnet": Entry("deconvnet: the gradient with each ReLU's backward signal rectified",
+                       {}, _relu_backward(DeconvnetReLU), defaults={"output_relevance": "logit"},
+                       family="gradient"),
+    "guided_backprop": Entry("guided backprop: the gradient where input and backward signal "
+                             "are positive at each ReLU", {}, _relu_backward(GuidedReLU),
+                             defaults={"output_relevance": "logit"}, family="gradient"),
+    "input": Entry("the input itself (a baseline)", {},
+                   attributor=lambda model, **kw: InputAttributor(model, **kw),
+                   family="baseline"),
+    "random": Entry("the input plus Gaussian noise (a baseline)", {"stddev": 1.0, "seed": None},
+                    attributor=lambda model, **kw: RandomAttributor(model, **kw),
+                    family="baseline"),
+    "gradient": Entry("gradient of the explained output", dict(_POST),
+                      attributor=_gradient(False), family="gradient"),
+    "gradient.baseline": Entry("the gradient (iNNvestigate's tf.gradients baseline; the same "
+                               "numbers)", dict(_POST), attributor=_gradient(False),
+                               family="gradient"),
+    "input_t_gradient": Entry("input times gradient", dict(_POST), attributor=_gradient(True),
+                              family="gradient"),
+    "integrated_gradients": Entry(
+        "integrated gradients along the path from reference_inputs", {
+            "steps": 64, "reference_inputs": 0.0, **_POST},
+        attributor=_wrapped(IntegratedGradients), family="gradient"),
+    "smoothgrad": Entry("the mean gradient over noisy copies of the input", {
+        "augment_by_n": 64, "noise_scale": 1.0, "seed": None, **_POST},
+        attributor=_wrapped(SmoothGrad), family="gradient"),
 }
 
 #: Keyword arguments every analyzer accepts (LRP analyzers all of them; the gradient baselines
@@ -178,7 +236,7 @@ def create_analyzer(name: str, model, **kwargs) -> Attributor:
     run.update(name=name, kwargs=dict(kwargs))
     if entry.attributor is not None:
         return entry.attributor(model, output_relevance=common["output_relevance"] or "one",
-                                **run)
+                                **params, **run)
     composite = entry.composite(**params).customized(
         user_map=list(common["rule_map"] or []) + list(common["layer_map"] or []),
         first_layer=common["input_layer_rule"], until_layer_idx=common["until_layer_idx"],
@@ -194,7 +252,7 @@ def from_config(config: Dict[str, Any], model) -> Attributor:
     """The analyzer an analyzer's ``get_config()`` describes, for ``model``."""
     if "wrapper" in config:
         inner = from_config(config["analyzer"], model)
-        return WRAPPERS[config["wrapper"]](inner, **config["params"])
+        return WRAPPERS[config["wrapper"]](inner, name=config.get("name"), **config["params"])
     return create_analyzer(config["name"], model, **config["kwargs"])
 
 

@@ -379,11 +379,30 @@ class DeepTaylorBounded(NamedComposite):
         return DeepTaylor.assign(self)[0], rules_mod.Bounded(low=low, high=high)
 
 
+class BoundedAlpha2Beta1(NamedComposite):
+    """Seed 004's ``zbab``: Bounded(low, high) on the first layer, AlphaBeta(2, 1) above."""
+
+    PARAMS = {"low": -1.0, "high": 1.0, "bias": True}
+
+    def assign(self, low, high, bias):
+        return ([(_ANY, rules_mod.AlphaBeta(alpha=2, beta=1, bias=bias))],
+                rules_mod.Bounded(low=low, high=high))
+
+
+class WSquareAlpha2Beta1(NamedComposite):
+    """Seed 004's ``wwab``: WSquare on the first layer, AlphaBeta(2, 1) above."""
+
+    PARAMS = {"bias": True}
+
+    def assign(self, bias):
+        return [(_ANY, rules_mod.AlphaBeta(alpha=2, beta=1, bias=bias))], rules_mod.WSquare()
+
+
 #: The named composites, by class name (for saving analyzers that were given one).
 COMPOSITES = {cls.__name__: cls for cls in (
     Uniform, SequentialPresetA, SequentialPresetB, SequentialPresetAFlat, SequentialPresetBFlat,
     EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox,
-    DeepTaylor, DeepTaylorBounded)}
+    DeepTaylor, DeepTaylorBounded, BoundedAlpha2Beta1, WSquareAlpha2Beta1)}
 
 __all__ = ["COMPOSITES", "Composite", "Context", "FirstLayer", "FollowedByReLU",
            "NamedComposite", "UntilLayer", "as_target"] + list(COMPOSITES)

@@ -85,6 +85,53 @@ class Gradient(Attributor):
         return grads, {}
 
 
+class InputAttributor(Attributor):
+    """iNNvestigate's ``input``: the input itself, as a baseline heatmap.
+
+    Formula:
+        R_i = x_i
+    """
+
+    def build(self):
+        return [ops.convert_to_tensor(x) * 1 for x in self.inputs], {}
+
+
+class RandomAttributor(Attributor):
+    """iNNvestigate's ``random``: the input plus Gaussian noise, a baseline no explanation
+    should lose to.
+
+    Formula:
+        R_i = x_i + ε_i,   ε_i ~ N(0, stddev²)
+
+    Args:
+        model: the Keras model.
+        stddev: the noise's standard deviation (default 1, as iNNvestigate).
+        seed: makes the noise reproducible (two analyzers with one seed draw the same noise).
+        **kwargs: see :class:`~keras_lrp.attribution.Attributor`.
+    """
+
+    def __init__(self, model, stddev: float = 1.0, seed: Optional[int] = None, **kwargs):
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float, np.number)) or \
+                stddev < 0:
+            raise ValueError(f"random needs stddev >= 0, got stddev={stddev!r}.")
+        self.stddev, self.seed = float(stddev), keras.random.SeedGenerator(seed)
+        super().__init__(model, **kwargs)
+        self._options.update(stddev=stddev, seed=seed)
+
+    def build(self):
+        return [_Noise(self.stddev, self.seed, dtype=x.dtype)(x) for x in self.inputs], {}
+
+
+class _Noise(keras.layers.Layer):
+    def __init__(self, stddev, seed, **kwargs):
+        super().__init__(**kwargs)
+        self.stddev, self.seed = stddev, seed
+
+    def call(self, x):
+        return x + keras.random.normal(ops.shape(x), stddev=self.stddev, dtype=x.dtype,
+                                       seed=self.seed)
+
+
 class AugmentReduce(keras.layers.Layer):
     """Runs ``inner`` on every input repeated ``n`` times along the batch axis (sample-major),
     augmented by ``augment``, and reduces each sample's ``n`` results with ``reduce``."""
@@ -153,7 +200,7 @@ class Wrapper(Attributor):
         raise NotImplementedError
 
     def get_config(self):
-        return {"wrapper": type(self).__name__, "params": self.params(),
+        return {"wrapper": type(self).__name__, "name": self.name, "params": self.params(),
                 "analyzer": self.analyzer.get_config()}
 
     def augment(self, x, repeated):  # pragma: no cover - abstract

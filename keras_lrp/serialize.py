@@ -77,7 +77,7 @@ def _decode(value: Any) -> Any:
 def _encode_config(config: Dict[str, Any]) -> Dict[str, Any]:
     """An analyzer configuration as JSON values, naming the keyword that cannot be saved."""
     if "wrapper" in config:
-        return {"wrapper": config["wrapper"],
+        return {"wrapper": config["wrapper"], "name": config.get("name"),
                 "params": {k: _encode(v, f"{config['wrapper']} parameter {k!r}")
                            for k, v in config["params"].items()},
                 "analyzer": _encode_config(config["analyzer"])}

@@ -161,6 +161,17 @@ def is_gate_producer(layer) -> bool:
     return isinstance(layer, L.ReLU) and layer.max_value is not None
 
 
+def is_plain_relu(layer) -> bool:
+    """max(x, 0) in any form: a ReLU layer without leak, cap or threshold, Activation("relu"), or
+    a raw ``keras.ops.relu`` call (the ReLUs whose backward pass deconvnet and guided backprop
+    replace)."""
+    if isinstance(layer, L.ReLU):
+        return (float(layer.negative_slope) == 0 and layer.max_value is None
+                and float(layer.threshold) == 0)
+    return (isinstance(layer, ACTIVATION) and layer_activation(layer) == "relu") or \
+        isinstance(layer, _NN.Relu)
+
+
 def is_relu(layer) -> bool:
     """A ReLU layer without leak, or ``Activation("relu")`` (Deep Taylor's ZPlus condition)."""
     return ((isinstance(layer, L.ReLU) and float(layer.negative_slope) == 0)

@@ -91,7 +91,7 @@ ARCHS = CURATED_ARCHS + (_random_archs(30, seed=0) if PROFILE_NAME == "dev" else
 #: where the name needs some, plus lrp.gamma without bias.
 LRP_ANALYZERS = [(n, {"lrp": {"rule": "Bounded"}, "lrp.alpha_beta": {"alpha": 3},
                       "lrp.sequential_preset_b_flat_until_idx": {"until_layer_idx": 1}}.get(n, {}))
-                 for n in keras_lrp.ANALYZERS if n not in ("gradient", "input_t_gradient")]
+                 for n, e in keras_lrp.ANALYZERS.items() if e.family == "lrp"]
 LRP_ANALYZERS.append(("lrp.gamma", {"bias": False}))
 #: The rules that conserve relevance on bias-free networks (NumPy reference, contributions).
 CONSERVING = {

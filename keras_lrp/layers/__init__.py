@@ -1,10 +1,11 @@
 """Relevance layers for layers without an LRP rule of their own: the contract
 (:class:`RelevanceLayer`) and the structural ones (identity, routing, proportional, gates,
-normalisation)."""
+normalisation), and the backward layers of the gradient family."""
 
 from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.layers.gradient import DeconvnetReLU, GradientRelevance, GuidedReLU
 from keras_lrp.layers.structural import GateRelevance, IdentityRelevance, LayerNormRelevance, \
     ProportionalRelevance, RouteRelevance
 
-__all__ = ["GateRelevance", "IdentityRelevance", "LayerNormRelevance", "ProportionalRelevance",
+__all__ = ["DeconvnetReLU", "GradientRelevance", "GuidedReLU", "GateRelevance", "IdentityRelevance", "LayerNormRelevance", "ProportionalRelevance",
            "RelevanceLayer", "RouteRelevance"]

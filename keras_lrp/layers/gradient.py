@@ -1,0 +1,45 @@
+"""Backward layers for the gradient family run on the reverse graph: the plain vector-Jacobian
+product, and the two modified ReLU backward passes of deconvnet and guided backprop.
+
+Here the quantity sent backwards is a (modified) gradient, not relevance: the attribution is
+∂y/∂x with some ReLUs' backward rule replaced.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+from keras_lrp.layers.structural import RouteRelevance
+
+
+class GradientRelevance(RouteRelevance):
+    """The layer's vector-Jacobian product: the gradient passes unchanged.
+
+    Formula:
+        g_i = Σ_j ∂y_j/∂x_i · g_j
+    """
+
+
+class DeconvnetReLU(RouteRelevance):
+    """Deconvnet's ReLU (Zeiler & Fergus 2014): the backward signal is rectified, and the forward
+    input is ignored.
+
+    Formula:
+        g_in = max(g_out, 0)
+    """
+
+    def propagate(self, xs, z, relevance):
+        return [ops.maximum(relevance, 0)]
+
+
+class GuidedReLU(RouteRelevance):
+    """Guided backprop's ReLU (Springenberg et al. 2015): the gradient where both the forward
+    input and the backward signal are positive.
+
+    Formula:
+        g_in = max(g_out, 0) · [x > 0]
+    """
+
+    def propagate(self, xs, z, relevance):
+        x = xs[0]
+        return [ops.maximum(relevance, 0) * ops.cast(x > 0, relevance.dtype)]
