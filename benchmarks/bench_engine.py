@@ -68,15 +68,16 @@ def input_gradient(model: keras.Model, sample_shape) -> tf.types.experimental.Co
 
 
 def time_against_gradient(model: keras.Model, x: np.ndarray, methods, repeats: int):
-    """Build an analyzer per method (timed), then time each analysis and the reference
-    gradient round-robin. Returns ({method or "tf.GradientTape gradient": median s},
-    {method: build s})."""
+    """Build an analyzer per method (timed; ``methods`` may map names to keyword arguments), then
+    time each analysis and the reference gradient round-robin. Returns ({method or
+    "tf.GradientTape gradient": median s}, {method: build s})."""
     gradient = input_gradient(model, x.shape[1:])
     fns = {"tf.GradientTape gradient": lambda: gradient(x).numpy()}
     builds = {}
     for name in methods:
         start = time.perf_counter()
-        analyzer = keras_lrp.create_analyzer(name, model)
+        kwargs = methods[name] if isinstance(methods, dict) else {}
+        analyzer = keras_lrp.create_analyzer(name, model, **kwargs)
         builds[name] = time.perf_counter() - start
         fns[name] = lambda a=analyzer: a.analyze(x)
     return interleaved_medians(fns, repeats), builds

@@ -149,10 +149,11 @@ ANALYZERS: Dict[str, Entry] = {
     "lrp.sequential_preset_b_flat_until_idx": _named(
         C.SequentialPresetBFlat, "preset b, Flat input layer, until_layer_rule up to "
         "until_layer_idx", until_layer_rule="Flat"),
-    "deep_taylor": _named(C.DeepTaylor, "Deep Taylor: ZPlus on kernel layers followed by ReLU, "
-                          "WSquare elsewhere"),
-    "deep_taylor.bounded": _named(C.DeepTaylorBounded,
-                                  "Deep Taylor with Bounded(low, high) at the input"),
+    "deep_taylor": _named(C.DeepTaylor, "Deep Taylor as iNNvestigate: ZPlus on kernel layers, "
+                          "the gradient through ReLU, pooling and Add, from max(y, 0)",
+                          output_relevance="positive_logit"),
+    "deep_taylor.bounded": _named(C.DeepTaylorBounded, "Deep Taylor with Bounded(low, high) at "
+                                  "the input", output_relevance="positive_logit"),
     "lrp.epsilon_plus": _named(C.EpsilonPlus, "Dense: Epsilon; conv: ZPlus", "Zennit"),
     "lrp.epsilon_plus_flat": _named(C.EpsilonPlusFlat,
                                     "Dense: Epsilon; conv: ZPlus; Flat input layer", "Zennit"),

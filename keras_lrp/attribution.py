@@ -25,14 +25,15 @@ from keras_lrp.running import Runner
 from keras_lrp.serialize import save_analyzer
 
 NEURON_SELECTION_MODES = ("max_activation", "index", "all")
-OUTPUT_RELEVANCES = ("logit", "one")
+OUTPUT_RELEVANCES = ("logit", "one", "positive_logit")
 
 
 class OutputRelevance(keras.layers.Layer):
     """The relevance entering the network at its output (pre-softmax logits).
 
     Formula:
-        R_k = m_k · y_k  (``output_relevance="logit"``)  or  R_k = m_k  (``"one"``), with m the
+        R_k = m_k · y_k  (``output_relevance="logit"``), R_k = m_k · max(y_k, 0)
+        (``"positive_logit"``, Deep Taylor's) or  R_k = m_k  (``"one"``), with m the
         selection mask: one-hot of argmax_k y_k (``max_activation``), one-hot of the given index
         (``index``) or all ones (``all``).
     """
@@ -51,7 +52,10 @@ class OutputRelevance(keras.layers.Layer):
             mask = ops.one_hot(ops.argmax(flat, axis=-1), n, dtype=flat.dtype)
         else:
             mask = ops.one_hot(ops.cast(inputs[1], "int32"), n, dtype=flat.dtype)
-        relevance = mask * flat if self.start == "logit" else mask
+        if self.start == "one":
+            relevance = mask
+        else:  # "logit", or "positive_logit" (Deep Taylor explains max(y, 0))
+            relevance = mask * (flat if self.start == "logit" else ops.maximum(flat, 0))
         return ops.reshape(relevance, ops.shape(logits))
 
     def compute_output_spec(self, inputs):
@@ -74,7 +78,8 @@ class Attributor(Runner):
     Args:
         model: a built Functional or Sequential Keras model (never modified).
         neuron_selection_mode: ``"max_activation"`` (default), ``"index"`` or ``"all"``.
-        output_relevance: ``"logit"`` (start from the explained logit) or ``"one"``.
+        output_relevance: ``"logit"`` (start from the explained logit), ``"positive_logit"``
+            (from max(logit, 0)) or ``"one"``.
         output: the explained output of a multi-output model (index or output layer name).
         jit_compile: compile the analysis with XLA.
         name: the analyzer's name, for reports and saving.

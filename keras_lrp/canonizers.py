@@ -136,6 +136,7 @@ class SplitActivations(Canonizer):
                 linear = type(layer).from_config({**layer.get_config(), "activation": None})
                 act = keras.layers.Activation(layer.activation, name=f"{layer.name}_activation",
                                               dtype=layer.dtype_policy)
+                act.split_from = layer.name  # composites may treat it as part of the layer
                 replaced[id(layer)] = (linear, act)
             node.layer, act = replaced[id(layer)]
             pre, post = graph.new_tensor(), node.outputs[0]

@@ -26,11 +26,13 @@ import keras
 
 from keras_lrp import rules as rules_mod
 from keras_lrp import types
-from keras_lrp.canonizers import DEFAULT_CANONIZERS, has_fused_activation
-from keras_lrp.graph import Graph, Node, followed_by_relu, input_fed_nodes, node_call, \
-    nonnegative_tensors
+from keras_lrp.canonizers import DEFAULT_CANONIZERS, InlineNested, SplitActivations, \
+    SplitSeparable, StripSoftmax, has_fused_activation
+from keras_lrp.graph import Graph, Node, input_fed_nodes, node_call, nonnegative_tensors
 from keras_lrp.layer_map import BASE_MAP, REGISTRY, matches, unsupported_error
 from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.layers import IdentityRelevance
+from keras_lrp.layers.gradient import GradientRelevance
 from keras_lrp.linear import is_kernel_layer
 
 
@@ -85,16 +87,6 @@ class UntilLayer:
 
     def __repr__(self):
         return f"UntilLayer({self.idx})"
-
-
-class FollowedByReLU:
-    """Key: the layers whose every reader is a ReLU (Deep Taylor's condition for ZPlus)."""
-
-    def __call__(self, node: Node, ctx: Context) -> bool:
-        return followed_by_relu(node, ctx.graph)
-
-    def __repr__(self):
-        return "FollowedByReLU()"
 
 
 def as_target(target):
@@ -259,6 +251,9 @@ class NamedComposite(Composite):
     """A composite defined by a few parameters (``PARAMS``); :meth:`assign` returns its
     ``(layer_map, first_layer)``. Subclasses are ~10 lines each."""
 
+    #: The canonizers when none are given (``None``: the defaults).
+    CANONIZERS: Optional[Sequence] = None
+
     def __init__(self, canonizers: Optional[Sequence] = None, base_map=None, **params):
         unknown = set(params) - set(self.PARAMS)
         if unknown:
@@ -267,7 +262,8 @@ class NamedComposite(Composite):
                             f"{', '.join(self.PARAMS) or 'none'}.")
         params = {k: params.get(k, v) for k, v in self.PARAMS.items()}
         layer_map, first = self.assign(**params)
-        super().__init__(layer_map, first_layer=first, base_map=base_map, canonizers=canonizers)
+        super().__init__(layer_map, first_layer=first, base_map=base_map,
+                         canonizers=self.CANONIZERS if canonizers is None else canonizers)
         self.params = params
 
     def assign(self, **params):  # pragma: no cover - abstract
@@ -363,11 +359,35 @@ class EpsilonGammaBox(NamedComposite):
                 rules_mod.Bounded(low=low, high=high))
 
 
+def _split_activation(node, ctx) -> bool:
+    """An activation SplitActivations took off a kernel layer."""
+    return getattr(node.layer, "split_from", None) is not None
+
+
+def _passes_gradient(node, ctx) -> bool:
+    layer = node.layer
+    return (types.is_plain_relu(layer) or types.layer_activation(layer) == "linear"
+            and isinstance(layer, types.ACTIVATION)) or isinstance(layer, types.DEEP_TAYLOR_GRADIENT)
+
+
 class DeepTaylor(NamedComposite):
-    """Deep Taylor: ZPlus on kernel layers followed by a ReLU, WSquare elsewhere."""
+    """Deep Taylor decomposition as iNNvestigate 2.1.2 computes it (Montavon et al. 2017).
+
+    Every kernel layer gets ZPlus (z⁺ ignoring the bias) on the relevance at its activation's
+    output (a fused activation passes relevance unchanged, as iNNvestigate treats a layer and its
+    activation as one), a BatchNormalization WSquare (it is not folded: iNNvestigate treats it as
+    its own linear layer); standalone ReLUs, max and average pooling, Add,
+    Concatenate, padding, cropping, dropout, up-sampling and reshaping layers pass the *gradient*
+    of relevance (so average pooling spreads R evenly, not in proportion to its inputs, and Add
+    gives each branch the full R); the explained output enters through a ReLU (the analysis
+    starts from max(y, 0)). Layers iNNvestigate refuses get keras-lrp's base map.
+    """
+
+    CANONIZERS = (InlineNested(), SplitActivations(), SplitSeparable(), StripSoftmax())
 
     def assign(self):
-        return [(FollowedByReLU(), rules_mod.ZPlus()), (_ANY, rules_mod.WSquare())], None
+        return [(types.BATCHNORM, rules_mod.WSquare()), (_ANY, rules_mod.ZPlus()),
+                (_split_activation, IdentityRelevance), (_passes_gradient, GradientRelevance)], None
 
 
 class DeepTaylorBounded(NamedComposite):
@@ -404,5 +424,5 @@ COMPOSITES = {cls.__name__: cls for cls in (
     EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox,
     DeepTaylor, DeepTaylorBounded, BoundedAlpha2Beta1, WSquareAlpha2Beta1)}
 
-__all__ = ["COMPOSITES", "Composite", "Context", "FirstLayer", "FollowedByReLU",
+__all__ = ["COMPOSITES", "Composite", "Context", "FirstLayer",
            "NamedComposite", "UntilLayer", "as_target"] + list(COMPOSITES)

@@ -259,22 +259,22 @@ class IntegratedGradients(Wrapper):
     (Sundararajan et al. 2017; iNNvestigate's PathIntegrator).
 
     Formula:
-        R(x) = (x − x̄) ⊙ 1/s Σ_{k=0}^{s−1} A(x̄ + k/(s−1) · (x − x̄)),   s = ``steps``
+        R(x) = (x − x̄) ⊙ 1/s Σ_{k=0}^{s−1} A(x̄ + k/s · (x − x̄)),   s = ``steps``
 
-    With A the gradient this is integrated gradients (a Riemann sum with both end points, as
-    iNNvestigate computes it). Over another attributor (LRP, …) the same sum integrates that
-    attribution instead of a gradient.
+    With A the gradient this is integrated gradients as a left Riemann sum (α = 0, 1/s, …,
+    (s−1)/s: the reference is a point of the path, the input is not), as iNNvestigate computes
+    it. Over another attributor (LRP, …) the same sum integrates that attribution instead.
 
     Args:
         analyzer: the attributor A.
-        steps: s ≥ 2 (default 64, as iNNvestigate).
+        steps: s ≥ 1 (default 64, as iNNvestigate).
         reference_inputs: x̄, a scalar or an array broadcastable to one sample (default 0).
     """
 
     def __init__(self, analyzer: Attributor, steps: int = 64, reference_inputs=0.0,
                  name: Optional[str] = None):
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-            raise ValueError(f"IntegratedGradients needs steps >= 2, got {steps!r}.")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"IntegratedGradients needs steps >= 1, got {steps!r}.")
         self.reference = np.asarray(reference_inputs)
         for spec in analyzer.inputs:
             try:
@@ -292,7 +292,7 @@ class IntegratedGradients(Wrapper):
         return {"steps": self.n, "reference_inputs": self.reference}
 
     def _alphas(self, dtype):
-        return ops.convert_to_tensor(np.linspace(0.0, 1.0, self.n), dtype=dtype)
+        return ops.convert_to_tensor(np.arange(self.n) / self.n, dtype=dtype)
 
     def augment(self, x, repeated):
         ref = ops.convert_to_tensor(self.reference, dtype=x.dtype)

@@ -221,12 +221,6 @@ def input_fed_nodes(graph: Graph, is_kernel) -> set:
             if is_kernel(node.layer) and node.inputs and all(from_input(t) for t in node.inputs)}
 
 
-def followed_by_relu(node: Node, graph: Graph) -> bool:
-    """Every reader of the node's output is a ReLU (Deep Taylor's condition for ZPlus)."""
-    readers = graph.consumers().get(node.outputs[0], [])
-    return bool(readers) and all(types.is_relu(n.layer) for n in readers)
-
-
 def gate_index(node: Node, graph: Graph) -> Optional[int]:
     """Which of a two-input product's inputs is the gate, or None if neither clearly is.
 

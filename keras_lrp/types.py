@@ -103,6 +103,13 @@ NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "hard_sigmoid",
 #: Activations that make a tensor a gate in [0, 1].
 GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6"})
 
+#: Layers through which iNNvestigate's Deep Taylor passes the gradient of relevance.
+DEEP_TAYLOR_GRADIENT = (MAX_POOLING + AVERAGE_POOLING + (
+    L.Add, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Dropout, L.SpatialDropout1D,
+    L.SpatialDropout2D, L.SpatialDropout3D, L.InputLayer, L.Cropping1D, L.Cropping2D,
+    L.Cropping3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Concatenate, L.Flatten,
+    L.Masking, L.Permute, L.RepeatVector, L.Reshape))
+
 #: Layers that leave values unchanged apart from their arrangement (seen through when looking
 #: for the layers fed directly by a model input).
 RESHAPING = (L.InputLayer, L.Flatten, L.Reshape, L.Permute, L.Dropout)
@@ -170,9 +177,3 @@ def is_plain_relu(layer) -> bool:
                 and float(layer.threshold) == 0)
     return (isinstance(layer, ACTIVATION) and layer_activation(layer) == "relu") or \
         isinstance(layer, _NN.Relu)
-
-
-def is_relu(layer) -> bool:
-    """A ReLU layer without leak, or ``Activation("relu")`` (Deep Taylor's ZPlus condition)."""
-    return ((isinstance(layer, L.ReLU) and float(layer.negative_slope) == 0)
-            or (isinstance(layer, ACTIVATION) and layer_activation(layer) == "relu"))

@@ -158,6 +158,20 @@ def alphabeta_rule(x, W, b, R, alpha=2.0, beta=1.0, bias=True):
     return alpha * _propagate(P, _stab(zp), R) - beta * _propagate(N, _stab(zn), R)
 
 
+def alphabeta_innvestigate_rule(x, W, b, R, alpha=2.0, beta=1.0):
+    """iNNvestigate 2.1.2's AlphaBeta *with* bias (its relevance_rule.AlphaBetaRule): the kernel and
+    the bias are split by sign, and the activator and the inhibitor layer each keep their part,
+    so each denominator gets b+ + b- = the whole bias:
+    zp_j = sum_i P_ij + b_j, zn_j = sum_i N_ij + b_j (0 replaced by 1e-7, its safe_divide)."""
+    x, W, b = np.asarray(x, float), np.asarray(W, float), np.asarray(b, float)
+    P = _pos(x)[:, None] * _pos(W) + _neg(x)[:, None] * _neg(W)
+    N = _pos(x)[:, None] * _neg(W) + _neg(x)[:, None] * _pos(W)
+    zp, zn = P.sum(axis=0) + b, N.sum(axis=0) + b
+    zp, zn = np.where(zp == 0, 1e-7, zp), np.where(zn == 0, 1e-7, zn)
+    out = alpha * _propagate(P, zp, R)
+    return out - beta * _propagate(N, zn, R) if beta else out
+
+
 def zplus_rule(x, W, b, R):
     """ZPlus = AlphaBeta(alpha=1, beta=0, bias=False)."""
     return alphabeta_rule(x, W, b, R, alpha=1.0, beta=0.0, bias=False)
@@ -278,8 +292,8 @@ class Net:
 
     @classmethod
     def from_keras(cls, model):
-        """The oracle of a Keras model built from Dense, Conv2D (activations relu, linear, or a
-        softmax on the output, dropped), ReLU, MaxPooling2D / AveragePooling2D (stride = pool,
+        """The oracle of a Keras model built from Dense, Conv1D/2D (activations relu, linear, or a
+        softmax on the output, dropped), ReLU or Activation("relu"), MaxPooling2D / AveragePooling2D (stride = pool,
         valid), Flatten, Add and Concatenate, read from its weights and config."""
         import keras
 
@@ -295,12 +309,13 @@ class Net:
                 ins = [name_of[id(t)] for t in node.input_tensors]
                 shape = net.shapes[ins[0]]
                 act = getattr(getattr(layer, "activation", None), "__name__", "linear")
-                if isinstance(layer, (L.Dense, L.Conv2D)):
+                if isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D)):
                     assert act in ("relu", "linear", "softmax"), act
                     relu = act == "relu"
                     out = net.dense(layer, ins[0], relu) if isinstance(layer, L.Dense) else \
                         net.conv(layer, ins[0], shape, relu)[0]
-                elif isinstance(layer, L.ReLU):
+                elif isinstance(layer, L.ReLU) or (isinstance(layer, L.Activation)
+                                                   and act == "relu"):
                     out = net.add(layer.name, "relu", ins, shape)
                 elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
                     p = layer.pool_size[0]

@@ -248,8 +248,8 @@ CNN_CASES = {
     "lrp.sequential_preset_a_flat": ({}, {"conv": FLAT, "dense": EPS(0.1)}, False),
     "lrp.sequential_preset_b_flat": ({}, {"conv": FLAT, "dense": EPS(0.1)}, False),
     "lrp.sequential_preset_b_flat_until_idx": ({}, {"conv": FLAT, "dense": EPS(0.1)}, False),
-    "deep_taylor": ({}, {"conv": ZP, "dense": WSQ}, True),
-    "deep_taylor.bounded": ({}, {"conv": BND(), "dense": WSQ}, True),
+    "deep_taylor": ({}, {"conv": ZP, "dense": ZP}, True),
+    "deep_taylor.bounded": ({}, {"conv": BND(), "dense": ZP}, True),
     "lrp.epsilon_plus": ({}, {"conv": ZP, "dense": EPS(1e-6)}, False),
     "lrp.epsilon_plus_flat": ({}, {"conv": FLAT, "dense": EPS(1e-6)}, False),
     "lrp.epsilon_alpha_2_beta_1": ({}, {"conv": AB(2, 1), "dense": EPS(1e-6)}, False),
@@ -299,8 +299,11 @@ def test_every_analyzer_on_cnn(name, cnn, float64):
         return
     for layer, spec in specs.items():
         assert_rule(relevance_layers(analyzer)[f"{layer}_relevance"], spec)
-    expected, _ = net.batch_relevance(x, rules_of(specs), max_start(logits))
-    explained = logits.max(axis=1)
+    start = max_start(logits)
+    if name.startswith("deep_taylor"):  # iNNvestigate's Deep Taylor explains max(y, 0)
+        start = np.maximum(start, 0)
+    expected, _ = net.batch_relevance(x, rules_of(specs), start)
+    explained = start.sum(axis=1)
     if conserves:
         # the bias-free (IB) and input-independent rules pass on exactly the explained logit
         tol = 1e-5 if name == "lrp.epsilon_IB" else 1e-9
@@ -439,10 +442,10 @@ PLACEMENT = [
      {"until_layer_idx": 5, "until_layer_rule": "WSquare"}, (FLAT, WSQ, WSQ, E01)),
     ("until_on_epsilon", "lrp.epsilon", {"until_layer_idx": 2, "until_layer_rule": "ZPlus"},
      (ZP, ZP, EPS(1e-7), EPS(1e-7))),
-    ("deep_taylor", "deep_taylor", {}, (ZP, ZP, ZP, WSQ)),
-    ("deep_taylor_input_flat", "deep_taylor", {"input_layer_rule": "Flat"}, (FLAT, ZP, ZP, WSQ)),
+    ("deep_taylor", "deep_taylor", {}, (ZP, ZP, ZP, ZP)),
+    ("deep_taylor_input_flat", "deep_taylor", {"input_layer_rule": "Flat"}, (FLAT, ZP, ZP, ZP)),
     ("deep_taylor_bounded", "deep_taylor.bounded", {"low": -2.0, "high": 3.0},
-     (BND(-2.0, 3.0), ZP, ZP, WSQ)),
+     (BND(-2.0, 3.0), ZP, ZP, ZP)),
     ("epsilon_plus", "lrp.epsilon_plus", {}, (ZP, ZP, E6, E6)),
     ("epsilon_plus_eps", "lrp.epsilon_plus", {"epsilon": 0.01}, (ZP, ZP, EPS(0.01), EPS(0.01))),
     ("epsilon_plus_flat", "lrp.epsilon_plus_flat", {}, (FLAT, ZP, E6, E6)),
@@ -521,7 +524,7 @@ MLP_CASES = [
     ("gamma_box_arrays", "lrp.epsilon_gamma_box",
      {"low": -np.linspace(1.0, 2.0, 5), "high": np.full(5, 1.5), "epsilon": 0.3},
      {"h1": BND(-np.linspace(1.0, 2.0, 5), np.full(5, 1.5)), "h2": EPS(0.3), "out": EPS(0.3)}),
-    ("deep_taylor", "deep_taylor", {}, {"h1": ZP, "h2": ZP, "out": WSQ}),
+    ("deep_taylor", "deep_taylor", {}, {"h1": ZP, "h2": ZP, "out": ZP}),
     ("epsilon_plus", "lrp.epsilon_plus", {}, {"h1": E6, "h2": E6, "out": E6}),
     ("alpha_2_beta_1", "lrp.alpha_2_beta_1", {}, {"h1": A21, "h2": A21, "out": A21}),
 ]
@@ -535,7 +538,10 @@ def test_mlp_end_to_end_against_numpy(name, kwargs, specs, mlp, float64):
     rel = relevance_layers(analyzer)
     for layer, spec in specs.items():
         assert_rule(rel[f"{layer}_relevance"], spec)
-    expected, _ = net.batch_relevance(x, rules_of(specs), max_start(net.logits(x)))
+    start = max_start(net.logits(x))
+    if name.startswith("deep_taylor"):  # iNNvestigate's Deep Taylor explains max(y, 0)
+        start = np.maximum(start, 0)
+    expected, _ = net.batch_relevance(x, rules_of(specs), start)
     assert_close(analyzer.analyze(x), expected)
 
 

@@ -97,11 +97,12 @@ def test_gradient_names_and_postprocess(name, postprocess, fn, float64):
 
 
 def test_integrated_gradients_name_uses_innvestigates_defaults(float64):
-    """steps=64 and reference_inputs=0 by default; the path includes both end points."""
+    """steps=64 and reference_inputs=0 by default; α_k = k/64 (the input itself is not on the
+    path: iNNvestigate's left Riemann sum)."""
     model, x = _tanh_mlp(3)
     analyzer = keras_lrp.create_analyzer("integrated_gradients", model)
     assert analyzer.n == 64 and float(analyzer.reference) == 0.0
-    alphas = np.linspace(0, 1, 64)
+    alphas = np.arange(64) / 64
     W1, b1, W2, b2 = [np.asarray(w) for w in model.get_weights()]
     for n, xn in enumerate(x):
         k = np.argmax(np.tanh(xn @ W1 + b1) @ W2 + b2)

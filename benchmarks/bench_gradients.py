@@ -1,0 +1,45 @@
+"""Time the gradient family against one input gradient: SmoothGrad with n samples and
+IntegratedGradients with s steps should cost about n and s gradients (one batched graph, no
+Python loop), and deconvnet / guided backprop about one.
+
+    python benchmarks/bench_gradients.py [--batch 8] [--size 32] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench_engine import time_against_gradient, vgg_like  # noqa: E402
+
+METHODS = {"gradient": {}, "deconvnet": {}, "guided_backprop": {},
+           "smoothgrad": {"augment_by_n": 16}, "integrated_gradients": {"steps": 16}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    keras.utils.set_random_seed(0)
+    model = vgg_like(args.size)
+    x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
+        "float32")
+    medians, builds = time_against_gradient(model, x, METHODS, args.repeats)
+    t_grad = medians["tf.GradientTape gradient"]
+    print(f"vgg_like {args.size}x{args.size}x3, batch {args.batch}, {os.cpu_count()} CPUs, "
+          f"median of {args.repeats} interleaved runs")
+    print(f"{'method':<26} {'samples':>7} {'median ms':>10} {'÷ gradient':>11} {'÷ per sample':>13}")
+    for name, t in medians.items():
+        n = next(iter(METHODS.get(name, {}).values()), 1)
+        print(f"{name:<26} {n:>7} {t * 1e3:>10.1f} {t / t_grad:>11.2f} {t / t_grad / n:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()

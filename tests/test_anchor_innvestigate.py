@@ -1,0 +1,112 @@
+"""keras-lrp against iNNvestigate 2.1.2's own numbers, on the same weights and inputs.
+
+``tests/data/innvestigate/*.npz`` were made by ``tools/make_innvestigate_reference.py`` (run in
+its own environment with TensorFlow 2.14; CI never installs iNNvestigate) on the networks of
+``tests/anchor_nets.py``, with and without biases, for every analyzer name both libraries share
+and both neuron selection modes. iNNvestigate computes in float32 in graph mode, so the
+tolerance is rtol 1e-2 with an absolute floor of 2e-3 of the largest value (entries far below
+the scale are dominated by float32 cancellation in either library).
+
+Where keras-lrp differs on purpose, the test asserts that the difference is exactly the
+documented one. AlphaBeta with bias (``lrp.alpha_2_beta_1``, ``lrp.alpha_1_beta_0`` and the
+presets' convolutions): iNNvestigate puts the whole bias into both denominators, keras-lrp b⁺
+into the activator's and b⁻ into the inhibitor's (README, "AlphaBeta and the bias"). There,
+iNNvestigate's numbers must equal the NumPy oracle run with iNNvestigate's formula
+(``reference.alphabeta_innvestigate_rule``), and keras-lrp's the oracle with keras-lrp's.
+"""
+import functools
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+import anchor_nets
+import keras_lrp
+import reference as ref
+
+DATA = pathlib.Path(__file__).resolve().parent / "data" / "innvestigate"
+KWARGS = {"deep_taylor.bounded": {"low": -1.0, "high": 1.0}, "integrated_gradients": {"steps": 16}}
+EPS01 = functools.partial(lambda x, W, b, R, S: ref.epsilon_rule(x, W, b, R, 0.1))
+FLAT = functools.partial(lambda x, W, b, R, S: ref.flat_rule(x, W, b, R, structure=S))
+
+
+def _ab(rule, alpha, beta):
+    return lambda x, W, b, R, S: rule(x, W, b, R, alpha, beta)
+
+
+#: analyzer → (alpha, beta, dense rule or None (AlphaBeta too), first-layer rule or None): the
+#: analyzers with AlphaBeta *with* bias on some layer, where the documented difference applies.
+ALPHA_BETA = {
+    "lrp.alpha_2_beta_1": (2.0, 1.0, None, None), "lrp.alpha_1_beta_0": (1.0, 0.0, None, None),
+    "lrp.sequential_preset_a": (1.0, 0.0, EPS01, None),
+    "lrp.sequential_preset_b": (2.0, 1.0, EPS01, None),
+    "lrp.sequential_preset_a_flat": (1.0, 0.0, EPS01, FLAT),
+    "lrp.sequential_preset_b_flat": (2.0, 1.0, EPS01, FLAT),
+}
+
+
+def _oracle_rules(model, analyzer, ab_rule):
+    """{kernel layer: rule} of ``analyzer`` on ``model``, AlphaBeta by ``ab_rule``."""
+    alpha, beta, dense, first = ALPHA_BETA[analyzer]
+    kernels = [layer for layer in model.layers if layer.get_weights()]
+    rules = {}
+    for k, layer in enumerate(kernels):
+        conv = isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D))
+        if k == 0 and first is not None and conv:
+            rules[layer.name] = first
+        elif conv or dense is None:
+            rules[layer.name] = _ab(ab_rule, alpha, beta)
+        else:
+            rules[layer.name] = dense
+    return rules
+
+
+def _cases():
+    for path in sorted(DATA.glob("*.npz")):
+        with np.load(path) as data:
+            for key in data.files:
+                if "|" in key:
+                    analyzer, mode = key.split("|")
+                    yield pytest.param(path.stem, analyzer, mode, id=f"{path.stem}-{key}")
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    cache = {}
+
+    def get(stem):
+        if stem not in cache:
+            data = dict(np.load(DATA / f"{stem}.npz"))
+            name, bias = stem.removesuffix("_nobias"), not stem.endswith("_nobias")
+            model = anchor_nets.build(name, keras, bias)
+            model.set_weights([data[f"w{k}"] for k in range(len(model.get_weights()))])
+            cache[stem] = (model, data)
+        return cache[stem]
+    return get
+
+
+@pytest.mark.parametrize("stem, analyzer, mode", list(_cases()))
+def test_matches_innvestigate(loaded, stem, analyzer, mode):
+    model, data = loaded(stem)
+    x, expected = data["x"], data[f"{analyzer}|{mode}"]
+    a = keras_lrp.create_analyzer(analyzer, model, neuron_selection_mode=mode,
+                                  **KWARGS.get(analyzer, {}))
+    got = a.analyze(x, neuron_selection=data["index"] if mode == "index" else None)
+    atol = 2e-3 * float(np.abs(expected).max())
+    biased = not stem.endswith("_nobias") and analyzer in ALPHA_BETA
+    if biased and any(r not in (EPS01, FLAT) for r in _oracle_rules(
+            model, analyzer, ref.alphabeta_rule).values()):  # some layer gets AlphaBeta
+        net = ref.Net.from_keras(model)
+        logits = net.logits(x)
+        k = data["index"] if mode == "index" else logits.argmax(axis=1)
+        start = np.zeros_like(logits)
+        start[np.arange(len(x)), k] = logits[np.arange(len(x)), k]
+        theirs = net.batch_relevance(x, _oracle_rules(model, analyzer,
+                                                      ref.alphabeta_innvestigate_rule), start)[0]
+        ours = net.batch_relevance(x, _oracle_rules(model, analyzer, ref.alphabeta_rule),
+                                   start)[0]
+        np.testing.assert_allclose(expected, theirs, rtol=1e-2, atol=atol)  # iNNvestigate's rule
+        np.testing.assert_allclose(got, ours, rtol=1e-5, atol=1e-6 * float(np.abs(ours).max()))
+        return
+    np.testing.assert_allclose(got, expected, rtol=1e-2, atol=atol)
