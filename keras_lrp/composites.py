@@ -49,13 +49,18 @@ class Context:
 
 
 class FirstLayer:
-    """Key: the kernel layers fed by a model input through reshaping layers only."""
+    """Key: the kernel layers fed by a model input through reshaping layers only (of the layer
+    classes ``types``, when given)."""
+
+    def __init__(self, types: Optional[tuple] = None):
+        self.types = types
 
     def __call__(self, node: Node, ctx: Context) -> bool:
-        return id(node) in ctx.first_layers
+        return id(node) in ctx.first_layers and (self.types is None
+                                                 or isinstance(node.layer, self.types))
 
     def __repr__(self):
-        return "FirstLayer()"
+        return "FirstLayer()" if self.types is None else f"FirstLayer({self.types!r})"
 
 
 class UntilLayer:
@@ -131,6 +136,9 @@ class Composite:
     PARAMS: dict = {}
     #: Whether the first-layer rule is part of the composite's definition (the ``_flat`` ones).
     fixed_first_layer = False
+    #: The layer classes the composite's own first-layer rule applies to (``None``: every
+    #: kernel layer); a user's ``input_layer_rule`` applies to every first kernel layer.
+    first_layer_types: Optional[tuple] = None
 
     def __init__(self, layer_map: Sequence = (), first_layer=None, base_map=None,
                  canonizers: Optional[Sequence] = None):
@@ -162,7 +170,7 @@ class Composite:
                 raise ValueError(f"Analyzer {who} fixes input_layer_rule="
                                  f"'{type(self.first_layer).__name__}'; got {first_layer!r}. "
                                  "Use the analyzer without '_flat'.")
-            new.first_layer = rule
+            new.first_layer, new.first_layer_types = rule, None
         if (until_layer_idx is None) != (until_layer_rule is None):
             raise ValueError("until_layer_idx and until_layer_rule go together; got "
                              f"until_layer_idx={until_layer_idx!r}, "
@@ -176,7 +184,7 @@ class Composite:
         """Every entry in search order (see the module docstring)."""
         out = list(self.user_map) + self.registry.entries()
         if self.first_layer is not None:
-            out.append((FirstLayer(), self.first_layer))
+            out.append((FirstLayer(self.first_layer_types), self.first_layer))
         if self.until_layer is not None:
             out.append(self.until_layer)
         return out + self.layer_map + self.base_map
@@ -322,12 +330,13 @@ class SequentialPresetBFlat(_Flat, SequentialPresetB):
 
 
 class EpsilonPlus(NamedComposite):
-    """Zennit's EpsilonPlus: Dense Epsilon(ε), convolutions ZPlus."""
+    """Zennit's EpsilonPlus: Dense Epsilon(ε), convolutions Zennit's ZPlus (the positive bias
+    stays in the denominator)."""
 
     PARAMS = {"epsilon": 1e-6}
 
     def assign(self, epsilon):
-        return _dense_conv(rules_mod.Epsilon(epsilon=epsilon), rules_mod.ZPlus()), None
+        return _dense_conv(rules_mod.Epsilon(epsilon=epsilon), rules_mod.ZPlus(bias=True)), None
 
 
 class EpsilonPlusFlat(_Flat, EpsilonPlus):
@@ -349,9 +358,10 @@ class EpsilonAlpha2Beta1Flat(_Flat, EpsilonAlpha2Beta1):
 
 
 class EpsilonGammaBox(NamedComposite):
-    """Zennit's EpsilonGammaBox: Bounded(low, high) first layer, convolutions Gamma(γ), Dense
-    Epsilon(ε)."""
+    """Zennit's EpsilonGammaBox: Bounded(low, high) on a first layer that is a convolution (as
+    Zennit: a first Dense layer keeps Epsilon), convolutions Gamma(γ), Dense Epsilon(ε)."""
 
+    first_layer_types = types.CONV
     PARAMS = {"epsilon": 1e-6, "gamma": 0.25, "low": -1.0, "high": 1.0}
 
     def assign(self, epsilon, gamma, low, high):

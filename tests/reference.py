@@ -172,9 +172,9 @@ def alphabeta_innvestigate_rule(x, W, b, R, alpha=2.0, beta=1.0):
     return out - beta * _propagate(N, zn, R) if beta else out
 
 
-def zplus_rule(x, W, b, R):
-    """ZPlus = AlphaBeta(alpha=1, beta=0, bias=False)."""
-    return alphabeta_rule(x, W, b, R, alpha=1.0, beta=0.0, bias=False)
+def zplus_rule(x, W, b, R, bias=False):
+    """ZPlus = AlphaBeta(alpha=1, beta=0); with bias (Zennit's ZPlus) b+ joins the activator."""
+    return alphabeta_rule(x, W, b, R, alpha=1.0, beta=0.0, bias=bias)
 
 
 def zplusfast_rule(x, W, b, R):
@@ -194,13 +194,14 @@ def bounded_rule(x, W, b, R, low=-1.0, high=1.0):
 
 
 def gamma_rule(x, W, b, R, gamma=0.25, bias=True):
-    """Gamma. z_j = sum_i x_i w_ij (+ b_j if bias).
+    """Gamma. The branch follows the sign of the real output z_j = sum_i x_i w_ij + b_j (bias
+    included even when bias=False, as Zennit does); the b terms below only if bias.
     z_j >= 0: C_ij = x+_i (w_ij + g w+_ij) + x-_i (w_ij + g w-_ij), d_j = sum_i C_ij + (b_j + g b+_j)
     z_j <  0: C_ij = x+_i (w_ij + g w-_ij) + x-_i (w_ij + g w+_ij), d_j = sum_i C_ij + (b_j + g b-_j)
     (the b terms only if bias); R_i = sum_j C_ij / d_j R_j."""
     x, W, b = np.asarray(x, float), np.asarray(W, float), np.asarray(b, float)
     D, M = W.shape
-    z = _contrib(x, W).sum(axis=0) + (b if bias else 0.0)
+    z = _contrib(x, W).sum(axis=0) + b
     C = np.zeros((D, M))
     den = np.zeros(M)
     for j in range(M):

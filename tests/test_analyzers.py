@@ -68,7 +68,8 @@ def GAM(gamma, bias=True):
     return ("Gamma", {"gamma": gamma, "bias": bias})
 
 
-ZP, ZPF, WSQ, FLAT = ("ZPlus", {}), ("ZPlusFast", {}), ("WSquare", {}), ("Flat", {})
+ZP, ZPF, WSQ, FLAT = ("ZPlus", {"bias": False}), ("ZPlusFast", {}), ("WSquare", {}), ("Flat", {})
+ZPB = ("ZPlus", {"bias": True})  # Zennit's ZPlus: b⁺ in the denominator
 
 
 def apply_rule(spec, x, W, b, R, S):
@@ -81,7 +82,7 @@ def apply_rule(spec, x, W, b, R, S):
     if name == "AlphaBeta":
         return ref.alphabeta_rule(x, W, b, R, alpha=p["alpha"], beta=p["beta"], bias=p["bias"])
     if name == "ZPlus":
-        return ref.zplus_rule(x, W, b, R)
+        return ref.zplus_rule(x, W, b, R, bias=p["bias"])
     if name == "ZPlusFast":
         return ref.zplusfast_rule(x, W, b, R)
     if name == "WSquare":
@@ -250,7 +251,7 @@ CNN_CASES = {
     "lrp.sequential_preset_b_flat_until_idx": ({}, {"conv": FLAT, "dense": EPS(0.1)}, False),
     "deep_taylor": ({}, {"conv": ZP, "dense": ZP}, True),
     "deep_taylor.bounded": ({}, {"conv": BND(), "dense": ZP}, True),
-    "lrp.epsilon_plus": ({}, {"conv": ZP, "dense": EPS(1e-6)}, False),
+    "lrp.epsilon_plus": ({}, {"conv": ZPB, "dense": EPS(1e-6)}, False),
     "lrp.epsilon_plus_flat": ({}, {"conv": FLAT, "dense": EPS(1e-6)}, False),
     "lrp.epsilon_alpha_2_beta_1": ({}, {"conv": AB(2, 1), "dense": EPS(1e-6)}, False),
     "lrp.epsilon_alpha_2_beta_1_flat": ({}, {"conv": FLAT, "dense": EPS(1e-6)}, False),
@@ -446,9 +447,10 @@ PLACEMENT = [
     ("deep_taylor_input_flat", "deep_taylor", {"input_layer_rule": "Flat"}, (FLAT, ZP, ZP, ZP)),
     ("deep_taylor_bounded", "deep_taylor.bounded", {"low": -2.0, "high": 3.0},
      (BND(-2.0, 3.0), ZP, ZP, ZP)),
-    ("epsilon_plus", "lrp.epsilon_plus", {}, (ZP, ZP, E6, E6)),
-    ("epsilon_plus_eps", "lrp.epsilon_plus", {"epsilon": 0.01}, (ZP, ZP, EPS(0.01), EPS(0.01))),
-    ("epsilon_plus_flat", "lrp.epsilon_plus_flat", {}, (FLAT, ZP, E6, E6)),
+    ("epsilon_plus", "lrp.epsilon_plus", {}, (ZPB, ZPB, E6, E6)),
+    ("epsilon_plus_eps", "lrp.epsilon_plus", {"epsilon": 0.01},
+     (ZPB, ZPB, EPS(0.01), EPS(0.01))),
+    ("epsilon_plus_flat", "lrp.epsilon_plus_flat", {}, (FLAT, ZPB, E6, E6)),
     ("epsilon_a2b1", "lrp.epsilon_alpha_2_beta_1", {}, (A21, A21, E6, E6)),
     ("epsilon_a2b1_flat", "lrp.epsilon_alpha_2_beta_1_flat", {}, (FLAT, A21, E6, E6)),
     ("gamma_box", "lrp.epsilon_gamma_box", {}, (BND(), GAM(0.25), E6, E6)),
@@ -520,9 +522,10 @@ MLP_CASES = [
     # id, analyzer, kwargs, {h1, h2, out}
     ("preset_a", "lrp.sequential_preset_a", {}, {"h1": E01, "h2": E01, "out": E01}),
     ("preset_b_flat", "lrp.sequential_preset_b_flat", {}, {"h1": FLAT, "h2": E01, "out": E01}),
-    ("gamma_box", "lrp.epsilon_gamma_box", {}, {"h1": BND(), "h2": E6, "out": E6}),
+    # Zennit's EpsilonGammaBox boxes a first convolution only: a first Dense keeps Epsilon
+    ("gamma_box", "lrp.epsilon_gamma_box", {}, {"h1": E6, "h2": E6, "out": E6}),
     ("gamma_box_arrays", "lrp.epsilon_gamma_box",
-     {"low": -np.linspace(1.0, 2.0, 5), "high": np.full(5, 1.5), "epsilon": 0.3},
+     {"input_layer_rule": (-np.linspace(1.0, 2.0, 5), np.full(5, 1.5)), "epsilon": 0.3},
      {"h1": BND(-np.linspace(1.0, 2.0, 5), np.full(5, 1.5)), "h2": EPS(0.3), "out": EPS(0.3)}),
     ("deep_taylor", "deep_taylor", {}, {"h1": ZP, "h2": ZP, "out": ZP}),
     ("epsilon_plus", "lrp.epsilon_plus", {}, {"h1": E6, "h2": E6, "out": E6}),

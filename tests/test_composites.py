@@ -43,7 +43,7 @@ def _apply(fn, x, W, b, R, S):
 
 
 EPS = functools.partial(lambda e, x, W, b, R, S: ref.epsilon_rule(x, W, b, R, e), 1e-3)
-ZPLUS = lambda x, W, b, R, S: ref.zplus_rule(x, W, b, R)  # noqa: E731
+ZPLUS = lambda x, W, b, R, S: ref.zplus_rule(x, W, b, R, bias=True)  # noqa: E731  Zennit's
 Z = lambda x, W, b, R, S: ref.z_rule(x, W, b, R)  # noqa: E731
 FLAT = lambda x, W, b, R, S: ref.flat_rule(x, W, b, R, structure=S)  # noqa: E731
 

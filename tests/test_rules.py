@@ -121,6 +121,8 @@ RULES = {
     "AlphaBeta_3_2_bias": (lambda s: rules.AlphaBeta(alpha=3, beta=2, bias=True),
                            lambda x, W, b, R, S, s: ref.alphabeta_rule(x, W, b, R, 3, 2, True), BOTH),
     "ZPlus": (lambda s: rules.ZPlus(), lambda x, W, b, R, S, s: ref.zplus_rule(x, W, b, R), BOTH),
+    "ZPlus_bias": (lambda s: rules.ZPlus(bias=True),
+                   lambda x, W, b, R, S, s: ref.zplus_rule(x, W, b, R, bias=True), BOTH),
     "ZPlusFast": (lambda s: rules.ZPlusFast(), lambda x, W, b, R, S, s: ref.zplusfast_rule(x, W, b, R), BOTH),
     "Bounded_default": (lambda s: rules.Bounded(), lambda x, W, b, R, S, s: ref.bounded_rule(x, W, b, R), MIXED),
     "Bounded_-2_3": (lambda s: rules.Bounded(low=-2.0, high=3.0),

@@ -46,19 +46,23 @@ class AlphaBeta(Rule):
 
 
 class ZPlus(AlphaBeta):
-    """z⁺-rule: AlphaBeta(α=1, β=0) ignoring the bias (Montavon et al. 2017).
+    """z⁺-rule: AlphaBeta(α=1, β=0) (Montavon et al. 2017).
 
     Formula:
-        R_i = Σ_j (x⁺_i w⁺_ij + x⁻_i w⁻_ij) / Σ_i' (x⁺_i' w⁺_i'j + x⁻_i' w⁻_i'j) · R_j
+        R_i = Σ_j (x⁺_i w⁺_ij + x⁻_i w⁻_ij) / (Σ_i' (x⁺_i' w⁺_i'j + x⁻_i' w⁻_i'j) + b⁺_j) · R_j
+
+    Args:
+        bias: keep the positive bias b⁺ in the denominator, as Zennit's ZPlus does (it absorbs
+            its share); ``False`` (default) drops it, as iNNvestigate's ``lrp.z_plus`` does.
     """
 
-    PARAMS = {}
+    PARAMS = {"bias": False}
 
     def __init__(self, target=None, **kwargs):
         super().__init__(target=target, **kwargs)
-        self.alpha, self.beta, self.bias = 1.0, 0.0, False
+        self.alpha, self.beta = 1.0, 0.0
 
-    def validate(self):
+    def validate(self, bias):
         pass
 
 

@@ -10,7 +10,9 @@ from keras_lrp.rules.base import Rule, SignSplit, negative, positive, stabilize
 class Gamma(Rule):
     """LRP-γ: favours contributions that agree in sign with the output.
 
-    Formula (z_j = Σ_i x_i w_ij + b_j; b dropped everywhere when ``bias=False``):
+    Formula (z_j = Σ_i x_i w_ij + b_j, the layer's real output, bias included even when
+    ``bias=False``: it only chooses the branch, as in Zennit; the b terms below are dropped when
+    ``bias=False``):
         where z_j ≥ 0:  c_ij = x⁺_i (w_ij + γ w⁺_ij) + x⁻_i (w_ij + γ w⁻_ij),  d_j = b_j + γ b⁺_j
         where z_j < 0:  c_ij = x⁺_i (w_ij + γ w⁻_ij) + x⁻_i (w_ij + γ w⁺_ij),  d_j = b_j + γ b⁻_j
         R_i = Σ_j c_ij / (Σ_i' c_i'j + d_j) · R_j
@@ -31,7 +33,7 @@ class Gamma(Rule):
     def relevance(self, op, x, z, relevance):
         w, g = op.kernel, ops.convert_to_tensor(self.gamma, dtype=op.kernel.dtype)
         b = op.bias if self.bias else None
-        positive_out = (z if self.bias else op(x)) >= 0
+        positive_out = z >= 0  # the real output's sign, bias included (Zennit's choice)
         zero = ops.zeros_like(relevance)
         # Positive outputs: x⁺ with w + γw⁺, x⁻ with w + γw⁻ (z_a); negative ones mirrored (z_b).
         split = SignSplit(op, x, w + g * positive(w), w + g * negative(w), self.input_nonnegative)
