@@ -26,6 +26,14 @@ def _cnn_pools(K, i, bias):
     return K.layers.Dense(4, use_bias=bias, name="out")(h)
 
 
+def _cnn_bn(K, i, bias):
+    h = K.layers.Conv2D(4, 3, use_bias=bias, name="c1")(i)
+    h = K.layers.BatchNormalization(center=bias, name="bn")(h)
+    h = K.layers.Activation("relu", name="relu")(h)
+    h = K.layers.MaxPooling2D(2, name="mp")(h)
+    return K.layers.Dense(4, use_bias=bias, name="out")(K.layers.Flatten(name="flat")(h))
+
+
 def _residual(K, i, bias):
     h = K.layers.Dense(6, activation="relu", use_bias=bias, name="a1")(i)
     h = K.layers.Dense(6, use_bias=bias, name="a2")(h)
@@ -72,6 +80,7 @@ NETS = {
         2, 3, activation="relu", use_bias=bias, name="out"))),
     "avgpool": ("image", _single(lambda K, bias: K.layers.AveragePooling2D(2, name="pool"))),
     "maxpool": ("image", _single(lambda K, bias: K.layers.MaxPooling2D(2, name="pool"))),
+    "cnn_bn": ("image", _cnn_bn),  # last: the seeds follow the order
 }
 
 
@@ -82,11 +91,18 @@ def build(name, K, bias=True):
 
 
 def weights(model, seed):
-    """Reproducible weights: kernels N(0, 0.5²), biases U(-0.3, 0.3), in the model's order."""
+    """Reproducible weights, in the model's order: kernels N(0, 0.5²), biases U(-0.3, 0.3);
+    BatchNormalization's scale and variance U(0.5, 1.5), its offset and mean U(-0.3, 0.3)."""
     g = np.random.default_rng(seed)
-    return [(g.normal(scale=0.5, size=w.shape) if len(w.shape) > 1
-             else g.uniform(-0.3, 0.3, size=w.shape)).astype("float32")
-            for w in model.get_weights()]
+    out = []
+    for layer in model.layers:
+        for w, v in zip(layer.weights, layer.get_weights()):
+            positive = "gamma" in w.name or "variance" in w.name
+            value = (g.uniform(0.5, 1.5, size=v.shape) if positive
+                     else g.normal(scale=0.5, size=v.shape) if v.ndim > 1
+                     else g.uniform(-0.3, 0.3, size=v.shape))
+            out.append(value.astype("float32"))
+    return out
 
 
 def inputs(name, seed, n=3):

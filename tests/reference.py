@@ -292,10 +292,13 @@ class Net:
         return name, out_shape
 
     @classmethod
-    def from_keras(cls, model):
+    def from_keras(cls, model, fold_bn=True):
         """The oracle of a Keras model built from Dense, Conv1D/2D (activations relu, linear, or a
         softmax on the output, dropped), ReLU or Activation("relu"), MaxPooling2D / AveragePooling2D (stride = pool,
-        valid), Flatten, Add and Concatenate, read from its weights and config."""
+        valid), Flatten, Add, Concatenate and BatchNormalization, read from its weights and
+        config. A BatchNormalization right after a kernel layer is folded into it with
+        ``fold_bn`` (W' = W·s, b' = (b − μ)·s + β, s = γ/√(var + ε)); otherwise it is a kernel
+        node of its own, the diagonal affine map y = s·x + β − μ·s."""
         import keras
 
         L = keras.layers
@@ -328,6 +331,23 @@ class Net:
                     else:
                         P, out_shape = avgpool_matrix(shape, p)
                         out = net.add(layer.name, "avgpool", ins, out_shape, P=P)
+                elif isinstance(layer, L.BatchNormalization):
+                    ws = [np.asarray(w, np.float64) for w in layer.get_weights()]
+                    gamma = ws.pop(0) if layer.scale else 1.0
+                    beta = ws.pop(0) if layer.center else 0.0
+                    scale = gamma / np.sqrt(ws[1] + layer.epsilon)
+                    shift = beta - ws[0] * scale
+                    reps = int(np.prod(shape[:-1]))
+                    s_full, t_full = np.tile(scale, reps), np.tile(shift * np.ones_like(scale),
+                                                                   reps)
+                    prev = net.nodes[-1]
+                    if fold_bn and prev[0] == ins[0] and prev[1] == "kernel":
+                        p = prev[3]
+                        p["W"], p["b"] = p["W"] * s_full, p["b"] * s_full + t_full
+                        name_of[id(node.outputs[0])] = ins[0]
+                        continue
+                    out = net.add(layer.name, "kernel", ins, shape, W=np.diag(s_full), b=t_full,
+                                  S=np.eye(len(s_full)))
                 elif isinstance(layer, L.Flatten):
                     out = net.add(layer.name, "flatten", ins, (int(np.prod(shape)),))
                 elif isinstance(layer, L.Add):

@@ -9,7 +9,8 @@ Run it in its own environment (PyTorch and Zennit), never in keras-lrp's:
 
 Each network is rebuilt in PyTorch: kernels transposed to PyTorch's layout, inputs to channels
 first, and a permutation back to channels last before every Flatten, so that the flattened order
-is Keras'. An Add becomes zennit.layer.Sum (which Zennit's composites map to its Norm rule). The
+is Keras'. An Add becomes zennit.layer.Sum (which Zennit's composites map to its Norm rule); a
+BatchNormalization is folded by Zennit's SequentialMergeBatchNorm canonizer. The
 relevance is the gradient Zennit's rules give at the input, starting from the explained logit
 (one-hot times the output), returned in Keras' channels-last layout.
 """
@@ -47,6 +48,7 @@ def _stub_torchvision():
 _stub_torchvision()
 from zennit import composites as zc  # noqa: E402
 from zennit import rules as zr  # noqa: E402
+from zennit.canonizers import SequentialMergeBatchNorm  # noqa: E402
 from zennit.layer import Sum  # noqa: E402
 from zennit.types import Linear  # noqa: E402
 
@@ -117,6 +119,15 @@ def build(name, w, bias):
         out, _ = _dense(w, k, 6, 4, bias)
         return nn.Sequential(c1, nn.ReLU(), nn.MaxPool2d(2), c2, nn.ReLU(), nn.AvgPool2d(2),
                              ToLast(), nn.Flatten(), out)
+    if name == "cnn_bn":
+        c1, k = _conv(w, 0, bias, 2)
+        bn = nn.BatchNorm2d(4, eps=1e-3)  # Keras' default epsilon
+        gamma, *rest = w[k:k + (4 if bias else 3)]
+        beta = rest.pop(0) if bias else np.zeros_like(gamma)
+        bn.weight.data, bn.bias.data = torch.tensor(gamma), torch.tensor(beta)
+        bn.running_mean.data, bn.running_var.data = torch.tensor(rest[0]), torch.tensor(rest[1])
+        out, _ = _dense(w, k + (4 if bias else 3), 64, 4, bias)
+        return nn.Sequential(c1, bn, nn.ReLU(), nn.MaxPool2d(2), ToLast(), nn.Flatten(), out)
     if name == "residual":
         return Residual(w, bias)
     if name == "concat":
@@ -158,6 +169,7 @@ SEVERAL_FIRST = {"residual", "concat"}
 
 
 def relevance(model, composite, x, selection):
+    """Zennit's relevance at the input (the gradient its rules give), from the selected logit."""
     xt = torch.tensor(x, requires_grad=True)
     with composite.context(model) as modified:
         out = modified(xt)
@@ -184,7 +196,10 @@ def main(source, out_dir):
                 continue
             for mode in ("max_activation", "index"):
                 selection = data["index"] if mode == "index" else logits.argmax(axis=1)
-                r = relevance(model, make(), xt, selection)
+                composite = make()
+                if name == "cnn_bn":  # Zennit folds BatchNorm with a canonizer, as keras-lrp does
+                    composite.canonizers = [SequentialMergeBatchNorm()]
+                r = relevance(model, composite, xt, selection)
                 result[f"{key}|{mode}"] = np.moveaxis(r, 1, -1) if r.ndim > 2 else r
         np.savez_compressed(os.path.join(out_dir, path), **result)
         print("wrote", os.path.join(out_dir, path), len(result) - 3, "analyses")
