@@ -1,0 +1,16 @@
+"""Composites: which relevance layer every node of the graph gets.
+
+:mod:`keras_lrp.composites.core` holds :class:`Composite` (an ordered map from layers to rules
+or relevance layers, with the canonizers that prepare the graph) and its keys;
+:mod:`keras_lrp.composites.named` the named composites every analyzer name is made of.
+
+Example:
+    >>> keras_lrp.create_analyzer("lrp", model, composite=keras_lrp.composites.EpsilonPlus())
+"""
+
+from keras_lrp.composites.core import Composite, Context, FirstLayer, UntilLayer, as_target
+from keras_lrp.composites.named import COMPOSITES, NamedComposite
+from keras_lrp.composites.named import *  # noqa: F401,F403 - the named composites
+
+__all__ = ["COMPOSITES", "Composite", "Context", "FirstLayer", "NamedComposite", "UntilLayer",
+           "as_target"] + list(COMPOSITES)
