@@ -28,7 +28,8 @@ import keras_lrp
 import reference as ref
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "innvestigate"
-KWARGS = {"deep_taylor.bounded": {"low": -1.0, "high": 1.0}, "integrated_gradients": {"steps": 16}}
+KWARGS = {"deep_taylor.bounded": {"low": -1.0, "high": 1.0}, "integrated_gradients": {"steps": 16},
+          "smoothgrad": {"augment_by_n": 256}}
 EPS01 = functools.partial(lambda x, W, b, R, S: ref.epsilon_rule(x, W, b, R, 0.1))
 FLAT = functools.partial(lambda x, W, b, R, S: ref.flat_rule(x, W, b, R, structure=S))
 
@@ -96,10 +97,36 @@ def _start(model, x, data, mode):
     return start
 
 
+def _noisy(model, data, analyzer, mode, expected):
+    """``random``: x + N(0, 1) in both (mean and standard deviation of R − x agree within 5
+    standard errors). ``smoothgrad`` (256 noisy copies, noise of standard deviation 1, which is
+    what iNNvestigate uses whatever its noise_scale): the means agree within 5 standard errors
+    of their difference, estimated from 8 seeds of keras-lrp's."""
+    x = data["x"]
+    sel = data["index"] if mode == "index" else None
+    if analyzer == "random":
+        n = x.size
+        for r in (expected, keras_lrp.create_analyzer("random", model, seed=0,
+                                                      neuron_selection_mode=mode).analyze(
+                x, neuron_selection=sel)):
+            noise = r - x
+            assert abs(noise.mean()) < 5 / np.sqrt(n) and abs(noise.std() - 1) < 5 / np.sqrt(2 * n)
+        return
+    runs = np.stack([keras_lrp.create_analyzer(
+        "smoothgrad", model, augment_by_n=256, seed=seed, neuron_selection_mode=mode).analyze(
+        x, neuron_selection=sel) for seed in range(8)])
+    ours, spread = runs.mean(axis=0), runs.std(axis=0, ddof=1)
+    tol = 5 * np.sqrt(2) * spread + 2e-3 * float(np.abs(expected).max())
+    assert np.all(np.abs(ours - expected) <= tol), np.abs(ours - expected).max()
+
+
 @pytest.mark.parametrize("stem, analyzer, mode", list(_cases()))
 def test_matches_innvestigate(loaded, stem, analyzer, mode):
     model, data = loaded(stem)
     x, expected = data["x"], data[f"{analyzer}|{mode}"]
+    if analyzer == "random" or (analyzer == "smoothgrad" and stem.startswith("mlp")):
+        _noisy(model, data, analyzer, mode, expected)
+        return
     a = keras_lrp.create_analyzer(analyzer, model, neuron_selection_mode=mode,
                                   **KWARGS.get(analyzer, {}))
     got = a.analyze(x, neuron_selection=data["index"] if mode == "index" else None)

@@ -38,6 +38,11 @@ ANALYZERS = {
 }
 
 
+#: Compared statistically (noise), on a few networks only: on the linear ones SmoothGrad equals
+#: the gradient whatever the noise; on the MLP the test compares with its Monte Carlo error.
+NOISY = {"smoothgrad": {"augment_by_n": 256}, "random": {}}
+NOISY_NETS = {"dense", "conv2d", "mlp"}
+
 #: On the BatchNormalization network only the gradient family is compared so far: keras-lrp's
 #: LRP analyzers and deep_taylor differ from iNNvestigate's there (keras-lrp folds BatchNorm into
 #: the convolution; iNNvestigate keeps it as a layer), by more than its documented Z rule on the
@@ -63,7 +68,8 @@ def main(out_dir):
             n_out = int(np.prod(model.output_shape[1:]))
             index = np.arange(len(x)) % n_out
             data = {"x": x, "index": index, **{f"w{k}": v for k, v in enumerate(w)}}
-            for analyzer, kwargs in ANALYZERS.items():
+            extra = NOISY if name in NOISY_NETS else {}
+            for analyzer, kwargs in {**ANALYZERS, **extra}.items():
                 if name in BN_ONLY and analyzer not in BN_ONLY[name]:
                     continue
                 for mode in ("max_activation", "index"):
