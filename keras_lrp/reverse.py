@@ -26,8 +26,6 @@ class Reverse:
     inputs: List[Any]
     #: Layer name → relevance at that layer's output, in forward order (inputs not included).
     layerwise: Dict[str, Any]
-    #: The relevance layers, in the order they were called.
-    layers: List[Any]
 
 
 def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: int, start,
@@ -51,7 +49,7 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
     for node in graph.nodes:
         call_index[id(node)] = calls.get(node.layer.name, 0)
         calls[node.layer.name] = call_index[id(node)] + 1
-    sums, used = 0, []
+    sums = 0
     for node in reversed(graph.nodes):
         r_out = relevance.get(node.outputs[0])
         if r_out is None:
@@ -64,7 +62,6 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
         rel = composite.relevance_layer(node, ctx)
         if k:
             rel.name = f"{rel.name}_{k}"
-        used.append(rel)
         out = rel([values[t] for t in node.inputs] + [values[node.outputs[0]], r_out])
         out = out if isinstance(out, (list, tuple)) else [out]
         for tid, r in zip(node.inputs, out):
@@ -75,4 +72,4 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
             relevance[tid] = r
     input_relevance = [relevance[tid] if tid in relevance else ops.zeros_like(x)
                        for tid, x in zip(graph.inputs, inputs)]
-    return Reverse(input_relevance, dict(reversed(list(layerwise.items()))), used)
+    return Reverse(input_relevance, dict(reversed(list(layerwise.items()))))
