@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import os
 import sys
 import traceback
@@ -186,7 +187,7 @@ def cmd_analyze(args) -> None:
     if args.png:
         _check_out(args.png, "--png", folder=True)
     model, x, options, analyzers = _prepare(args)
-    with _closing(x):
+    with contextlib.closing(x):
         metadata = io.metadata_for([(m, m, options) for m in args.method], model)
         # what else decides the rows, so that --resume refuses other inputs or another neuron
         metadata.update(neuron=args.neuron, inputs_sha256=x.sha256())
@@ -219,18 +220,6 @@ def cmd_analyze(args) -> None:
             print(f"wrote {png}")
 
 
-class _closing:
-    def __init__(self, source):
-        self.source = source
-
-    def __enter__(self):
-        return self.source
-
-    def __exit__(self, *exc):
-        self.source.close()
-        return False
-
-
 def cmd_compare(args) -> None:
     from keras_lrp import evaluate, heatmap
 
@@ -239,7 +228,7 @@ def cmd_compare(args) -> None:
     if args.png:
         _check_out(args.png, "--png")
     model, x, _, analyzers = _prepare(args)
-    with _closing(x):
+    with contextlib.closing(x):
         regions = x.shape[1] if x.ndim == 2 else int(np.prod(x.shape[1:3]))
         if args.steps > regions:
             raise UsageError(f"--steps {args.steps} exceeds the {regions} pixel-flipping regions "

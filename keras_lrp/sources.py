@@ -95,8 +95,8 @@ class NpySource(Source):
             raise InputError(f"{path} holds Python objects (dtype {dtype}); keras-lrp reads "
                              "arrays of numbers only (allow_pickle is never used).")
         super().__init__(path, shape, dtype)
-        self.row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
-        expected = self.offset + self.row_bytes * (shape[0] if shape else 1)
+        self.row_items = int(np.prod(shape[1:], dtype=np.int64))
+        expected = self.offset + dtype.itemsize * self.row_items * shape[0]
         size = os.path.getsize(path)
         if size < expected:
             raise InputError(f"{path} is truncated: its header promises {expected} bytes, the "
@@ -107,10 +107,8 @@ class NpySource(Source):
         if self.fortran:
             return np.load(self.path)[start:stop]
         with open(self.path, "rb") as f:
-            f.seek(self.offset + start * self.row_bytes)
-            data = np.fromfile(f, dtype=self.dtype,
-                               count=(stop - start) * (self.row_bytes // max(
-                                   self.dtype.itemsize, 1)))
+            f.seek(self.offset + start * self.row_items * self.dtype.itemsize)
+            data = np.fromfile(f, dtype=self.dtype, count=(stop - start) * self.row_items)
         return data.reshape((stop - start,) + self.shape[1:])
 
 
