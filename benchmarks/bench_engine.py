@@ -83,16 +83,23 @@ def time_against_gradient(model: keras.Model, x: np.ndarray, methods, repeats: i
     return interleaved_medians(fns, repeats), builds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=15)
+def vgg_setup(description: str, batch: int, size: int, repeats: int):
+    """Parse ``--batch``, ``--size`` and ``--repeats`` (with these defaults); return the
+    arguments, the VGG-like model and a batch of inputs in [-1, 1]."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--size", type=int, default=size)
+    parser.add_argument("--repeats", type=int, default=repeats)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     model = vgg_like(args.size)
     x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
         "float32")
+    return args, model, x
+
+
+def main() -> None:
+    args, model, x = vgg_setup(__doc__.splitlines()[0], batch=32, size=64, repeats=15)
     medians, builds = time_against_gradient(model, x, ANALYZERS, args.repeats)
     t_grad = medians["tf.GradientTape gradient"]
     print(f"model vgg_like {args.size}x{args.size}x3, batch {args.batch}, {os.cpu_count()} CPUs, "

@@ -7,30 +7,18 @@ Python loop), and deconvnet / guided backprop about one.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bench_engine import time_against_gradient, vgg_like  # noqa: E402
+from bench_engine import time_against_gradient, vgg_setup  # noqa: E402
 
 METHODS = {"gradient": {}, "deconvnet": {}, "guided_backprop": {},
            "smoothgrad": {"augment_by_n": 16}, "integrated_gradients": {"steps": 16}}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    keras.utils.set_random_seed(0)
-    model = vgg_like(args.size)
-    x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
-        "float32")
+    args, model, x = vgg_setup(__doc__.splitlines()[0], batch=8, size=32, repeats=7)
     medians, builds = time_against_gradient(model, x, METHODS, args.repeats)
     t_grad = medians["tf.GradientTape gradient"]
     print(f"vgg_like {args.size}x{args.size}x3, batch {args.batch}, {os.cpu_count()} CPUs, "
