@@ -172,6 +172,26 @@ def alphabeta_innvestigate_rule(x, W, b, R, alpha=2.0, beta=1.0):
     return out - beta * _propagate(N, zn, R) if beta else out
 
 
+def alphabeta_x_innvestigate_rule(x, W, b, R, alpha=(2.0, 0.0), beta=(1.0, 0.0)):
+    """iNNvestigate 2.1.2's AlphaBetaXRule (Binder's advanced AlphaBeta), which its
+    ``lrp.sequential_preset_a``/``_b`` put on BatchNormalization (``AlphaBetaX2m100Rule``:
+    alpha = (2, 0), beta = (1, 0)). Four ratios, each with the matching half of the bias
+    (b+ with w+, b- with w-) and iNNvestigate's safe_divide (0 replaced by 1e-7):
+    r_ab = x^a (W^b (R / (x^a W^b + b^b))) for a, b in {+, -};
+    R_in = alpha0 r_++ + beta1 r_-- - (beta0 r_+- + beta1 r_-+) (beta1 in the first term is
+    iNNvestigate's, not alpha1)."""
+    x, W, b = np.asarray(x, float), np.asarray(W, float), np.asarray(b, float)
+    parts = {"+": (_pos(x), _pos(W), _pos(b)), "-": (_neg(x), _neg(W), _neg(b))}
+
+    def r(sx, sw):
+        xs, (_, Ws, bs) = parts[sx][0], parts[sw]
+        z = xs @ Ws + bs
+        return xs * (Ws @ (R / np.where(z == 0, 1e-7, z)))
+
+    return alpha[0] * r("+", "+") + beta[1] * r("-", "-") - (
+        beta[0] * r("+", "-") + beta[1] * r("-", "+"))
+
+
 def zplus_rule(x, W, b, R, bias=False):
     """ZPlus = AlphaBeta(alpha=1, beta=0); with bias (Zennit's ZPlus) b+ joins the activator."""
     return alphabeta_rule(x, W, b, R, alpha=1.0, beta=0.0, bias=bias)
@@ -292,13 +312,19 @@ class Net:
         return name, out_shape
 
     @classmethod
-    def from_keras(cls, model, fold_bn=True):
+    def from_keras(cls, model, fold_bn=True, innvestigate_bn=False):
         """The oracle of a Keras model built from Dense, Conv1D/2D (activations relu, linear, or a
         softmax on the output, dropped), ReLU or Activation("relu"), MaxPooling2D / AveragePooling2D (stride = pool,
         valid), Flatten, Add, Concatenate and BatchNormalization, read from its weights and
         config. A BatchNormalization right after a kernel layer is folded into it with
         ``fold_bn`` (W' = W·s, b' = (b − μ)·s + β, s = γ/√(var + ε)); otherwise it is a kernel
-        node of its own, the diagonal affine map y = s·x + β − μ·s."""
+        node of its own, the diagonal affine map y = s·x + β − μ·s.
+
+        ``innvestigate_bn`` (with ``fold_bn=False``): the BatchNormalization node keeps its true
+        forward map, but its rule sees iNNvestigate 2.1.2's surrogate layer instead
+        (``backend.graph.apply_mapping_to_fused_bn_layer``, "one_linear"): kernel
+        k = γ/√(var² + ε) and bias β − μ/√(var² + ε), with the variance squared and γ missing
+        from the mean term, stored as the node's ``Wr``/``br``."""
         import keras
 
         L = keras.layers
@@ -346,8 +372,14 @@ class Net:
                         p["W"], p["b"] = p["W"] * s_full, p["b"] * s_full + t_full
                         name_of[id(node.outputs[0])] = ins[0]
                         continue
+                    rule_params = {}
+                    if innvestigate_bn:
+                        root = np.sqrt(ws[1] ** 2 + layer.epsilon)
+                        rule_params = {"Wr": np.diag(np.tile(gamma / root * np.ones_like(root),
+                                                             reps)),
+                                       "br": np.tile(beta - ws[0] / root, reps)}
                     out = net.add(layer.name, "kernel", ins, shape, W=np.diag(s_full), b=t_full,
-                                  S=np.eye(len(s_full)))
+                                  S=np.eye(len(s_full)), **rule_params)
                 elif isinstance(layer, L.Flatten):
                     out = net.add(layer.name, "flatten", ins, (int(np.prod(shape)),))
                 elif isinstance(layer, L.Add):
@@ -445,7 +477,7 @@ class Net:
                 fn = rule[name] if isinstance(rule, dict) else rule
                 if on_kernel is not None:
                     on_kernel(name, xs[0], p["W"], p["S"], r)
-                parts = [fn(xs[0], p["W"], p["b"], r, p["S"])]
+                parts = [fn(xs[0], p.get("Wr", p["W"]), p.get("br", p["b"]), r, p["S"])]
             elif kind in ("relu", "flatten"):
                 parts = [r]  # element-wise activation / reshape: unchanged
             elif kind == "maxpool":  # winner-take-all

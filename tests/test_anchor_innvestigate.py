@@ -13,8 +13,14 @@ presets' convolutions): iNNvestigate puts the whole bias into both denominators,
 into the activator's and b⁻ into the inhibitor's (README, "AlphaBeta and the bias"). There,
 iNNvestigate's numbers must equal the NumPy oracle run with iNNvestigate's formula
 (``reference.alphabeta_innvestigate_rule``), and keras-lrp's the oracle with keras-lrp's.
-On the BatchNormalization network (``cnn_bn``) only the gradient family is compared: see
-``tools/make_innvestigate_reference.py``.
+
+BatchNormalization (``cnn_bn``, LRP names): iNNvestigate does not fold the layer into the
+convolution. It applies the analyzer's rule to a surrogate diagonal layer whose kernel is
+γ/√(var² + ε) and whose bias is β − μ/√(var² + ε): the variance is squared and γ is missing from
+the mean term (``backend.graph.apply_mapping_to_fused_bn_layer``), and the sequential presets use
+``AlphaBetaX2m100Rule`` there. keras-lrp folds the true affine map into the convolution. Both are
+asserted: iNNvestigate's numbers equal the oracle with iNNvestigate's surrogate, keras-lrp's the
+oracle with the layer folded (README, "BatchNormalization").
 """
 import functools
 import pathlib
@@ -47,6 +53,41 @@ ALPHA_BETA = {
     "lrp.sequential_preset_a_flat": (1.0, 0.0, EPS01, FLAT),
     "lrp.sequential_preset_b_flat": (2.0, 1.0, EPS01, FLAT),
 }
+
+
+def _rule(fn, *args, **kwargs):
+    return lambda x, W, b, R, S: fn(x, W, b, R, *args, **kwargs)
+
+
+#: LRP analyzer → its rule on (the first convolution, BatchNormalization, Dense), in iNNvestigate;
+#: ``"AB"`` is AlphaBeta with bias, iNNvestigate's or keras-lrp's formula (see above).
+BN_RULES = {
+    "lrp.z": (_rule(ref.z_rule),) * 3,
+    "lrp.epsilon": (_rule(ref.epsilon_rule),) * 3,
+    "lrp.w_square": (_rule(ref.wsquare_rule),) * 3,
+    "lrp.flat": (FLAT,) * 3,
+    "lrp.alpha_2_beta_1": (("AB", 2.0, 1.0),) * 3,
+    "lrp.alpha_1_beta_0": (("AB", 1.0, 0.0),) * 3,
+    "lrp.alpha_2_beta_1_IB": (_rule(ref.alphabeta_rule, 2.0, 1.0, bias=False),) * 3,
+    "lrp.alpha_1_beta_0_IB": (_rule(ref.alphabeta_rule, 1.0, 0.0, bias=False),) * 3,
+    "lrp.z_plus": (_rule(ref.zplus_rule),) * 3,
+    "lrp.z_plus_fast": (_rule(ref.zplusfast_rule),) * 3,
+    "lrp.sequential_preset_a": (("AB", 1.0, 0.0), _rule(ref.alphabeta_x_innvestigate_rule), EPS01),
+    "lrp.sequential_preset_b": (("AB", 2.0, 1.0), _rule(ref.alphabeta_x_innvestigate_rule), EPS01),
+    "lrp.sequential_preset_a_flat": (FLAT, _rule(ref.alphabeta_x_innvestigate_rule), EPS01),
+    "lrp.sequential_preset_b_flat": (FLAT, _rule(ref.alphabeta_x_innvestigate_rule), EPS01),
+}
+
+
+def _bn_oracle(model, x, data, mode, analyzer, innvestigate):
+    """The oracle on ``cnn_bn``: iNNvestigate's way (BatchNormalization a layer of its own, seen
+    through the surrogate) or keras-lrp's (folded into the convolution)."""
+    net = ref.Net.from_keras(model, fold_bn=not innvestigate, innvestigate_bn=innvestigate)
+    ab = ref.alphabeta_innvestigate_rule if innvestigate else ref.alphabeta_rule
+    rules = {}
+    for layer, rule in zip(("c1", "bn", "out"), BN_RULES[analyzer]):
+        rules[layer] = _rule(ab, *rule[1:]) if isinstance(rule, tuple) else rule
+    return net.batch_relevance(x, rules, _start(model, x, data, mode))[0]
 
 
 def _oracle_rules(model, analyzer, ab_rule):
@@ -131,6 +172,12 @@ def test_matches_innvestigate(loaded, stem, analyzer, mode):
                                   **KWARGS.get(analyzer, {}))
     got = a.analyze(x, neuron_selection=data["index"] if mode == "index" else None)
     atol = 2e-3 * float(np.abs(expected).max())
+    if stem.startswith("cnn_bn") and analyzer in BN_RULES:
+        theirs = _bn_oracle(model, x, data, mode, analyzer, innvestigate=True)
+        ours = _bn_oracle(model, x, data, mode, analyzer, innvestigate=False)
+        np.testing.assert_allclose(expected, theirs, rtol=1e-2, atol=atol)
+        np.testing.assert_allclose(got, ours, rtol=1e-4, atol=1e-5 * float(np.abs(ours).max()))
+        return
     biased = not stem.endswith("_nobias") and analyzer in ALPHA_BETA
     if biased and any(r not in (EPS01, FLAT) for r in _oracle_rules(
             model, analyzer, ref.alphabeta_rule).values()):  # some layer gets AlphaBeta

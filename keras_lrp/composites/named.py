@@ -150,18 +150,22 @@ class DeepTaylor(NamedComposite):
 
     Every kernel layer gets ZPlus (z⁺ ignoring the bias) on the relevance at its activation's
     output (a fused activation passes relevance unchanged, as iNNvestigate treats a layer and its
-    activation as one), a BatchNormalization WSquare (it is not folded: iNNvestigate treats it as
-    its own linear layer); standalone ReLUs, max and average pooling, Add,
+    activation as one); BatchNormalization (not folded), standalone ReLUs, max and average pooling, Add,
     Concatenate, padding, cropping, dropout, up-sampling and reshaping layers pass the *gradient*
     of relevance (so average pooling spreads R evenly, not in proportion to its inputs, and Add
     gives each branch the full R); the explained output enters through a ReLU (the analysis
     starts from max(y, 0)). Layers iNNvestigate refuses get keras-lrp's base map.
+
+    BatchNormalization takes the gradient, R_in = R·γ/√(var + ε), which does not conserve:
+    iNNvestigate registers a WSquare mapping for it, but its earlier "ReLU" mapping (no kernel and
+    no or only a ReLU/linear activation) already matches the layer, so the gradient is what it
+    computes; tests/test_anchor_innvestigate.py checks this against its numbers.
     """
 
     CANONIZERS = (InlineNested(), SplitActivations(), SplitSeparable(), StripSoftmax())
 
     def assign(self):
-        return [(types.BATCHNORM, rules_mod.WSquare()), (_ANY, rules_mod.ZPlus()),
+        return [(types.BATCHNORM, GradientRelevance), (_ANY, rules_mod.ZPlus()),
                 (_split_activation, IdentityRelevance), (_passes_gradient, GradientRelevance)], None
 
 
@@ -169,6 +173,7 @@ class DeepTaylorBounded(NamedComposite):
     """Deep Taylor with Bounded(low, high) on the first layer."""
 
     PARAMS = {"low": -1.0, "high": 1.0}
+    CANONIZERS = DeepTaylor.CANONIZERS  # BatchNormalization not folded, as in deep_taylor
 
     def assign(self, low, high):
         return DeepTaylor.assign(self)[0], rules_mod.Bounded(low=low, high=high)
