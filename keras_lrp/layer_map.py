@@ -16,6 +16,7 @@ import keras
 from keras_lrp import linear
 from keras_lrp import rules as rules_mod
 from keras_lrp import types
+from keras_lrp.layers.recurrent import EmbeddingRelevance, ZeroRelevance
 from keras_lrp.layers import GateRelevance, IdentityRelevance, LayerNormRelevance, \
     ProportionalRelevance, RelevanceLayer, RouteRelevance
 
@@ -48,6 +49,8 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (types.ELEMENTWISE + types.PREPROCESSING + types.APP_ELEMENTWISE + types.OP_ACTIVATIONS,
      IdentityRelevance),
     (types.NORMALIZATION, LayerNormRelevance),
+    (types.EMBEDDING, EmbeddingRelevance),
+    (types.MASK_OPS, ZeroRelevance),
     (Where(types.UPSAMPLING_2D, lambda node, ctx: node.layer.interpolation == "nearest",
            "nearest"), RouteRelevance),
     (types.UPSAMPLING_2D, ProportionalRelevance),

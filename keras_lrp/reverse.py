@@ -51,18 +51,21 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
         calls[node.layer.name] = call_index[id(node)] + 1
     sums = 0
     for node in reversed(graph.nodes):
-        r_out = relevance.get(node.outputs[0])
-        if r_out is None:
+        r_outs = [relevance.get(t) for t in node.outputs]
+        if all(r is None for r in r_outs):
             continue  # the node does not lead to the explained output
-        if len(node.outputs) != 1:
-            raise ValueError(f"Layer '{node.layer.name}' has {len(node.outputs)} outputs; "
-                             "keras-lrp supports single-output layers.")
-        k = call_index[id(node)]
-        layerwise[f"{node.layer.name}_{k}" if k else node.layer.name] = r_out
         rel = composite.relevance_layer(node, ctx)
+        if len(node.outputs) != 1 and not getattr(rel, "multi_output", False):
+            raise ValueError(f"Layer '{node.layer.name}' has {len(node.outputs)} outputs; "
+                             "keras-lrp supports single-output layers (and recurrent layers "
+                             "with return_state=True).")
+        r_outs = [ops.zeros_like(values[t]) if r is None else r
+                  for t, r in zip(node.outputs, r_outs)]
+        k = call_index[id(node)]
+        layerwise[f"{node.layer.name}_{k}" if k else node.layer.name] = r_outs[0]
         if k:
             rel.name = f"{rel.name}_{k}"
-        out = rel([values[t] for t in node.inputs] + [values[node.outputs[0]], r_out])
+        out = rel([values[t] for t in node.inputs] + [values[t] for t in node.outputs] + r_outs)
         out = out if isinstance(out, (list, tuple)) else [out]
         for tid, r in zip(node.inputs, out):
             if tid in relevance:  # several readers: sum their relevance

@@ -33,6 +33,16 @@ ACTIVATION_SPLITTABLE = DENSE + CONV + (SEPARABLE,)
 #: Recurrent layers: their ``activation`` is the cell's, not a fused output activation.
 RECURRENT = (L.RNN, L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional, L.ConvLSTM1D, L.ConvLSTM2D,
              L.ConvLSTM3D)
+#: Recurrent layers explained by keras-lrp (their cells are checked: LSTM, GRU, SimpleRNN).
+RNN = (L.RNN,)
+BIDIRECTIONAL = (L.Bidirectional,)
+TIME_DISTRIBUTED = (L.TimeDistributed,)
+EMBEDDING = (L.Embedding,)
+#: Comparisons and boolean reductions: the masks Keras records in a functional graph (an
+#: Embedding's ``mask_zero``, a Masking layer), which carry no relevance.
+MASK_OPS = tuple(getattr(_NP, n) for n in (
+    "NotEqual", "Equal", "Any", "All", "Greater", "GreaterEqual", "Less", "LessEqual",
+    "LogicalAnd", "LogicalOr", "LogicalNot") if hasattr(_NP, n))
 #: Attention layers (expanded by a canonizer, never split).
 ATTENTION = (L.MultiHeadAttention, L.Attention, L.AdditiveAttention, L.GroupQueryAttention)
 
@@ -50,7 +60,7 @@ LINEAR_MERGE = (L.Add, L.Subtract, L.Average)
 #: Layers that act element-wise (or not at all) at inference.
 ELEMENTWISE = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
                L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
-               L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU)
+               L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Masking)
 #: Element-wise affine preprocessing (an offset can make values negative).
 PREPROCESSING = (L.Rescaling, L.Normalization)
 NORMALIZATION = (L.LayerNormalization,)

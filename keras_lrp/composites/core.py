@@ -29,8 +29,11 @@ from keras_lrp import rules as rules_mod
 from keras_lrp import types
 from keras_lrp.canonizers import DEFAULT_CANONIZERS, has_fused_activation
 from keras_lrp.graph import Graph, Node, input_fed_nodes, node_call, nonnegative_tensors
+from keras_lrp.recurrent import GATE_RULES
 from keras_lrp.layer_map import BASE_MAP, REGISTRY, matches, unsupported_error
 from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.layers.recurrent import BidirectionalRelevance, RecurrentRelevance, \
+    TimeDistributedRelevance, bidirectional_problem, input_roles, recurrent_problem
 from keras_lrp.linear import is_kernel_layer
 
 
@@ -148,10 +151,13 @@ class Composite:
         self.until_layer: Optional[Tuple[UntilLayer, Any]] = None
         self.registry = REGISTRY
         self.params = {}
+        #: How products of a gate and a signal inside recurrent cells divide relevance
+        #: (:data:`keras_lrp.recurrent.GATE_RULES`).
+        self.gate_rule = "signal"
 
     # -- customising ---------------------------------------------------------------------------
     def customized(self, user_map: Sequence = (), first_layer=None, until_layer_idx=None,
-                   until_layer_rule=None, owner: str = "") -> "Composite":
+                   until_layer_rule=None, owner: str = "", gate_rule=None) -> "Composite":
         """A copy with the user's entries in front, and the first-layer and until-index rules.
 
         Raises:
@@ -175,6 +181,11 @@ class Composite:
                              f"until_layer_rule={until_layer_rule!r}.")
         if until_layer_idx is not None:
             new.until_layer = (UntilLayer(int(until_layer_idx)), rules_mod.get(until_layer_rule))
+        if gate_rule is not None:
+            if gate_rule not in GATE_RULES:
+                raise ValueError(f"gate_rule must be one of {', '.join(GATE_RULES)}; got "
+                                 f"{gate_rule!r}.")
+            new.gate_rule = gate_rule
         return new
 
     # -- deciding ------------------------------------------------------------------------------
@@ -189,7 +200,7 @@ class Composite:
 
     def target(self, node: Node, ctx: Context):
         """The rule template or RelevanceLayer class for ``node``, or ``None``."""
-        kernel = is_kernel_layer(node.layer)
+        kernel = takes_rule(node.layer)
         for key, target in self.entries():
             if isinstance(target, rules_mod.Rule) and not kernel:
                 continue  # rules bind to kernel layers only
@@ -217,21 +228,23 @@ class Composite:
     def _resolve(self, node: Node, ctx: Context, graph: Graph):
         target = self.target(node, ctx)
         if target is None:
-            if is_kernel_layer(node.layer):
+            if takes_rule(node.layer):
                 raise ValueError(f"No LRP rule applies to layer '{node.layer.name}' "
                                  f"({type(node.layer).__name__}); pass rule=... or a rule_map "
                                  "entry.")
             raise unsupported_error(node.layer, self.registry)
-        if not isinstance(target, rules_mod.Rule):
-            problem = target.check_node(node, graph)
-            if problem:
-                raise ValueError(f"Layer '{node.layer.name}' {problem}.")
+        problem = target.check_node(node, graph) if not isinstance(target, rules_mod.Rule) \
+            else sequence_problem(node.layer, self.gate_rule)
+        if problem:
+            raise ValueError(f"Layer '{node.layer.name}' {problem}.")
         return target
 
     def relevance_layer(self, node: Node, ctx: Context) -> RelevanceLayer:
         """The relevance layer propagating through ``node``."""
         target = self._resolve(node, ctx, ctx.graph)
         layer = node.layer
+        if isinstance(target, rules_mod.Rule) and not is_kernel_layer(layer):
+            return sequence_relevance(node, layer, target, self.gate_rule)
         if isinstance(target, rules_mod.Rule):
             rel = target.bind(layer)
             rel.input_nonnegative = all(ctx.nonnegative.get(t, False) for t in node.inputs)
@@ -243,6 +256,35 @@ class Composite:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+def takes_rule(layer) -> bool:
+    """Kernel layers, and the sequence layers whose linear maps take the composite's rule:
+    recurrent layers, Bidirectional, and TimeDistributed around a kernel layer."""
+    return (is_kernel_layer(layer) or isinstance(layer, types.RNN + types.BIDIRECTIONAL)
+            or (isinstance(layer, types.TIME_DISTRIBUTED) and is_kernel_layer(layer.layer)))
+
+
+def sequence_problem(layer, gate_rule: str) -> Optional[str]:
+    """Why a rule cannot serve this sequence layer, or ``None``."""
+    if isinstance(layer, types.BIDIRECTIONAL):
+        return bidirectional_problem(layer)
+    if isinstance(layer, types.RNN):
+        problem = recurrent_problem(layer)
+        if problem is None and gate_rule != "signal" and not isinstance(layer, keras.layers.LSTM):
+            return (f"is a {type(layer).__name__}; gate_rule={gate_rule!r} is implemented for "
+                    "LSTM only (use gate_rule='signal', the default)")
+        return problem
+    return None
+
+
+def sequence_relevance(node: Node, layer, rule, gate_rule: str) -> RelevanceLayer:
+    """The relevance layer of a sequence layer whose linear maps take ``rule``."""
+    kwargs = dict(name=f"{layer.name}_relevance", dtype=getattr(layer, "dtype_policy", None))
+    if isinstance(layer, types.TIME_DISTRIBUTED):
+        return TimeDistributedRelevance(target=layer, rule=rule.bind(layer.layer), **kwargs)
+    cls = BidirectionalRelevance if isinstance(layer, types.BIDIRECTIONAL) else RecurrentRelevance
+    return cls(target=layer, rule=rule, gate_rule=gate_rule, roles=input_roles(node), **kwargs)
 
 
 def _same_rule(a, b) -> bool:

@@ -78,6 +78,7 @@ class RelevanceLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.target = target
         self.forward = forward or (lambda xs: target(xs[0] if len(xs) == 1 else xs))
+        self.supports_masking = True  # a forward value may carry a Keras mask: relevance never does
 
     @classmethod
     def for_node(cls, node, graph, **kwargs) -> "RelevanceLayer":
@@ -106,6 +107,9 @@ class RelevanceLayer(keras.layers.Layer):
                     f"shape is {tuple(x.shape)}. Relevance must have its input's shape: the "
                     "rule does not fit this layer (register another relevance layer for it).")
         return out[0] if len(out) == 1 else out
+
+    def compute_mask(self, inputs, previous_mask):
+        return None
 
     def propagate(self, xs, z, relevance):  # pragma: no cover - abstract
         raise NotImplementedError
