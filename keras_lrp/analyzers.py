@@ -117,10 +117,12 @@ _POST = {"postprocess": None}
 ANALYZERS: Dict[str, Entry] = {
     "lrp": Entry("LRP with rule=... (one rule, or a list of (layers, rule)) or composite=...",
                  {"rule": None, "composite": None}, _lrp, anchor="iNNvestigate, keras-lrp"),
-    "lrp.z": _uniform(lambda bias: R.Z(bias=bias), "Z rule (LRP-0)", bias=True),
+    "lrp.z": _uniform(lambda bias, bias_factor: R.Z(bias=bias, bias_factor=bias_factor),
+                      "Z rule (LRP-0)", bias=True, bias_factor=0.0),
     "lrp.z_IB": _uniform(lambda: R.Z(bias=False), "Z rule ignoring the bias"),
-    "lrp.epsilon": _uniform(lambda epsilon, bias: R.Epsilon(epsilon=epsilon, bias=bias),
-                            "Epsilon rule", epsilon=1e-7, bias=True),
+    "lrp.epsilon": _uniform(lambda epsilon, bias, bias_factor: R.Epsilon(
+        epsilon=epsilon, bias=bias, bias_factor=bias_factor),
+        "Epsilon rule", epsilon=1e-7, bias=True, bias_factor=0.0),
     "lrp.epsilon_IB": _uniform(lambda epsilon: R.Epsilon(epsilon=epsilon, bias=False),
                                "Epsilon rule ignoring the bias", epsilon=1e-7),
     "lrp.w_square": _uniform(R.WSquare, "w² rule on every layer"),

@@ -186,7 +186,10 @@ def cmd_analyze(args) -> None:
     _check_out(args.out, "--out")
     if args.png:
         _check_out(args.png, "--png", folder=True)
+    vocab = _vocab(args.vocab)
     model, x, options, analyzers = _prepare(args)
+    if vocab is not None:
+        _check_token_ids(x, vocab, args.vocab)
     with contextlib.closing(x):
         metadata = io.metadata_for([(m, m, options) for m in args.method], model)
         # what else decides the rows, so that --resume refuses other inputs or another neuron
@@ -214,10 +217,52 @@ def cmd_analyze(args) -> None:
 
             with h5py.File(args.out, "r") as f:  # also covers rows from an earlier, resumed run
                 columns = {m: f["relevance"][m][: args.png_samples] for m in args.method}
-            png = Path(args.png) / "heatmaps.png"
             Path(args.png).mkdir(parents=True, exist_ok=True)
+            if vocab is not None or np.issubdtype(x.dtype, np.integer):
+                for png in _token_heatmaps(columns, x[: args.png_samples], vocab, args.png):
+                    print(f"wrote {png}")
+                return
+            png = Path(args.png) / "heatmaps.png"
             heatmap.plot_grid(columns, inputs=x[: args.png_samples], path=png)
             print(f"wrote {png}")
+
+
+def _vocab(path):
+    from keras_lrp import tokens
+
+    if path is None:
+        return None
+    try:
+        return tokens.read_vocab(path)
+    except OSError as e:
+        raise UsageError(f"--vocab {path}: {e.strerror or e}.") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--vocab {path} is not UTF-8 text (one token per line).") from None
+
+
+def _check_token_ids(x, vocab, path) -> None:
+    if not np.issubdtype(x.dtype, np.integer):
+        raise UsageError(f"--vocab needs integer token ids as inputs; {x.path} holds {x.dtype}.")
+    top = max((int(np.max(x[i:i + 4096])) for i in range(0, len(x), 4096)), default=0)
+    if top >= len(vocab):
+        raise UsageError(f"{x.path} holds token id {top}, but --vocab {path} has only "
+                         f"{len(vocab)} tokens (ids 0 to {len(vocab) - 1}).")
+
+
+def _token_heatmaps(columns, ids, vocab, folder):
+    """tokens.png and tokens.html: each sample's tokens, one row per analyzer."""
+    from keras_lrp import tokens
+
+    rows, titles = [], []
+    for n, seq in enumerate(np.asarray(ids)):
+        words = [vocab[int(t)] if vocab is not None else str(int(t)) for t in seq.reshape(-1)]
+        for method, r in columns.items():
+            rows.append((words, np.asarray(r[n]).reshape(len(words), -1).sum(axis=1)))
+            titles.append(f"sample {n}: {method}")
+    paths = [Path(folder) / "tokens.png", Path(folder) / "tokens.html"]
+    tokens.plot_tokens(rows, titles=titles, path=paths[0])
+    tokens.tokens_html(rows, titles=titles, path=paths[1])
+    return paths
 
 
 def cmd_compare(args) -> None:
@@ -256,9 +301,13 @@ def cmd_compare(args) -> None:
 
 def cmd_demo(args) -> None:
     from keras_lrp.demo import run_demo
+    from keras_lrp.sequence_demo import run_sequence_demo
 
     try:
-        run_demo(out_dir=args.out, models_dir=args.models_dir, steps=args.steps)
+        if args.task == "sequence":
+            run_sequence_demo(out_dir=args.out or "lrp-demo-sequence", models_dir=args.models_dir)
+        else:
+            run_demo(out_dir=args.out or "lrp-demo", models_dir=args.models_dir, steps=args.steps)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
 
@@ -277,7 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Explain the shipped digits CNN (models/digits_cnn.keras) "
                           "with a representative set of analyzers; write heatmaps.png, "
                           "relevances.h5 and summary.txt into --out and print the table.")
-    demo.add_argument("--out", default="lrp-demo", help="output folder (default: lrp-demo)")
+    demo.add_argument("--task", choices=("digits", "sequence"), default="digits",
+                      help="digits: the CNN on handwritten digits (default); sequence: the LSTM "
+                           "on the addition task, with token heatmaps")
+    demo.add_argument("--out", default=None,
+                      help="output folder (default: lrp-demo, or lrp-demo-sequence)")
     demo.add_argument("--models-dir", default=None, help="folder holding digits_cnn.keras")
     demo.add_argument("--steps", type=int, default=16, help="pixel-flipping steps")
     demo.set_defaults(func=cmd_demo)
@@ -304,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(analyze, True)
     analyze.add_argument("--out", required=True, help="results file (.h5)")
     analyze.add_argument("--png", default=None, metavar="DIR", help="also write heatmaps here")
+    analyze.add_argument("--vocab", default=None, metavar="FILE",
+                         help="token inputs: a vocabulary (one token per line, line k is id k); "
+                              "--png then writes token heatmaps (tokens.png, tokens.html)")
     analyze.add_argument("--resume", action="store_true",
                          help="continue OUT.partial, left by an interrupted run with the same "
                          "model, inputs and options, skipping the rows it holds")

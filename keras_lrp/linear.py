@@ -46,6 +46,11 @@ class LinearOp:
         """``K(x; kernel)``, the layer's linear map without bias (kernel defaults to W)."""
         return self._apply(x, self.kernel if kernel is None else kernel)
 
+    def structure(self) -> "LinearOp":
+        """The op whose all-ones kernel marks which inputs reach which outputs (itself, unless
+        some weights are scaled per sample, as GRU's reset gate scales its recurrent ones)."""
+        return self
+
     def transpose(self, s, like, kernel=None):
         """``Kᵀ(s; kernel)``: the transpose of the linear map applied to ``s``.
 

@@ -54,6 +54,9 @@ class StepOp(LinearOp):
         s = self.split
         return ops.matmul(x[:, :s], k[:s]) + self.gate * ops.matmul(x[:, s:], k[s:])
 
+    def structure(self):
+        return StepOp(self.kernel, self.bias)
+
     def transpose(self, s, like, kernel=None):
         k = self.kernel if kernel is None else kernel
         if self.gate is None:

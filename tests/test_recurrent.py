@@ -360,3 +360,64 @@ def test_gradient_family_runs_through_recurrent_layers(float64):
             grad[(n,) + idx] = (model.predict(xp[n:n + 1], verbose=0)[0, k[n]]
                                 - model.predict(xm[n:n + 1], verbose=0)[0, k[n]]) / (2 * h)
     np.testing.assert_allclose(got, x * grad, rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------- seed 001: Arras's lrp_linear
+@pytest.mark.parametrize("bias_factor", [0.0, 1.0])
+def test_seed001_lrp_linear(float64, bias_factor):
+    """Epsilon(bias_factor=β) on a Dense layer is seed 001's ``lrp_linear`` with
+    ``bias_nb_units`` = D, to 1e-12 (float64); with β = 1 relevance is conserved exactly."""
+    rng = np.random.default_rng(1)
+    Din, M, eps = 7, 5, 0.001
+    layer = L.Dense(M)
+    i = keras.Input((Din,))
+    model = keras.Model(i, layer(i))
+    w, b = rng.normal(size=(Din, M)), rng.normal(size=M)
+    layer.set_weights([w, b])
+    x = rng.normal(size=(4, Din))
+    got = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=eps, bias_factor=bias_factor,
+                                    neuron_selection_mode="all").analyze(x)
+    z = x @ w + b
+    expected = np.stack([rr.lrp_linear(xn, w, b, zn, zn, Din, eps, bias_factor)
+                         for xn, zn in zip(x, z)])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    if bias_factor == 1.0:
+        np.testing.assert_allclose(got.sum(axis=1), z.sum(axis=1), rtol=1e-12)
+    else:
+        assert np.abs(got.sum(axis=1) - z.sum(axis=1)).max() > 0.1  # the bias absorbed some
+
+
+@pytest.mark.parametrize("name", ["simple_rnn", "lstm", "gru"])
+def test_bias_factor_inside_cells(float64, name):
+    """bias_factor=1 reaches the linear maps inside the cells: each is seed 001's lrp_linear
+    with bias_nb_units = D + units (the shares of h_0 = 0 are relevance of the initial state)."""
+    seed = list(CASES).index(name)
+    model, x = _model(name, True, seed), _inputs(name, seed)
+    eps = 0.01
+    got = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=eps,
+                                    bias_factor=1.0).analyze(x)
+
+    def rule(xh, W, b, R):
+        return rr.lrp_linear(xh, W, b, xh @ W + b, R, len(xh), eps, 1.0)
+
+    expected = np.stack([CASES[name][1](model, xn, rule, eps)[0] for xn in x])
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+
+
+def test_bias_factor_conserves_on_padded_convolutions(float64):
+    """With bias_factor=1 every layer gives back what its bias and stabiliser absorb, so a
+    biased network conserves exactly; with padding="same" the fan-in n_j is smaller at the
+    border, which the count handles."""
+    i = keras.Input((5, 5, 2))
+    conv = keras.Model(i, L.Dense(3)(L.Flatten()(L.Conv2D(3, 3, padding="same")(i))))
+    _randomize(conv, 0, True)
+    xc = np.random.default_rng(0).normal(size=(3, 5, 5, 2))
+    for name in ("lrp.z", "lrp.epsilon"):
+        got = keras_lrp.create_analyzer(name, conv, bias_factor=1.0).analyze(xc)
+        np.testing.assert_allclose(got.reshape(3, -1).sum(axis=1),
+                                   conv.predict(xc, verbose=0).max(axis=1), rtol=1e-9)
+
+
+def test_bias_factor_out_of_range():
+    with pytest.raises(ValueError, match="needs 0 <= bias_factor <= 1, got bias_factor=2"):
+        keras_lrp.rules.Epsilon(bias_factor=2)
