@@ -31,7 +31,8 @@ _PUBLIC = {
     "register_rule": "keras_lrp.layer_map", "register_linear": "keras_lrp.linear",
     "ConservationReport": "keras_lrp.report",
 }
-_SUBMODULES = {"attribution", "canonizers", "composites", "gradients", "layers", "rules"}
+_SUBMODULES = {"attribution", "canonizers", "composites", "gradients", "heatmap", "layers",
+               "recurrent", "rules", "tokens"}
 
 
 def __getattr__(name: str):

@@ -132,13 +132,14 @@ class Cell:
 
 
 def rnn(layer, x, R_seq=None, R_last=None, rule=None, eps=0.0, gate_rule="signal", mask=None,
-        R_c_last=None):
+        R_c_last=None, init=None):
     """One sample through one recurrent layer: (R_x (T, D), outputs h in processing order,
-    [R at the initial states]). ``R_seq`` is aligned with the outputs (processing order)."""
+    [R at the initial states]). ``R_seq`` is aligned with the outputs (processing order);
+    ``init``: the initial states (zeros by default)."""
     cell = Cell(layer)
     T = len(x)
     order = list(range(T))[::-1] if layer.go_backwards else list(range(T))
-    states = [np.zeros(cell.u) for _ in range(cell.n_states)]
+    states = list(init) if init is not None else [np.zeros(cell.u) for _ in range(cell.n_states)]
     prevs, caches, outs = [], [], []
     for t in order:
         prevs.append(states)

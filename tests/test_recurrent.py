@@ -194,6 +194,47 @@ def _td_oracle(model, x, rule, eps):
     return np.stack([rule(x[t], w[0], b, R_h0[t]) for t in range(T)]), logits
 
 
+def _init_state_build(bias):
+    x = keras.Input((T, D))
+    v = keras.Input((2,))
+    h0, c0 = L.Dense(U, use_bias=bias)(v), L.Dense(U, use_bias=bias)(v)
+    h = L.LSTM(U, use_bias=bias)(x, initial_state=[h0, c0])
+    return keras.Model([x, v], L.Dense(K, use_bias=bias)(h))
+
+
+def _init_state_oracle(model, xv, rule, eps):
+    x, v = xv
+    dh, dc = [layer for layer in model.layers if isinstance(layer, L.Dense)][:2]
+    lstm = next(layer for layer in model.layers if isinstance(layer, L.LSTM))
+    dense = model.layers[-1]
+    h0, c0 = (_dense_back(d, v, np.zeros(U), rule)[1] for d in (dh, dc))
+    _, h, _ = rr.rnn(lstm, x, rule=rule, eps=eps, init=[h0, c0])
+    logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
+    R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
+    R_x, _, (R_h0, R_c0) = rr.rnn(lstm, x, R_last=R_h, rule=rule, eps=eps, init=[h0, c0])
+    R_v = _dense_back(dh, v, R_h0, rule)[0] + _dense_back(dc, v, R_c0, rule)[0]
+    return [R_x, R_v], logits
+
+
+def _bi_masked_build(bias):
+    i = keras.Input((T,), dtype="int32")
+    h = L.Embedding(VOCAB, DIM, mask_zero=True)(i)
+    h = L.Bidirectional(L.GRU(U, use_bias=bias), merge_mode="concat")(h)
+    return keras.Model(i, L.Dense(K, use_bias=bias)(h))
+
+
+def _bi_masked_oracle(model, tokens, rule, eps):
+    emb, bi, dense = model.layers[1:4]
+    e = emb.get_weights()[0][tokens]
+    mask = tokens != 0
+    f = rr.rnn(bi.forward_layer, e, rule=rule, eps=eps, mask=mask)[1]
+    b = rr.rnn(bi.backward_layer, e, rule=rule, eps=eps, mask=mask)[1]
+    y = np.concatenate([f[-1], b[-1]])
+    logits = _dense_back(dense, y, np.zeros(K), rule)[1]
+    R_y = _dense_back(dense, y, _start(logits), rule)[0]
+    return rr.bidirectional(bi, e, R_y, rule, eps, mask=mask).sum(axis=-1), logits
+
+
 CASES = {
     "lstm": _single(lambda bias: L.LSTM(U, use_bias=bias)),
     "gru": _single(lambda bias: L.GRU(U, use_bias=bias)),
@@ -211,6 +252,8 @@ CASES = {
     "masking_gru": (_masking_build, _masking_oracle),
     "lstm_return_state": (_state_build, _state_oracle),
     "time_distributed": (_td_build, _td_oracle),
+    "lstm_initial_state_from_input": (_init_state_build, _init_state_oracle),
+    "embedding_bidirectional_gru_masked": (_bi_masked_build, _bi_masked_oracle),
 }
 
 
@@ -218,12 +261,14 @@ def _inputs(name, seed, n=5):
     rng = np.random.default_rng(100 + seed)
     if name.startswith("embedding"):
         tokens = rng.integers(1, VOCAB, size=(n, T))
-        if name == "embedding_mask_zero":  # padding at the end and at the start
+        if "mask" in name:  # padding at the end and at the start
             tokens[0, 4:] = 0
             tokens[1, :2] = 0
             tokens[2, 1] = 0
         return tokens.astype("int32")
     x = rng.normal(0, 1, size=(n, T, D))
+    if name == "lstm_initial_state_from_input":
+        return [x, rng.normal(0, 1, size=(n, 2))]
     if name.startswith("masking"):
         x[0, 4:] = 0
         x[1, :3] = 0
@@ -244,13 +289,21 @@ def test_matches_numpy_oracle(float64, name, bias):
     model, x = _model(name, bias, seed), _inputs(name, seed)
     got = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
     oracle = CASES[name][1]
-    rows = [oracle(model, xn, eps_rule(), EPS) for xn in x]
+    samples = list(zip(*x)) if isinstance(x, list) else x
+    rows = [oracle(model, xn, eps_rule(), EPS) for xn in samples]
     np.testing.assert_allclose(np.stack([r[1] for r in rows]), model.predict(x, verbose=0),
                                rtol=1e-10, atol=1e-12)  # the oracle's forward pass is Keras'
+    if isinstance(x, list):  # several inputs: one relevance each
+        for k, part in enumerate(got):
+            expected = np.stack([r[0][k] for r in rows])
+            assert part.shape == x[k].shape
+            np.testing.assert_allclose(part, expected, rtol=1e-7,
+                                       atol=1e-9 * np.abs(expected).max())
+        return
     expected = np.stack([r[0] for r in rows])
     assert got.shape == x.shape
     np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
-    if name == "embedding_mask_zero":
+    if "mask" in name and name.startswith("embedding"):
         assert np.all(got[x == 0] == 0.0)
     if name == "masking_gru":
         assert np.all(got[0, 4:] == 0.0) and np.all(got[1, :3] == 0.0)

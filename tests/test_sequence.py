@@ -156,3 +156,12 @@ def test_vocab_errors(capsys, token_files):
                     "lrp.epsilon", "--out", folder / "e.h5", "--vocab", folder / "none.txt")
     assert rc == 2 and "--vocab" in cap.err and "none.txt" in cap.err
     assert not (folder / "e.h5").exists()
+
+
+def test_demo_task_sequence_from_the_command_line(capsys, tmp_path):
+    rc, cap = _main(capsys, "demo", "--task", "sequence", "--out", tmp_path / "seq",
+                    "--models-dir", MODELS)
+    assert rc == 0, cap.err
+    assert "addition_lstm on 500 test sequences" in cap.out
+    assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == ["summary.txt", "tokens.html",
+                                                                   "tokens.png"]
