@@ -219,7 +219,8 @@ def create_analyzer(name: str, model, **kwargs) -> Attributor:
             ``output_relevance`` ("logit" or "one"), ``input_layer_rule``,
             ``until_layer_idx``/``until_layer_rule``, ``rule_map`` and ``layer_map`` (ordered
             lists of (layer classes, names or predicates, rule or relevance layer), in front of
-            the analyzer's own), ``jit_compile``, ``output``.
+            the analyzer's own), ``jit_compile``, ``output``, ``gate_rule`` (LSTM gates:
+            "signal", "half" or "proportional").
 
     Raises:
         ValueError: unknown name (valid names listed) or keyword (valid keywords listed).
