@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_lrp.layers.base import stabilize, tiny
+from keras_lrp.layers.base import stabilize
 from keras_lrp.linear import LinearOp
 
 #: How a product of a gate and a signal divides its relevance.
@@ -95,8 +95,9 @@ class _Cell:
                 cast(self.cell.bias) if self.cell.use_bias else None)
 
     def eps(self, dtype):
+        """The rule's ε for the sums, or ``None``: the default stabiliser."""
         e = getattr(self.rule, "epsilon", None)
-        return max(float(e), tiny(dtype)) if e is not None else tiny(dtype)
+        return float(e) if e is not None and float(e) > 0 else None
 
     def linear(self, op, xh, z, relevance):
         return self.rule.relevance(op, xh, z, relevance)

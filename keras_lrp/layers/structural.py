@@ -57,7 +57,7 @@ class ProportionalRelevance(RelevanceLayer):
     """Bias-free linear layers (Add, Subtract, Average, average pooling): the Z rule.
 
     Formula:
-        z_j = Σ_i c_ij x_i,    R_i = Σ_j c_ij x_i / z_j · R_j    (z_j stabilised by 1e-12·sign)
+        z_j = Σ_i c_ij x_i,    R_i = Σ_j c_ij x_i / z_j · R_j    (z_j stabilised by the default ε·sign)
     """
 
     def propagate(self, xs, z, relevance):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from keras_lrp.rules.base import Rule, safe_divide, stabilize, tiny
+from keras_lrp.rules.base import Rule, safe_divide, stabilize
 
 
 class Z(Rule):
@@ -83,7 +83,8 @@ class Epsilon(Z):
         super().validate(bias=bias, bias_factor=bias_factor)
 
     def stabilised(self, z):
-        return stabilize(z, max(float(self.epsilon), tiny(z.dtype)))
+        eps = float(self.epsilon)  # absolute, as documented; 0: the default stabiliser
+        return stabilize(z, eps) if eps > 0 else stabilize(z)
 
     def denominator(self, op, x, z):
         z = z if self.bias else op(x)
