@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from keras_lrp import graph as graph_mod
@@ -106,6 +107,9 @@ class Attributor(Runner):
         self.neuron_selection_mode = neuron_selection_mode
         self.output_relevance = output_relevance
         self.jit_compile = jit_compile
+        #: The ``tf.distribute`` strategy in whose scope the analyzer was created (the default
+        #: strategy, one replica, otherwise); see :attr:`num_replicas`.
+        self.strategy = tf.distribute.get_strategy()
         self._kwargs = dict(kwargs or {})
         self._options = dict(neuron_selection_mode=neuron_selection_mode,
                              output_relevance=output_relevance, output=output,

@@ -18,6 +18,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from keras_lrp import devices
+
+
 class UsageError(Exception):
     """A problem with the user's arguments or files: reported in one line, exit 2."""
 
@@ -141,11 +144,16 @@ def _prepare(args):
     if repeated:
         raise UsageError(f"--method {repeated[0]} is given more than once; give each analyzer "
                          "once.")
+    scope = devices.scope_for(args.devices)  # first: logical devices precede TensorFlow's start
     model = load_model(args.model)
     x = load_inputs(args.inputs, model, args.key)
     try:
         options = parse_options(args.option)
-        analyzers = _build_analyzers(model, args.method, options, args.neuron)
+        with scope:
+            analyzers = _build_analyzers(model, args.method, options, args.neuron)
+        first = next(iter(analyzers.values()))
+        if first.num_replicas > 1:
+            print(f"analyzing on {first.num_replicas} replicas", file=sys.stderr)
     except BaseException:
         x.close()
         raise
@@ -351,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the array of an .npz or the dataset of an .h5 file (default: 'x' "
                        "or the only one)")
         p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--devices", default=None, metavar="all|N",
+                       help="split every batch over these devices with tf.distribute: all "
+                            "GPUs, or N (GPUs, or N logical CPU devices without GPUs)")
         p.add_argument("--png-samples", type=int, default=8)
 
     analyze = sub.add_parser("analyze", help="analyze inputs and write an HDF5 results file")

@@ -3,7 +3,13 @@ function, the finiteness check, layer-wise output and conservation.
 
 :class:`Runner` is the running half of every :class:`~keras_lrp.attribution.Attributor`; it
 needs the attributor's ``relevance_model`` (and ``_layerwise_model``), ``inputs``, ``logits``,
-``neuron_selection_mode``, ``jit_compile``, ``layer_names`` and ``name``.
+``neuron_selection_mode``, ``jit_compile``, ``layer_names``, ``name`` and ``strategy``.
+
+With a ``tf.distribute`` strategy (the analyzer was created inside ``strategy.scope()``), every
+batch is split into one contiguous shard per replica, each replica analyzes its shard, and the
+results are gathered back in input order (``strategy.gather``): the same numbers as on one
+device. With ``MultiWorkerMirroredStrategy`` every worker passes the same batches and receives
+the whole result.
 """
 
 from __future__ import annotations
@@ -24,6 +30,31 @@ def _run(model, *args):
 
 class Runner:
     """Runs a built relevance model on data, one compiled TensorFlow graph per output kind."""
+
+    @property
+    def num_replicas(self) -> int:
+        """How many replicas each batch is split over (1 without a distribution strategy)."""
+        return self.strategy.num_replicas_in_sync
+
+    def _call(self, layerwise: bool, args):
+        """The compiled function on one batch, on every replica of the strategy."""
+        fn = self._function(layerwise)
+        n = self.num_replicas
+        if n == 1 or len(args[0]) < n:  # fewer samples than replicas: no empty shards
+            return fn(*args)
+        shards = [np.array_split(a, n) for a in args]
+        values = [self.strategy.experimental_distribute_values_from_function(
+            lambda ctx, parts=parts: tf.convert_to_tensor(parts[ctx.replica_id_in_sync_group]))
+            for parts in shards]
+        key = ("distributed", layerwise)
+        if key not in self._functions:  # one graph for the run and the gather (not eager)
+            strategy = self.strategy
+
+            def step(*shards):
+                out = strategy.run(lambda *xs: fn(*xs), args=shards)  # per replica
+                return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), out)
+            self._functions[key] = tf.function(step, reduce_retracing=True)
+        return self._functions[key](*values)
 
     def _function(self, layerwise: bool):
         if layerwise not in self._functions:
@@ -110,7 +141,7 @@ class Runner:
             args = batch + ([selection[start:start + size]]
                             if self.neuron_selection_mode == "index" else [])
             start += size
-            out = self._function(layerwise)(*args)
+            out = self._call(layerwise, args)
             if layerwise:
                 result = {k: np.asarray(out[k]) for k in self.layer_names}
                 arrays_out = list(result.values())
