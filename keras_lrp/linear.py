@@ -40,6 +40,9 @@ class LinearOp:
         #: Kernel axis of the output channels, if kernels may be stacked along it to evaluate
         #: several kernels in one op; ``None`` where that is not exact (grouped, depthwise).
         self.stack_axis = stack_axis
+        #: Whether stacking kernels pays: yes for convolutions (compute-bound), no for Dense
+        #: layers, whose cost at small batches is reading the kernel (the stacked copy doubles it).
+        self.stack_pays = stack_axis is not None and not isinstance(layer, types.DENSE)
         self.out_axis = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
 
     def __call__(self, x, kernel=None):

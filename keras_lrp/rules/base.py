@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from keras import ops
 
 from keras_lrp.layers.base import TINY, TINY_DEFAULT, RelevanceLayer, negative, positive, \
     safe_divide, sign_plus, stabilize, tiny
@@ -110,21 +111,53 @@ class SignSplit:
         self.op, self.x, self.nonnegative = op, x, nonnegative
         self.xp = x if nonnegative else positive(x)
         self.xn = None if nonnegative else negative(x)
-        self.same = [k_same, k_cross] if need_b else [k_same]
-        self.cross = [k_cross, k_same] if need_b else [k_cross]
+        self.need_b = need_b
+        self.kernels = [k_same, k_cross]
+        # Stacked once, along the output channels, for both passes and both input signs: the
+        # x⁻ terms use the same stack with the halves swapped (K(x⁻; [k_same, k_cross]) gives
+        # [z_b part, z_a part]). Only where the layer stacks exactly and it pays (convolutions:
+        # compute-bound; a Dense layer at small batch is memory-bound, and the copy costs more).
+        self.stacked = None
+        if need_b and op.stack_axis is not None and op.stack_pays:
+            self.stacked = ops.concatenate(self.kernels, axis=op.stack_axis)
+
+    def _apply(self, x, kernels):
+        if self.stacked is not None:
+            return ops.split(self.op(x, self.stacked), 2, axis=self.op.out_axis)
+        return [self.op(x, k) for k in kernels]
+
+    def _transpose(self, ratios, kernels):
+        if self.stacked is not None:
+            return self.op.transpose(ops.concatenate(ratios, axis=self.op.out_axis), self.x,
+                                     self.stacked)
+        out = None
+        for s, k in zip(ratios, kernels):
+            t = self.op.transpose(s, self.x, k)
+            out = t if out is None else out + t
+        return out
 
     def outputs(self):
         """``[z_a, z_b]`` (or ``[z_a]`` when ``need_b`` is False)."""
-        z = self.op.apply_many(self.xp, self.same)
+        same = self.kernels if self.need_b else self.kernels[:1]
+        z = self._apply(self.xp, same)
         if self.xn is not None:
-            z = [a + b for a, b in zip(z, self.op.apply_many(self.xn, self.cross))]
+            cross = self._apply(self.xn, self.kernels[::-1] if self.need_b else self.kernels[1:])
+            if self.stacked is not None:
+                cross = cross[::-1]  # the stack is [k_same, k_cross]: x⁻ meets them swapped
+            z = [a + b for a, b in zip(z, cross)]
         return z
 
     def relevance(self, ratios):
         """R from the output ratios ``[s_a, s_b]`` (or ``[s_a]``)."""
-        out = self.xp * self.op.transpose_many(ratios, self.x, self.same)
+        same = self.kernels if self.need_b else self.kernels[:1]
+        out = self.xp * self._transpose(ratios, same)
         if self.xn is not None:
-            out = out + self.xn * self.op.transpose_many(ratios, self.x, self.cross)
+            if self.stacked is not None:
+                cross = self._transpose(ratios[::-1], None)
+            else:
+                cross = self._transpose(ratios, self.kernels[::-1] if self.need_b
+                                        else self.kernels[1:])
+            out = out + self.xn * cross
         return out
 
 
