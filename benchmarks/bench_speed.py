@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import statistics
 import time
@@ -72,6 +73,61 @@ def profile(analyzer, x, repeats: int = 5):
     return totals
 
 
+@contextlib.contextmanager
+def build_phases():
+    """Seconds spent in each phase of building an analyzer: canonize (extract and clone),
+    replay (the forward graph), reverse (the relevance layers, symbolically), trace (the
+    TensorFlow graph of the analysis, made at build time so that shape errors surface there)."""
+    from keras_lrp.attribution import LRP, Attributor
+
+    phases = collections.OrderedDict()
+    originals = {}
+
+    def timed(cls, attr, label):
+        original = getattr(cls, attr)
+        originals[(cls, attr)] = original
+
+        def wrapper(self, *a, **k):
+            start = time.perf_counter()
+            try:
+                return original(self, *a, **k)
+            finally:
+                phases[label] = phases.get(label, 0.0) + time.perf_counter() - start
+        setattr(cls, attr, wrapper)
+
+    timed(Attributor, "prepare_graph", "canonize")
+    timed(Attributor, "trace_forward", "replay")
+    timed(LRP, "build", "reverse")
+    timed(Attributor, "_make_models", "models")
+    original_function = Attributor._function
+
+    def function(self, layerwise):
+        fn = original_function(self, layerwise)
+        return _TracedTimer(fn, phases)
+    Attributor._function = function
+    try:
+        yield phases
+    finally:
+        Attributor._function = original_function
+        for (cls, attr), original in originals.items():
+            setattr(cls, attr, original)
+
+
+class _TracedTimer:
+    def __init__(self, fn, phases):
+        self.fn, self.phases = fn, phases
+
+    def get_concrete_function(self, *a, **k):
+        start = time.perf_counter()
+        try:
+            return self.fn.get_concrete_function(*a, **k)
+        finally:
+            self.phases["trace"] = self.phases.get("trace", 0.0) + time.perf_counter() - start
+
+    def __call__(self, *a, **k):
+        return self.fn(*a, **k)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--net", default="VGG16")
@@ -84,10 +140,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.build_only:
         model = network(args.build_only, max(args.size, 75))
+        keras_lrp.create_analyzer("gradient", model)  # warm-up: TensorFlow's first tracing
         for name in METHODS:
-            start = time.perf_counter()
-            keras_lrp.create_analyzer(name, model)
-            print(f"{args.build_only} build {name:<24} {time.perf_counter() - start:.2f} s")
+            with build_phases() as phases:
+                start = time.perf_counter()
+                keras_lrp.create_analyzer(name, model)
+                total = time.perf_counter() - start
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+            print(f"{args.build_only} build {name:<24} {total:.2f} s ({parts})")
         return
     model = network(args.net, args.size)
     x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
