@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from keras_lrp.layers.base import TINY, TINY_DEFAULT, RelevanceLayer, negative, positive, \
@@ -69,7 +70,12 @@ class Rule(RelevanceLayer):
         if len(xs) != 1:
             raise ValueError(f"Rule {type(self).__name__} expects one input to layer "
                              f"'{self.target.name}', got {len(xs)}.")
-        return [self.relevance(linear_op(self.target), xs[0], z, relevance)]
+        # Everything the rule computes waits for the relevance arriving here: otherwise the
+        # kernels it derives from the weights alone (w⁺, w⁻, w², stacks) have no data
+        # dependency, may all be computed at the start of the analysis and stay in memory
+        # together (several times the model's size on VGG16).
+        with tf.control_dependencies([relevance]):
+            return [self.relevance(linear_op(self.target), xs[0], z, relevance)]
 
     def relevance(self, op: LinearOp, x, z, relevance):  # pragma: no cover - abstract
         raise NotImplementedError
