@@ -204,7 +204,7 @@ ANALYZERS: Dict[str, Entry] = {
 COMMON_KWARGS = {"neuron_selection_mode": "max_activation", "output_relevance": None,
                  "input_layer_rule": None, "until_layer_idx": None, "until_layer_rule": None,
                  "rule_map": None, "layer_map": None, "jit_compile": False, "output": None,
-                 "gate_rule": None}
+                 "gate_rule": None, "attention": None}
 _RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output")
 
 
@@ -246,7 +246,7 @@ def create_analyzer(name: str, model, **kwargs) -> Attributor:
         user_map=list(common["rule_map"] or []) + list(common["layer_map"] or []),
         first_layer=common["input_layer_rule"], until_layer_idx=common["until_layer_idx"],
         until_layer_rule=common["until_layer_rule"], owner=repr(name),
-        gate_rule=common["gate_rule"])
+        gate_rule=common["gate_rule"], attention=common["attention"])
     return LRP(model, composite, output_relevance=common["output_relevance"] or "logit", **run)
 
 

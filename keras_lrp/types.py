@@ -38,6 +38,9 @@ RNN = (L.RNN,)
 BIDIRECTIONAL = (L.Bidirectional,)
 TIME_DISTRIBUTED = (L.TimeDistributed,)
 EMBEDDING = (L.Embedding,)
+#: Multi-head attention explained by keras-lrp (AttnLRP, CP-LRP); subclasses such as
+#: GroupQueryAttention are not matched by exact type.
+MULTI_HEAD_ATTENTION = (L.MultiHeadAttention,)
 #: Comparisons and boolean reductions: the masks Keras records in a functional graph (an
 #: Embedding's ``mask_zero``, a Masking layer), which carry no relevance.
 MASK_OPS = tuple(getattr(_NP, n) for n in (

@@ -31,6 +31,8 @@ from keras_lrp.canonizers import DEFAULT_CANONIZERS, has_fused_activation
 from keras_lrp.graph import Graph, Node, input_fed_nodes, node_call, nonnegative_tensors
 from keras_lrp.recurrent import GATE_RULES
 from keras_lrp.layer_map import BASE_MAP, REGISTRY, matches, unsupported_error
+from keras_lrp.layers.attention import ATTENTION_MODES, MultiHeadAttentionRelevance, \
+    attention_options, attention_problem, attention_roles
 from keras_lrp.layers.base import RelevanceLayer
 from keras_lrp.layers.recurrent import BidirectionalRelevance, RecurrentRelevance, \
     TimeDistributedRelevance, bidirectional_problem, input_roles, recurrent_problem
@@ -154,10 +156,13 @@ class Composite:
         #: How products of a gate and a signal inside recurrent cells divide relevance
         #: (:data:`keras_lrp.recurrent.GATE_RULES`).
         self.gate_rule = "signal"
+        #: How relevance crosses attention: "attnlrp" or "cp" (:data:`ATTENTION_MODES`).
+        self.attention = "attnlrp"
 
     # -- customising ---------------------------------------------------------------------------
     def customized(self, user_map: Sequence = (), first_layer=None, until_layer_idx=None,
-                   until_layer_rule=None, owner: str = "", gate_rule=None) -> "Composite":
+                   until_layer_rule=None, owner: str = "", gate_rule=None,
+                   attention=None) -> "Composite":
         """A copy with the user's entries in front, and the first-layer and until-index rules.
 
         Raises:
@@ -186,6 +191,11 @@ class Composite:
                 raise ValueError(f"gate_rule must be one of {', '.join(GATE_RULES)}; got "
                                  f"{gate_rule!r}.")
             new.gate_rule = gate_rule
+        if attention is not None:
+            if attention not in ATTENTION_MODES:
+                raise ValueError(f"attention must be one of {', '.join(ATTENTION_MODES)}; got "
+                                 f"{attention!r}.")
+            new.attention = attention
         return new
 
     # -- deciding ------------------------------------------------------------------------------
@@ -244,7 +254,7 @@ class Composite:
         target = self._resolve(node, ctx, ctx.graph)
         layer = node.layer
         if isinstance(target, rules_mod.Rule) and not is_kernel_layer(layer):
-            return sequence_relevance(node, layer, target, self.gate_rule)
+            return sequence_relevance(node, layer, target, self.gate_rule, self.attention)
         if isinstance(target, rules_mod.Rule):
             rel = target.bind(layer)
             rel.input_nonnegative = all(ctx.nonnegative.get(t, False) for t in node.inputs)
@@ -261,7 +271,8 @@ class Composite:
 def takes_rule(layer) -> bool:
     """Kernel layers, and the sequence layers whose linear maps take the composite's rule:
     recurrent layers, Bidirectional, and TimeDistributed around a kernel layer."""
-    return (is_kernel_layer(layer) or isinstance(layer, types.RNN + types.BIDIRECTIONAL)
+    return (is_kernel_layer(layer)
+            or isinstance(layer, types.RNN + types.BIDIRECTIONAL + types.MULTI_HEAD_ATTENTION)
             or (isinstance(layer, types.TIME_DISTRIBUTED) and is_kernel_layer(layer.layer)))
 
 
@@ -269,6 +280,8 @@ def sequence_problem(layer, gate_rule: str) -> Optional[str]:
     """Why a rule cannot serve this sequence layer, or ``None``."""
     if isinstance(layer, types.BIDIRECTIONAL):
         return bidirectional_problem(layer)
+    if isinstance(layer, types.MULTI_HEAD_ATTENTION):
+        return attention_problem(layer)
     if isinstance(layer, types.RNN):
         problem = recurrent_problem(layer)
         if problem is None and gate_rule != "signal" and not isinstance(layer, keras.layers.LSTM):
@@ -278,9 +291,14 @@ def sequence_problem(layer, gate_rule: str) -> Optional[str]:
     return None
 
 
-def sequence_relevance(node: Node, layer, rule, gate_rule: str) -> RelevanceLayer:
+def sequence_relevance(node: Node, layer, rule, gate_rule: str,
+                       attention: str = "attnlrp") -> RelevanceLayer:
     """The relevance layer of a sequence layer whose linear maps take ``rule``."""
     kwargs = dict(name=f"{layer.name}_relevance", dtype=getattr(layer, "dtype_policy", None))
+    if isinstance(layer, types.MULTI_HEAD_ATTENTION):
+        return MultiHeadAttentionRelevance(target=layer, rule=rule, attention=attention,
+                                           roles=attention_roles(node),
+                                           options=attention_options(node), **kwargs)
     if isinstance(layer, types.TIME_DISTRIBUTED):
         return TimeDistributedRelevance(target=layer, rule=rule.bind(layer.layer), **kwargs)
     cls = BidirectionalRelevance if isinstance(layer, types.BIDIRECTIONAL) else RecurrentRelevance

@@ -1,0 +1,147 @@
+"""LRP through ``keras.layers.MultiHeadAttention``: AttnLRP (Achtibat et al., ICML 2024) and
+CP-LRP (Ali et al., ICML 2022).
+
+The layer is replayed from its parts: the query, key and value projections q, k, v (EinsumDense),
+the scores s = (q / √d) · kᵀ, the masked softmax A = softmax(s), the context c = A · v and the
+output projection. Relevance then crosses them backwards:
+
+* the four projections get the rule the composite gives the layer (Epsilon, Z, …);
+* the context c = A·v, a bilinear product: AttnLRP splits each term a_ik v_kj uniformly, half to
+  each factor, R_A = ½ A ⊙ ∂/∂A ⟨c, R/c⟩ and R_v = ½ v ⊙ ∂/∂v ⟨c, R/c⟩ (denominators stabilised);
+  CP-LRP holds A constant: R_v = v ⊙ ∂/∂v ⟨c, R/c⟩, R_A = 0;
+* the softmax (AttnLRP only): its linearisation with the bias term absorbing relevance,
+  R_s = s ⊙ (R_A − A ⊙ Σ_k R_A), which is input × gradient of the softmax with upstream R_A / A;
+* the scores s = q·kᵀ/√d: the same uniform split, half to q and half to k.
+
+With CP-LRP, every bias zero and a tiny ε, relevance is conserved exactly.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import ops, tree
+
+from keras_lrp.graph import Ref
+from keras_lrp.layers.base import RelevanceLayer, stabilize
+from keras_lrp.linear import linear_op
+
+#: How relevance crosses attention: ``"attnlrp"`` (default) or ``"cp"``.
+ATTENTION_MODES = ("attnlrp", "cp")
+
+
+def _bilinear(fn, a, b, relevance, eps):
+    """(R_a, R_b), each the full share: ``x ⊙ ∂/∂x ⟨fn(a, b), R / fn(a, b)⟩`` for x = a, b."""
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([a, b])
+        out = fn(a, b)
+    ratio = relevance / stabilize(out, eps)
+    ga, gb = tape.gradient(out, [a, b], output_gradients=ratio)
+    del tape
+    return a * ga, b * gb
+
+
+def attention_problem(layer):
+    """Why keras-lrp cannot explain this attention layer, or ``None``."""
+    if getattr(layer, "_use_gate", False):
+        return "uses a gate (use_gate=True); keras-lrp explains ungated MultiHeadAttention"
+    if getattr(layer, "_sliding_window", None) is not None:
+        return "uses a sliding window; not supported yet"
+    return None
+
+
+class MultiHeadAttentionRelevance(RelevanceLayer):
+    """AttnLRP or CP-LRP through one ``MultiHeadAttention`` call (see the module docstring).
+
+    Args:
+        rule: the LRP rule of the four projections.
+        attention: ``"attnlrp"`` or ``"cp"``.
+        roles: the keyword (``query``, ``value``, ``key``, ``attention_mask``) of each tensor
+            input, in ``node.inputs`` order.
+        options: the node's non-tensor call options (``use_causal_mask``).
+    """
+
+    def __init__(self, target=None, rule=None, attention="attnlrp", roles=("query", "value"),
+                 options=None, **kwargs):
+        super().__init__(target=target, **kwargs)
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}.")
+        self.rule, self.attention, self.roles = rule, attention, list(roles)
+        self.options = dict(options or {})
+
+    def build(self, input_shape):
+        """Nothing to build: the weights are the attention layer's."""
+
+    def propagate(self, xs, z, relevance):
+        layer = self.target
+        named = dict(zip(self.roles, xs))
+        query, value = named["query"], named["value"]
+        key = named.get("key", value)
+        mask = layer._compute_attention_mask(
+            query, value, query_mask=named.get("query_mask"), value_mask=named.get("value_mask"),
+            key_mask=named.get("key_mask"), attention_mask=named.get("attention_mask"),
+            use_causal_mask=bool(self.options.get("use_causal_mask", False)))
+        q, k, v = layer._query_dense(query), layer._key_dense(key), layer._value_dense(value)
+        scale = ops.cast(layer._inverse_sqrt_key_dim, q.dtype)
+        scores_of = lambda qq, kk: ops.einsum(layer._dot_product_equation, kk, qq * scale)  # noqa: E731
+        scores = scores_of(q, k)
+        probs = layer._masked_softmax(scores, mask)
+        combine = lambda a, vv: ops.einsum(layer._combine_equation, a, vv)  # noqa: E731
+        context = combine(probs, v)
+        eps = getattr(self.rule, "epsilon", None)
+        eps = float(eps) if eps else None
+        # output projection, on the replayed output (Keras' fused dot_product_attention path
+        # rounds differently, ~1e-8 relative even in float64)
+        r_context = self._linear(layer._output_dense, context, layer._output_dense(context),
+                                 relevance)
+        r_probs, r_v = _bilinear(combine, probs, v, r_context, eps)
+        relevances = {}
+        r_q = r_k = None  # CP-LRP: A held constant, the values take all
+        if self.attention == "attnlrp":
+            r_probs, r_v = 0.5 * r_probs, 0.5 * r_v
+            total = ops.sum(r_probs, axis=-1, keepdims=True)
+            r_scores = scores * (r_probs - probs * total)
+            r_q, r_k = _bilinear(scores_of, q, k, r_scores, eps)
+            r_q, r_k = 0.5 * r_q, 0.5 * r_k
+        relevances["value"] = self._linear(layer._value_dense, value, v, r_v)
+        if r_q is not None:
+            relevances["query"] = self._linear(layer._query_dense, query, q, r_q)
+            relevances["key"] = self._linear(layer._key_dense, key, k, r_k)
+        out = []
+        for x, role in zip(xs, self.roles):
+            r = relevances.pop(role, None)
+            if role == "value" and "key" not in self.roles and "key" in relevances:
+                r = r + relevances.pop("key")  # key defaults to the value tensor
+            out.append(ops.zeros(ops.shape(x), self.compute_dtype) if r is None else r)
+        return out
+
+    def _linear(self, dense, x, z, relevance):
+        return self.rule.relevance(linear_op(dense), x, z, relevance)
+
+    def get_config(self):
+        return {**super().get_config(), "attention": self.attention, "roles": self.roles,
+                "options": self.options}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.rule!r}, attention={self.attention!r})"
+
+
+def attention_roles(node) -> list:
+    """The call keyword of each of a MultiHeadAttention node's tensor inputs."""
+    positional = ["query", "value", "key"]
+    roles = []
+    for i, arg in enumerate(node.args):
+        for leaf in tree.flatten(arg):
+            if isinstance(leaf, Ref):
+                roles.append(positional[i] if i < 3 else f"arg{i}")
+    for path, leaf in tree.flatten_with_path(dict(node.kwargs)):
+        if isinstance(leaf, Ref):
+            roles.append(path[0])
+    return roles
+
+
+def attention_options(node) -> dict:
+    return {"use_causal_mask": bool(node.kwargs.get("use_causal_mask", False))}
+
+
+__all__ = ["ATTENTION_MODES", "MultiHeadAttentionRelevance", "attention_options",
+           "attention_problem", "attention_roles"]
