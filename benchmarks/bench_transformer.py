@@ -1,0 +1,66 @@
+"""Time AttnLRP and CP-LRP through a small Vision-Transformer-like network against one input
+gradient (issue 11's speed check; core Keras layers only, no keras-hub).
+
+Patches of an image (a strided Conv2D) → ``--layers`` post-LN blocks of MultiHeadAttention and a
+GELU MLP → mean over tokens → Dense.
+
+    python benchmarks/bench_transformer.py [--layers 4] [--batch 32] [--size 32] [--patch 4]
+        [--dim 64] [--heads 4] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench_engine import time_against_gradient  # noqa: E402
+
+L = keras.layers
+
+
+def vit_like(size, patch, dim, heads, layers, classes=10):
+    keras.utils.set_random_seed(0)
+    i = keras.Input((size, size, 3))
+    x = L.Conv2D(dim, patch, strides=patch)(i)
+    x = L.Reshape(((size // patch) ** 2, dim))(x)
+    for _ in range(layers):
+        a = L.MultiHeadAttention(heads, dim // heads)(x, x)
+        x = L.LayerNormalization()(L.Add()([x, a]))
+        f = L.Dense(2 * dim)(L.Dense(2 * dim, activation="gelu")(x))
+        x = L.LayerNormalization()(L.Add()([x, L.Dense(dim)(f)]))
+    return keras.Model(i, L.Dense(classes)(L.GlobalAveragePooling1D()(x)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag, default in (("layers", 4), ("batch", 32), ("size", 32), ("patch", 4), ("dim", 64),
+                          ("heads", 4), ("repeats", 7)):
+        parser.add_argument(f"--{flag}", type=int, default=default)
+    args = parser.parse_args()
+    model = vit_like(args.size, args.patch, args.dim, args.heads, args.layers)
+    x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
+        "float32")
+    methods = {"lrp.z": {}, "lrp.epsilon": {}, "input_t_gradient": {}}
+    medians, builds = time_against_gradient(model, x, methods, args.repeats)
+    cp, cp_builds = time_against_gradient(model, x, {"lrp.z": {"attention": "cp"}}, args.repeats)
+    t_grad = medians["tf.GradientTape gradient"]
+    print(f"ViT-like: {args.layers} blocks, {(args.size // args.patch) ** 2} tokens of {args.dim}, "
+          f"{args.heads} heads, batch {args.batch}, {os.cpu_count()} CPUs, median of "
+          f"{args.repeats} interleaved runs")
+    print(f"{'method':<32} {'build s':>8} {'median ms':>10} {'÷ gradient':>11}")
+    rows = [(n + (" (AttnLRP)" if n.startswith("lrp") else ""), t, builds.get(n))
+            for n, t in medians.items()]
+    rows.append(("lrp.z (CP-LRP)", cp["lrp.z"] * t_grad / cp["tf.GradientTape gradient"],
+                 cp_builds["lrp.z"]))
+    for name, t, build in rows:
+        b = f"{build:.2f}" if build else ""
+        print(f"{name:<32} {b:>8} {t * 1e3:>10.1f} {t / t_grad:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()
