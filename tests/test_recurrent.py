@@ -474,3 +474,28 @@ def test_bias_factor_conserves_on_padded_convolutions(float64):
 def test_bias_factor_out_of_range():
     with pytest.raises(ValueError, match="needs 0 <= bias_factor <= 1, got bias_factor=2"):
         keras_lrp.rules.Epsilon(bias_factor=2)
+
+
+def test_time_distributed_around_layers_without_a_kernel(float64):
+    """TimeDistributed(MaxPooling1D) and TimeDistributed(Flatten) route relevance like the inner
+    layers would on each step: the winner of each window, then the flattening."""
+    i = keras.Input((T, 4, 2))
+    h = L.TimeDistributed(L.MaxPooling1D(2))(i)
+    h = L.TimeDistributed(L.Flatten())(h)
+    model = keras.Model(i, L.Dense(K, use_bias=False)(L.SimpleRNN(U, use_bias=False)(h)))
+    _randomize(model, 4, False)
+    x = np.random.default_rng(4).normal(size=(3, T, 4, 2))
+    got = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
+    rnn_layer, dense = model.layers[3], model.layers[4]
+    for n in range(3):
+        pooled = x[n].reshape(T, 2, 2, 2).max(axis=2)  # windows of 2 along the 4-axis
+        h0 = pooled.reshape(T, -1)
+        _, hs, _ = rr.rnn(rnn_layer, h0, rule=eps_rule(), eps=EPS)
+        logits = _dense_back(dense, hs[-1], np.zeros(K), eps_rule())[1]
+        R_h = _dense_back(dense, hs[-1], _start(logits), eps_rule())[0]
+        R_h0 = rr.rnn(rnn_layer, h0, R_last=R_h, rule=eps_rule(), eps=EPS)[0].reshape(T, 2, 2)
+        expected = np.zeros((T, 4, 2))
+        win = x[n].reshape(T, 2, 2, 2).argmax(axis=2)  # (T, 2 windows, 2 channels)
+        for t, w, c in np.ndindex(T, 2, 2):
+            expected[t, 2 * w + win[t, w, c], c] = R_h0[t, w, c]
+        np.testing.assert_allclose(got[n], expected, rtol=1e-7, atol=1e-12)

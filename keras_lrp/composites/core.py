@@ -236,6 +236,8 @@ class Composite:
             self._resolve(node, ctx, graph)
 
     def _resolve(self, node: Node, ctx: Context, graph: Graph):
+        if _wraps_structural(node.layer):
+            return self._resolve(dataclasses.replace(node, layer=node.layer.layer), ctx, graph)
         target = self.target(node, ctx)
         if target is None:
             if takes_rule(node.layer):
@@ -251,8 +253,16 @@ class Composite:
 
     def relevance_layer(self, node: Node, ctx: Context) -> RelevanceLayer:
         """The relevance layer propagating through ``node``."""
-        target = self._resolve(node, ctx, ctx.graph)
         layer = node.layer
+        if _wraps_structural(layer):  # TimeDistributed(layer without a kernel)
+            inner_node = dataclasses.replace(node, layer=layer.layer)
+            inner = self._resolve(inner_node, ctx, ctx.graph).for_node(
+                inner_node, ctx.graph, forward=lambda xs: layer.layer(xs[0]),
+                name=f"{layer.layer.name}_relevance", dtype=getattr(layer, "dtype_policy", None))
+            return TimeDistributedRelevance(target=layer, inner=inner,
+                                            name=f"{layer.name}_relevance",
+                                            dtype=getattr(layer, "dtype_policy", None))
+        target = self._resolve(node, ctx, ctx.graph)
         if isinstance(target, rules_mod.Rule) and not is_kernel_layer(layer):
             return sequence_relevance(node, layer, target, self.gate_rule, self.attention)
         if isinstance(target, rules_mod.Rule):
@@ -274,6 +284,10 @@ def takes_rule(layer) -> bool:
     return (is_kernel_layer(layer)
             or isinstance(layer, types.RNN + types.BIDIRECTIONAL + types.MULTI_HEAD_ATTENTION)
             or (isinstance(layer, types.TIME_DISTRIBUTED) and is_kernel_layer(layer.layer)))
+
+
+def _wraps_structural(layer) -> bool:
+    return isinstance(layer, types.TIME_DISTRIBUTED) and not is_kernel_layer(layer.layer)
 
 
 def sequence_problem(layer, gate_rule: str) -> Optional[str]:

@@ -167,16 +167,18 @@ def bidirectional_problem(layer):
 
 
 class TimeDistributedRelevance(RelevanceLayer):
-    """``TimeDistributed(kernel layer)``: the inner layer's rule at every step (the batch and time
-    axes merged into one).
+    """``TimeDistributed(layer)``: the inner layer's relevance at every step, the batch and time
+    axes merged into one (a kernel layer's rule, or the relevance layer of a layer without a
+    kernel: Flatten, pooling, activations, …).
 
     Args:
-        rule: the rule, bound to the inner layer.
+        rule: the rule, bound to the inner kernel layer; or
+        inner: the relevance layer of the inner layer.
     """
 
-    def __init__(self, target=None, rule=None, **kwargs):
+    def __init__(self, target=None, rule=None, inner=None, **kwargs):
         super().__init__(target=target, **kwargs)
-        self.rule = rule
+        self.rule, self.inner = rule, inner
 
     def build(self, input_shape):
         """Nothing to build: the weights are the inner layer's."""
@@ -185,9 +187,15 @@ class TimeDistributedRelevance(RelevanceLayer):
         x = xs[0]
         shape = ops.shape(x)
         merge = lambda t: ops.reshape(t, (-1,) + tuple(t.shape[2:]))  # noqa: E731
-        r = self.rule.relevance(linear_op(self.target.layer), merge(x), merge(z),
-                                merge(relevance))
+        if self.rule is not None:
+            r = self.rule.relevance(linear_op(self.target.layer), merge(x), merge(z),
+                                    merge(relevance))
+        else:
+            r = self.inner.propagate([merge(x)], merge(z), merge(relevance))[0]
         return [ops.reshape(r, shape)]
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.rule or self.inner!r})"
 
 
 class ZeroRelevance(RelevanceLayer):
