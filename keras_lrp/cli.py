@@ -197,7 +197,9 @@ def cmd_analyze(args) -> None:
     vocab = _vocab(args.vocab)
     model, x, options, analyzers = _prepare(args)
     if vocab is not None:
-        _check_token_ids(x, vocab, args.vocab)
+        from keras_lrp import tokens
+
+        tokens.check_token_ids(x, vocab, args.vocab)
     with contextlib.closing(x):
         metadata = io.metadata_for([(m, m, options) for m in args.method], model)
         # what else decides the rows, so that --resume refuses other inputs or another neuron
@@ -227,7 +229,10 @@ def cmd_analyze(args) -> None:
                 columns = {m: f["relevance"][m][: args.png_samples] for m in args.method}
             Path(args.png).mkdir(parents=True, exist_ok=True)
             if vocab is not None or np.issubdtype(x.dtype, np.integer):
-                for png in _token_heatmaps(columns, x[: args.png_samples], vocab, args.png):
+                from keras_lrp import tokens
+
+                for png in tokens.write_token_heatmaps(columns, x[: args.png_samples], vocab,
+                                                       args.png):
                     print(f"wrote {png}")
                 return
             png = Path(args.png) / "heatmaps.png"
@@ -246,31 +251,6 @@ def _vocab(path):
         raise UsageError(f"--vocab {path}: {e.strerror or e}.") from None
     except UnicodeDecodeError:
         raise UsageError(f"--vocab {path} is not UTF-8 text (one token per line).") from None
-
-
-def _check_token_ids(x, vocab, path) -> None:
-    if not np.issubdtype(x.dtype, np.integer):
-        raise UsageError(f"--vocab needs integer token ids as inputs; {x.path} holds {x.dtype}.")
-    top = max((int(np.max(x[i:i + 4096])) for i in range(0, len(x), 4096)), default=0)
-    if top >= len(vocab):
-        raise UsageError(f"{x.path} holds token id {top}, but --vocab {path} has only "
-                         f"{len(vocab)} tokens (ids 0 to {len(vocab) - 1}).")
-
-
-def _token_heatmaps(columns, ids, vocab, folder):
-    """tokens.png and tokens.html: each sample's tokens, one row per analyzer."""
-    from keras_lrp import tokens
-
-    rows, titles = [], []
-    for n, seq in enumerate(np.asarray(ids)):
-        words = [vocab[int(t)] if vocab is not None else str(int(t)) for t in seq.reshape(-1)]
-        for method, r in columns.items():
-            rows.append((words, np.asarray(r[n]).reshape(len(words), -1).sum(axis=1)))
-            titles.append(f"sample {n}: {method}")
-    paths = [Path(folder) / "tokens.png", Path(folder) / "tokens.html"]
-    tokens.plot_tokens(rows, titles=titles, path=paths[0])
-    tokens.tokens_html(rows, titles=titles, path=paths[1])
-    return paths
 
 
 def cmd_compare(args) -> None:

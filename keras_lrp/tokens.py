@@ -139,4 +139,32 @@ def read_vocab(path) -> list:
         return [line.rstrip("\n") for line in f]
 
 
-__all__ = ["plot_tokens", "read_vocab", "tokens_html"]
+def check_token_ids(ids, vocab, path) -> None:
+    """Raise ValueError unless ``ids`` (an array or an inputs source) holds integer token ids
+    below the vocabulary's size (read in blocks of 4096 rows)."""
+    name = getattr(ids, "path", "the inputs")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"--vocab needs integer token ids as inputs; {name} holds {ids.dtype}.")
+    top = max((int(np.max(ids[i:i + 4096])) for i in range(0, len(ids), 4096)), default=0)
+    if top >= len(vocab):
+        raise ValueError(f"{name} holds token id {top}, but --vocab {path} has only "
+                         f"{len(vocab)} tokens (ids 0 to {len(vocab) - 1}).")
+
+
+def write_token_heatmaps(columns, ids, vocab, folder):
+    """tokens.png and tokens.html in ``folder``: each sample's tokens (words from ``vocab``, or
+    the ids), one row per analyzer in ``columns`` ({name: relevance}); returns the two paths."""
+    rows, titles = [], []
+    for n, seq in enumerate(np.asarray(ids)):
+        words = [vocab[int(t)] if vocab is not None else str(int(t)) for t in seq.reshape(-1)]
+        for method, r in columns.items():
+            rows.append((words, np.asarray(r[n]).reshape(len(words), -1).sum(axis=1)))
+            titles.append(f"sample {n}: {method}")
+    paths = [os.path.join(folder, "tokens.png"), os.path.join(folder, "tokens.html")]
+    plot_tokens(rows, titles=titles, path=paths[0])
+    tokens_html(rows, titles=titles, path=paths[1])
+    return paths
+
+
+__all__ = ["check_token_ids", "plot_tokens", "read_vocab", "tokens_html",
+           "write_token_heatmaps"]
