@@ -290,10 +290,14 @@ def cmd_compare(args) -> None:
 def cmd_demo(args) -> None:
     from keras_lrp.demo import run_demo
     from keras_lrp.sequence_demo import run_sequence_demo
+    from keras_lrp.transformer_demo import run_transformer_demo
 
     try:
         if args.task == "sequence":
             run_sequence_demo(out_dir=args.out or "lrp-demo-sequence", models_dir=args.models_dir)
+        elif args.task == "transformer":
+            run_transformer_demo(out_dir=args.out or "lrp-demo-transformer",
+                                 models_dir=args.models_dir, steps=args.steps)
         else:
             run_demo(out_dir=args.out or "lrp-demo", models_dir=args.models_dir, steps=args.steps)
     except FileNotFoundError as e:
@@ -314,9 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Explain the shipped digits CNN (models/digits_cnn.keras) "
                           "with a representative set of analyzers; write heatmaps.png, "
                           "relevances.h5 and summary.txt into --out and print the table.")
-    demo.add_argument("--task", choices=("digits", "sequence"), default="digits",
+    demo.add_argument("--task", choices=("digits", "sequence", "transformer"), default="digits",
                       help="digits: the CNN on handwritten digits (default); sequence: the LSTM "
-                           "on the addition task, with token heatmaps")
+                           "on the addition task, with token heatmaps; transformer: the ViT on "
+                           "the same digits, beside the CNN")
     demo.add_argument("--out", default=None,
                       help="output folder (default: lrp-demo, or lrp-demo-sequence)")
     demo.add_argument("--models-dir", default=None, help="folder holding digits_cnn.keras")

@@ -97,6 +97,14 @@ OP_NONNEGATIVE = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplu
 OP_GATES = (_NN.Sigmoid, _NN.HardSigmoid, _NN.Relu6)
 #: Raw element-wise arithmetic: with one tensor and a constant, an element-wise affine map.
 OP_ARITHMETIC = (_NP.Add, _NP.Subtract, _NP.Multiply, _NP.Divide, _NP.TrueDivide)
+#: Raw ops that select values (``x[..., 0]``): relevance is routed back.
+OP_SELECT = (_NP.GetItem,)
+#: Raw ops whose output depends only on their input's shape (``zeros_like``, ``ones_like``): they
+#: carry no relevance (positions computed from an input's shape end there, like a bias).
+OP_SHAPE_ONLY = tuple(getattr(_NP, n) for n in ("ZerosLike", "OnesLike", "FullLike")
+                      if hasattr(_NP, n))
+#: Raw element-wise casts.
+OP_CAST = (keras.src.ops.core.Cast,)
 #: Raw sums of two tensors.
 OP_SUMS = (_NP.Add, _NP.Subtract)
 #: Raw ops seen through when looking for a gate.
