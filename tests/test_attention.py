@@ -218,3 +218,24 @@ def test_transformer_demo(tmp_path, vit):
     assert all(v > aopc["random (baseline)"] for k, v in aopc.items() if k != "random (baseline)")
     assert (tmp_path / "out" / "vit_heatmaps.png").read_bytes()[:4] == b"\x89PNG"
     assert "digits_vit on 360 test digits" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+@pytest.mark.parametrize("attention", ["attnlrp", "cp"])
+def test_causal_language_model_explains_a_chosen_position(float64, attention):
+    """Next-token prediction: logits (batch, T, vocabulary); the explained neuron is chosen over
+    the flattened output (position p, token k: index p·V + k). With a causal mask, the tokens
+    after position p get exactly zero relevance, and the tokens up to p get some."""
+    V = 7
+    tokens_in = keras.Input((T,), dtype="int32")
+    h = L.Embedding(V, D)(tokens_in)
+    h = L.LayerNormalization()(L.Add()([h, L.MultiHeadAttention(H, KD)(h, h,
+                                                                     use_causal_mask=True)]))
+    model = keras.Model(tokens_in, L.Dense(V)(h))
+    tokens = np.random.default_rng(0).integers(0, V, size=(4, T)).astype("int32")
+    a = keras_lrp.create_analyzer("lrp.z", model, attention=attention,
+                                  neuron_selection_mode="index")
+    for p in (1, 3, T - 1):
+        r = a.analyze(tokens, neuron_selection=p * V + np.arange(4) % V)
+        assert r.shape == tokens.shape
+        assert np.all(r[:, p + 1:] == 0.0)
+        assert np.all(np.abs(r[:, :p + 1]).sum(axis=1) > 0)
