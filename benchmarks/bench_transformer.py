@@ -5,7 +5,9 @@ Patches of an image (a strided Conv2D) → ``--layers`` post-LN blocks of MultiH
 GELU MLP → mean over tokens → Dense.
 
     python benchmarks/bench_transformer.py [--layers 4] [--batch 32] [--size 32] [--patch 4]
-        [--dim 64] [--heads 4] [--repeats 7]
+        [--dim 64] [--heads 4] [--repeats 7] [--shipped]
+
+``--shipped`` times the shipped ViT (models/digits_vit.keras) on the first test digits instead.
 """
 
 from __future__ import annotations
@@ -41,10 +43,17 @@ def main() -> None:
     for flag, default in (("layers", 4), ("batch", 32), ("size", 32), ("patch", 4), ("dim", 64),
                           ("heads", 4), ("repeats", 7)):
         parser.add_argument(f"--{flag}", type=int, default=default)
+    parser.add_argument("--shipped", action="store_true")
     args = parser.parse_args()
-    model = vit_like(args.size, args.patch, args.dim, args.heads, args.layers)
-    x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
-        "float32")
+    if args.shipped:
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
+        model = keras.models.load_model(os.path.join(root, "digits_vit.keras"))
+        x = np.load(os.path.join(root, "digits_test.npz"))["x"][:args.batch]
+        print("the shipped digits_vit:", end=" ")
+    else:
+        model = vit_like(args.size, args.patch, args.dim, args.heads, args.layers)
+        x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
+            "float32")
     methods = {"lrp.z": {}, "lrp.epsilon": {}, "input_t_gradient": {}}
     medians, builds = time_against_gradient(model, x, methods, args.repeats)
     cp, cp_builds = time_against_gradient(model, x, {"lrp.z": {"attention": "cp"}}, args.repeats)
