@@ -49,18 +49,18 @@ def main() -> None:
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
         model = keras.models.load_model(os.path.join(root, "digits_vit.keras"))
         x = np.load(os.path.join(root, "digits_test.npz"))["x"][:args.batch]
-        print("the shipped digits_vit:", end=" ")
+        title = f"the shipped digits_vit, batch {len(x)}"
     else:
         model = vit_like(args.size, args.patch, args.dim, args.heads, args.layers)
         x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
             "float32")
+        title = (f"ViT-like: {args.layers} blocks, {(args.size // args.patch) ** 2} tokens of "
+                 f"{args.dim}, {args.heads} heads, batch {args.batch}")
     methods = {"lrp.z": {}, "lrp.epsilon": {}, "input_t_gradient": {}}
     medians, builds = time_against_gradient(model, x, methods, args.repeats)
     cp, cp_builds = time_against_gradient(model, x, {"lrp.z": {"attention": "cp"}}, args.repeats)
     t_grad = medians["tf.GradientTape gradient"]
-    print(f"ViT-like: {args.layers} blocks, {(args.size // args.patch) ** 2} tokens of {args.dim}, "
-          f"{args.heads} heads, batch {args.batch}, {os.cpu_count()} CPUs, median of "
-          f"{args.repeats} interleaved runs")
+    print(f"{title}, {os.cpu_count()} CPUs, median of {args.repeats} interleaved runs")
     print(f"{'method':<32} {'build s':>8} {'median ms':>10} {'÷ gradient':>11}")
     rows = [(n + (" (AttnLRP)" if n.startswith("lrp") else ""), t, builds.get(n))
             for n, t in medians.items()]
