@@ -41,6 +41,11 @@ EMBEDDING = (L.Embedding,)
 #: Multi-head attention explained by keras-lrp (AttnLRP, CP-LRP); subclasses such as
 #: GroupQueryAttention are not matched by exact type.
 MULTI_HEAD_ATTENTION = (L.MultiHeadAttention,)
+
+
+def is_dot_attention(layer) -> bool:
+    """``keras.layers.Attention`` itself (not AdditiveAttention, its subclass)."""
+    return type(layer) is L.Attention
 #: Comparisons and boolean reductions: the masks Keras records in a functional graph (an
 #: Embedding's ``mask_zero``, a Masking layer), which carry no relevance.
 MASK_OPS = tuple(getattr(_NP, n) for n in (

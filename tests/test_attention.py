@@ -158,7 +158,7 @@ def test_attention_option_errors():
         keras_lrp.create_analyzer("lrp.epsilon", gated)
 
 
-@pytest.mark.parametrize("layer", [L.Attention(name="att"), L.AdditiveAttention(name="att"),
+@pytest.mark.parametrize("layer", [L.AdditiveAttention(name="att"),
                                    L.GroupQueryAttention(4, 2, 2, name="att")])
 def test_other_attention_layers_are_refused_by_name(layer):
     q = keras.Input((T, 4))
@@ -239,3 +239,69 @@ def test_causal_language_model_explains_a_chosen_position(float64, attention):
         assert r.shape == tokens.shape
         assert np.all(r[:, p + 1:] == 0.0)
         assert np.all(np.abs(r[:, :p + 1]).sum(axis=1) > 0)
+
+
+def _dot_oracle(model, xq, xv, attention, causal):
+    """keras.layers.Attention (dot scores × scale, no projections) → mean over tokens → Dense."""
+    att, dense = model.get_layer("dot"), model.get_layer("out")
+    scale = float(np.asarray(att.scale)) if att.scale is not None else 1.0
+    scores = scale * xq @ xv.T  # (t, s)
+    masked = np.triu(np.ones(scores.shape, bool), 1) if causal else np.zeros(scores.shape, bool)
+    e = np.exp(np.where(masked, -np.inf, scores - scores.max(axis=-1, keepdims=True)))
+    A = e / e.sum(axis=-1, keepdims=True)
+    out = A @ xv
+    g = out.mean(axis=0)
+    wd = [np.asarray(a, np.float64) for a in dense.get_weights()]
+    logits = g @ wd[0] + wd[1]
+    R = np.zeros(K)
+    R[np.argmax(logits)] = logits.max()
+    R_g = ref.z_rule(g, wd[0], wd[1], R)
+    R_out = (out / len(xq)) / _stab(g, ref.STAB) * R_g
+    ratio = R_out / _stab(out, ref.STAB)  # (t, j)
+    R_A = np.einsum("ts,sj,tj->ts", A, xv, ratio)
+    R_v = np.einsum("ts,sj,tj->sj", A, xv, ratio)
+    R_q = np.zeros_like(xq)
+    if attention == "attnlrp":
+        R_A, R_v = R_A / 2, R_v / 2
+        R_s = scores * (R_A - A * R_A.sum(axis=-1, keepdims=True))
+        r2 = R_s / _stab(scores, ref.STAB)
+        R_q = np.einsum("tk,sk,ts->tk", scale * xq, xv, r2) / 2
+        R_v = R_v + np.einsum("tk,sk,ts->sk", scale * xq, xv, r2) / 2  # the key is the value
+    return R_q, R_v, logits
+
+
+@pytest.mark.parametrize("attention", ["attnlrp", "cp"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("cross", [False, True])
+def test_dot_attention_layer_matches_numpy_oracle(float64, attention, causal, cross):
+    """keras.layers.Attention with a learned scale: the same AttnLRP / CP-LRP rules, relevance
+    reaching the query and value inputs directly (lrp.z, so the oracle uses the Z rule)."""
+    q_in = keras.Input((T, D))
+    v_in = keras.Input((T if causal else S, D)) if cross else q_in
+    layer = L.Attention(use_scale=True, name="dot")
+    out = layer([q_in, v_in], use_causal_mask=causal)
+    model = keras.Model([q_in, v_in] if cross else q_in,
+                        L.Dense(K, name="out")(L.GlobalAveragePooling1D()(out)))
+    rng = np.random.default_rng(5)
+    model.set_weights([np.array(1.7)] + [rng.normal(0, 0.5, w.shape) for w in model.weights[1:]])
+    xq = rng.normal(size=(3, T, D))
+    xv = rng.normal(size=(3, T if causal else S, D)) if cross else xq
+    x = [xq, xv] if cross else xq
+    got = keras_lrp.create_analyzer("lrp.z", model, attention=attention).analyze(x)
+    rows = [_dot_oracle(model, a, b, attention, causal) for a, b in zip(xq, xv)]
+    np.testing.assert_allclose(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
+                               rtol=1e-10, atol=1e-12)
+    expected = [np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])]
+    if not cross:
+        got, expected = [got], [expected[0] + expected[1]]
+    for part, exp in zip(got, expected):
+        np.testing.assert_allclose(part, exp, rtol=1e-8, atol=1e-10 * np.abs(exp).max())
+
+
+def test_dot_attention_concat_scores_refused():
+    q = keras.Input((T, D))
+    model = keras.Model(q, L.Dense(2)(L.GlobalAveragePooling1D()(
+        L.Attention(score_mode="concat", name="cat")([q, q]))))
+    with pytest.raises(ValueError, match="Layer 'cat' computes its scores with "
+                                         "score_mode='concat'"):
+        keras_lrp.create_analyzer("lrp.epsilon", model)

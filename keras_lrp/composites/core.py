@@ -31,8 +31,9 @@ from keras_lrp.canonizers import DEFAULT_CANONIZERS, has_fused_activation
 from keras_lrp.graph import Graph, Node, input_fed_nodes, node_call, nonnegative_tensors
 from keras_lrp.recurrent import GATE_RULES
 from keras_lrp.layer_map import BASE_MAP, REGISTRY, matches, unsupported_error
-from keras_lrp.layers.attention import ATTENTION_MODES, MultiHeadAttentionRelevance, \
-    attention_options, attention_problem, attention_roles
+from keras_lrp.layers.attention import ATTENTION_MODES, DotAttentionRelevance, \
+    MultiHeadAttentionRelevance, attention_options, attention_problem, attention_roles, \
+    dot_attention_roles
 from keras_lrp.layers.base import RelevanceLayer
 from keras_lrp.layers.recurrent import BidirectionalRelevance, RecurrentRelevance, \
     TimeDistributedRelevance, bidirectional_problem, input_roles, recurrent_problem
@@ -283,6 +284,7 @@ def takes_rule(layer) -> bool:
     recurrent layers, Bidirectional, and TimeDistributed around a kernel layer."""
     return (is_kernel_layer(layer)
             or isinstance(layer, types.RNN + types.BIDIRECTIONAL + types.MULTI_HEAD_ATTENTION)
+            or types.is_dot_attention(layer)
             or (isinstance(layer, types.TIME_DISTRIBUTED) and is_kernel_layer(layer.layer)))
 
 
@@ -294,7 +296,7 @@ def sequence_problem(layer, gate_rule: str) -> Optional[str]:
     """Why a rule cannot serve this sequence layer, or ``None``."""
     if isinstance(layer, types.BIDIRECTIONAL):
         return bidirectional_problem(layer)
-    if isinstance(layer, types.MULTI_HEAD_ATTENTION):
+    if isinstance(layer, types.MULTI_HEAD_ATTENTION) or types.is_dot_attention(layer):
         return attention_problem(layer)
     if isinstance(layer, types.RNN):
         problem = recurrent_problem(layer)
@@ -313,6 +315,10 @@ def sequence_relevance(node: Node, layer, rule, gate_rule: str,
         return MultiHeadAttentionRelevance(target=layer, rule=rule, attention=attention,
                                            roles=attention_roles(node),
                                            options=attention_options(node), **kwargs)
+    if types.is_dot_attention(layer):
+        return DotAttentionRelevance(target=layer, rule=rule, attention=attention,
+                                     roles=dot_attention_roles(node),
+                                     options=attention_options(node), **kwargs)
     if isinstance(layer, types.TIME_DISTRIBUTED):
         return TimeDistributedRelevance(target=layer, rule=rule.bind(layer.layer), **kwargs)
     cls = BidirectionalRelevance if isinstance(layer, types.BIDIRECTIONAL) else RecurrentRelevance

@@ -30,7 +30,10 @@ ATTENTION_MODES = ("attnlrp", "cp")
 
 
 def _bilinear(fn, a, b, relevance, eps):
-    """(R_a, R_b), each the full share: ``x ⊙ ∂/∂x ⟨fn(a, b), R / fn(a, b)⟩`` for x = a, b."""
+    """(R_a, R_b), each the full share: ``x ⊙ ∂/∂x ⟨fn(a, b), R / fn(a, b)⟩`` for x = a, b.
+    ``a`` and ``b`` may be one tensor (self-attention without projections): they are copied, so
+    that each gets the derivative through its own argument only."""
+    a, b = tf.identity(a), tf.identity(b)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([a, b])
         out = fn(a, b)
@@ -42,6 +45,9 @@ def _bilinear(fn, a, b, relevance, eps):
 
 def attention_problem(layer):
     """Why keras-lrp cannot explain this attention layer, or ``None``."""
+    if getattr(layer, "score_mode", "dot") != "dot":
+        return (f"computes its scores with score_mode={layer.score_mode!r}; keras-lrp explains "
+                "dot-product scores")
     if getattr(layer, "_use_gate", False):
         return "uses a gate (use_gate=True); keras-lrp explains ungated MultiHeadAttention"
     if getattr(layer, "_sliding_window", None) is not None:
@@ -125,6 +131,56 @@ class MultiHeadAttentionRelevance(RelevanceLayer):
         return f"{type(self).__name__}({self.rule!r}, attention={self.attention!r})"
 
 
+class DotAttentionRelevance(MultiHeadAttentionRelevance):
+    """AttnLRP or CP-LRP through ``keras.layers.Attention`` (dot-product scores, Luong et al.):
+    the same rules as :class:`MultiHeadAttentionRelevance` without projections, on
+    scores s = q·kᵀ (times the learned scale with ``use_scale``), A = softmax(s) and o = A·v.
+    Relevance reaches the query, value and key inputs directly."""
+
+    def propagate(self, xs, z, relevance):
+        layer = self.target
+        named = dict(zip(self.roles, xs))
+        query, value = named["query"], named["value"]
+        key = named.get("key", value)
+        scores_of = layer._calculate_scores
+        scores = scores_of(query, key)
+        scores_mask = layer._calculate_score_mask(
+            scores, named.get("mask1"), bool(self.options.get("use_causal_mask", False)))
+        masked = scores if scores_mask is None else ops.where(
+            ops.logical_not(scores_mask), scores - ops.cast(1e9, scores.dtype), scores)
+        probs = ops.softmax(masked, axis=-1)
+        eps = getattr(self.rule, "epsilon", None)
+        eps = float(eps) if eps else None
+        r_probs, r_v = _bilinear(ops.matmul, probs, value, relevance, eps)
+        relevances = {"value": r_v}
+        if self.attention == "attnlrp":
+            relevances["value"] = 0.5 * r_v
+            r_probs = 0.5 * r_probs
+            total = ops.sum(r_probs, axis=-1, keepdims=True)
+            r_q, r_k = _bilinear(scores_of, query, key, scores * (r_probs - probs * total), eps)
+            relevances["query"], relevances["key"] = 0.5 * r_q, 0.5 * r_k
+        out = []
+        for x, role in zip(xs, self.roles):
+            r = relevances.pop(role, None)
+            if role == "value" and "key" not in self.roles and "key" in relevances:
+                r = r + relevances.pop("key")  # key defaults to the value tensor
+            out.append(ops.zeros(ops.shape(x), self.compute_dtype) if r is None else r)
+        return out
+
+
+def dot_attention_roles(node) -> list:
+    """The role of each tensor input of a ``keras.layers.Attention`` node: the query, value and
+    key of its input list, then its masks (``mask0`` the query's, ``mask1`` the value's)."""
+    roles = []
+    for path, leaf in tree.flatten_with_path((list(node.args), dict(node.kwargs))):
+        if isinstance(leaf, Ref):
+            if path[0] == 0:
+                roles.append(("query", "value", "key")[path[-1]] if len(path) > 2 else "query")
+            else:
+                roles.append(f"{path[1]}{path[2]}" if len(path) > 2 else str(path[1]))
+    return roles
+
+
 def attention_roles(node) -> list:
     """The call keyword of each of a MultiHeadAttention node's tensor inputs."""
     positional = ["query", "value", "key"]
@@ -143,5 +199,5 @@ def attention_options(node) -> dict:
     return {"use_causal_mask": bool(node.kwargs.get("use_causal_mask", False))}
 
 
-__all__ = ["ATTENTION_MODES", "MultiHeadAttentionRelevance", "attention_options",
-           "attention_problem", "attention_roles"]
+__all__ = ["ATTENTION_MODES", "DotAttentionRelevance", "MultiHeadAttentionRelevance",
+           "attention_options", "attention_problem", "attention_roles", "dot_attention_roles"]
