@@ -73,6 +73,7 @@ class Gradient(Attributor):
         self._options.update(times_input=times_input, postprocess=postprocess)
 
     def build(self):
+        refuse_integer_inputs(self, "gradient")
         start = OutputRelevance(self.neuron_selection_mode, self.output_relevance,
                                 name="gradient_selection", dtype=self.logits.dtype)
         out = InputGradient(self.forward_model, start, self.times_input, name=self._prefix,
@@ -83,6 +84,19 @@ class Gradient(Attributor):
         elif self.postprocess == "square":
             grads = [ops.square(g) for g in grads]
         return grads, {}
+
+
+def refuse_integer_inputs(attributor, what: str) -> None:
+    """Raise ValueError for models fed integer ids (tokens): they have no gradient and no
+    meaningful noise or path, so a gradient of them would be silently zero."""
+    for x in attributor.inputs:
+        if "int" in str(x.dtype) or "bool" in str(x.dtype):
+            raise ValueError(
+                f"Analyzer {attributor.name!r} differentiates with respect to the model's inputs "
+                f"(or moves along them), but input '{x.name}' holds {x.dtype} values (token "
+                f"ids), which have no {what}. Use an LRP analyzer (a token's relevance is the "
+                "sum over its embedding vector), or explain a model that takes the embedding "
+                "vectors as its input.")
 
 
 class InputAttributor(Attributor):
@@ -211,6 +225,7 @@ class Wrapper(Attributor):
         return ops.mean(results, axis=1)
 
     def build(self):
+        refuse_integer_inputs(self, "noise or path")
         extra = []
         if self.neuron_selection_mode == "max_activation":
             flat = ops.reshape(self.logits, (-1, int(np.prod(self.logits.shape[1:]))))

@@ -499,3 +499,14 @@ def test_time_distributed_around_layers_without_a_kernel(float64):
         for t, w, c in np.ndindex(T, 2, 2):
             expected[t, 2 * w + win[t, w, c], c] = R_h0[t, w, c]
         np.testing.assert_allclose(got[n], expected, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gradient", "input_t_gradient", "gradient.baseline",
+                                  "deconvnet", "guided_backprop", "integrated_gradients",
+                                  "smoothgrad"])
+def test_gradient_family_refuses_token_ids(name):
+    """Token ids have no gradient: the gradient family returned int zeros silently before; now
+    it says so and points at LRP."""
+    model = _model("embedding_lstm", True, 0)
+    with pytest.raises(ValueError, match="int32 values \\(token ids\\), which have no"):
+        keras_lrp.create_analyzer(name, model)

@@ -19,6 +19,19 @@ class GradientRelevance(RouteRelevance):
         g_i = Σ_j ∂y_j/∂x_i · g_j
     """
 
+    @classmethod
+    def check_node(cls, node, graph):
+        """Integer model inputs (token ids) have no gradient: refuse, rather than return
+        zeros."""
+        for tid in node.inputs:
+            if tid in graph.inputs:
+                spec = graph.input_specs[graph.inputs.index(tid)]
+                if "int" in str(spec.dtype) or "bool" in str(spec.dtype):
+                    return (f"reads the model input '{spec.name}' of {spec.dtype} values (token "
+                            "ids), which have no gradient; use an LRP analyzer (a token's "
+                            "relevance is the sum over its embedding vector)")
+        return None
+
 
 class DeconvnetReLU(RouteRelevance):
     """Deconvnet's ReLU (Zeiler & Fergus 2014): the backward signal is rectified, and the forward
