@@ -93,30 +93,38 @@ class MultiHeadAttentionRelevance(RelevanceLayer):
         probs = layer._masked_softmax(scores, mask)
         combine = lambda a, vv: ops.einsum(layer._combine_equation, a, vv)  # noqa: E731
         context = combine(probs, v)
-        eps = getattr(self.rule, "epsilon", None)
-        eps = float(eps) if eps else None
         # output projection, on the replayed output (Keras' fused dot_product_attention path
         # rounds differently, ~1e-8 relative even in float64)
         r_context = self._linear(layer._output_dense, context, layer._output_dense(context),
                                  relevance)
-        r_probs, r_v = _bilinear(combine, probs, v, r_context, eps)
-        relevances = {}
-        r_q = r_k = None  # CP-LRP: A held constant, the values take all
-        if self.attention == "attnlrp":
-            r_probs, r_v = 0.5 * r_probs, 0.5 * r_v
-            total = ops.sum(r_probs, axis=-1, keepdims=True)
-            r_scores = scores * (r_probs - probs * total)
-            r_q, r_k = _bilinear(scores_of, q, k, r_scores, eps)
-            r_q, r_k = 0.5 * r_q, 0.5 * r_k
-        relevances["value"] = self._linear(layer._value_dense, value, v, r_v)
+        r_q, r_k, r_v = self._attend(scores_of, q, k, scores, probs, combine, v, r_context)
+        relevances = {"value": self._linear(layer._value_dense, value, v, r_v)}
         if r_q is not None:
             relevances["query"] = self._linear(layer._query_dense, query, q, r_q)
             relevances["key"] = self._linear(layer._key_dense, key, k, r_k)
+        return self._route(xs, relevances)
+
+    def _attend(self, scores_of, q, k, scores, probs, combine, v, relevance):
+        """(R_q, R_k, R_v) of ``combine(softmax(scores_of(q, k)), v)`` carrying ``relevance``:
+        AttnLRP's uniform splits and softmax rule, or CP-LRP's (R_q = R_k = None)."""
+        eps = getattr(self.rule, "epsilon", None)
+        eps = float(eps) if eps else None
+        r_probs, r_v = _bilinear(combine, probs, v, relevance, eps)
+        if self.attention == "cp":  # A held constant: the values take all
+            return None, None, r_v
+        r_probs = 0.5 * r_probs
+        total = ops.sum(r_probs, axis=-1, keepdims=True)
+        r_q, r_k = _bilinear(scores_of, q, k, scores * (r_probs - probs * total), eps)
+        return 0.5 * r_q, 0.5 * r_k, 0.5 * r_v
+
+    def _route(self, xs, relevances):
+        """One relevance per input, by role; the key's goes to the value when the call had no
+        key (it defaulted to the value); masks and unused inputs get zeros."""
         out = []
         for x, role in zip(xs, self.roles):
             r = relevances.pop(role, None)
             if role == "value" and "key" not in self.roles and "key" in relevances:
-                r = r + relevances.pop("key")  # key defaults to the value tensor
+                r = r + relevances.pop("key")
             out.append(ops.zeros(ops.shape(x), self.compute_dtype) if r is None else r)
         return out
 
@@ -149,23 +157,12 @@ class DotAttentionRelevance(MultiHeadAttentionRelevance):
         masked = scores if scores_mask is None else ops.where(
             ops.logical_not(scores_mask), scores - ops.cast(1e9, scores.dtype), scores)
         probs = ops.softmax(masked, axis=-1)
-        eps = getattr(self.rule, "epsilon", None)
-        eps = float(eps) if eps else None
-        r_probs, r_v = _bilinear(ops.matmul, probs, value, relevance, eps)
+        r_q, r_k, r_v = self._attend(scores_of, query, key, scores, probs, ops.matmul, value,
+                                     relevance)
         relevances = {"value": r_v}
-        if self.attention == "attnlrp":
-            relevances["value"] = 0.5 * r_v
-            r_probs = 0.5 * r_probs
-            total = ops.sum(r_probs, axis=-1, keepdims=True)
-            r_q, r_k = _bilinear(scores_of, query, key, scores * (r_probs - probs * total), eps)
-            relevances["query"], relevances["key"] = 0.5 * r_q, 0.5 * r_k
-        out = []
-        for x, role in zip(xs, self.roles):
-            r = relevances.pop(role, None)
-            if role == "value" and "key" not in self.roles and "key" in relevances:
-                r = r + relevances.pop("key")  # key defaults to the value tensor
-            out.append(ops.zeros(ops.shape(x), self.compute_dtype) if r is None else r)
-        return out
+        if r_q is not None:
+            relevances["query"], relevances["key"] = r_q, r_k
+        return self._route(xs, relevances)
 
 
 def dot_attention_roles(node) -> list:
