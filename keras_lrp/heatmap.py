@@ -150,6 +150,16 @@ def save_figure(fig: Figure, path: str, dpi: int = 100) -> None:
         path: the PNG's path; its folder must exist.
         dpi: dots per inch (the PNG is figure size × dpi pixels).
     """
+    write_atomically(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi))
+
+
+def write_atomically(path, write) -> None:
+    """Call ``write(handle)`` on a binary temp file in ``path``'s folder, then move it onto
+    ``path``: a reader never sees a half-written file, and a failure leaves none behind.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -157,8 +167,8 @@ def save_figure(fig: Figure, path: str, dpi: int = 100) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600); a PNG is not
+            write(handle)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600); ours are not
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

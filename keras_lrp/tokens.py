@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from keras_lrp.heatmap import _new_figure, _umask, save_figure
+from keras_lrp.heatmap import _new_figure, save_figure, write_atomically
 
 Row = Tuple[Sequence[str], np.ndarray]
 
@@ -112,25 +111,8 @@ def tokens_html(rows: Sequence[Row], titles: Optional[Sequence[str]] = None,
     parts.append("</body></html>")
     text = "\n".join(parts)
     if path is not None:
-        _write_atomically(path, text)
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
     return text
-
-
-def _write_atomically(path, text: str) -> None:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Folder {folder!r} for {path!r} does not exist; create it.")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_vocab(path) -> list:
