@@ -55,7 +55,7 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
     import keras
 
     import keras_lrp
-    from keras_lrp import evaluate, heatmap, io
+    from keras_lrp import heatmap, io
 
     start = time.perf_counter()
     models = Path(models_dir) if models_dir else find_models_dir()
@@ -76,13 +76,8 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
                        "absorbed": float(np.mean(report.absorbed))}
     logits = np.asarray(forward(x))
     predictions = logits.argmax(axis=1)
-    model_fn = lambda batch: np.asarray(forward(batch))  # noqa: E731
-    rng = np.random.default_rng(0)
-    baselines = {"random (baseline)": rng.standard_normal(x.shape).astype("float32")}
-    for label, relevance in {**relevances, **baselines}.items():
-        curve = evaluate.pixel_flipping(model_fn, x, relevance, target=predictions, steps=steps,
-                                        perturbation="zero")
-        rows.setdefault(label, {})["AOPC"] = float(curve.mean_aopc())
+    for label, value in aopc_table(forward, x, relevances, predictions, steps).items():
+        rows.setdefault(label, {})["AOPC"] = value
 
     picked = one_per_class(labels)
     heatmap.plot_grid({k: v[picked] for k, v in relevances.items()}, inputs=x[picked],
@@ -103,6 +98,22 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
         print(f"\nWrote heatmaps.png, ib_comparison.png, relevances.h5 and summary.txt to "
               f"{out} in {time.perf_counter() - start:.1f} s.")
     return rows
+
+
+def aopc_table(forward, x, relevances: Dict[str, np.ndarray], predictions, steps: int):
+    """{label: pixel-flipping AOPC} of each relevance on ``forward`` (pixels set to 0, most
+    relevant first), with a seeded random ordering added as ``"random (baseline)"``."""
+    from keras_lrp import evaluate
+
+    model_fn = lambda batch: np.asarray(forward(batch))  # noqa: E731
+    rng = np.random.default_rng(0)
+    baselines = {"random (baseline)": rng.standard_normal(x.shape).astype("float32")}
+    out = {}
+    for label, relevance in {**relevances, **baselines}.items():
+        curve = evaluate.pixel_flipping(model_fn, x, relevance, target=predictions, steps=steps,
+                                        perturbation="zero")
+        out[label] = float(curve.mean_aopc())
+    return out
 
 
 def format_table(rows: Dict[str, Dict[str, float]], n: int, accuracy: float) -> str:

@@ -35,8 +35,8 @@ def run_transformer_demo(out_dir: str = "lrp-demo-transformer",
     import keras
 
     import keras_lrp
-    from keras_lrp import evaluate, heatmap
-    from keras_lrp.demo import find_models_dir, one_per_class
+    from keras_lrp import heatmap
+    from keras_lrp.demo import aopc_table, find_models_dir, one_per_class
 
     start = time.perf_counter()
     models = Path(models_dir) if models_dir else find_models_dir()
@@ -56,13 +56,7 @@ def run_transformer_demo(out_dir: str = "lrp-demo-transformer",
         relevances[label] = analyzer.analyze(x)
     logits = np.asarray(forward(x))
     predictions = logits.argmax(axis=1)
-    model_fn = lambda batch: np.asarray(forward(batch))  # noqa: E731
-    baselines = {"random (baseline)": np.random.default_rng(0).standard_normal(x.shape)}
-    aopc = {}
-    for label, relevance in {**relevances, **baselines}.items():
-        curve = evaluate.pixel_flipping(model_fn, x, relevance, target=predictions, steps=steps,
-                                        perturbation="zero")
-        aopc[label] = float(curve.mean_aopc())
+    aopc = aopc_table(forward, x, relevances, predictions, steps)
     cnn_relevance = keras_lrp.create_analyzer("lrp.epsilon", cnn).analyze(x)
     picked = one_per_class(labels)
     columns = {"CNN lrp.epsilon": cnn_relevance[picked],
