@@ -292,12 +292,11 @@ def run(cell: _Cell, x, init_states: List, r_seq=None, r_states: Optional[List] 
     for k, r in enumerate(r_states or []):
         if r is not None:
             r_last[k] = r_last[k] + r
-    elems = (xs, tuple(prevs), tuple(records), r_out, ms if ms is not None else None)
+    elems = (xs, tuple(prevs), tuple(records), r_out)
     if ms is None:
-        elems = (xs, tuple(prevs), tuple(records), r_out)
         step = lambda acc, e: backward(acc, e + (None,))  # noqa: E731
     else:
-        step = backward
+        elems, step = elems + (ms,), backward
     init_back = (ops.zeros_like(xs[0]),) + tuple(r_last)
     out = tf.scan(step, elems, initializer=init_back, reverse=True)
     r_x = ops.transpose(out[0], [1, 0, 2])

@@ -110,7 +110,15 @@ class RelevanceLayer(keras.layers.Layer):
 
     def call(self, inputs):
         *xs, z, relevance = inputs
-        out = self.propagate(xs, z, relevance)
+        return self.checked(xs, self.propagate(xs, z, relevance))
+
+    def checked(self, xs, out):
+        """``out`` (one relevance per input in ``xs``) after the shape contract's check; a single
+        tensor for a single input.
+
+        Raises:
+            ValueError: a count or a static shape that does not match the inputs'.
+        """
         if len(out) != len(xs):
             raise ValueError(
                 f"Relevance layer '{self.name}' ({self!r}) returned {len(out)} relevances for the "

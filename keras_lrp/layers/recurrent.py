@@ -8,7 +8,7 @@ from keras import ops, tree
 
 from keras_lrp import recurrent
 from keras_lrp.graph import Ref
-from keras_lrp.layers.base import RelevanceLayer, _compatible, stabilize
+from keras_lrp.layers.base import RelevanceLayer, stabilize
 from keras_lrp.linear import linear_op
 
 
@@ -76,13 +76,8 @@ class RecurrentRelevance(RelevanceLayer):
         x_mask = given[0] if given else (mask[0] if isinstance(mask, (list, tuple)) else mask)
         signals = [x for x, role in zip(xs, self.roles) if role != "mask"]
         relevant = iter(self.propagate_all(signals, zs, rs, x_mask))
-        out = [ops.zeros(ops.shape(x), self.compute_dtype) if role == "mask" else next(relevant)
-               for x, role in zip(xs, self.roles)]
-        for i, (x, r) in enumerate(zip(xs, out)):
-            if not _compatible(tuple(r.shape), tuple(x.shape)):  # pragma: no cover - internal
-                raise ValueError(f"'{self.name}' returned relevance {tuple(r.shape)} for input "
-                                 f"{i} of shape {tuple(x.shape)}.")
-        return out[0] if len(out) == 1 else out
+        return self.checked(xs, [ops.zeros(ops.shape(x), self.compute_dtype) if role == "mask"
+                                 else next(relevant) for x, role in zip(xs, self.roles)])
 
     def propagate_all(self, xs, zs, rs, mask):
         layer, x = self.target, xs[0]
