@@ -101,9 +101,14 @@ def vgg_setup(description: str, batch: int, size: int, repeats: int):
 def main() -> None:
     args, model, x = vgg_setup(__doc__.splitlines()[0], batch=32, size=64, repeats=15)
     medians, builds = time_against_gradient(model, x, ANALYZERS, args.repeats)
+    print_ratios(f"model vgg_like {args.size}x{args.size}x3, batch {args.batch}", medians,
+                 builds, args.repeats)
+
+
+def print_ratios(title: str, medians: dict, builds: dict, repeats: int) -> None:
+    """The table of :func:`time_against_gradient`'s results: build time, median, ÷ gradient."""
     t_grad = medians["tf.GradientTape gradient"]
-    print(f"model vgg_like {args.size}x{args.size}x3, batch {args.batch}, {os.cpu_count()} CPUs, "
-          f"median of {args.repeats} interleaved runs")
+    print(f"{title}, {os.cpu_count()} CPUs, median of {repeats} interleaved runs")
     print(f"{'method':<26} {'build s':>8} {'median ms':>10} {'÷ gradient':>11}")
     for name, t in medians.items():
         build = f"{builds[name]:.2f}" if name in builds else ""

@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lrp  # noqa: E402
-from bench_engine import time_against_gradient  # noqa: E402
+from bench_engine import print_ratios, time_against_gradient  # noqa: E402
 
 
 
@@ -40,13 +40,8 @@ def main() -> None:
     x = np.random.default_rng(0).normal(size=(args.batch, args.steps, 16)).astype("float32")
     methods = {"lrp.epsilon": {}, "lrp.alpha_2_beta_1": {}, "gradient": {}}
     medians, builds = time_against_gradient(model, x, methods, args.repeats)
-    t_grad = medians["tf.GradientTape gradient"]
-    print(f"LSTM({args.units}) over T={args.steps}, batch {args.batch}, {os.cpu_count()} CPUs, "
-          f"median of {args.repeats} interleaved runs")
-    print(f"{'method':<26} {'build s':>8} {'median ms':>10} {'÷ gradient':>11}")
-    for name, t in medians.items():
-        build = f"{builds[name]:.2f}" if name in builds else ""
-        print(f"{name:<26} {build:>8} {t * 1e3:>10.1f} {t / t_grad:>11.2f}")
+    print_ratios(f"LSTM({args.units}) over T={args.steps}, batch {args.batch}", medians, builds,
+                 args.repeats)
     print("\nbuild time of lrp.epsilon against the sequence length (a compiled loop: flat)")
     for steps in (10, 50, 200, 1000):
         m = lstm_model(steps, args.units)
