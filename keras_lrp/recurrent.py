@@ -24,7 +24,8 @@ unchanged (h_t = h_{t−1}), so relevance passes it unchanged and its input gets
 
 from __future__ import annotations
 
-from typing import List, Optional
+import dataclasses
+from typing import Any, List, Optional
 
 import keras
 import tensorflow as tf
@@ -236,21 +237,31 @@ def _time_major(t):
     return ops.transpose(t, [1, 0] + list(range(2, len(t.shape))))
 
 
-def run(cell: _Cell, x, init_states: List, r_seq=None, r_states: Optional[List] = None,
-        mask=None, go_backwards: bool = False):
-    """Relevance of one recurrent layer.
+@dataclasses.dataclass
+class Replay:
+    """One layer's forward recurrence, replayed: what :func:`relevance` needs (time-major)."""
+
+    cell: _Cell
+    weights: tuple
+    xs: Any  # the inputs (T, B, D), in processing order
+    masks: Any  # (T, B, 1) of 0/1, or None
+    init_states: List
+    states: List  # each (T, B, units)
+    records: List  # what each step's backward needs
+    go_backwards: bool
+
+    @property
+    def outputs(self):
+        """h at every step (B, T, units), in processing order (as the layer returns them)."""
+        return ops.transpose(self.states[0], [1, 0, 2])
+
+
+def replay(cell: _Cell, x, init_states: List, mask=None, go_backwards: bool = False) -> Replay:
+    """The forward recurrence of one layer on x (B, T, D), one compiled loop.
 
     Args:
-        x: the input sequence (B, T, D).
         init_states: the initial states (zeros unless the model passes them).
-        r_seq: relevance at every output step (B, T, units), in the order the layer returns them
-            (the processing order, reversed with ``go_backwards``), or ``None``.
-        r_states: relevance at the final states [h_T(, c_T)], or ``None``.
-        mask: (B, T) booleans, or ``None``.
-
-    Returns:
-        (relevance at x (B, T, D), [relevance at each initial state], the forward outputs
-        h (B, T, units) in processing order).
+        mask: (B, T) booleans, or ``None``: a masked step keeps the state.
     """
     dtype = x.dtype
     w = cell.weights(dtype)
@@ -272,11 +283,25 @@ def run(cell: _Cell, x, init_states: List, r_seq=None, r_states: Optional[List] 
     first = cell.forward(xs[0], list(init_states), w)
     init = tuple(init_states) + tuple(ops.zeros_like(t) for t in first[1])
     seq = tf.scan(forward, xs if ms is None else (xs, ms), initializer=init)
-    states_seq, records = list(seq[:n]), list(seq[n:])
-    prevs = [ops.concatenate([ops.expand_dims(s0, 0), s[:-1]], axis=0)
-             for s0, s in zip(init_states, states_seq)]
+    return Replay(cell, w, xs, ms, list(init_states), list(seq[:n]), list(seq[n:]),
+                  go_backwards)
 
-    r_out = ops.zeros_like(states_seq[0]) if r_seq is None else _time_major(r_seq)
+
+def relevance(rep: Replay, r_seq=None, r_states: Optional[List] = None):
+    """The backward recurrence of relevance, one compiled loop.
+
+    Args:
+        r_seq: relevance at every output step (B, T, units), in the order the layer returns them
+            (the processing order, reversed with ``go_backwards``), or ``None``.
+        r_states: relevance at the final states [h_T(, c_T)], or ``None``.
+
+    Returns:
+        (relevance at x (B, T, D), [relevance at each initial state]).
+    """
+    cell, w, xs, ms = rep.cell, rep.weights, rep.xs, rep.masks
+    prevs = [ops.concatenate([ops.expand_dims(s0, 0), s[:-1]], axis=0)
+             for s0, s in zip(rep.init_states, rep.states)]
+    r_out = ops.zeros_like(rep.states[0]) if r_seq is None else _time_major(r_seq)
 
     def backward(acc, elems):
         x_t, prev, record, r_t, m_t = elems
@@ -288,11 +313,11 @@ def run(cell: _Cell, x, init_states: List, r_seq=None, r_states: Optional[List] 
             r_prev = [m_t * a + (1 - m_t) * s for a, s in zip(r_prev, r_states_t)]
         return (r_x,) + tuple(r_prev)
 
-    r_last = [ops.zeros_like(s) for s in init_states]
+    r_last = [ops.zeros_like(s) for s in rep.init_states]
     for k, r in enumerate(r_states or []):
         if r is not None:
             r_last[k] = r_last[k] + r
-    elems = (xs, tuple(prevs), tuple(records), r_out)
+    elems = (xs, tuple(prevs), tuple(rep.records), r_out)
     if ms is None:
         step = lambda acc, e: backward(acc, e + (None,))  # noqa: E731
     else:
@@ -300,11 +325,17 @@ def run(cell: _Cell, x, init_states: List, r_seq=None, r_states: Optional[List] 
     init_back = (ops.zeros_like(xs[0]),) + tuple(r_last)
     out = tf.scan(step, elems, initializer=init_back, reverse=True)
     r_x = ops.transpose(out[0], [1, 0, 2])
-    if go_backwards:
+    if rep.go_backwards:
         r_x = ops.flip(r_x, axis=1)
-    r_init = [r[0] for r in out[1:]]
-    return r_x, r_init, ops.transpose(states_seq[0], [1, 0, 2])
+    return r_x, [r[0] for r in out[1:]]
 
 
-__all__ = ["GATE_RULES", "GRUCell", "LSTMCell", "SimpleRNNCell", "StepOp", "cell_math", "run",
+def run(cell: _Cell, x, init_states: List, r_seq=None, r_states: Optional[List] = None,
+        mask=None, go_backwards: bool = False):
+    """Relevance of one recurrent layer: :func:`replay`, then :func:`relevance`."""
+    return relevance(replay(cell, x, init_states, mask, go_backwards), r_seq, r_states)
+
+
+__all__ = ["GATE_RULES", "GRUCell", "LSTMCell", "Replay", "SimpleRNNCell", "StepOp", "cell_math",
+           "relevance", "replay", "run",
            "split_product"]

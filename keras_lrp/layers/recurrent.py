@@ -87,8 +87,8 @@ class RecurrentRelevance(RelevanceLayer):
         r_states = list(rs[1:]) if layer.return_state else []
         if not layer.return_sequences:
             r_states = [rs[0] + (r_states[0] if r_states else 0)] + r_states[1:]
-        r_x, r_init, _ = recurrent.run(self.cell, x, init, r_seq, r_states, mask,
-                                       layer.go_backwards)
+        r_x, r_init = recurrent.run(self.cell, x, init, r_seq, r_states, mask,
+                                    layer.go_backwards)
         return [r_x] + r_init[:len(xs) - 1]
 
     def compute_output_spec(self, inputs, mask=None):
@@ -126,13 +126,12 @@ class BidirectionalRelevance(RecurrentRelevance):
     def propagate_all(self, xs, zs, rs, mask):
         layer, x, r = self.target, xs[0], rs[0]
         seq = layer.return_sequences
-        outs, states = [], []
+        replays, outs = [], []
         for cell, sub in zip(self.cells, (layer.forward_layer, layer.backward_layer)):
             init = [ops.zeros((ops.shape(x)[0], sub.cell.units), x.dtype)
                     for _ in range(cell.n_states)]
-            states.append(init)
-            # forward values only (relevance None): the merge needs y_f and y_b
-            _, _, h = recurrent.run(cell, x, init, None, None, mask, sub.go_backwards)
+            replays.append(recurrent.replay(cell, x, init, mask, sub.go_backwards))
+            h = replays[-1].outputs
             outs.append(h if seq else h[:, -1])
         if seq:
             outs[1] = ops.flip(outs[1], axis=1)
@@ -144,10 +143,8 @@ class BidirectionalRelevance(RecurrentRelevance):
         if seq:
             parts[1] = ops.flip(parts[1], axis=1)
         total = None
-        for cell, sub, part, init in zip(self.cells, (layer.forward_layer, layer.backward_layer),
-                                         parts, states):
-            r_x, _, _ = recurrent.run(cell, x, init, part if seq else None,
-                                      None if seq else [part], mask, sub.go_backwards)
+        for rep, part in zip(replays, parts):  # each direction replayed once, above
+            r_x, _ = recurrent.relevance(rep, part if seq else None, None if seq else [part])
             total = r_x if total is None else total + r_x
         return [total]
 
