@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from typing import Any, Dict, List, Optional
 
 import keras
@@ -40,6 +41,8 @@ class Node:
     out_shapes: List[Any] = dataclasses.field(default_factory=list)
     #: Weights to load into ``layer`` once it is built (set by canonicalisation).
     weights: Any = None
+    #: dtypes of the outputs, as in the source model (may be empty for nodes canonizers add).
+    out_dtypes: List[Any] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -68,6 +71,13 @@ class Graph:
         for node in self.nodes:
             for tid, shape in zip(node.outputs, node.out_shapes):
                 out[tid] = shape
+        return out
+
+    def dtypes(self) -> Dict[int, Any]:
+        """tensor id → dtype, where known."""
+        out = {tid: spec.dtype for tid, spec in zip(self.inputs, self.input_specs)}
+        for node in self.nodes:
+            out.update(zip(node.outputs, node.out_dtypes))
         return out
 
     def producers(self) -> Dict[int, Node]:
@@ -111,7 +121,7 @@ def extract(model) -> Graph:
     graph = Graph(inputs=[], outputs=[], input_specs=list(fn.inputs),
                   output_names=[_output_name(t) for t in fn.outputs], nodes=[])
     graph.inputs = [graph.new_tensor() for _ in fn.inputs]
-    graph.outputs = _walk(fn, graph.inputs, graph, graph.nodes)
+    graph.outputs = walk(fn, graph.inputs, graph, graph.nodes)
     return graph
 
 
@@ -123,7 +133,7 @@ def inline(graph: Graph) -> bool:
         nodes, swaps = [], []
         for node in graph.nodes:
             if types.is_model(node.layer):
-                outs = _walk(functional_of(node.layer), node.inputs, graph, nodes)
+                outs = walk(functional_of(node.layer), node.inputs, graph, nodes)
                 swaps += list(zip(node.outputs, outs))
             else:
                 nodes.append(node)
@@ -145,7 +155,7 @@ def _output_name(tensor) -> str:
     return op.name if op is not None else tensor.name
 
 
-def _walk(fn, input_ids: List[int], graph: Graph, nodes: List[Node]) -> List[int]:
+def walk(fn, input_ids: List[int], graph: Graph, nodes: List[Node]) -> List[int]:
     """Append the nodes of functional ``fn``, called on tensors ``input_ids``, to ``nodes``."""
     tids = {id(kt): tid for kt, tid in zip(fn.inputs, input_ids)}
     to_ref = lambda v: Ref(tids[id(v)]) if isinstance(v, keras.KerasTensor) else v  # noqa: E731
@@ -157,7 +167,8 @@ def _walk(fn, input_ids: List[int], graph: Graph, nodes: List[Node]) -> List[int
             outs = [graph.new_tensor() for _ in node.outputs]
             nodes.append(Node(node.operation, args, kwargs,
                               [tids[id(kt)] for kt in node.input_tensors], outs,
-                              [tuple(kt.shape) for kt in node.outputs]))
+                              [tuple(kt.shape) for kt in node.outputs],
+                              out_dtypes=[kt.dtype for kt in node.outputs]))
             for kt, tid in zip(node.outputs, outs):
                 tids[id(kt)] = tid
     return [tids[id(kt)] for kt in fn.outputs]
@@ -183,8 +194,10 @@ def replay(graph: Graph, inputs: List[Any]) -> Dict[int, Any]:
     values: Dict[int, Any] = dict(zip(graph.inputs, inputs))
     fill = lambda v: values[v.tid] if isinstance(v, Ref) else v  # noqa: E731
     for node in graph.nodes:
-        out = node.layer(*tree.map_structure(fill, node.args),
-                         **tree.map_structure(fill, node.kwargs))
+        with warnings.catch_warnings():  # masks travel as explicit arguments in this graph
+            warnings.filterwarnings("ignore", message=".*does not support masking")
+            out = node.layer(*tree.map_structure(fill, node.args),
+                             **tree.map_structure(fill, node.kwargs))
         for tid, value in zip(node.outputs, tree.flatten(out)):
             values[tid] = value
         if node.weights is not None:

@@ -38,20 +38,12 @@ RNN = (L.RNN,)
 BIDIRECTIONAL = (L.Bidirectional,)
 TIME_DISTRIBUTED = (L.TimeDistributed,)
 EMBEDDING = (L.Embedding,)
-#: Multi-head attention explained by keras-lrp (AttnLRP, CP-LRP); subclasses such as
-#: GroupQueryAttention are not matched by exact type.
-MULTI_HEAD_ATTENTION = (L.MultiHeadAttention,)
-
-
-def is_dot_attention(layer) -> bool:
-    """``keras.layers.Attention`` itself (not AdditiveAttention, its subclass)."""
-    return type(layer) is L.Attention
 #: Comparisons and boolean reductions: the masks Keras records in a functional graph (an
 #: Embedding's ``mask_zero``, a Masking layer), which carry no relevance.
 MASK_OPS = tuple(getattr(_NP, n) for n in (
     "NotEqual", "Equal", "Any", "All", "Greater", "GreaterEqual", "Less", "LessEqual",
     "LogicalAnd", "LogicalOr", "LogicalNot") if hasattr(_NP, n))
-#: Attention layers (expanded by a canonizer, never split).
+#: Attention layers (expanded into parts by the ExpandAttention canonizer, never split).
 ATTENTION = (L.MultiHeadAttention, L.Attention, L.AdditiveAttention, L.GroupQueryAttention)
 
 # ------------------------------------------------------------------------------ structural layers
@@ -102,8 +94,13 @@ OP_NONNEGATIVE = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplu
 OP_GATES = (_NN.Sigmoid, _NN.HardSigmoid, _NN.Relu6)
 #: Raw element-wise arithmetic: with one tensor and a constant, an element-wise affine map.
 OP_ARITHMETIC = (_NP.Add, _NP.Subtract, _NP.Multiply, _NP.Divide, _NP.TrueDivide)
-#: Raw ops that select values (``x[..., 0]``): relevance is routed back.
-OP_SELECT = (_NP.GetItem,)
+#: Raw ops that select, move or copy values (``x[..., 0]``, reshapes, the mask arithmetic of
+#: keras-hub's blocks): relevance is routed back.
+OP_SELECT = tuple(getattr(_NP, n) for n in (
+    "GetItem", "ExpandDims", "Squeeze", "Reshape", "Transpose", "BroadcastTo", "Tile", "Repeat",
+    "Concatenate", "Stack") if hasattr(_NP, n))
+#: Raw element-wise minimum and maximum.
+OP_MINMAX = (_NP.Minimum, _NP.Maximum)
 #: Raw ops whose output depends only on their input's shape (``zeros_like``, ``ones_like``): they
 #: carry no relevance (positions computed from an input's shape end there, like a bias).
 OP_SHAPE_ONLY = tuple(getattr(_NP, n) for n in ("ZerosLike", "OnesLike", "FullLike")
@@ -121,7 +118,7 @@ ELEMENTWISE_ACTIVATIONS = frozenset({
     "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid",
     "hard_sigmoid", "softplus", "softsign", "silu", "swish", "hard_silu", "hard_swish", "mish",
     "exponential", "celu", "glu", "log_sigmoid", "sparse_plus", "squareplus", "tanh_shrink",
-    "hard_tanh", "soft_shrink", "hard_shrink", "threshold",
+    "hard_tanh", "soft_shrink", "hard_shrink", "threshold", "gelu_approximate",
 })
 #: Activations whose output is never negative (rules may then skip x⁻ terms).
 NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus",

@@ -1,17 +1,17 @@
-"""LRP through ``keras.layers.MultiHeadAttention``: AttnLRP (Achtibat et al., ICML 2024) and
-CP-LRP (Ali et al., ICML 2022).
+"""Relevance through the parts of an expanded attention layer (:mod:`keras_lrp.attention_parts`):
+AttnLRP (Achtibat et al., "AttnLRP: Attention-aware LRP for transformers", ICML 2024) and CP-LRP
+(Ali et al., "XAI for transformers: better explanations through conservative propagation",
+ICML 2022).
 
-The layer is replayed from its parts: the query, key and value projections q, k, v (EinsumDense),
-the scores s = (q / √d) · kᵀ, the masked softmax A = softmax(s), the context c = A · v and the
-output projection. Relevance then crosses them backwards:
-
-* the four projections get the rule the composite gives the layer (Epsilon, Z, …);
-* the context c = A·v, a bilinear product: AttnLRP splits each term a_ik v_kj uniformly, half to
-  each factor, R_A = ½ A ⊙ ∂/∂A ⟨c, R/c⟩ and R_v = ½ v ⊙ ∂/∂v ⟨c, R/c⟩ (denominators stabilised);
-  CP-LRP holds A constant: R_v = v ⊙ ∂/∂v ⟨c, R/c⟩, R_A = 0;
-* the softmax (AttnLRP only): its linearisation with the bias term absorbing relevance,
-  R_s = s ⊙ (R_A − A ⊙ Σ_k R_A), which is input × gradient of the softmax with upstream R_A / A;
-* the scores s = q·kᵀ/√d: the same uniform split, half to q and half to k.
+* A bilinear product o = f(a, b) (scores s = k·q/√d, context c = A·v), written as a sum of terms
+  a_i b_j: the ε-rule over the sum, then AttnLRP's uniform rule over each product, half to each
+  factor:  R_a = ½ a ⊙ ∂/∂a ⟨o, R/o⟩,  R_b = ½ b ⊙ ∂/∂b ⟨o, R/o⟩  (o stabilised by ε·sign).
+  CP-LRP holds A constant: R_v = v ⊙ ∂/∂v ⟨c, R/c⟩ (all of it), R_A = 0, so the scores, query
+  and key get nothing.
+* The softmax A = softmax(s), linearised with its bias term absorbing relevance (AttnLRP's
+  softmax rule, input × gradient with upstream R/A):  R_s = s ⊙ (R_A − A ⊙ Σ_k R_A).
+* Bahdanau scores s_ts = Σ_d c_d tanh(q_td + k_sd): the ε-rule over d, the identity rule across
+  tanh, and the Z rule (ε-stabilised) over the sum q + k.
 
 With CP-LRP, every bias zero and a tiny ε, relevance is conserved exactly.
 """
@@ -19,11 +19,9 @@ With CP-LRP, every bias zero and a tiny ε, relevance is conserved exactly.
 from __future__ import annotations
 
 import tensorflow as tf
-from keras import ops, tree
+from keras import ops
 
-from keras_lrp.graph import Ref
 from keras_lrp.layers.base import RelevanceLayer, stabilize
-from keras_lrp.linear import linear_op
 
 #: How relevance crosses attention: ``"attnlrp"`` (default) or ``"cp"``.
 ATTENTION_MODES = ("attnlrp", "cp")
@@ -43,158 +41,82 @@ def _bilinear(fn, a, b, relevance, eps):
     return a * ga, b * gb
 
 
-def attention_problem(layer):
-    """Why keras-lrp cannot explain this attention layer, or ``None``."""
-    if getattr(layer, "score_mode", "dot") != "dot":
-        return (f"computes its scores with score_mode={layer.score_mode!r}; keras-lrp explains "
-                "dot-product scores")
-    if getattr(layer, "_use_gate", False):
-        return "uses a gate (use_gate=True); keras-lrp explains ungated MultiHeadAttention"
-    if getattr(layer, "_sliding_window", None) is not None:
-        return "uses a sliding window; not supported yet"
-    return None
+def _zeros(xs, dtype):
+    return [ops.zeros(ops.shape(x), dtype) for x in xs]
 
 
-class MultiHeadAttentionRelevance(RelevanceLayer):
-    """AttnLRP or CP-LRP through one ``MultiHeadAttention`` call (see the module docstring).
+class BilinearRelevance(RelevanceLayer):
+    """An attention product (:class:`~keras_lrp.attention_parts.AttentionScores`,
+    :class:`~keras_lrp.attention_parts.AttentionCombine`): AttnLRP's uniform split, or CP-LRP's
+    (see the module docstring). Extra inputs (a query mask) get zero.
 
     Args:
-        rule: the LRP rule of the four projections.
+        rule: the composite's rule for the layer; its ``epsilon`` (if any) stabilises o.
         attention: ``"attnlrp"`` or ``"cp"``.
-        roles: the keyword (``query``, ``value``, ``key``, ``attention_mask``) of each tensor
-            input, in ``node.inputs`` order.
-        options: the node's non-tensor call options (``use_causal_mask``).
     """
 
-    def __init__(self, target=None, rule=None, attention="attnlrp", roles=("query", "value"),
-                 options=None, **kwargs):
+    def __init__(self, target=None, rule=None, attention="attnlrp", **kwargs):
         super().__init__(target=target, **kwargs)
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}.")
-        self.rule, self.attention, self.roles = rule, attention, list(roles)
-        self.options = dict(options or {})
+        self.rule, self.attention = rule, attention
+        eps = getattr(rule, "epsilon", None)
+        self.eps = float(eps) if eps else None
 
     def build(self, input_shape):
-        """Nothing to build: the weights are the attention layer's."""
+        """Nothing to build: the products have no weights."""
 
     def propagate(self, xs, z, relevance):
-        layer = self.target
-        named = dict(zip(self.roles, xs))
-        query, value = named["query"], named["value"]
-        key = named.get("key", value)
-        mask = layer._compute_attention_mask(
-            query, value, query_mask=named.get("query_mask"), value_mask=named.get("value_mask"),
-            key_mask=named.get("key_mask"), attention_mask=named.get("attention_mask"),
-            use_causal_mask=bool(self.options.get("use_causal_mask", False)))
-        q, k, v = layer._query_dense(query), layer._key_dense(key), layer._value_dense(value)
-        scale = ops.cast(layer._inverse_sqrt_key_dim, q.dtype)
-        scores_of = lambda qq, kk: ops.einsum(layer._dot_product_equation, kk, qq * scale)  # noqa: E731
-        scores = scores_of(q, k)
-        probs = layer._masked_softmax(scores, mask)
-        combine = lambda a, vv: ops.einsum(layer._combine_equation, a, vv)  # noqa: E731
-        context = combine(probs, v)
-        # output projection, on the replayed output (Keras' fused dot_product_attention path
-        # rounds differently, ~1e-8 relative even in float64)
-        r_context = self._linear(layer._output_dense, context, layer._output_dense(context),
-                                 relevance)
-        r_q, r_k, r_v = self._attend(scores_of, q, k, scores, probs, combine, v, r_context)
-        relevances = {"value": self._linear(layer._value_dense, value, v, r_v)}
-        if r_q is not None:
-            relevances["query"] = self._linear(layer._query_dense, query, q, r_q)
-            relevances["key"] = self._linear(layer._key_dense, key, k, r_k)
-        return self._route(xs, relevances)
-
-    def _attend(self, scores_of, q, k, scores, probs, combine, v, relevance):
-        """(R_q, R_k, R_v) of ``combine(softmax(scores_of(q, k)), v)`` carrying ``relevance``:
-        AttnLRP's uniform splits and softmax rule, or CP-LRP's (R_q = R_k = None)."""
-        eps = getattr(self.rule, "epsilon", None)
-        eps = float(eps) if eps else None
-        r_probs, r_v = _bilinear(combine, probs, v, relevance, eps)
-        if self.attention == "cp":  # A held constant: the values take all
-            return None, None, r_v
-        r_probs = 0.5 * r_probs
-        total = ops.sum(r_probs, axis=-1, keepdims=True)
-        r_q, r_k = _bilinear(scores_of, q, k, scores * (r_probs - probs * total), eps)
-        return 0.5 * r_q, 0.5 * r_k, 0.5 * r_v
-
-    def _route(self, xs, relevances):
-        """One relevance per input, by role; the key's goes to the value when the call had no
-        key (it defaulted to the value); masks and unused inputs get zeros."""
-        out = []
-        for x, role in zip(xs, self.roles):
-            r = relevances.pop(role, None)
-            if role == "value" and "key" not in self.roles and "key" in relevances:
-                r = r + relevances.pop("key")
-            out.append(ops.zeros(ops.shape(x), self.compute_dtype) if r is None else r)
-        return out
-
-    def _linear(self, dense, x, z, relevance):
-        return self.rule.relevance(linear_op(dense), x, z, relevance)
+        a, b, rest = xs[0], xs[1], xs[2:]
+        combine = type(self.target).__name__ == "AttentionCombine"
+        if self.attention == "cp" and not combine:
+            return _zeros(xs, self.compute_dtype)  # A is held constant: nothing reaches s
+        fn = lambda u, w: self.target.call(u, w, *rest)  # noqa: E731
+        r_a, r_b = _bilinear(fn, a, b, relevance, self.eps)
+        if self.attention == "cp":
+            return [ops.zeros_like(r_a), r_b] + _zeros(rest, self.compute_dtype)
+        return [0.5 * r_a, 0.5 * r_b] + _zeros(rest, self.compute_dtype)
 
     def get_config(self):
-        return {**super().get_config(), "attention": self.attention, "roles": self.roles,
-                "options": self.options}
+        return {**super().get_config(), "attention": self.attention}
 
     def __repr__(self):
         return f"{type(self).__name__}({self.rule!r}, attention={self.attention!r})"
 
 
-class DotAttentionRelevance(MultiHeadAttentionRelevance):
-    """AttnLRP or CP-LRP through ``keras.layers.Attention`` (dot-product scores, Luong et al.):
-    the same rules as :class:`MultiHeadAttentionRelevance` without projections, on
-    scores s = q·kᵀ (times the learned scale with ``use_scale``), A = softmax(s) and o = A·v.
-    Relevance reaches the query, value and key inputs directly."""
+class SoftmaxRelevance(RelevanceLayer):
+    """The softmax inside attention (AttnLRP's rule; masks get zero).
+
+    Formula:
+        R_s = s ⊙ (R_A − A ⊙ Σ_k R_A),  the sum over the softmax's axes
+    """
 
     def propagate(self, xs, z, relevance):
-        layer = self.target
-        named = dict(zip(self.roles, xs))
-        query, value = named["query"], named["value"]
-        key = named.get("key", value)
-        scores_of = layer._calculate_scores
-        scores = scores_of(query, key)
-        scores_mask = layer._calculate_score_mask(
-            scores, named.get("mask1"), bool(self.options.get("use_causal_mask", False)))
-        masked = scores if scores_mask is None else ops.where(
-            ops.logical_not(scores_mask), scores - ops.cast(1e9, scores.dtype), scores)
-        probs = ops.softmax(masked, axis=-1)
-        r_q, r_k, r_v = self._attend(scores_of, query, key, scores, probs, ops.matmul, value,
-                                     relevance)
-        relevances = {"value": r_v}
-        if r_q is not None:
-            relevances["query"], relevances["key"] = r_q, r_k
-        return self._route(xs, relevances)
+        axis = tuple(getattr(self.target, "axis", (-1,)))
+        total = ops.sum(relevance, axis=axis, keepdims=True)
+        return [xs[0] * (relevance - z * total)] + _zeros(xs[1:], self.compute_dtype)
 
 
-def dot_attention_roles(node) -> list:
-    """The role of each tensor input of a ``keras.layers.Attention`` node: the query, value and
-    key of its input list, then its masks (``mask0`` the query's, ``mask1`` the value's)."""
-    roles = []
-    for path, leaf in tree.flatten_with_path((list(node.args), dict(node.kwargs))):
-        if isinstance(leaf, Ref):
-            if path[0] == 0:
-                roles.append(("query", "value", "key")[path[-1]] if len(path) > 2 else "query")
-            else:
-                roles.append(f"{path[1]}{path[2]}" if len(path) > 2 else str(path[1]))
-    return roles
+class AdditiveScoresRelevance(BilinearRelevance):
+    """Bahdanau scores s_ts = Σ_d c_d tanh(q_td + k_sd)
+    (:class:`~keras_lrp.attention_parts.AdditiveScores`).
+
+    Formula (u = q_t + k_s, t_d = c_d tanh(u_d)):
+        R_u = t ⊙ R_s / s                      (ε-rule over d; identity across tanh)
+        R_q_t = Σ_s q_t ⊙ R_u / u,  R_k_s = Σ_t k_s ⊙ R_u / u     (Z rule over the sum)
+
+    CP-LRP gives zero (the weights A are constants).
+    """
+
+    def propagate(self, xs, z, relevance):
+        query, key = xs
+        if self.attention == "cp":
+            return _zeros(xs, self.compute_dtype)
+        u, t = self.target.terms(query, key)
+        r_u = t * ops.expand_dims(relevance / stabilize(z, self.eps), -1)
+        ratio = r_u / stabilize(u, self.eps)
+        return [query * ops.sum(ratio, axis=-2), key * ops.sum(ratio, axis=-3)]
 
 
-def attention_roles(node) -> list:
-    """The call keyword of each of a MultiHeadAttention node's tensor inputs."""
-    positional = ["query", "value", "key"]
-    roles = []
-    for i, arg in enumerate(node.args):
-        for leaf in tree.flatten(arg):
-            if isinstance(leaf, Ref):
-                roles.append(positional[i] if i < 3 else f"arg{i}")
-    for path, leaf in tree.flatten_with_path(dict(node.kwargs)):
-        if isinstance(leaf, Ref):
-            roles.append(path[0])
-    return roles
-
-
-def attention_options(node) -> dict:
-    return {"use_causal_mask": bool(node.kwargs.get("use_causal_mask", False))}
-
-
-__all__ = ["ATTENTION_MODES", "DotAttentionRelevance", "MultiHeadAttentionRelevance",
-           "attention_options", "attention_problem", "attention_roles", "dot_attention_roles"]
+__all__ = ["ATTENTION_MODES", "AdditiveScoresRelevance", "BilinearRelevance",
+           "SoftmaxRelevance"]
