@@ -5,9 +5,11 @@ Patches of an image (a strided Conv2D) → ``--layers`` post-LN blocks of MultiH
 GELU MLP → mean over tokens → Dense.
 
     python benchmarks/bench_transformer.py [--layers 4] [--batch 32] [--size 32] [--patch 4]
-        [--dim 64] [--heads 4] [--repeats 7] [--shipped]
+        [--dim 64] [--heads 4] [--repeats 7] [--shipped | --hub]
 
-``--shipped`` times the shipped ViT (models/digits_vit.keras) on the first test digits instead.
+``--shipped`` times the shipped ViT (models/digits_vit.keras) on the first test digits instead;
+``--hub`` times keras-hub's ``ViTBackbone`` (the same sizes, random weights; keras-hub is a test
+extra) with a Dense head on the class token.
 """
 
 from __future__ import annotations
@@ -38,12 +40,24 @@ def vit_like(size, patch, dim, heads, layers, classes=10):
     return keras.Model(i, L.Dense(classes)(L.GlobalAveragePooling1D()(x)))
 
 
+def hub_vit(size, patch, dim, heads, layers, classes=10):
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.ViTBackbone(image_shape=(size, size, 3), patch_size=patch,
+                                            num_layers=layers, num_heads=heads, hidden_dim=dim,
+                                            mlp_dim=2 * dim)
+    i = keras.Input((size, size, 3))
+    return keras.Model(i, L.Dense(classes)(backbone(i)[:, 0, :]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag, default in (("layers", 4), ("batch", 32), ("size", 32), ("patch", 4), ("dim", 64),
                           ("heads", 4), ("repeats", 7)):
         parser.add_argument(f"--{flag}", type=int, default=default)
     parser.add_argument("--shipped", action="store_true")
+    parser.add_argument("--hub", action="store_true")
     args = parser.parse_args()
     if args.shipped:
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
@@ -51,10 +65,11 @@ def main() -> None:
         x = np.load(os.path.join(root, "digits_test.npz"))["x"][:args.batch]
         title = f"the shipped digits_vit, batch {len(x)}"
     else:
-        model = vit_like(args.size, args.patch, args.dim, args.heads, args.layers)
+        build = hub_vit if args.hub else vit_like
+        model = build(args.size, args.patch, args.dim, args.heads, args.layers)
         x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
             "float32")
-        title = (f"ViT-like: {args.layers} blocks, {(args.size // args.patch) ** 2} tokens of "
+        title = (f"{'keras-hub ViTBackbone' if args.hub else 'ViT-like'}: {args.layers} blocks, {(args.size // args.patch) ** 2} tokens of "
                  f"{args.dim}, {args.heads} heads, batch {args.batch}")
     methods = {"lrp.z": {}, "lrp.epsilon": {}, "input_t_gradient": {}}
     medians, builds = time_against_gradient(model, x, methods, args.repeats)

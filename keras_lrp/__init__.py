@@ -29,7 +29,7 @@ _PUBLIC = {
     "Gradient": "keras_lrp.gradients", "IntegratedGradients": "keras_lrp.gradients",
     "SmoothGrad": "keras_lrp.gradients", "register_layer": "keras_lrp.layer_map",
     "register_rule": "keras_lrp.layer_map", "register_linear": "keras_lrp.linear",
-    "ConservationReport": "keras_lrp.report",
+    "ConservationReport": "keras_lrp.report", "register_composite": "keras_lrp.composite_layers",
 }
 _SUBMODULES = {"attribution", "canonizers", "composites", "gradients", "heatmap", "layers",
                "recurrent", "rules", "tokens"}

@@ -14,7 +14,13 @@ canonizer. The defaults (:data:`DEFAULT_CANONIZERS`):
 5. :class:`FoldBatchNorm` — fold a BatchNormalization that directly follows a kernel layer into
    it: s = γ/√(var+ε), W' = W·s, b' = (b − μ)·s + β.
 
-A composite may list its own (the attention work expands MultiHeadAttention with one).
+6. :class:`TraceComposites` — composite layers (keras-hub's transformer blocks, classes given to
+   :func:`keras_lrp.register_composite`) become the layers and ops their ``call`` runs
+   (:mod:`keras_lrp.composite_layers`).
+7. :class:`ExpandAttention` — MultiHeadAttention, Attention and AdditiveAttention become their
+   projections, scores, softmax and combination (:mod:`keras_lrp.attention_parts`).
+
+A composite may list its own.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import numpy as np
 
 from keras_lrp import graph as graph_mod
 from keras_lrp import types
+from keras_lrp.attention_parts import expand_attention
+from keras_lrp.composite_layers import trace_composites
 from keras_lrp.graph import Graph, Node, Ref
 from keras_lrp.linear import is_kernel_layer
 
@@ -250,9 +258,38 @@ def _bn_affine_numpy(layer, weights):
 
 
 #: The canonizers every built-in composite lists, in order.
-DEFAULT_CANONIZERS = (InlineNested(), SplitActivations(), SplitSeparable(), StripSoftmax(),
-                      FoldBatchNorm())
+class TraceComposites(Canonizer):
+    """Every call of a composite layer (keras-hub's TransformerEncoder, TransformerDecoder,
+    ViT blocks; classes given to :func:`keras_lrp.register_composite`) becomes the layers and
+    ops its ``call`` runs, traced on a copy with the same weights
+    (:mod:`keras_lrp.composite_layers`). Structural, like :class:`InlineNested`."""
 
-__all__ = ["Canonizer", "DEFAULT_CANONIZERS", "FoldBatchNorm", "InlineNested", "LOW_PRECISION",
-           "SplitActivations", "SplitSeparable", "StripSoftmax", "analysis_dtype", "canonize",
-           "clone_layers", "has_fused_activation"]
+    structural = True
+
+    def apply(self, graph: Graph) -> None:
+        trace_composites(graph)
+
+
+class ExpandAttention(Canonizer):
+    """Every MultiHeadAttention, Attention and AdditiveAttention call becomes its projections
+    (the layer's own EinsumDense sublayers), scores, masked softmax and combination, so the
+    composite's linear rule serves the projections and AttnLRP or CP-LRP the rest
+    (:mod:`keras_lrp.attention_parts`). Structural: it runs on the user's layers before cloning
+    (and before the support check, which then sees the parts).
+
+    Raises:
+        ValueError: an attention layer keras-lrp cannot expand, named, with the reason.
+    """
+
+    structural = True
+
+    def apply(self, graph: Graph) -> None:
+        expand_attention(graph)
+
+
+DEFAULT_CANONIZERS = (InlineNested(), TraceComposites(), ExpandAttention(), SplitActivations(), SplitSeparable(),
+                      StripSoftmax(), FoldBatchNorm())
+
+__all__ = ["Canonizer", "DEFAULT_CANONIZERS", "ExpandAttention", "FoldBatchNorm", "InlineNested",
+           "LOW_PRECISION", "SplitActivations", "SplitSeparable", "StripSoftmax", "TraceComposites",
+           "analysis_dtype", "canonize", "clone_layers", "has_fused_activation"]

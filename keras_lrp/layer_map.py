@@ -13,9 +13,12 @@ from typing import Any, List, Tuple
 
 import keras
 
-from keras_lrp import linear
+from keras_lrp import composite_layers, linear
 from keras_lrp import rules as rules_mod
 from keras_lrp import types
+from keras_lrp.attention_parts import AttentionSoftmax, KerasMask
+from keras_lrp.composite_layers import AddConstant, PrependToken, is_position_embedding
+from keras_lrp.layers.attention import SoftmaxRelevance
 from keras_lrp.layers.recurrent import EmbeddingRelevance, ZeroRelevance
 from keras_lrp.layers import GateRelevance, IdentityRelevance, LayerNormRelevance, \
     ProportionalRelevance, RelevanceLayer, RouteRelevance
@@ -49,8 +52,12 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (types.ELEMENTWISE + types.PREPROCESSING + types.APP_ELEMENTWISE + types.OP_ACTIVATIONS,
      IdentityRelevance),
     (types.NORMALIZATION, LayerNormRelevance),
+    (AttentionSoftmax, SoftmaxRelevance),
     (types.EMBEDDING, EmbeddingRelevance),
-    (types.MASK_OPS + types.OP_SHAPE_ONLY, ZeroRelevance),
+    (types.MASK_OPS + types.OP_SHAPE_ONLY + (KerasMask,), ZeroRelevance),
+    (is_position_embedding, ZeroRelevance),
+    (PrependToken, RouteRelevance),
+    (AddConstant, ProportionalRelevance),
     (types.OP_SELECT, RouteRelevance),
     (types.OP_CAST, IdentityRelevance),
     (Where(types.UPSAMPLING_2D, lambda node, ctx: node.layer.interpolation == "nearest",
@@ -63,6 +70,8 @@ BASE_MAP: List[Tuple[Any, type]] = [
     # element-wise affine maps (x + 3, x · 1/6); Add/Subtract of two tensors are proportional.
     (Where(types.OP_ARITHMETIC, _tensor_args(1), "tensor and constant"), IdentityRelevance),
     (Where(types.OP_SUMS, _tensor_args(2), "two tensors"), ProportionalRelevance),
+    # minimum/maximum (of tensors or with a broadcast constant): the winner takes the relevance
+    (types.OP_MINMAX, RouteRelevance),
 ]
 
 
@@ -105,17 +114,20 @@ class Registry:
     @contextlib.contextmanager
     def scoped(self):
         """Registrations made inside the ``with`` block (:func:`register_layer`,
-        :func:`register_rule`, :func:`keras_lrp.register_linear`) are undone when it ends.
+        :func:`register_rule`, :func:`keras_lrp.register_linear`,
+        :func:`keras_lrp.register_composite`) are undone when it ends.
 
         Example:
             >>> with keras_lrp.layer_map.REGISTRY.scoped():
             ...     keras_lrp.register_layer(MyScaling, keras_lrp.rules.IdentityRelevance)
         """
-        saved = list(self.rules), list(self.layers), list(linear.LINEAR_OPS)
+        saved = (list(self.rules), list(self.layers), list(linear.LINEAR_OPS),
+                 list(composite_layers.REGISTERED))
         try:
             yield self
         finally:
-            self.rules[:], self.layers[:], linear.LINEAR_OPS[:] = saved
+            (self.rules[:], self.layers[:], linear.LINEAR_OPS[:],
+             composite_layers.REGISTERED[:]) = saved
 
     def supported(self) -> str:
         """A one-line summary of the layer classes the base map and registrations serve."""

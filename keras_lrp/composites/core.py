@@ -31,9 +31,9 @@ from keras_lrp.canonizers import DEFAULT_CANONIZERS, has_fused_activation
 from keras_lrp.graph import Graph, Node, input_fed_nodes, node_call, nonnegative_tensors
 from keras_lrp.recurrent import GATE_RULES
 from keras_lrp.layer_map import BASE_MAP, REGISTRY, matches, unsupported_error
-from keras_lrp.layers.attention import ATTENTION_MODES, DotAttentionRelevance, \
-    MultiHeadAttentionRelevance, attention_options, attention_problem, attention_roles, \
-    dot_attention_roles
+from keras_lrp.attention_parts import PRODUCTS, AdditiveScores
+from keras_lrp.layers.attention import ATTENTION_MODES, AdditiveScoresRelevance, \
+    BilinearRelevance
 from keras_lrp.layers.base import RelevanceLayer
 from keras_lrp.layers.recurrent import BidirectionalRelevance, RecurrentRelevance, \
     TimeDistributedRelevance, bidirectional_problem, input_roles, recurrent_problem
@@ -283,8 +283,7 @@ def takes_rule(layer) -> bool:
     """Kernel layers, and the sequence layers whose linear maps take the composite's rule:
     recurrent layers, Bidirectional, and TimeDistributed around a kernel layer."""
     return (is_kernel_layer(layer)
-            or isinstance(layer, types.RNN + types.BIDIRECTIONAL + types.MULTI_HEAD_ATTENTION)
-            or types.is_dot_attention(layer)
+            or isinstance(layer, types.RNN + types.BIDIRECTIONAL + PRODUCTS)
             or (isinstance(layer, types.TIME_DISTRIBUTED) and is_kernel_layer(layer.layer)))
 
 
@@ -296,8 +295,6 @@ def sequence_problem(layer, gate_rule: str) -> Optional[str]:
     """Why a rule cannot serve this sequence layer, or ``None``."""
     if isinstance(layer, types.BIDIRECTIONAL):
         return bidirectional_problem(layer)
-    if isinstance(layer, types.MULTI_HEAD_ATTENTION) or types.is_dot_attention(layer):
-        return attention_problem(layer)
     if isinstance(layer, types.RNN):
         problem = recurrent_problem(layer)
         if problem is None and gate_rule != "signal" and not isinstance(layer, keras.layers.LSTM):
@@ -311,14 +308,9 @@ def sequence_relevance(node: Node, layer, rule, gate_rule: str,
                        attention: str = "attnlrp") -> RelevanceLayer:
     """The relevance layer of a sequence layer whose linear maps take ``rule``."""
     kwargs = dict(name=f"{layer.name}_relevance", dtype=getattr(layer, "dtype_policy", None))
-    if isinstance(layer, types.MULTI_HEAD_ATTENTION):
-        return MultiHeadAttentionRelevance(target=layer, rule=rule, attention=attention,
-                                           roles=attention_roles(node),
-                                           options=attention_options(node), **kwargs)
-    if types.is_dot_attention(layer):
-        return DotAttentionRelevance(target=layer, rule=rule, attention=attention,
-                                     roles=dot_attention_roles(node),
-                                     options=attention_options(node), **kwargs)
+    if isinstance(layer, PRODUCTS):
+        cls = AdditiveScoresRelevance if isinstance(layer, AdditiveScores) else BilinearRelevance
+        return cls(target=layer, rule=rule, attention=attention, **kwargs)
     if isinstance(layer, types.TIME_DISTRIBUTED):
         return TimeDistributedRelevance(target=layer, rule=rule.bind(layer.layer), **kwargs)
     cls = BidirectionalRelevance if isinstance(layer, types.BIDIRECTIONAL) else RecurrentRelevance

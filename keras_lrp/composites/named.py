@@ -12,7 +12,8 @@ import keras
 
 from keras_lrp import rules as rules_mod
 from keras_lrp import types
-from keras_lrp.canonizers import InlineNested, SplitActivations, SplitSeparable, StripSoftmax
+from keras_lrp.canonizers import ExpandAttention, InlineNested, SplitActivations, SplitSeparable, \
+    StripSoftmax, TraceComposites
 from keras_lrp.composites.core import Composite
 from keras_lrp.layers import IdentityRelevance
 from keras_lrp.layers.gradient import GradientRelevance
@@ -162,7 +163,8 @@ class DeepTaylor(NamedComposite):
     computes; tests/test_anchor_innvestigate.py checks this against its numbers.
     """
 
-    CANONIZERS = (InlineNested(), SplitActivations(), SplitSeparable(), StripSoftmax())
+    CANONIZERS = (InlineNested(), TraceComposites(), ExpandAttention(), SplitActivations(),
+                  SplitSeparable(), StripSoftmax())
 
     def assign(self):
         return [(types.BATCHNORM, GradientRelevance), (_ANY, rules_mod.ZPlus()),
