@@ -8,7 +8,10 @@ and, for comparison, the CNN of ``models/digits_cnn.keras`` (``lrp.epsilon``), a
   ViT's four (columns);
 * ``summary.txt`` — the table also printed: the ViT's accuracy and, per method, the
   pixel-flipping AOPC on the ViT (higher: the heatmap found the pixels the model relies on
-  sooner), with a random ordering as the baseline.
+  sooner), with a random ordering as the baseline;
+* ``text_summary.txt``, ``text_tokens.png`` and ``text_tokens.html`` — the text transformer of
+  ``models/sentiment_transformer.keras`` on its synthetic task with a known answer
+  (:mod:`keras_lrp.text_demo`).
 """
 
 from __future__ import annotations
@@ -68,9 +71,14 @@ def run_transformer_demo(out_dir: str = "lrp-demo-transformer",
                          steps=steps)
     (out / "summary.txt").write_text(table + "\n")
     if verbose:
-        print(table)
-        print(f"\nWrote vit_heatmaps.png and summary.txt to {out} in "
-              f"{time.perf_counter() - start:.1f} s.")
+        print(table + "\n")
+    written = "vit_heatmaps.png and summary.txt"
+    if (models / "sentiment_transformer.keras").is_file():
+        from keras_lrp.text_demo import run_text_demo
+        run_text_demo(out, models, verbose=verbose)
+        written = "vit_heatmaps.png, summary.txt and text_summary.txt, text_tokens.png/.html"
+    if verbose:
+        print(f"\nWrote {written} to {out} in {time.perf_counter() - start:.1f} s.")
     return aopc
 
 
