@@ -24,6 +24,7 @@ class AlphaBeta(Rule):
     """
 
     PARAMS = {"alpha": 2.0, "beta": 1.0, "bias": True}
+    x_proportional = True
 
     def validate(self, alpha, beta, bias):
         if not (abs(alpha - beta - 1) < 1e-9 and alpha >= 1 and beta >= 0):
@@ -74,6 +75,8 @@ class ZPlusFast(Rule):
 
     Equal to ZPlus when x ≥ 0 (e.g. after a ReLU).
     """
+
+    x_proportional = True
 
     def relevance(self, op, x, z, relevance):
         wp = positive(op.kernel)

@@ -20,6 +20,9 @@ class Rule(RelevanceLayer):
 
     #: name -> default of the rule's parameters, in order; subclasses override.
     PARAMS: dict = {}
+    #: Whether the relevance this rule gives each input is that input times something finite
+    #: (R_i = x_i · c_i): then an input that is 0 gets exactly 0 (see :mod:`keras_lrp.reverse`).
+    x_proportional = False
 
     def __init__(self, target=None, **kwargs):
         params = {k: kwargs.pop(k, v) for k, v in self.PARAMS.items()}

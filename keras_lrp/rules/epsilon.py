@@ -27,6 +27,10 @@ class Z(Rule):
 
     PARAMS = {"bias": True, "bias_factor": 0.0}
 
+    @property
+    def x_proportional(self):
+        return not self.bias_factor  # the redistributed share reaches inputs that are 0
+
     def validate(self, bias, bias_factor, **params):
         if not 0.0 <= float(bias_factor) <= 1.0:
             raise ValueError(f"{type(self).__name__} needs 0 <= bias_factor <= 1, got "

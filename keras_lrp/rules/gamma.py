@@ -25,6 +25,7 @@ class Gamma(Rule):
     """
 
     PARAMS = {"gamma": 0.25, "bias": True}
+    x_proportional = True
 
     def validate(self, gamma, bias):
         if not gamma >= 0:
