@@ -63,7 +63,8 @@ ELEMENTWISE = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropo
                L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Masking)
 #: Element-wise affine preprocessing (an offset can make values negative).
 PREPROCESSING = (L.Rescaling, L.Normalization)
-NORMALIZATION = (L.LayerNormalization,)
+NORMALIZATION = (L.LayerNormalization,) + tuple(
+    c for c in (getattr(L, "RMSNormalization", None),) if c)
 BATCHNORM = (L.BatchNormalization,)
 UPSAMPLING_2D = (L.UpSampling2D,)
 ACTIVATION = (L.Activation,)

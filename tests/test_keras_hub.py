@@ -47,7 +47,18 @@ def _vit():
     return keras.Model(image, L.Dense(3, name="head")(bb(image)[:, 0, :]))
 
 
-BACKBONES = {"bert": _bert, "gpt2": _gpt2, "vit": _vit}
+def _layers():
+    """keras-hub's layers in a model of one's own: TokenAndPositionEmbedding, a
+    TransformerEncoder (pre-LN) reading a padding mask, the mean over tokens."""
+    tokens = keras.Input((T,), dtype="int32", name="token_ids")
+    mask = keras.Input((T,), dtype="int32", name="padding_mask")
+    h = keras_hub.layers.TokenAndPositionEmbedding(V, T, 8, name="embed")(tokens)
+    h = keras_hub.layers.TransformerEncoder(16, 2, normalize_first=True, name="block")(
+        h, padding_mask=mask)
+    return keras.Model([tokens, mask], L.Dense(3, name="head")(L.GlobalAveragePooling1D()(h)))
+
+
+BACKBONES = {"bert": _bert, "gpt2": _gpt2, "vit": _vit, "layers": _layers}
 
 
 def _data(model, rng, n=3):

@@ -939,3 +939,19 @@ def test_identity_registered_for_two_input_layer_is_a_clear_error(float64, regis
     with pytest.raises(ValueError, match=r"'pair' has 2 inputs, but IdentityRelevance passes "
                                          r"relevance through single-input layers"):
         keras_lrp.create_analyzer("lrp.z", model)  # caught when building, before any analysis
+
+
+def test_rms_normalization_passes_relevance_unchanged(float64):
+    """keras.layers.RMSNormalization, y = x / rms(x) · scale, with rms(x) held constant is a
+    diagonal map without a bias: the Z rule gives each input exactly the relevance of its
+    output (R_k = x_k c_k / (x_k c_k) · R_k)."""
+    g = np.random.default_rng(5)
+    i = keras.Input((6,), name="x")
+    h = L.Dense(5, name="d1")(i)
+    h = L.RMSNormalization(name="rms")(h)
+    model = keras.Model(i, L.Dense(3, name="out")(L.ReLU(name="relu")(h)))
+    model.set_weights([g.normal(size=w.shape) for w in model.weights])
+    x = g.normal(size=(BATCH, 6))
+    lw = keras_lrp.create_analyzer("lrp.z", model).analyze(x, layerwise=True)
+    np.testing.assert_allclose(lw["d1"], lw["rms"], rtol=1e-12)
+    assert np.abs(lw["rms"]).sum() > 0

@@ -108,7 +108,8 @@ class LayerNormRelevance(RelevanceLayer):
     The standard deviation σ is held constant (detached), so the layer is the affine map
     y = (x − μ(x))/σ · γ + β, linear in x through the centring; the Z rule runs on it, with β as
     the bias (it absorbs its share; with β = 0 relevance is conserved). With ``rms_scaling``
-    there is no centring: y = x/σ · γ.
+    there is no centring: y = x/σ · γ; ``keras.layers.RMSNormalization`` is that map with its
+    ``scale`` as γ and no β.
 
     Formula:
         c_ik = (δ_ik − 1/N) γ_i / σ,   R_k = Σ_i x_k c_ik / (Σ_k' x_k' c_ik' + β_i) · R_i
@@ -119,9 +120,12 @@ class LayerNormRelevance(RelevanceLayer):
         axes = [a % len(x.shape) for a in (layer.axis if isinstance(layer.axis, (list, tuple))
                                           else [layer.axis])]
         shape = [x.shape[a] if a in axes else 1 for a in range(len(x.shape))]
+        rms = getattr(layer, "rms_scaling", True)  # RMSNormalization has no such option
+        gamma = getattr(layer, "gamma", getattr(layer, "scale", None))
+        beta = getattr(layer, "beta", None)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            if layer.rms_scaling:
+            if rms:
                 centred = x
                 scale = ops.rsqrt(ops.mean(ops.square(x), axis=axes, keepdims=True)
                                   + layer.epsilon)
@@ -129,9 +133,8 @@ class LayerNormRelevance(RelevanceLayer):
                 centred = x - ops.mean(x, axis=axes, keepdims=True)
                 scale = ops.rsqrt(ops.var(x, axis=axes, keepdims=True) + layer.epsilon)
             linear = centred * tf.stop_gradient(scale)
-            if layer.gamma is not None:
-                linear = linear * ops.reshape(ops.cast(layer.gamma, x.dtype), shape)
-        full = linear if layer.beta is None else linear + ops.reshape(
-            ops.cast(layer.beta, x.dtype), shape)
+            if gamma is not None:
+                linear = linear * ops.reshape(ops.cast(gamma, x.dtype), shape)
+        full = linear if beta is None else linear + ops.reshape(ops.cast(beta, x.dtype), shape)
         grad = tape.gradient(linear, x, output_gradients=relevance / stabilize(full))
         return [x * grad]
