@@ -69,7 +69,8 @@ def main() -> None:
         model = build(args.size, args.patch, args.dim, args.heads, args.layers)
         x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
             "float32")
-        title = (f"{'keras-hub ViTBackbone' if args.hub else 'ViT-like'}: {args.layers} blocks, {(args.size // args.patch) ** 2} tokens of "
+        kind = "keras-hub ViTBackbone" if args.hub else "ViT-like"
+        title = (f"{kind}: {args.layers} blocks, {(args.size // args.patch) ** 2} tokens of "
                  f"{args.dim}, {args.heads} heads, batch {args.batch}")
     methods = {"lrp.z": {}, "lrp.epsilon": {}, "input_t_gradient": {}}
     medians, builds = time_against_gradient(model, x, methods, args.repeats)

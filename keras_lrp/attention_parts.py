@@ -176,7 +176,8 @@ def cached_mha(layer) -> bool:
     cache, and only an explicit ``attention_mask`` (the cache is refused per call)."""
     return (isinstance(layer, keras.layers.MultiHeadAttention)
             and type(layer).__name__ == "CachedMultiHeadAttention"
-            and type(layer)._compute_attention is keras.layers.MultiHeadAttention._compute_attention)
+            and type(layer)._compute_attention
+            is keras.layers.MultiHeadAttention._compute_attention)
 
 
 def attention_problem(layer) -> Optional[str]:

@@ -1,24 +1,23 @@
 """Canonizers: exact rewrites of a cloned graph that make LRP rules applicable.
 
 A canonizer is a small object with ``apply(graph)``. It keeps the model's function unchanged (up
-to float rounding) and never touches the user's layers: :func:`canonize` first inlines nested
-models (:class:`InlineNested`, which only restructures the node list), then clones every layer,
-then runs the rest of the composite's list in order. Cloning is not optional, so it is not a
-canonizer. The defaults (:data:`DEFAULT_CANONIZERS`):
+to float rounding) and never touches the user's layers: :func:`canonize` first runs the
+structural canonizers (which only restructure the node list, copying what they must), then clones
+every layer, then runs the rest of the composite's list in order. Cloning is not optional, so it
+is not a canonizer. The defaults (:data:`DEFAULT_CANONIZERS`), structural first:
 
 1. :class:`InlineNested` — a nested model's layers become nodes of the outer graph.
-2. :class:`SplitActivations` — a kernel layer's fused activation becomes its own layer, so kernel
-   layers output the pre-activation z (recurrent and attention layers keep theirs).
-3. :class:`SplitSeparable` — SeparableConv → DepthwiseConv (no bias) + 1×1 Conv.
-4. :class:`StripSoftmax` — remove the softmax producing a model output.
-5. :class:`FoldBatchNorm` — fold a BatchNormalization that directly follows a kernel layer into
-   it: s = γ/√(var+ε), W' = W·s, b' = (b − μ)·s + β.
-
-6. :class:`TraceComposites` — composite layers (keras-hub's transformer blocks, classes given to
+2. :class:`TraceComposites` — composite layers (keras-hub's transformer blocks, classes given to
    :func:`keras_lrp.register_composite`) become the layers and ops their ``call`` runs
    (:mod:`keras_lrp.composite_layers`).
-7. :class:`ExpandAttention` — MultiHeadAttention, Attention and AdditiveAttention become their
+3. :class:`ExpandAttention` — MultiHeadAttention, Attention and AdditiveAttention become their
    projections, scores, softmax and combination (:mod:`keras_lrp.attention_parts`).
+4. :class:`SplitActivations` — a kernel layer's fused activation becomes its own layer, so kernel
+   layers output the pre-activation z (recurrent layers keep theirs).
+5. :class:`SplitSeparable` — SeparableConv → DepthwiseConv (no bias) + 1×1 Conv.
+6. :class:`StripSoftmax` — remove the softmax producing a model output.
+7. :class:`FoldBatchNorm` — fold a BatchNormalization that directly follows a kernel layer into
+   it: s = γ/√(var+ε), W' = W·s, b' = (b − μ)·s + β.
 
 A composite may list its own.
 """
@@ -287,8 +286,8 @@ class ExpandAttention(Canonizer):
         expand_attention(graph)
 
 
-DEFAULT_CANONIZERS = (InlineNested(), TraceComposites(), ExpandAttention(), SplitActivations(), SplitSeparable(),
-                      StripSoftmax(), FoldBatchNorm())
+DEFAULT_CANONIZERS = (InlineNested(), TraceComposites(), ExpandAttention(), SplitActivations(),
+                      SplitSeparable(), StripSoftmax(), FoldBatchNorm())
 
 __all__ = ["Canonizer", "DEFAULT_CANONIZERS", "ExpandAttention", "FoldBatchNorm", "InlineNested",
            "LOW_PRECISION", "SplitActivations", "SplitSeparable", "StripSoftmax", "TraceComposites",

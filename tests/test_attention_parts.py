@@ -212,5 +212,6 @@ def test_group_query_attention_is_refused_by_name():
     q = keras.Input((T, 4))
     out = L.GroupQueryAttention(4, 2, 2, name="gqa")(q, q)
     model = keras.Model(q, L.Dense(2)(L.GlobalAveragePooling1D()(out)))
-    with pytest.raises(ValueError, match="Layer 'gqa' is a GroupedQueryAttention; keras-lrp expands"):
+    with pytest.raises(ValueError,
+                       match="Layer 'gqa' is a GroupedQueryAttention; keras-lrp expands"):
         keras_lrp.create_analyzer("lrp.epsilon", model)
