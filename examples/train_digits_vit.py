@@ -26,6 +26,18 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 L = keras.layers
 
 
+def encoder_blocks(x, dim: int, heads: int, blocks: int):
+    """``blocks`` post-LN transformer blocks: self-attention and a GELU MLP, each with a residual
+    Add and a LayerNormalization (the layer names the shipped models use)."""
+    for b in range(1, blocks + 1):
+        a = L.MultiHeadAttention(heads, dim // heads, name=f"attention{b}")(x, x)
+        x = L.LayerNormalization(name=f"norm{b}a")(L.Add(name=f"residual{b}a")([x, a]))
+        f = L.Dense(2 * dim, activation="gelu", name=f"mlp{b}a")(x)
+        f = L.Dense(dim, name=f"mlp{b}b")(f)
+        x = L.LayerNormalization(name=f"norm{b}b")(L.Add(name=f"residual{b}b")([x, f]))
+    return x
+
+
 def build_model(patch=2, dim=32, heads=4, blocks=2) -> keras.Model:
     inputs = keras.Input((8, 8, 1), name="digit")
     x = L.Conv2D(dim, patch, strides=patch, name="patches")(inputs)
@@ -33,13 +45,7 @@ def build_model(patch=2, dim=32, heads=4, blocks=2) -> keras.Model:
     x = L.Reshape((n, dim), name="tokens")(x)
     positions = ops.cast(ops.zeros_like(x[..., 0]), "int32") + ops.arange(n, dtype="int32")
     x = L.Add(name="add_positions")([x, L.Embedding(n, dim, name="position")(positions)])
-    for b in range(1, blocks + 1):
-        a = L.MultiHeadAttention(heads, dim // heads, name=f"attention{b}")(x, x)
-        x = L.LayerNormalization(name=f"norm{b}a")(L.Add(name=f"residual{b}a")([x, a]))
-        f = L.Dense(2 * dim, activation="gelu", name=f"mlp{b}a")(x)
-        f = L.Dense(dim, name=f"mlp{b}b")(f)
-        x = L.LayerNormalization(name=f"norm{b}b")(L.Add(name=f"residual{b}b")([x, f]))
-    x = L.GlobalAveragePooling1D(name="mean_token")(x)
+    x = L.GlobalAveragePooling1D(name="mean_token")(encoder_blocks(x, dim, heads, blocks))
     outputs = L.Dense(10, activation="softmax", name="logits")(x)
     return keras.Model(inputs, outputs, name="digits_vit")
 

@@ -27,6 +27,7 @@ from keras import ops  # noqa: E402
 
 from keras_lrp.text_demo import LENGTH, VOCAB, sentiment_data  # noqa: E402
 from train_digits import save_inference_copy  # noqa: E402
+from train_digits_vit import encoder_blocks  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 L = keras.layers
@@ -37,13 +38,7 @@ def build_model(dim=32, heads=4, blocks=2) -> keras.Model:
     x = L.Embedding(VOCAB, dim, mask_zero=True, name="words")(tokens)
     positions = ops.zeros_like(tokens) + ops.arange(LENGTH, dtype="int32")
     x = L.Add(name="add_positions")([x, L.Embedding(LENGTH, dim, name="position")(positions)])
-    for b in range(1, blocks + 1):
-        a = L.MultiHeadAttention(heads, dim // heads, name=f"attention{b}")(x, x)
-        x = L.LayerNormalization(name=f"norm{b}a")(L.Add(name=f"residual{b}a")([x, a]))
-        f = L.Dense(2 * dim, activation="gelu", name=f"mlp{b}a")(x)
-        f = L.Dense(dim, name=f"mlp{b}b")(f)
-        x = L.LayerNormalization(name=f"norm{b}b")(L.Add(name=f"residual{b}b")([x, f]))
-    x = L.GlobalAveragePooling1D(name="mean_token")(x)
+    x = L.GlobalAveragePooling1D(name="mean_token")(encoder_blocks(x, dim, heads, blocks))
     outputs = L.Dense(2, activation="softmax", name="logits")(x)
     return keras.Model(tokens, outputs, name="sentiment_transformer")
 

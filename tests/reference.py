@@ -507,3 +507,23 @@ class Net:
 
     def logits(self, x):
         return np.stack([self.forward(xn)[self.output] for xn in np.asarray(x, np.float64)])
+
+
+def attention_pool_dense(A, v, dense_weights, attention):
+    """The tail shared by the attention oracles: out = A·v (one sample, (t, s) · (s, j)), its
+    mean over tokens g, logits = g W + b, the Z rule from the winning logit back to out (the
+    mean is proportional), then the product out = A·v: (R_A, R_v, logits). AttnLRP halves both
+    shares (the uniform rule); CP-LRP gives all to v, so R_A is returned but not used."""
+    out = A @ v
+    g = out.mean(axis=0)
+    W, b = (np.asarray(a, np.float64) for a in dense_weights)
+    logits = g @ W + b
+    R = np.zeros(len(logits))
+    R[np.argmax(logits)] = logits.max()
+    R_out = (out / len(out)) / _stab(g) * z_rule(g, W, b, R)
+    ratio = R_out / _stab(out)  # (t, j)
+    R_A = np.einsum("ts,sj,tj->ts", A, v, ratio)
+    R_v = np.einsum("ts,sj,tj->sj", A, v, ratio)
+    if attention == "attnlrp":
+        R_A, R_v = R_A / 2, R_v / 2
+    return R_A, R_v, logits

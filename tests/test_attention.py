@@ -239,20 +239,9 @@ def _dot_oracle(model, xq, xv, attention, causal):
     masked = np.triu(np.ones(scores.shape, bool), 1) if causal else np.zeros(scores.shape, bool)
     e = np.exp(np.where(masked, -np.inf, scores - scores.max(axis=-1, keepdims=True)))
     A = e / e.sum(axis=-1, keepdims=True)
-    out = A @ xv
-    g = out.mean(axis=0)
-    wd = [np.asarray(a, np.float64) for a in dense.get_weights()]
-    logits = g @ wd[0] + wd[1]
-    R = np.zeros(K)
-    R[np.argmax(logits)] = logits.max()
-    R_g = ref.z_rule(g, wd[0], wd[1], R)
-    R_out = (out / len(xq)) / _stab(g, ref.STAB) * R_g
-    ratio = R_out / _stab(out, ref.STAB)  # (t, j)
-    R_A = np.einsum("ts,sj,tj->ts", A, xv, ratio)
-    R_v = np.einsum("ts,sj,tj->sj", A, xv, ratio)
+    R_A, R_v, logits = ref.attention_pool_dense(A, xv, dense.get_weights(), attention)
     R_q = np.zeros_like(xq)
     if attention == "attnlrp":
-        R_A, R_v = R_A / 2, R_v / 2
         R_s = scores * (R_A - A * R_A.sum(axis=-1, keepdims=True))
         r2 = R_s / _stab(scores, ref.STAB)
         R_q = np.einsum("tk,sk,ts->tk", scale * xq, xv, r2) / 2

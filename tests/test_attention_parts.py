@@ -154,20 +154,9 @@ def _additive_oracle(model, xq, xv, attention):
     scores = t.sum(axis=-1)
     e = np.exp(scores - scores.max(axis=-1, keepdims=True))
     A = e / e.sum(axis=-1, keepdims=True)
-    out = A @ xv
-    g = out.mean(axis=0)
-    wd = [np.asarray(a, np.float64) for a in dense.get_weights()]
-    logits = g @ wd[0] + wd[1]
-    R = np.zeros(len(logits))
-    R[np.argmax(logits)] = logits.max()
-    R_g = ref.z_rule(g, wd[0], wd[1], R)
-    R_out = (out / len(xq)) / ref._stab(g) * R_g
-    ratio = R_out / ref._stab(out)
-    R_A = np.einsum("ts,sj,tj->ts", A, xv, ratio)
-    R_v = np.einsum("ts,sj,tj->sj", A, xv, ratio)
+    R_A, R_v, logits = ref.attention_pool_dense(A, xv, dense.get_weights(), attention)
     R_q = np.zeros_like(xq)
     if attention == "attnlrp":
-        R_A, R_v = R_A / 2, R_v / 2
         R_s = scores * (R_A - A * R_A.sum(axis=-1, keepdims=True))
         R_u = t * (R_s / ref._stab(scores))[..., None]  # ε over d, identity across tanh
         r = R_u / ref._stab(u)
