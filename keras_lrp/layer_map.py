@@ -48,6 +48,8 @@ def _tensor_args(n: int):
 
 #: How relevance crosses each supported layer without a kernel, first match wins.
 BASE_MAP: List[Tuple[Any, type]] = [
+    (Where(types.SOFTMAX + types.ACTIVATION, lambda node, ctx: types.is_softmax(node.layer),
+           "softmax"), SoftmaxRelevance),
     (Where(types.ACTIVATION, _elementwise_activation, "element-wise"), IdentityRelevance),
     (types.ELEMENTWISE + types.PREPROCESSING + types.APP_ELEMENTWISE + types.OP_ACTIVATIONS,
      IdentityRelevance),

@@ -173,13 +173,33 @@ def test_softmax_stripped_in_all_three_forms(float64):
         np.testing.assert_allclose(results["activation", name], results["fused", name], **SAME)
 
 
-def test_softmax_not_at_the_output_is_an_error(float64):
-    """A softmax inside the network is not element-wise: it is not silently passed through."""
+@pytest.mark.parametrize("form", ["fused", "layer", "activation"])
+def test_softmax_inside_the_network_takes_attnlrps_rule(float64, form):
+    """A softmax inside the network is not element-wise, and not passed through: it takes
+    AttnLRP's softmax rule, R_z = z ⊙ (R_A − A Σ R_A) (input × gradient with upstream R/A),
+    checked here against NumPy with the Z rule on both Dense layers."""
     i = keras.Input((4,), name="x")
-    h = L.Dense(3, activation="softmax", name="inner")(i)
+    if form == "fused":
+        h = L.Dense(3, activation="softmax", name="inner")(i)
+    else:
+        h = L.Dense(3, name="inner")(i)
+        h = (L.Softmax(name="sm") if form == "layer" else L.Activation("softmax", name="sm"))(h)
     model = keras.Model(i, L.Dense(2, name="out")(h))
-    with pytest.raises(ValueError, match="inner"):
-        keras_lrp.create_analyzer("lrp.z", model)
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    x = rng.normal(size=(3, 4))
+    got = keras_lrp.create_analyzer("lrp.z", model).analyze(x)
+    W1, b1 = model.get_layer("inner").get_weights()
+    W2, b2 = model.get_layer("out").get_weights()
+    for n in range(3):
+        z = x[n] @ W1 + b1
+        A = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        logits = A @ W2 + b2
+        R = np.zeros(2)
+        R[logits.argmax()] = logits.max()
+        R_A = ref.z_rule(A, W2, b2, R)
+        R_z = z * (R_A - A * R_A.sum())
+        np.testing.assert_allclose(got[n], ref.z_rule(x[n], W1, b1, R_z), rtol=1e-9)
 
 
 # ============================================================== (c) fused activations split

@@ -85,14 +85,17 @@ class BilinearRelevance(RelevanceLayer):
 
 
 class SoftmaxRelevance(RelevanceLayer):
-    """The softmax inside attention (AttnLRP's rule; masks get zero).
+    """A softmax inside the network: attention's (masks get zero), a Softmax layer or
+    ``Activation("softmax")`` (AttnLRP's rule: input × gradient with upstream R/A, the bias
+    term absorbing the rest). A softmax producing a model output is stripped instead.
 
     Formula:
         R_s = s ⊙ (R_A − A ⊙ Σ_k R_A),  the sum over the softmax's axes
     """
 
     def propagate(self, xs, z, relevance):
-        axis = tuple(getattr(self.target, "axis", (-1,)))
+        axis = getattr(self.target, "axis", -1)  # Activation("softmax") has none: the last
+        axis = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
         total = ops.sum(relevance, axis=axis, keepdims=True)
         return [xs[0] * (relevance - z * total)] + _zeros(xs[1:], self.compute_dtype)
 
