@@ -120,9 +120,8 @@ def _without_cache(compute_output_spec):
     return spec
 
 
-def _trace_with(node: Node, graph: Graph, batch):
+def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
     layer = node.layer
-    shapes, dtypes = graph.shapes(), graph.dtypes()
     tids = list(dict.fromkeys(node.inputs))
     symbolic = {t: keras.Input(batch_shape=(batch,) + tuple(shapes[t][1:]), dtype=dtypes.get(t))
                 for t in tids}
@@ -143,7 +142,7 @@ def _trace_with(node: Node, graph: Graph, batch):
     return fn, tids, copy, args, kwargs
 
 
-def _trace(node: Node, graph: Graph):
+def _trace(node: Node, shapes: dict, dtypes: dict):
     """(functional model of the layer's call on symbolic inputs, the tensor ids it reads).
 
     The trace runs with an unknown batch size; if the call needs a concrete one (keras-hub's
@@ -151,10 +150,10 @@ def _trace(node: Node, graph: Graph):
     so that a call whose result depends on the batch size is an error, never a wrong graph.
     """
     try:
-        fn, tids, copy, args, kwargs = _trace_with(node, graph, None)
+        fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, None)
     except Exception as error:  # noqa: BLE001 - any failure of the symbolic call
         try:
-            fn, tids, copy, args, kwargs = _trace_with(node, graph, 1)
+            fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, 1)
         except Exception:  # noqa: BLE001
             raise ValueError(
                 f"keras-lrp could not trace layer '{node.layer.name}' "
@@ -188,13 +187,12 @@ def _check_batch_free(layer, fn, copy, args, kwargs) -> None:
                              "size in its call, so keras-lrp cannot trace it into its parts.")
 
 
-def _vit_embedding(node: Node, graph: Graph, nodes: list) -> List[int]:
+def _vit_embedding(node: Node, graph: Graph, shapes: dict, nodes: list) -> List[int]:
     """ViTPatchingAndEmbedding by hand (see the module docstring)."""
     layer = node.layer
     if getattr(layer, "data_format", "channels_last") == "channels_first":
         raise ValueError(f"Layer '{layer.name}' (ViTPatchingAndEmbedding) uses channels_first; "
                          "keras-lrp traces the channels_last layout only.")
-    shapes = graph.shapes()
     x = node.inputs[0]
     conv = type(layer.patch_embedding).from_config(
         {**layer.patch_embedding.get_config(), "name": f"{layer.name}_patches"})
@@ -241,14 +239,15 @@ def trace_composites(graph: Graph) -> None:
     if any(is_traced(n.layer) for n in graph.nodes):
         refine_shapes(graph)
     while any(is_traced(n.layer) for n in graph.nodes):
-        nodes, swaps = [], []
+        # the nodes a pass adds are read only by the next pass: shapes and dtypes once per pass
+        nodes, swaps, shapes, dtypes = [], [], graph.shapes(), graph.dtypes()
         for node in graph.nodes:
             if not is_traced(node.layer):
                 nodes.append(node)
             elif _from_keras_hub(node.layer, ("ViTPatchingAndEmbedding",)):
-                swaps += list(zip(node.outputs, _vit_embedding(node, graph, nodes)))
+                swaps += list(zip(node.outputs, _vit_embedding(node, graph, shapes, nodes)))
             else:
-                fn, tids = _trace(node, graph)
+                fn, tids = _trace(node, shapes, dtypes)
                 swaps += list(zip(node.outputs, graph_mod.walk(fn, tids, graph, nodes)))
         graph.nodes = nodes
         for old, new in swaps:

@@ -111,11 +111,8 @@ def zero_where_zero(graph: Graph, rels: Dict[int, Any], output: int) -> Dict[int
     value is 0: every reader passes relevance to it in proportion to it (x-proportional rules,
     ProportionalRelevance), or routes it unchanged through layers that map 0 to 0 into a tensor
     with the same property. Graph outputs never qualify (their relevance is the start)."""
-    readers: Dict[int, List[Node]] = {}
-    for node in graph.nodes:
-        if id(node) in rels:
-            for t in dict.fromkeys(node.inputs):
-                readers.setdefault(t, []).append(node)
+    readers = {t: [r for r in users if id(r) in rels]
+               for t, users in graph.consumers().items()}
     known: Dict[int, bool] = {}
     for node in reversed(graph.nodes):
         for t in node.outputs:
@@ -157,10 +154,7 @@ def relu_stand_ins(graph: Graph, rels: Dict[int, Any], output: int) -> Dict[int,
     a = max(z, 0) whose output satisfies :func:`zero_where_zero`: the rule and the ReLU's
     relevance layer are handed a in place of z (see the module docstring)."""
     zero = zero_where_zero(graph, rels, output)
-    readers: Dict[int, List[Node]] = {}
-    for node in graph.nodes:
-        for t in dict.fromkeys(node.inputs):
-            readers.setdefault(t, []).append(node)
+    readers = graph.consumers()
     out = {}
     for node in graph.nodes:
         if not isinstance(rels.get(id(node)), Rule) or len(node.outputs) != 1:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
+from keras_lrp.attention_parts import AttentionCombine
 from keras_lrp.layers.base import RelevanceLayer, stabilize
 
 #: How relevance crosses attention: ``"attnlrp"`` (default) or ``"cp"``.
@@ -68,7 +69,7 @@ class BilinearRelevance(RelevanceLayer):
 
     def propagate(self, xs, z, relevance):
         a, b, rest = xs[0], xs[1], xs[2:]
-        combine = type(self.target).__name__ == "AttentionCombine"
+        combine = isinstance(self.target, AttentionCombine)
         if self.attention == "cp" and not combine:
             return _zeros(xs, self.compute_dtype)  # A is held constant: nothing reaches s
         fn = lambda u, w: self.target.call(u, w, *rest)  # noqa: E731
