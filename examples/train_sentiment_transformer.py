@@ -27,7 +27,7 @@ from keras import ops  # noqa: E402
 
 from keras_lrp.text_demo import LENGTH, VOCAB, sentiment_data  # noqa: E402
 from train_digits import save_inference_copy  # noqa: E402
-from train_digits_vit import encoder_blocks  # noqa: E402
+from train_digits_vit import encoder_blocks, fit_classifier  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 L = keras.layers
@@ -48,11 +48,7 @@ def main() -> None:
     x_train, y_train = sentiment_data(20000, seed=1)
     x_test, y_test = sentiment_data(1000, seed=2)
     model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(2e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, batch_size=64, epochs=12, verbose=2,
-              validation_data=(x_test, y_test))
-    accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(axis=1) == y_test))
+    accuracy = fit_classifier(model, (x_train, y_train), (x_test, y_test), 64, 12)
     print(f"test accuracy {accuracy:.4f} on {len(y_test)} sequences")
     save_inference_copy(model, MODELS / "sentiment_transformer.keras")
     tmp = MODELS / "sentiment_test.tmp.npz"
