@@ -24,9 +24,9 @@ if len(_GPUS) < 2:  # before TensorFlow starts: two logical CPU devices
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_engine import vgg_like  # noqa: E402
 
 import keras_lrp  # noqa: E402
-from bench_engine import vgg_like  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 (a) Peak resident memory (VmHWM from /proc/self/status, Linux) of a streaming analysis:
     ``iter_analyze(x, batch_size=100)`` written batch by batch to HDF5 with
     :class:`keras_lrp.io.RelevanceWriter`, for 100 and for 10,000 samples (the 360 test digits of
-    ``models/digits_test.npz`` tiled). Each measurement runs in a fresh subprocess, so one
+    ``keras_lrp/demos/models/digits_test.npz`` tiled). Each measurement runs in a fresh subprocess, so one
     measurement's peak cannot hide another's. For contrast, the same 10,000 samples analysed in
     one shot (``analyze(x)``, no ``batch_size``) are measured too.
 (b) Building 200 analyzers in one process, each used once (one batch of 32) and then dropped,
@@ -29,8 +29,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = os.path.join(ROOT, "models", "digits_cnn.keras")
-DATA = os.path.join(ROOT, "models", "digits_test.npz")
+MODEL = os.path.join(ROOT, "keras_lrp", "demos", "models", "digits_cnn.keras")
+DATA = os.path.join(ROOT, "keras_lrp", "demos", "models", "digits_test.npz")
 
 
 def status_mb(field: str) -> float:

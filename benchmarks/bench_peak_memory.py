@@ -41,9 +41,9 @@ def measure(net: str, size: int, batch: int, method: str) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
+    from bench_speed import gradient_fn, network
 
     import keras_lrp
-    from bench_speed import gradient_fn, network
 
     model = network(net, size)
     x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 3)).astype("float32")

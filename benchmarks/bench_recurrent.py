@@ -17,10 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
-import keras_lrp  # noqa: E402
 from bench_engine import print_ratios, time_against_gradient  # noqa: E402
 
+import keras_lrp  # noqa: E402
 
 
 def lstm_model(steps: int, units: int, features: int = 16) -> keras.Model:

@@ -25,9 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_engine import interleaved_medians  # noqa: E402
 
 import keras_lrp  # noqa: E402
-from bench_engine import interleaved_medians  # noqa: E402
 from keras_lrp.layers.base import RelevanceLayer  # noqa: E402
 
 METHODS = ["lrp.epsilon", "lrp.alpha_2_beta_1", "lrp.epsilon_gamma_box", "lrp.z_plus",
@@ -68,7 +68,7 @@ def profile(analyzer, x, repeats: int = 5):
             out = fn(args)
             np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
             times.append(time.perf_counter() - start)
-        target = type(getattr(layer, "target", None)).__name__
+        target = type(getattr(layer, "layer", None)).__name__
         totals[(target, repr(layer).split("(")[0])] += statistics.median(times)
     return totals
 
@@ -78,7 +78,7 @@ def build_phases():
     """Seconds spent in each phase of building an analyzer: canonize (extract and clone),
     replay (the forward graph), reverse (the relevance layers, symbolically), trace (the
     TensorFlow graph of the analysis, made at build time so that shape errors surface there)."""
-    from keras_lrp.attribution import LRP, Attributor
+    from keras_lrp.attribution import LRP, Analyzer
 
     phases = collections.OrderedDict()
     originals = {}
@@ -95,20 +95,20 @@ def build_phases():
                 phases[label] = phases.get(label, 0.0) + time.perf_counter() - start
         setattr(cls, attr, wrapper)
 
-    timed(Attributor, "prepare_graph", "canonize")
-    timed(Attributor, "trace_forward", "replay")
+    timed(Analyzer, "prepare_graph", "canonize")
+    timed(Analyzer, "trace_forward", "replay")
     timed(LRP, "build", "reverse")
-    timed(Attributor, "_make_models", "models")
-    original_function = Attributor._function
+    timed(Analyzer, "_make_models", "models")
+    original_function = Analyzer._function
 
     def function(self, layerwise):
         fn = original_function(self, layerwise)
         return _TracedTimer(fn, phases)
-    Attributor._function = function
+    Analyzer._function = function
     try:
         yield phases
     finally:
-        Attributor._function = original_function
+        Analyzer._function = original_function
         for (cls, attr), original in originals.items():
             setattr(cls, attr, original)
 

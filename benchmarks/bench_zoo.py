@@ -19,7 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
 from bench_engine import time_against_gradient  # noqa: E402
 
 A = keras.applications

@@ -1,7 +1,7 @@
 """Teach keras-lrp your own layers, rule and method, each checked against a hand computation.
 
 Each extension is one piece: a rule is one class, a layer without a kernel is one layer-map
-entry, a gradient-family method is one attributor class.
+entry, a gradient-family method is one analyzer class.
 
 1. A custom kernel layer, ``PositiveDense``: z = x · softplus(V) + b (all weights positive).
    ``keras_lrp.register_linear`` tells keras-lrp its linear map, and every rule then applies.
@@ -12,10 +12,10 @@ entry, a gradient-family method is one attributor class.
 3. Both are used in one analyzer (``rule_map`` puts AbsZ on the Dense layer, Epsilon on
    PositiveDense) and the result is compared with the same computation done by hand in NumPy.
 4. A custom layer without a kernel, ``Halve`` (x ↦ x/2): one entry,
-   ``layer_map=[(Halve, ProportionalRelevance)]``, for this analyzer only
+   ``rule_map=[(Halve, ProportionalRelevance)]``, for this analyzer only
    (``keras_lrp.register_layer`` would teach every analyzer).
 5. A custom gradient-family method, ``VarGrad`` (Adebayo et al. 2018): the variance of an
-   attribution over noisy copies of the input, one :class:`keras_lrp.gradients.Wrapper` subclass
+   attribution over noisy copies of the input, one :class:`keras_lrp.attribution.Wrapper` subclass
    that runs over any analyzer. On a linear model, input × gradient under noise ε ~ N(0, σ²) is
    (x + ε) ⊙ w, whose variance is σ² w².
 
@@ -111,7 +111,7 @@ class Halve(keras.layers.Layer):
         return x / 2.0
 
 
-class VarGrad(keras_lrp.gradients.Wrapper):
+class VarGrad(keras_lrp.attribution.Wrapper):
     """VarGrad: the variance of an attribution over noisy inputs (Adebayo et al. 2018).
 
     Formula:
@@ -171,7 +171,7 @@ def main() -> None:
     print("custom layer + custom rule agree with the hand computation")
 
     model = halve_model()
-    ours = keras_lrp.create_analyzer("lrp.z", model, layer_map=[
+    ours = keras_lrp.create_analyzer("lrp.z", model, rule_map=[
         (Halve, keras_lrp.rules.ProportionalRelevance)]).analyze(x)
     np.testing.assert_allclose(ours, halve_by_hand(model, x.astype("float64")), rtol=1e-3,
                                atol=1e-5)

@@ -19,8 +19,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lrp  # noqa: E402
-from keras_lrp import heatmap  # noqa: E402
-from keras_lrp.demo import one_per_class  # noqa: E402
+from keras_lrp.demos.digits import one_per_class  # noqa: E402
+from keras_lrp.plots import heatmap
 
 ROOT = Path(__file__).resolve().parents[1]
 ANALYZERS = {
@@ -36,8 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "examples" / "digits_heatmaps.png"))
     args = parser.parse_args()
-    model = keras.models.load_model(ROOT / "models" / "digits_cnn.keras")
-    data = np.load(ROOT / "models" / "digits_test.npz")
+    model = keras.models.load_model(ROOT / "keras_lrp" / "demos" / "models" / "digits_cnn.keras")
+    data = np.load(ROOT / "keras_lrp" / "demos" / "models" / "digits_test.npz")
     picked = one_per_class(data["y"])[[0, 2, 4, 7, 9]]
     x = data["x"][picked]
     columns = {label: keras_lrp.create_analyzer(name, model, **kw).analyze(x)

@@ -1,10 +1,10 @@
-"""Train the addition-task LSTM (models/addition_lstm.keras) and its test set.
+"""Train the addition-task LSTM (keras_lrp/demos/models/addition_lstm.keras) and its test set.
 
 Task (Arras et al. 2019, "Evaluating recurrent neural network explanations"): sequences of 20
 steps of (a number in [−1, 1], a marker); exactly two steps are marked, one in each half; the
-target is the sum of the two marked numbers (keras_lrp.sequence_demo.addition_data).
+target is the sum of the two marked numbers (keras_lrp.demos.sequence.addition_data).
 Model: Input(20, 2) → LSTM(32) → Dense(1), mean squared error, Adam, 30 epochs on 20,000
-sequences, seed 0. Writes models/addition_lstm.keras and models/addition_test.npz (500 test
+sequences, seed 0. Writes keras_lrp/demos/models/addition_lstm.keras and keras_lrp/demos/models/addition_test.npz (500 test
 sequences: x, y, marks).
 
     python examples/train_addition_lstm.py
@@ -20,9 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_lrp.sequence_demo import STEPS, addition_data  # noqa: E402
+from keras_lrp.demos.sequence import STEPS, addition_data  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[1] / "keras_lrp" / "demos" / "models"
 
 
 def build_model() -> keras.Model:

@@ -1,4 +1,4 @@
-"""Train the shipped Vision Transformer (models/digits_vit.keras) on scikit-learn's 8×8 digits,
+"""Train the shipped Vision Transformer (keras_lrp/demos/models/digits_vit.keras) on scikit-learn's 8×8 digits,
 with the CNN's split (stratified, 20 % test, seed 0; examples/train_digits.py).
 
 The 8×8 image is cut into 16 patches of 2×2 (a strided Conv2D), each a token of 32 values; a
@@ -19,10 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
-
 from train_digits import load_digits_split, save_inference_copy  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[1] / "keras_lrp" / "demos" / "models"
 L = keras.layers
 
 

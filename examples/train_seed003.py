@@ -1,4 +1,4 @@
-"""Train seed 003's two-feature classifier (models/seed003_two_feature.keras).
+"""Train seed 003's two-feature classifier (keras_lrp/demos/models/seed003_two_feature.keras).
 
 Data: x uniform in [0, 1]², y = x₁ + 2x₂; class 0 where y ≥ 3, class 1 otherwise, exactly as in
 the seed notebook. (Since x₁ + 2x₂ ≤ 3 on the unit square, class 0 is essentially empty, so the
@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[1] / "keras_lrp" / "demos" / "models"
 
 
 def make_data(n: int = 10000, seed: int = 42):

@@ -1,7 +1,7 @@
-"""Train the shipped text transformer (models/sentiment_transformer.keras) on a synthetic token
-task with a known answer, and write its test set (models/sentiment_test.npz).
+"""Train the shipped text transformer (keras_lrp/demos/models/sentiment_transformer.keras) on a synthetic token
+task with a known answer, and write its test set (keras_lrp/demos/models/sentiment_test.npz).
 
-The task (:func:`keras_lrp.text_demo.sentiment_data`): sequences of 8–24 word tokens, padded
+The task (:func:`keras_lrp.demos.text.sentiment_data`): sequences of 8–24 word tokens, padded
 with 0 to 24. Tokens 2–5 are "positive" words, 6–9 "negative", 10–31 neutral filler. A sequence
 holds 0–3 positive and 0–3 negative words (never as many of each); its label is 1 when it has
 more positive words. Only the sentiment words decide the label, and each pushes it one way, so
@@ -24,12 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
-
-from keras_lrp.text_demo import LENGTH, VOCAB, sentiment_data  # noqa: E402
 from train_digits import save_inference_copy  # noqa: E402
 from train_digits_vit import encoder_blocks, fit_classifier  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+from keras_lrp.demos.text import LENGTH, VOCAB, sentiment_data  # noqa: E402
+
+MODELS = Path(__file__).resolve().parents[1] / "keras_lrp" / "demos" / "models"
 L = keras.layers
 
 

@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lrp  # noqa: E402
-from keras_lrp import heatmap  # noqa: E402
+from keras_lrp.plots import heatmap
 
 
 def main() -> None:

@@ -1,15 +1,15 @@
 """keras-lrp: Layer-wise Relevance Propagation for Keras 3.
 
-Four nouns explain the library:
+Four nouns explain the library, one folder each:
 
 * **rules** (:mod:`keras_lrp.rules`): how relevance crosses one kernel layer (Z, Epsilon,
   AlphaBeta, Gamma, WSquare, Flat, Bounded, …), one class each with its formula; relevance
   layers for the layers without a kernel are in :mod:`keras_lrp.layers`;
 * **composites** (:mod:`keras_lrp.composites`): which rule or relevance layer each layer gets;
 * **canonizers** (:mod:`keras_lrp.canonizers`): exact rewrites of a clone of the model (softmax
-  stripped, activations split, BatchNorm folded);
-* **attributors** (:mod:`keras_lrp.attribution`, :mod:`keras_lrp.gradients`): build the
-  relevance model once and run it; :func:`create_analyzer` makes one from iNNvestigate's names.
+  stripped, activations split, BatchNorm folded, blocks traced, attention expanded);
+* **analyzers** (:mod:`keras_lrp.attribution`): build the relevance model once and run it;
+  :func:`create_analyzer` makes one from iNNvestigate's names.
 
 Example:
     >>> analyzer = keras_lrp.create_analyzer("lrp.epsilon", model)
@@ -17,22 +17,39 @@ Example:
 """
 
 import importlib
+import warnings
 
 from keras_lrp.version import __version__
 
 # Public names, imported on first use: ``import keras_lrp`` stays cheap and does not start
 # TensorFlow, so the command line can silence TensorFlow's start-up messages before it loads.
 _PUBLIC = {
-    "ANALYZERS": "keras_lrp.analyzers", "create_analyzer": "keras_lrp.analyzers",
-    "load_analyzer": "keras_lrp.analyzers", "LRP": "keras_lrp.attribution",
-    "Analyzer": "keras_lrp.attribution", "Attributor": "keras_lrp.attribution",
-    "Gradient": "keras_lrp.gradients", "IntegratedGradients": "keras_lrp.gradients",
-    "SmoothGrad": "keras_lrp.gradients", "register_layer": "keras_lrp.layer_map",
-    "register_rule": "keras_lrp.layer_map", "register_linear": "keras_lrp.linear",
-    "ConservationReport": "keras_lrp.report", "register_composite": "keras_lrp.composite_layers",
+    "ANALYZERS": "keras_lrp.analyzers",
+    "create_analyzer": "keras_lrp.analyzers",
+    "load_analyzer": "keras_lrp.analyzers",
+    "Analyzer": "keras_lrp.attribution.base",
+    "Attributor": "keras_lrp.attribution.base",
+    "LRP": "keras_lrp.attribution.lrp",
+    "Gradient": "keras_lrp.attribution.gradient",
+    "IntegratedGradients": "keras_lrp.attribution.wrappers",
+    "SmoothGrad": "keras_lrp.attribution.wrappers",
+    "ConservationReport": "keras_lrp.attribution.report",
+    "register_layer": "keras_lrp.composites.registry",
+    "register_rule": "keras_lrp.composites.registry",
+    "register_linear": "keras_lrp.core.linear",
+    "register_block": "keras_lrp.canonizers.blocks",
 }
-_SUBMODULES = {"attribution", "canonizers", "composites", "gradients", "heatmap", "layers",
-               "recurrent", "rules", "tokens"}
+_SUBMODULES = {"attribution", "canonizers", "cli", "composites", "core", "demos", "io", "layers",
+               "plots", "rules"}
+#: Names of 0.x that moved: old name → (module, new name). Each works for one more release and
+#: warns with a DeprecationWarning naming its replacement.
+_DEPRECATED = {
+    "register_composite": ("keras_lrp.canonizers.blocks", "register_block"),
+    "gradients": ("keras_lrp.attribution.gradient", None),
+    "heatmap": ("keras_lrp.plots.heatmap", None),
+    "tokens": ("keras_lrp.plots.tokens", None),
+    "recurrent": ("keras_lrp.layers.recurrent.cells", None),
+}
 
 
 def __getattr__(name: str):
@@ -40,6 +57,13 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_PUBLIC[name]), name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f"keras_lrp.{name}")
+    elif name in _DEPRECATED:
+        module, new = _DEPRECATED[name]
+        replacement = f"{module}.{new}" if new else module
+        warnings.warn(f"keras_lrp.{name} is deprecated and will be removed in the next release; "
+                      f"use {replacement}.", DeprecationWarning, stacklevel=2)
+        mod = importlib.import_module(module)
+        return getattr(mod, new) if new else mod
     else:
         raise AttributeError(f"module 'keras_lrp' has no attribute {name!r}")
     globals()[name] = value

@@ -1,15 +1,16 @@
 """The analyzer names: name → (composite, parameters), iNNvestigate's names and Zennit's.
 
 Each entry of :data:`ANALYZERS` lists its own keyword arguments with their defaults and makes the
-composite (for LRP) or the attributor (for the gradient baselines) from them.
+composite (for LRP) or the analyzer (for the gradient baselines) from them.
 :func:`create_analyzer` validates the keywords (a misspelt one is an error), puts the user's
-entries in front of the composite, and builds the attributor. :func:`load_analyzer` rebuilds a
+entries in front of the composite, and builds the analyzer. :func:`load_analyzer` rebuilds a
 saved one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, Dict, Optional
 
 import keras
@@ -17,13 +18,19 @@ import numpy as np
 
 from keras_lrp import composites as C
 from keras_lrp import rules as R
-from keras_lrp.attribution import LRP, Attributor
-from keras_lrp import types
-from keras_lrp.gradients import Gradient, InputAttributor, IntegratedGradients, \
-    RandomAttributor, SmoothGrad
-from keras_lrp.layer_map import Where
+from keras_lrp.attribution import (
+    LRP,
+    Analyzer,
+    Gradient,
+    InputAnalyzer,
+    IntegratedGradients,
+    RandomAnalyzer,
+    SmoothGrad,
+)
+from keras_lrp.attribution.serialize import read_analyzer
+from keras_lrp.composites.registry import Where
+from keras_lrp.core import types
 from keras_lrp.layers import DeconvnetReLU, GradientRelevance, GuidedReLU
-from keras_lrp.serialize import read_analyzer
 
 
 @dataclasses.dataclass
@@ -34,7 +41,7 @@ class Entry:
         description: one line, for ``keras-lrp list``.
         params: the analyzer's own keyword arguments and their defaults.
         composite: ``composite(**params)`` → the :class:`~keras_lrp.composites.Composite` (LRP).
-        attributor: ``attributor(model, **params, **common)`` → an attributor (gradients).
+        analyzer: ``analyzer(model, **params, **common)`` → an analyzer (gradients).
         defaults: defaults this analyzer gives to common keywords.
         anchor: whose definition the name follows (iNNvestigate, Zennit, keras-lrp).
         family: ``"lrp"``, ``"gradient"`` (the gradient family) or ``"baseline"``.
@@ -43,7 +50,7 @@ class Entry:
     description: str
     params: Dict[str, Any]
     composite: Optional[Callable] = None
-    attributor: Optional[Callable] = None
+    analyzer: Optional[Callable] = None
     defaults: Dict[str, Any] = dataclasses.field(default_factory=dict)
     anchor: str = "iNNvestigate"
     family: str = "lrp"
@@ -113,7 +120,10 @@ def _relu_backward(relu_layer) -> Callable:
 _POST = {"postprocess": None}
 
 
-#: Every analyzer name accepted by :func:`create_analyzer`.
+#: Every analyzer name accepted by :func:`create_analyzer` (the docs generate their table of
+#: names, keywords and defaults from it).
+#:
+#: :meta hide-value:
 ANALYZERS: Dict[str, Entry] = {
     "lrp": Entry("LRP with rule=... (one rule, or a list of (layers, rule)) or composite=...",
                  {"rule": None, "composite": None}, _lrp, anchor="iNNvestigate, keras-lrp"),
@@ -178,37 +188,37 @@ ANALYZERS: Dict[str, Entry] = {
                              "are positive at each ReLU", {}, _relu_backward(GuidedReLU),
                              defaults={"output_relevance": "logit"}, family="gradient"),
     "input": Entry("the input itself (a baseline)", {},
-                   attributor=lambda model, **kw: InputAttributor(model, **kw),
+                   analyzer=lambda model, **kw: InputAnalyzer(model, **kw),
                    family="baseline"),
     "random": Entry("the input plus Gaussian noise (a baseline)", {"stddev": 1.0, "seed": None},
-                    attributor=lambda model, **kw: RandomAttributor(model, **kw),
+                    analyzer=lambda model, **kw: RandomAnalyzer(model, **kw),
                     family="baseline"),
     "gradient": Entry("gradient of the explained output", dict(_POST),
-                      attributor=_gradient(False), family="gradient"),
+                      analyzer=_gradient(False), family="gradient"),
     "gradient.baseline": Entry("the gradient (iNNvestigate's tf.gradients baseline; the same "
-                               "numbers)", dict(_POST), attributor=_gradient(False),
+                               "numbers)", dict(_POST), analyzer=_gradient(False),
                                family="gradient"),
-    "input_t_gradient": Entry("input times gradient", dict(_POST), attributor=_gradient(True),
+    "input_t_gradient": Entry("input times gradient", dict(_POST), analyzer=_gradient(True),
                               family="gradient"),
     "integrated_gradients": Entry(
         "integrated gradients along the path from reference_inputs", {
             "steps": 64, "reference_inputs": 0.0, **_POST},
-        attributor=_wrapped(IntegratedGradients), family="gradient"),
+        analyzer=_wrapped(IntegratedGradients), family="gradient"),
     "smoothgrad": Entry("the mean gradient over noisy copies of the input", {
         "augment_by_n": 64, "noise_scale": 1.0, "seed": None, **_POST},
-        attributor=_wrapped(SmoothGrad), family="gradient"),
+        analyzer=_wrapped(SmoothGrad), family="gradient"),
 }
 
 #: Keyword arguments every analyzer accepts (LRP analyzers all of them; the gradient baselines
-#: those of the attributor).
+#: those of the analyzer).
 COMMON_KWARGS = {"neuron_selection_mode": "max_activation", "output_relevance": None,
                  "input_layer_rule": None, "until_layer_idx": None, "until_layer_rule": None,
-                 "rule_map": None, "layer_map": None, "jit_compile": False, "output": None,
+                 "rule_map": None, "jit_compile": False, "output": None,
                  "gate_rule": None, "attention": None}
 _RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output")
 
 
-def create_analyzer(name: str, model, **kwargs) -> Attributor:
+def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     """Create the analyzer ``name`` for ``model`` (iNNvestigate-compatible).
 
     Args:
@@ -217,14 +227,22 @@ def create_analyzer(name: str, model, **kwargs) -> Attributor:
         **kwargs: the analyzer's own keywords (see ``ANALYZERS[name].params``) and the common
             ones: ``neuron_selection_mode`` ("max_activation", "index", "all"),
             ``output_relevance`` ("logit" or "one"), ``input_layer_rule``,
-            ``until_layer_idx``/``until_layer_rule``, ``rule_map`` and ``layer_map`` (ordered
-            lists of (layer classes, names or predicates, rule or relevance layer), in front of
-            the analyzer's own), ``jit_compile``, ``output``, ``gate_rule`` (LSTM gates:
-            "signal", "half" or "proportional").
+            ``until_layer_idx``/``until_layer_rule``, ``rule_map`` (an ordered list of
+            (layer classes, names or predicates, rule or relevance layer), in front of the
+            analyzer's own; ``layer_map`` is its deprecated old name), ``jit_compile``,
+            ``output``, ``gate_rule`` (LSTM gates: "signal", "half" or "proportional"),
+            ``attention`` ("attnlrp" or "cp").
 
     Raises:
         ValueError: unknown name (valid names listed) or keyword (valid keywords listed).
     """
+    if "layer_map" in kwargs:
+        warnings.warn("create_analyzer(layer_map=...) is deprecated and will be removed in the "
+                      "next release; pass rule_map=... (the same list).", DeprecationWarning,
+                      stacklevel=2)
+        kwargs = dict(kwargs)
+        old = list(kwargs.pop("layer_map") or [])
+        kwargs["rule_map"] = list(kwargs.get("rule_map") or []) + old
     if name not in ANALYZERS:
         raise ValueError(f"Unknown analyzer {name!r}. Valid names: {', '.join(ANALYZERS)}.")
     entry = ANALYZERS[name]
@@ -239,11 +257,11 @@ def create_analyzer(name: str, model, **kwargs) -> Attributor:
         common["until_layer_rule"] = None  # an analyzer's default rule waits for the index
     run = {k: common[k] for k in _RUN_KWARGS}
     run.update(name=name, kwargs=dict(kwargs))
-    if entry.attributor is not None:
-        return entry.attributor(model, output_relevance=common["output_relevance"] or "one",
+    if entry.analyzer is not None:
+        return entry.analyzer(model, output_relevance=common["output_relevance"] or "one",
                                 **params, **run)
     composite = entry.composite(**params).customized(
-        user_map=list(common["rule_map"] or []) + list(common["layer_map"] or []),
+        user_map=list(common["rule_map"] or []),
         first_layer=common["input_layer_rule"], until_layer_idx=common["until_layer_idx"],
         until_layer_rule=common["until_layer_rule"], owner=repr(name),
         gate_rule=common["gate_rule"], attention=common["attention"])
@@ -254,7 +272,7 @@ def create_analyzer(name: str, model, **kwargs) -> Attributor:
 WRAPPERS = {"SmoothGrad": SmoothGrad, "IntegratedGradients": IntegratedGradients}
 
 
-def from_config(config: Dict[str, Any], model) -> Attributor:
+def from_config(config: Dict[str, Any], model: keras.Model) -> Analyzer:
     """The analyzer an analyzer's ``get_config()`` describes, for ``model``."""
     if "wrapper" in config:
         inner = from_config(config["analyzer"], model)
@@ -262,9 +280,9 @@ def from_config(config: Dict[str, Any], model) -> Attributor:
     return create_analyzer(config["name"], model, **config["kwargs"])
 
 
-def load_analyzer(path: str, custom_objects: Optional[Dict[str, Any]] = None) -> Attributor:
-    """Load an analyzer written by :meth:`Attributor.save
-    <keras_lrp.attribution.Attributor.save>`.
+def load_analyzer(path: str, custom_objects: Optional[Dict[str, Any]] = None) -> Analyzer:
+    """Load an analyzer written by :meth:`Analyzer.save
+    <keras_lrp.attribution.base.Analyzer.save>`.
 
     Args:
         path: the file.

@@ -39,8 +39,9 @@ def float64():
 @pytest.fixture(scope="module")
 def small():
     """A Dense model (input 'x' of 4 features, 3 classes) and an analyzer for it."""
-    import keras_lrp
     from helpers import dense_net
+
+    import keras_lrp
 
     keras.utils.set_random_seed(1)
     model = dense_net(4, (5, 3), name="small")
@@ -54,6 +55,6 @@ def digits():
 
     import keras_lrp
 
-    model = keras.models.load_model(os.path.join(ROOT, "models", "digits_cnn.keras"))
-    data = np.load(os.path.join(ROOT, "models", "digits_test.npz"))
+    model = keras.models.load_model(os.path.join(ROOT, "keras_lrp", "demos", "models", "digits_cnn.keras"))
+    data = np.load(os.path.join(ROOT, "keras_lrp", "demos", "models", "digits_test.npz"))
     return model, keras_lrp.create_analyzer("lrp.alpha_2_beta_1", model), data["x"], data["y"]

@@ -4,6 +4,7 @@ import contextlib
 import re
 
 import keras
+
 import keras_lrp
 
 L = keras.layers
@@ -78,9 +79,9 @@ def no_build(monkeypatch, what="extract"):
     def fail(*args, **kwargs):
         raise AssertionError(f"the check came after {what}")
     if what == "extract":
-        monkeypatch.setattr(keras_lrp.attribution.graph_mod, "extract", fail)
+        monkeypatch.setattr(keras_lrp.attribution.base.graph_mod, "extract", fail)
     else:
-        monkeypatch.setattr(keras_lrp.canonizers, "clone_layers", fail)
+        monkeypatch.setattr(keras_lrp.canonizers.base, "clone_layers", fail)
 
 
 def set_weights(analyzer, weights):
@@ -116,3 +117,41 @@ def precision_net(hidden_dtype=None):
     x = L.Dense(6, activation="relu", name="fc")(x)
     return keras.Model(inputs, L.Dense(3, activation="softmax", dtype="float32", name="out")(x),
                        name="precision_net")
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None, timeout=300, in_process=True):
+    """``keras-lrp ARGS`` from ``cwd`` (default: the repository root), as a
+    ``subprocess.CompletedProcess`` (returncode, stdout, stderr).
+
+    In-process by default: ``keras_lrp.cli.main`` runs in this test process with its standard
+    output and error captured, so the CLI tests share one TensorFlow instead of starting one per
+    case (~4 s each). ``in_process=False`` runs ``python -m keras_lrp.cli`` as a real subprocess,
+    for what only a process shows (its exit status, start-up noise, signals)."""
+    import io
+    import os
+    import subprocess
+    import sys
+
+    argv = [str(a) for a in args]
+    cwd = str(cwd or REPO)
+    if not in_process:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
+            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        return subprocess.run([sys.executable, "-m", "keras_lrp.cli", *argv], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    from keras_lrp.cli import main
+
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse's usage errors and --help
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())

@@ -21,9 +21,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 tf.compat.v1.disable_eager_execution()
-import innvestigate  # noqa: E402
-
 import anchor_nets as reference_nets  # noqa: E402
+import innvestigate  # noqa: E402
 
 #: name → keyword arguments (the iNNvestigate defaults unless given).
 ANALYZERS = {

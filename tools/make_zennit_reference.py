@@ -17,7 +17,6 @@ relevance is the gradient Zennit's rules give at the input, starting from the ex
 
 import os
 import sys
-
 import types
 
 import numpy as np

@@ -8,9 +8,9 @@ Example:
     >>> keras_lrp.create_analyzer("lrp", model, composite=keras_lrp.composites.EpsilonPlus())
 """
 
-from keras_lrp.composites.core import Composite, Context, FirstLayer, UntilLayer, as_target
-from keras_lrp.composites.named import COMPOSITES, NamedComposite
+from keras_lrp.composites.core import Composite, Context, FirstLayer, UntilLayer, as_rule, as_target
 from keras_lrp.composites.named import *  # noqa: F401,F403 - the named composites
+from keras_lrp.composites.named import COMPOSITES, NamedComposite
 
 __all__ = ["COMPOSITES", "Composite", "Context", "FirstLayer", "NamedComposite", "UntilLayer",
-           "as_target"] + list(COMPOSITES)
+           "as_rule", "as_target"] + list(COMPOSITES)

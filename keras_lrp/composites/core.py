@@ -1,19 +1,19 @@
 """Composites: which relevance layer every node of the graph gets.
 
-A :class:`Composite` is an ordered list of ``(key, target)`` entries; the first entry whose key
+A :class:`Composite` is an ordered list of ``(key, rule)`` entries; the first entry whose key
 matches a node decides its relevance layer. A key is a layer class, a layer name, a predicate
-``f(node, ctx) -> bool`` (such as :class:`FirstLayer`), or a tuple of them; a target is an LRP
+``f(node, ctx) -> bool`` (such as :class:`FirstLayer`), or a tuple of them; a rule is an LRP
 rule (for kernel layers: Dense, convolutions, BatchNormalization, your own linear layers) or a
 :class:`~keras_lrp.layers.RelevanceLayer` class (for any layer). The search order is
 
-1. the user's entries (``rule_map=``/``layer_map=`` of one analyzer), in front;
+1. the user's entries (``rule_map=`` of one analyzer), in front;
 2. the global registrations (:func:`register_rule`, :func:`register_layer`);
 3. the first-layer rule (``first_layer``: kernel layers fed by a model input through reshaping);
 4. the until-index rule (``until_layer``: the layers among ``model.layers[0..idx]``);
-5. the composite's own ``layer_map`` (an attention composite may map LayerNormalization here);
-6. the base map of structural layers (:data:`keras_lrp.layer_map.BASE_MAP`).
+5. the composite's own ``rule_map`` (an attention composite may map LayerNormalization here);
+6. the base map of structural layers (:data:`keras_lrp.composites.registry.BASE_MAP`).
 
-The composite also lists the canonizers that prepare the graph (:mod:`keras_lrp.canonizers`).
+The composite also lists the canonizers that prepare the graph (:mod:`keras_lrp.canonizers.base`).
 The named composites (:class:`EpsilonPlus`, :class:`EpsilonGammaBox`, …) are in
 :mod:`keras_lrp.composites.named`.
 """
@@ -21,23 +21,29 @@ The named composites (:class:`EpsilonPlus`, :class:`EpsilonGammaBox`, …) are i
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, List, Optional, Sequence, Tuple
 
 import keras
 
 from keras_lrp import rules as rules_mod
-from keras_lrp import types
-from keras_lrp.canonizers import DEFAULT_CANONIZERS, has_fused_activation
-from keras_lrp.graph import Graph, Node, input_fed_nodes, node_call, nonnegative_tensors
-from keras_lrp.recurrent import GATE_RULES
-from keras_lrp.layer_map import BASE_MAP, REGISTRY, matches, unsupported_error
-from keras_lrp.attention_parts import PRODUCTS, AdditiveScores
-from keras_lrp.layers.attention import ATTENTION_MODES, AdditiveScoresRelevance, \
-    BilinearRelevance
+from keras_lrp.canonizers.attention import PRODUCTS, AdditiveScores
+from keras_lrp.canonizers.base import DEFAULT_CANONIZERS, has_fused_activation
+from keras_lrp.composites.registry import BASE_MAP, REGISTRY, matches, unsupported_error
+from keras_lrp.core import types
+from keras_lrp.core.graph import Graph, Node, input_fed_nodes, node_call, nonnegative_tensors
+from keras_lrp.core.linear import is_kernel_layer
+from keras_lrp.layers.attention import ATTENTION_MODES, AdditiveScoresRelevance, BilinearRelevance
 from keras_lrp.layers.base import RelevanceLayer
-from keras_lrp.layers.recurrent import BidirectionalRelevance, RecurrentRelevance, \
-    TimeDistributedRelevance, bidirectional_problem, input_roles, recurrent_problem
-from keras_lrp.linear import is_kernel_layer
+from keras_lrp.layers.recurrent.cells import GATE_RULES
+from keras_lrp.layers.recurrent.relevance import (
+    BidirectionalRelevance,
+    RecurrentRelevance,
+    TimeDistributedRelevance,
+    bidirectional_problem,
+    input_roles,
+    recurrent_problem,
+)
 
 
 @dataclasses.dataclass
@@ -98,12 +104,12 @@ class UntilLayer:
         return f"UntilLayer({self.idx})"
 
 
-def as_target(target):
+def as_rule(rule):
     """A rule template, or a RelevanceLayer class (structural), from what a user may write."""
-    if isinstance(target, type) and issubclass(target, RelevanceLayer) and not issubclass(
-            target, rules_mod.Rule):
-        return target
-    return rules_mod.get(target)
+    if isinstance(rule, type) and issubclass(rule, RelevanceLayer) and not issubclass(
+            rule, rules_mod.Rule):
+        return rule
+    return rules_mod.get(rule)
 
 
 def _entries(pairs, what: str) -> List[Tuple[Any, Any]]:
@@ -112,9 +118,9 @@ def _entries(pairs, what: str) -> List[Tuple[Any, Any]]:
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise ValueError(f"{what} must be a list of (layer classes or names, rule) pairs; "
                              f"got the entry {pair!r}.")
-        key, target = pair
+        key, rule = pair
         matches(key, None, None, validate_only=True)
-        out.append((key, as_target(target)))
+        out.append((key, as_rule(rule)))
     return out
 
 
@@ -122,13 +128,14 @@ class Composite:
     """An ordered map from layers to relevance layers, with the canonizers preparing the graph.
 
     Args:
-        layer_map: the composite's own ``(key, rule or RelevanceLayer class)`` entries, first
+        rule_map: the composite's own ``(key, rule or RelevanceLayer class)`` entries, first
             match wins; a rule only matches kernel layers.
         first_layer: the rule for kernel layers fed by a model input (iNNvestigate's
             ``input_layer_rule``), or ``None``.
         base_map: entries for structural layers, searched last (default :data:`BASE_MAP`).
         canonizers: the canonizers, in order (default
-            :data:`~keras_lrp.canonizers.DEFAULT_CANONIZERS`).
+            :data:`~keras_lrp.canonizers.base.DEFAULT_CANONIZERS`).
+        layer_map: the deprecated old name of ``rule_map``.
 
     Example:
         >>> c = Composite([(keras.layers.Dense, Epsilon(epsilon=0.1)), (keras.layers.Layer, Z())],
@@ -144,9 +151,13 @@ class Composite:
     #: kernel layer); a user's ``input_layer_rule`` applies to every first kernel layer.
     first_layer_types: Optional[tuple] = None
 
-    def __init__(self, layer_map: Sequence = (), first_layer=None, base_map=None,
-                 canonizers: Optional[Sequence] = None):
-        self.layer_map = _entries(layer_map, "layer_map")
+    def __init__(self, rule_map: Sequence = (), first_layer=None, base_map=None,
+                 canonizers: Optional[Sequence] = None, layer_map: Optional[Sequence] = None):
+        if layer_map is not None:
+            warnings.warn("Composite(layer_map=...) is deprecated; pass rule_map=... (the same "
+                          "list).", DeprecationWarning, stacklevel=2)
+            rule_map = list(rule_map) + list(layer_map)
+        self.rule_map = _entries(rule_map, "rule_map")
         self.first_layer = None if first_layer is None else rules_mod.get(first_layer)
         self.base_map = list(BASE_MAP if base_map is None else base_map)
         self.canonizers = list(DEFAULT_CANONIZERS if canonizers is None else canonizers)
@@ -155,7 +166,7 @@ class Composite:
         self.registry = REGISTRY
         self.params = {}
         #: How products of a gate and a signal inside recurrent cells divide relevance
-        #: (:data:`keras_lrp.recurrent.GATE_RULES`).
+        #: (:data:`keras_lrp.layers.recurrent.cells.GATE_RULES`).
         self.gate_rule = "signal"
         #: How relevance crosses attention: "attnlrp" or "cp" (:data:`ATTENTION_MODES`).
         self.attention = "attnlrp"
@@ -163,7 +174,7 @@ class Composite:
     # -- customising ---------------------------------------------------------------------------
     def customized(self, user_map: Sequence = (), first_layer=None, until_layer_idx=None,
                    until_layer_rule=None, owner: str = "", gate_rule=None,
-                   attention=None) -> "Composite":
+                   attention=None) -> Composite:
         """A copy with the user's entries in front, and the first-layer and until-index rules.
 
         Raises:
@@ -207,16 +218,16 @@ class Composite:
             out.append((FirstLayer(self.first_layer_types), self.first_layer))
         if self.until_layer is not None:
             out.append(self.until_layer)
-        return out + self.layer_map + self.base_map
+        return out + self.rule_map + self.base_map
 
-    def target(self, node: Node, ctx: Context):
+    def rule_for(self, node: Node, ctx: Context):
         """The rule template or RelevanceLayer class for ``node``, or ``None``."""
         kernel = takes_rule(node.layer)
-        for key, target in self.entries():
-            if isinstance(target, rules_mod.Rule) and not kernel:
+        for key, rule in self.entries():
+            if isinstance(rule, rules_mod.Rule) and not kernel:
                 continue  # rules bind to kernel layers only
             if matches(key, node, ctx):
-                return target
+                return rule
         return None
 
     def check(self, graph: Graph, model=None) -> None:
@@ -238,18 +249,18 @@ class Composite:
     def _resolve(self, node: Node, ctx: Context, graph: Graph):
         if _wraps_structural(node.layer):
             return self._resolve(dataclasses.replace(node, layer=node.layer.layer), ctx, graph)
-        target = self.target(node, ctx)
-        if target is None:
+        rule = self.rule_for(node, ctx)
+        if rule is None:
             if takes_rule(node.layer):
                 raise ValueError(f"No LRP rule applies to layer '{node.layer.name}' "
                                  f"({type(node.layer).__name__}); pass rule=... or a rule_map "
                                  "entry.")
             raise unsupported_error(node.layer, self.registry)
-        problem = target.check_node(node, graph) if not isinstance(target, rules_mod.Rule) \
+        problem = rule.check_node(node, graph) if not isinstance(rule, rules_mod.Rule) \
             else sequence_problem(node.layer, self.gate_rule)
         if problem:
             raise ValueError(f"Layer '{node.layer.name}' {problem}.")
-        return target
+        return rule
 
     def relevance_layer(self, node: Node, ctx: Context) -> RelevanceLayer:
         """The relevance layer propagating through ``node``."""
@@ -259,17 +270,17 @@ class Composite:
             inner = self._resolve(inner_node, ctx, ctx.graph).for_node(
                 inner_node, ctx.graph, forward=lambda xs: layer.layer(xs[0]),
                 name=f"{layer.layer.name}_relevance", dtype=getattr(layer, "dtype_policy", None))
-            return TimeDistributedRelevance(target=layer, inner=inner,
+            return TimeDistributedRelevance(layer=layer, inner=inner,
                                             name=f"{layer.name}_relevance",
                                             dtype=getattr(layer, "dtype_policy", None))
-        target = self._resolve(node, ctx, ctx.graph)
-        if isinstance(target, rules_mod.Rule) and not is_kernel_layer(layer):
-            return sequence_relevance(node, layer, target, self.gate_rule, self.attention)
-        if isinstance(target, rules_mod.Rule):
-            rel = target.bind(layer)
+        rule = self._resolve(node, ctx, ctx.graph)
+        if isinstance(rule, rules_mod.Rule) and not is_kernel_layer(layer):
+            return sequence_relevance(node, layer, rule, self.gate_rule, self.attention)
+        if isinstance(rule, rules_mod.Rule):
+            rel = rule.bind(layer)
             rel.input_nonnegative = all(ctx.nonnegative.get(t, False) for t in node.inputs)
             return rel
-        return target.for_node(node, ctx.graph, forward=node_call(node),
+        return rule.for_node(node, ctx.graph, forward=node_call(node),
                                name=f"{layer.name}_relevance",
                                dtype=getattr(layer, "dtype_policy", None))
 
@@ -309,15 +320,22 @@ def sequence_relevance(node: Node, layer, rule, gate_rule: str,
     kwargs = dict(name=f"{layer.name}_relevance", dtype=getattr(layer, "dtype_policy", None))
     if isinstance(layer, PRODUCTS):
         cls = AdditiveScoresRelevance if isinstance(layer, AdditiveScores) else BilinearRelevance
-        return cls(target=layer, rule=rule, attention=attention, **kwargs)
+        return cls(layer=layer, rule=rule, attention=attention, **kwargs)
     if isinstance(layer, types.TIME_DISTRIBUTED):
-        return TimeDistributedRelevance(target=layer, rule=rule.bind(layer.layer), **kwargs)
+        return TimeDistributedRelevance(layer=layer, rule=rule.bind(layer.layer), **kwargs)
     cls = BidirectionalRelevance if isinstance(layer, types.BIDIRECTIONAL) else RecurrentRelevance
-    return cls(target=layer, rule=rule, gate_rule=gate_rule, roles=input_roles(node), **kwargs)
+    return cls(layer=layer, rule=rule, gate_rule=gate_rule, roles=input_roles(node), **kwargs)
 
 
 def _same_rule(a, b) -> bool:
     return type(a) is type(b) and getattr(a, "params", None) == getattr(b, "params", None)
 
 
-__all__ = ["Composite", "Context", "FirstLayer", "UntilLayer", "as_target"]
+def as_target(rule):
+    """Deprecated: the old name of :func:`as_rule`."""
+    warnings.warn("keras_lrp.composites.as_target is deprecated; use as_rule.",
+                  DeprecationWarning, stacklevel=2)
+    return as_rule(rule)
+
+
+__all__ = ["Composite", "Context", "FirstLayer", "UntilLayer", "as_rule", "as_target"]

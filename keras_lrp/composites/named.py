@@ -11,19 +11,25 @@ from typing import Optional, Sequence
 import keras
 
 from keras_lrp import rules as rules_mod
-from keras_lrp import types
-from keras_lrp.canonizers import ExpandAttention, InlineNested, SplitActivations, SplitSeparable, \
-    StripSoftmax, TraceComposites
+from keras_lrp.canonizers.base import (
+    ExpandAttention,
+    InlineNested,
+    SplitActivations,
+    SplitSeparable,
+    StripSoftmax,
+    TraceBlocks,
+)
 from keras_lrp.composites.core import Composite
+from keras_lrp.core import types
 from keras_lrp.layers import IdentityRelevance
 from keras_lrp.layers.gradient import GradientRelevance
 
-_ANY = keras.layers.Layer  # with a rule as target: every kernel layer
+_ANY = keras.layers.Layer  # with a rule: every kernel layer
 
 
 class NamedComposite(Composite):
     """A composite defined by a few parameters (``PARAMS``); :meth:`assign` returns its
-    ``(layer_map, first_layer)``. Subclasses are ~10 lines each."""
+    ``(rule_map, first_layer)``. Subclasses are ~10 lines each."""
 
     #: The canonizers when none are given (``None``: the defaults).
     CANONIZERS: Optional[Sequence] = None
@@ -35,8 +41,8 @@ class NamedComposite(Composite):
                             f"{', '.join(sorted(unknown))}; its parameters are "
                             f"{', '.join(self.PARAMS) or 'none'}.")
         params = {k: params.get(k, v) for k, v in self.PARAMS.items()}
-        layer_map, first = self.assign(**params)
-        super().__init__(layer_map, first_layer=first, base_map=base_map,
+        rule_map, first = self.assign(**params)
+        super().__init__(rule_map, first_layer=first, base_map=base_map,
                          canonizers=self.CANONIZERS if canonizers is None else canonizers)
         self.params = params
 
@@ -83,8 +89,8 @@ class _Flat:
     fixed_first_layer = True
 
     def assign(self, **params):
-        layer_map, _ = super().assign(**params)
-        return layer_map, rules_mod.Flat()
+        rule_map, _ = super().assign(**params)
+        return rule_map, rules_mod.Flat()
 
 
 class SequentialPresetAFlat(_Flat, SequentialPresetA):
@@ -143,7 +149,8 @@ def _split_activation(node, ctx) -> bool:
 def _passes_gradient(node, ctx) -> bool:
     layer = node.layer
     return (types.is_plain_relu(layer) or types.layer_activation(layer) == "linear"
-            and isinstance(layer, types.ACTIVATION)) or isinstance(layer, types.DEEP_TAYLOR_GRADIENT)
+            and isinstance(layer, types.ACTIVATION)) or isinstance(
+        layer, types.DEEP_TAYLOR_GRADIENT)
 
 
 class DeepTaylor(NamedComposite):
@@ -151,7 +158,8 @@ class DeepTaylor(NamedComposite):
 
     Every kernel layer gets ZPlus (z⁺ ignoring the bias) on the relevance at its activation's
     output (a fused activation passes relevance unchanged, as iNNvestigate treats a layer and its
-    activation as one); BatchNormalization (not folded), standalone ReLUs, max and average pooling, Add,
+    activation as one); BatchNormalization (not folded), standalone ReLUs, max and average
+    pooling, Add,
     Concatenate, padding, cropping, dropout, up-sampling and reshaping layers pass the *gradient*
     of relevance (so average pooling spreads R evenly, not in proportion to its inputs, and Add
     gives each branch the full R); the explained output enters through a ReLU (the analysis
@@ -163,7 +171,7 @@ class DeepTaylor(NamedComposite):
     computes; tests/test_anchor_innvestigate.py checks this against its numbers.
     """
 
-    CANONIZERS = (InlineNested(), TraceComposites(), ExpandAttention(), SplitActivations(),
+    CANONIZERS = (InlineNested(), TraceBlocks(), ExpandAttention(), SplitActivations(),
                   SplitSeparable(), StripSoftmax())
 
     def assign(self):

@@ -4,8 +4,14 @@ normalisation), and the backward layers of the gradient family."""
 
 from keras_lrp.layers.base import RelevanceLayer
 from keras_lrp.layers.gradient import DeconvnetReLU, GradientRelevance, GuidedReLU
-from keras_lrp.layers.structural import GateRelevance, IdentityRelevance, LayerNormRelevance, \
-    ProportionalRelevance, RouteRelevance
+from keras_lrp.layers.structural import (
+           GateRelevance,
+           IdentityRelevance,
+           LayerNormRelevance,
+           ProportionalRelevance,
+           RouteRelevance,
+)
 
-__all__ = ["DeconvnetReLU", "GradientRelevance", "GuidedReLU", "GateRelevance", "IdentityRelevance", "LayerNormRelevance", "ProportionalRelevance",
+__all__ = ["DeconvnetReLU", "GradientRelevance", "GuidedReLU", "GateRelevance",
+           "IdentityRelevance", "LayerNormRelevance", "ProportionalRelevance",
            "RelevanceLayer", "RouteRelevance"]

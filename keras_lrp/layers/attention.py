@@ -1,4 +1,5 @@
-"""Relevance through the parts of an expanded attention layer (:mod:`keras_lrp.attention_parts`):
+"""Relevance through the parts of an expanded attention layer
+(:mod:`keras_lrp.canonizers.attention`):
 AttnLRP (Achtibat et al., "AttnLRP: Attention-aware LRP for transformers", ICML 2024) and CP-LRP
 (Ali et al., "XAI for transformers: better explanations through conservative propagation",
 ICML 2022).
@@ -21,8 +22,9 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from keras_lrp.attention_parts import AttentionCombine
-from keras_lrp.layers.base import RelevanceLayer, stabilize
+from keras_lrp.canonizers.attention import AttentionCombine
+from keras_lrp.core.stabilize import stabilize
+from keras_lrp.layers.base import RelevanceLayer
 
 #: How relevance crosses attention: ``"attnlrp"`` (default) or ``"cp"``.
 ATTENTION_MODES = ("attnlrp", "cp")
@@ -47,8 +49,8 @@ def _zeros(xs, dtype):
 
 
 class BilinearRelevance(RelevanceLayer):
-    """An attention product (:class:`~keras_lrp.attention_parts.AttentionScores`,
-    :class:`~keras_lrp.attention_parts.AttentionCombine`): AttnLRP's uniform split, or CP-LRP's
+    """An attention product (:class:`~keras_lrp.canonizers.attention.AttentionScores`,
+    :class:`~keras_lrp.canonizers.attention.AttentionCombine`): AttnLRP's uniform split, or CP-LRP's
     (see the module docstring). Extra inputs (a query mask) get zero.
 
     Args:
@@ -56,8 +58,8 @@ class BilinearRelevance(RelevanceLayer):
         attention: ``"attnlrp"`` or ``"cp"``.
     """
 
-    def __init__(self, target=None, rule=None, attention="attnlrp", **kwargs):
-        super().__init__(target=target, **kwargs)
+    def __init__(self, layer=None, rule=None, attention="attnlrp", **kwargs):
+        super().__init__(layer=layer, **kwargs)
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}.")
         self.rule, self.attention = rule, attention
@@ -69,10 +71,10 @@ class BilinearRelevance(RelevanceLayer):
 
     def propagate(self, xs, z, relevance):
         a, b, rest = xs[0], xs[1], xs[2:]
-        combine = isinstance(self.target, AttentionCombine)
+        combine = isinstance(self.layer, AttentionCombine)
         if self.attention == "cp" and not combine:
             return _zeros(xs, self.compute_dtype)  # A is held constant: nothing reaches s
-        fn = lambda u, w: self.target.call(u, w, *rest)  # noqa: E731
+        fn = lambda u, w: self.layer.call(u, w, *rest)  # noqa: E731
         r_a, r_b = _bilinear(fn, a, b, relevance, self.eps)
         if self.attention == "cp":
             return [ops.zeros_like(r_a), r_b] + _zeros(rest, self.compute_dtype)
@@ -95,7 +97,7 @@ class SoftmaxRelevance(RelevanceLayer):
     """
 
     def propagate(self, xs, z, relevance):
-        axis = getattr(self.target, "axis", -1)  # Activation("softmax") has none: the last
+        axis = getattr(self.layer, "axis", -1)  # Activation("softmax") has none: the last
         axis = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
         total = ops.sum(relevance, axis=axis, keepdims=True)
         return [xs[0] * (relevance - z * total)] + _zeros(xs[1:], self.compute_dtype)
@@ -103,7 +105,7 @@ class SoftmaxRelevance(RelevanceLayer):
 
 class AdditiveScoresRelevance(BilinearRelevance):
     """Bahdanau scores s_ts = Σ_d c_d tanh(q_td + k_sd)
-    (:class:`~keras_lrp.attention_parts.AdditiveScores`).
+    (:class:`~keras_lrp.canonizers.attention.AdditiveScores`).
 
     Formula (u = q_t + k_s, t_d = c_d tanh(u_d)):
         R_u = t ⊙ R_s / s                      (ε-rule over d; identity across tanh)
@@ -116,7 +118,7 @@ class AdditiveScoresRelevance(BilinearRelevance):
         query, key = xs
         if self.attention == "cp":
             return _zeros(xs, self.compute_dtype)
-        u, t = self.target.terms(query, key)
+        u, t = self.layer.terms(query, key)
         r_u = t * ops.expand_dims(relevance / stabilize(z, self.eps), -1)
         ratio = r_u / stabilize(u, self.eps)
         return [query * ops.sum(ratio, axis=-2), key * ops.sum(ratio, axis=-3)]

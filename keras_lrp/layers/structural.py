@@ -5,8 +5,9 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from keras_lrp.graph import gate_index
-from keras_lrp.layers.base import RelevanceLayer, stabilize
+from keras_lrp.core.graph import gate_index
+from keras_lrp.core.stabilize import stabilize
+from keras_lrp.layers.base import RelevanceLayer
 
 
 def _vjp(fn, xs, cotangent):
@@ -57,7 +58,8 @@ class ProportionalRelevance(RelevanceLayer):
     """Bias-free linear layers (Add, Subtract, Average, average pooling): the Z rule.
 
     Formula:
-        z_j = Σ_i c_ij x_i,    R_i = Σ_j c_ij x_i / z_j · R_j    (z_j stabilised by the default ε·sign)
+        z_j = Σ_i c_ij x_i,    R_i = Σ_j c_ij x_i / z_j · R_j
+        (z_j stabilised by the default ε·sign)
     """
 
     def propagate(self, xs, z, relevance):
@@ -79,13 +81,13 @@ class GateRelevance(RelevanceLayer):
         gate_index: which input is the gate.
     """
 
-    def __init__(self, target=None, gate_index: int = 1, **kwargs):
-        super().__init__(target=target, **kwargs)
+    def __init__(self, layer=None, gate_index: int = 1, **kwargs):
+        super().__init__(layer=layer, **kwargs)
         self.gate_index = gate_index
 
     @classmethod
     def for_node(cls, node, graph, **kwargs):
-        return cls(target=node.layer, gate_index=gate_index(node, graph), **kwargs)
+        return cls(layer=node.layer, gate_index=gate_index(node, graph), **kwargs)
 
     @classmethod
     def check_node(cls, node, graph):
@@ -116,7 +118,7 @@ class LayerNormRelevance(RelevanceLayer):
     """
 
     def propagate(self, xs, z, relevance):
-        layer, x = self.target, tf.convert_to_tensor(xs[0])
+        layer, x = self.layer, tf.convert_to_tensor(xs[0])
         axes = [a % len(x.shape) for a in (layer.axis if isinstance(layer.axis, (list, tuple))
                                           else [layer.axis])]
         shape = [x.shape[a] if a in axes else 1 for a in range(len(x.shape))]

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import functools
 
-from keras_lrp.layers import GateRelevance, IdentityRelevance, LayerNormRelevance, \
-    ProportionalRelevance, RouteRelevance
+from keras_lrp.layers import (
+    GateRelevance,
+    IdentityRelevance,
+    LayerNormRelevance,
+    ProportionalRelevance,
+    RouteRelevance,
+)
 from keras_lrp.rules.alphabeta import AlphaBeta, ZPlus, ZPlusFast
 from keras_lrp.rules.base import TINY, RelevanceLayer, Rule, tiny
 from keras_lrp.rules.bounded import Bounded
@@ -22,6 +27,8 @@ from keras_lrp.rules.gamma import Gamma
 from keras_lrp.rules.wsquare import Flat, WSquare
 
 #: Every rule name accepted by :func:`get`, mapped to a factory taking the rule's parameters.
+#:
+#: :meta hide-value:
 RULES = {
     "Z": Z,
     "ZIgnoreBias": functools.partial(Z, bias=False),

@@ -59,8 +59,8 @@ class ZPlus(AlphaBeta):
 
     PARAMS = {"bias": False}
 
-    def __init__(self, target=None, **kwargs):
-        super().__init__(target=target, **kwargs)
+    def __init__(self, layer=None, **kwargs):
+        super().__init__(layer=layer, **kwargs)
         self.alpha, self.beta = 1.0, 0.0
 
     def validate(self, bias):

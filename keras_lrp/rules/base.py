@@ -6,27 +6,38 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lrp.layers.base import TINY, TINY_DEFAULT, RelevanceLayer, negative, positive, \
-    safe_divide, sign_plus, stabilize, tiny
-from keras_lrp.linear import LinearOp, linear_op
+from keras_lrp.core.linear import LinearOp, linear_op
+from keras_lrp.core.stabilize import (
+    TINY,
+    TINY_DEFAULT,
+    negative,
+    positive,
+    safe_divide,
+    sign_plus,
+    stabilize,
+    tiny,
+)
+from keras_lrp.layers.base import RelevanceLayer
+
 
 class Rule(RelevanceLayer):
     """An LRP rule for a kernel layer (Dense, convolutions, BatchNormalization).
 
     A rule is created unbound, as a template holding its parameters (``Epsilon(epsilon=0.1)``);
     :meth:`bind` makes the relevance layer for one kernel layer. Subclasses implement
-    :meth:`relevance` from the layer's :class:`~keras_lrp.linear.LinearOp`.
+    :meth:`relevance` from the layer's :class:`~keras_lrp.core.linear.LinearOp`.
     """
 
     #: name -> default of the rule's parameters, in order; subclasses override.
     PARAMS: dict = {}
     #: Whether the relevance this rule gives each input is that input times something finite
-    #: (R_i = x_i · c_i): then an input that is 0 gets exactly 0 (see :mod:`keras_lrp.reverse`).
+    #: (R_i = x_i · c_i): then an input that is 0 gets exactly 0 (see
+    #: :mod:`keras_lrp.attribution.reverse`).
     x_proportional = False
 
-    def __init__(self, target=None, **kwargs):
+    def __init__(self, layer=None, **kwargs):
         params = {k: kwargs.pop(k, v) for k, v in self.PARAMS.items()}
-        super().__init__(target=target, **kwargs)
+        super().__init__(layer=layer, **kwargs)
         self.params = params
         self._check_types(params)
         self.validate(**params)
@@ -53,7 +64,7 @@ class Rule(RelevanceLayer):
     def validate(self, **params) -> None:
         """Raise ValueError for invalid parameters (the values are shown)."""
 
-    def bind(self, layer, **kwargs) -> "Rule":
+    def bind(self, layer, **kwargs) -> Rule:
         """A copy of this rule propagating relevance through ``layer``."""
         if linear_op(layer) is None:
             raise ValueError(
@@ -67,18 +78,18 @@ class Rule(RelevanceLayer):
                 "to bind a rule by hand, use a layer with activation=None.")
         kwargs.setdefault("name", f"{layer.name}_relevance")
         kwargs.setdefault("dtype", layer.dtype_policy)
-        return type(self)(target=layer, **self.params, **kwargs)
+        return type(self)(layer=layer, **self.params, **kwargs)
 
     def propagate(self, xs, z, relevance):
         if len(xs) != 1:
             raise ValueError(f"Rule {type(self).__name__} expects one input to layer "
-                             f"'{self.target.name}', got {len(xs)}.")
+                             f"'{self.layer.name}', got {len(xs)}.")
         # Everything the rule computes waits for the relevance arriving here: otherwise the
         # kernels it derives from the weights alone (w⁺, w⁻, w², stacks) have no data
         # dependency, may all be computed at the start of the analysis and stay in memory
         # together (several times the model's size on VGG16).
         with tf.control_dependencies([relevance]):
-            return [self.relevance(linear_op(self.target), xs[0], z, relevance)]
+            return [self.relevance(linear_op(self.layer), xs[0], z, relevance)]
 
     def relevance(self, op: LinearOp, x, z, relevance):  # pragma: no cover - abstract
         raise NotImplementedError

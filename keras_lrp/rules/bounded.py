@@ -12,7 +12,8 @@ class Bounded(Rule):
     """zB-rule: Deep Taylor decomposition for inputs bounded by ``low ≤ x ≤ high``.
 
     Formula:
-        R_i = Σ_j (x_i w_ij − l_i w⁺_ij − h_i w⁻_ij) / Σ_i' (x_i' w_i'j − l_i' w⁺_i'j − h_i' w⁻_i'j) · R_j
+        z_ij = x_i w_ij − l_i w⁺_ij − h_i w⁻_ij
+        R_i = Σ_j z_ij / Σ_i' z_i'j · R_j
 
     No bias. Conserves relevance exactly.
 
@@ -33,10 +34,10 @@ class Bounded(Rule):
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
             raise ValueError("Bounded needs finite low and high.")
         if np.any(low > high):
-            bad = np.argwhere(np.broadcast_to(low > high, np.broadcast_shapes(low.shape,
-                                                                             high.shape)))[0]
-            lo = float(np.broadcast_to(low, np.broadcast_shapes(low.shape, high.shape))[tuple(bad)])
-            hi = float(np.broadcast_to(high, np.broadcast_shapes(low.shape, high.shape))[tuple(bad)])
+            shape = np.broadcast_shapes(low.shape, high.shape)
+            bad = np.argwhere(np.broadcast_to(low > high, shape))[0]
+            lo = float(np.broadcast_to(low, shape)[tuple(bad)])
+            hi = float(np.broadcast_to(high, shape)[tuple(bad)])
             raise ValueError(f"Bounded needs low <= high; got low={lo!r} > high={hi!r}"
                              + (f" at index {tuple(bad)}." if bad.size else "."))
 
@@ -52,7 +53,7 @@ class Bounded(Rule):
                 fits = False
             if not fits:
                 raise ValueError(
-                    f"Bounded at layer '{self.target.name}': a bound of shape {bound.shape} does "
+                    f"Bounded at layer '{self.layer.name}': a bound of shape {bound.shape} does "
                     f"not broadcast to the layer's input shape {sample} (one sample). Pass a "
                     "scalar or an array of that shape.")
 

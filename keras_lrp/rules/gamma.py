@@ -10,12 +10,14 @@ from keras_lrp.rules.base import Rule, SignSplit, negative, positive, stabilize
 class Gamma(Rule):
     """LRP-γ: favours contributions that agree in sign with the output.
 
-    Formula (z_j = Σ_i x_i w_ij + b_j, the layer's real output, bias included even when
-    ``bias=False``: it only chooses the branch, as in Zennit; the b terms below are dropped when
-    ``bias=False``):
+    Formula:
         where z_j ≥ 0:  c_ij = x⁺_i (w_ij + γ w⁺_ij) + x⁻_i (w_ij + γ w⁻_ij),  d_j = b_j + γ b⁺_j
         where z_j < 0:  c_ij = x⁺_i (w_ij + γ w⁻_ij) + x⁻_i (w_ij + γ w⁺_ij),  d_j = b_j + γ b⁻_j
         R_i = Σ_j c_ij / (Σ_i' c_i'j + d_j) · R_j
+
+    Here z_j = Σ_i x_i w_ij + b_j is the layer's real output, bias included even when
+    ``bias=False``: it only chooses the branch, as in Zennit; the b terms are dropped when
+    ``bias=False``.
 
     With γ = 0 this is the Z rule; as γ → ∞ it approaches AlphaBeta(1, 0) on positive outputs.
 

@@ -14,11 +14,11 @@ class WSquare(Rule):
         R_i = Σ_j w_ij² / Σ_i' w_i'j² · R_j     (no bias)
     """
 
-    def weights(self, kernel):
+    def modified_kernel(self, kernel):
         return ops.square(kernel)
 
     def relevance(self, op, x, z, relevance):
-        kernel = self.weights(op.kernel)
+        kernel = self.modified_kernel(op.kernel)
         denominator = op(ops.ones_like(x), kernel)
         return op.transpose(relevance / stabilize(denominator), x, kernel)
 
@@ -30,5 +30,5 @@ class Flat(WSquare):
         R_i = Σ_j 1 / Σ_i' 1 · R_j      (the w²-rule with every weight 1; no bias)
     """
 
-    def weights(self, kernel):
+    def modified_kernel(self, kernel):
         return ops.ones_like(kernel)

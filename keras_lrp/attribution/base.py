@@ -1,0 +1,225 @@
+"""Analyzers: build an attribution model once, then run it on data.
+
+An :class:`Analyzer` extracts and canonizes a private copy of the model, makes its
+:attr:`~Analyzer.relevance_model` (a Keras model from the inputs to their relevances), traces
+it into one TensorFlow graph, and runs it: batching, datasets and generators, neuron selection,
+the finiteness check, layer-wise output and conservation. Subclasses only say what the model
+computes: :class:`~keras_lrp.attribution.lrp.LRP` builds the reverse graph of a composite
+(:mod:`keras_lrp.attribution.reverse`); the gradient family is in
+:mod:`keras_lrp.attribution.gradient`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_lrp.attribution.running import Runner
+from keras_lrp.attribution.serialize import save_analyzer
+from keras_lrp.canonizers.base import DEFAULT_CANONIZERS, LOW_PRECISION, canonize
+from keras_lrp.core import graph as graph_mod
+
+NEURON_SELECTION_MODES = ("max_activation", "index", "all")
+OUTPUT_RELEVANCES = ("logit", "one", "positive_logit")
+
+
+class OutputRelevance(keras.layers.Layer):
+    """The relevance entering the network at its output (pre-softmax logits).
+
+    Formula:
+        R_k = m_k · y_k  (``output_relevance="logit"``), R_k = m_k · max(y_k, 0)
+        (``"positive_logit"``, Deep Taylor's) or  R_k = m_k  (``"one"``), with m the
+        selection mask: one-hot of argmax_k y_k (``max_activation``), one-hot of the given index
+        (``index``) or all ones (``all``).
+    """
+
+    def __init__(self, mode: str = "max_activation", start: str = "logit", **kwargs):
+        super().__init__(**kwargs)
+        self.mode, self.start = mode, start
+
+    def call(self, inputs):
+        logits = inputs[0]
+        n = int(np.prod(logits.shape[1:]))
+        flat = ops.reshape(logits, (-1, n))
+        if self.mode == "all":
+            mask = ops.ones_like(flat)
+        elif self.mode == "max_activation":
+            mask = ops.one_hot(ops.argmax(flat, axis=-1), n, dtype=flat.dtype)
+        else:
+            mask = ops.one_hot(ops.cast(inputs[1], "int32"), n, dtype=flat.dtype)
+        if self.start == "one":
+            relevance = mask
+        else:  # "logit", or "positive_logit" (Deep Taylor explains max(y, 0))
+            relevance = mask * (flat if self.start == "logit" else ops.maximum(flat, 0))
+        return ops.reshape(relevance, ops.shape(logits))
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "start": self.start}
+
+
+def one_or_list(tensors):
+    return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
+class Analyzer(Runner):
+    """Runs one attribution method on one Keras model (use :func:`keras_lrp.create_analyzer`).
+
+    Subclasses implement :meth:`build`, returning the relevance at each input and (optionally)
+    the layer-wise relevances, from the symbolic inputs set up here.
+
+    Args:
+        model: a built Functional or Sequential Keras model (never modified).
+        neuron_selection_mode: ``"max_activation"`` (default), ``"index"`` or ``"all"``.
+        output_relevance: ``"logit"`` (start from the explained logit), ``"positive_logit"``
+            (from max(logit, 0)) or ``"one"``.
+        output: the explained output of a multi-output model (index or output layer name).
+        jit_compile: compile the analysis with XLA.
+        name: the analyzer's name, for reports and saving.
+        kwargs: the keyword arguments ``create_analyzer(name, model, **kwargs)`` rebuilds this
+            analyzer from (see :meth:`get_config`).
+    """
+
+    #: The canonizers of an analyzer without a composite.
+    canonizers = DEFAULT_CANONIZERS
+
+    def __init__(self, model: keras.Model, neuron_selection_mode: str = "max_activation",
+                 output_relevance: str = "logit", output=None, jit_compile: bool = False,
+                 name: str = "lrp", kwargs: Optional[Dict[str, Any]] = None):
+        if neuron_selection_mode not in NEURON_SELECTION_MODES:
+            raise ValueError(f"neuron_selection_mode must be one of {NEURON_SELECTION_MODES}, "
+                             f"got {neuron_selection_mode!r}.")
+        if output_relevance not in OUTPUT_RELEVANCES:
+            raise ValueError(f"output_relevance must be one of {OUTPUT_RELEVANCES}, got "
+                             f"{output_relevance!r}.")
+        self.name = name
+        #: The user's model (read, never modified); saved by :meth:`save`.
+        self.model = model
+        self.model_name = getattr(model, "name", "model")
+        self.neuron_selection_mode = neuron_selection_mode
+        self.output_relevance = output_relevance
+        self.jit_compile = jit_compile
+        #: The ``tf.distribute`` strategy in whose scope the analyzer was created (the default
+        #: strategy, one replica, otherwise); see :attr:`num_replicas`.
+        self.strategy = tf.distribute.get_strategy()
+        self._kwargs = dict(kwargs or {})
+        self._options = dict(neuron_selection_mode=neuron_selection_mode,
+                             output_relevance=output_relevance, output=output,
+                             jit_compile=jit_compile, name=name, kwargs=kwargs)
+        self.graph = self.prepare_graph()
+        self.output_index = self._output_index(output)
+        self._functions: Dict[bool, Any] = {}
+        self._make_inputs()
+        relevances, layerwise = self.build()
+        self._make_models(relevances, layerwise)
+        self._function(False).get_concrete_function()  # trace now: shape errors at build time
+
+    # -- building -----------------------------------------------------------------------------
+    def prepare_graph(self):
+        """The private, canonized copy of the model's graph."""
+        return canonize(graph_mod.extract(self.model), self.canonizers, self.check)
+
+    def trace_forward(self, inputs):
+        """The explained output of the canonized model on the symbolic ``inputs``."""
+        self._values = graph_mod.replay(self.graph, inputs)
+        return self._values[self.graph.outputs[self.output_index]]
+
+    def check(self, graph) -> None:
+        """Raise for layers this analyzer cannot explain (on the user's layers, before any
+        cloning); the default accepts every differentiable layer."""
+
+    def build(self):  # pragma: no cover - abstract
+        """``(relevance at each input, {layer name: relevance} or None)``, symbolic."""
+        raise NotImplementedError
+
+    def _output_index(self, output) -> int:
+        """The explained output's index, from ``output`` (an index or an output layer name)."""
+        names = self.graph.output_names
+        if output is None:
+            if len(names) > 1:
+                raise ValueError(f"Model '{self.model_name}' has {len(names)} outputs "
+                                 f"({', '.join(names)}); choose one with output=<index or "
+                                 "name>.")
+            return 0
+        if isinstance(output, str):
+            if output not in names:
+                raise ValueError(f"Model '{self.model_name}' has no output named {output!r}; "
+                                 f"its outputs are {', '.join(names)}.")
+            return names.index(output)
+        if isinstance(output, (int, np.integer)) and not isinstance(output, bool) and \
+                -len(names) <= output < len(names):
+            return int(output) % len(names)
+        raise ValueError(f"output must be an index in [0, {len(names)}) or one of "
+                         f"{', '.join(names)}; got {output!r}.")
+
+    def _make_inputs(self):
+        self.inputs = [keras.Input(batch_shape=(None,) + tuple(spec.shape[1:]),
+                                   dtype="float32" if spec.dtype in LOW_PRECISION else spec.dtype,
+                                   name=graph_mod.input_name(spec))
+                       for spec in self.graph.input_specs]
+        self._selection_input = None
+        if self.neuron_selection_mode == "index":
+            self._selection_input = keras.Input(batch_shape=(None,), dtype="int32",
+                                                name="neuron_selection")
+        self.logits = self.trace_forward(self.inputs)
+        self.forward_model = keras.Model(one_or_list(self.inputs), self.logits,
+                                         name=f"{self._prefix}_forward")
+
+    @property
+    def _prefix(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_]+", "_", self.name).strip("_")
+
+    def start_relevance(self, layer_name: str = "output_relevance"):
+        """The symbolic relevance at the explained output (see :class:`OutputRelevance`)."""
+        return OutputRelevance(self.neuron_selection_mode, self.output_relevance,
+                               name=layer_name, dtype=self.logits.dtype)(
+            [self.logits] + ([self._selection_input] if self._selection_input is not None
+                             else []))
+
+    def model_inputs(self):
+        """The symbolic inputs of the relevance model: the data, then the selection if any."""
+        return self.inputs + ([self._selection_input] if self._selection_input is not None
+                              else [])
+
+    def _make_models(self, relevances, layerwise):
+        inputs = one_or_list(self.model_inputs())
+        self.relevance_model = keras.Model(inputs, one_or_list(relevances),
+                                           name=f"{self._prefix}_relevance")
+        self._layerwise_model = None
+        #: Layer names in forward order, as keys of ``analyze(x, layerwise=True)``.
+        self.layer_names = [x.name for x in self.inputs]
+        if layerwise is not None:
+            layerwise = {x.name: r for x, r in zip(self.inputs, relevances)} | layerwise
+            self.layer_names = list(layerwise)
+            self._layerwise_model = keras.Model(inputs, layerwise,
+                                                name=f"{self._prefix}_layerwise")
+
+    # -- configuration -------------------------------------------------------------------------
+    def get_config(self) -> Dict[str, Any]:
+        """``{"name": …, "kwargs": …}``: ``create_analyzer(name, model, **kwargs)`` rebuilds this
+        analyzer (saving and loading use it)."""
+        return {"name": self.name, "kwargs": dict(self._kwargs)}
+
+    def clone(self, **overrides) -> Analyzer:
+        """The same analyzer rebuilt with some constructor arguments changed."""
+        return type(self)(self.model, **{**self._options, **overrides})
+
+    def save(self, path: str) -> None:
+        """Save this analyzer (configuration and model) to one file; see
+        :func:`keras_lrp.load_analyzer`."""
+        save_analyzer(self.get_config(), self.model, path)
+
+    def __repr__(self):
+        return (f"<keras_lrp.{type(self).__name__} {self.name!r} of model {self.model_name!r}, "
+                f"neuron_selection_mode={self.neuron_selection_mode!r}>")
+
+
+#: Zennit's word for an analyzer: an alias of :class:`Analyzer` (same class, ``isinstance`` holds).
+Attributor = Analyzer

@@ -1,0 +1,336 @@
+"""Attention, expanded into parts LRP rules can serve.
+
+``keras.layers.MultiHeadAttention`` computes, for query x_q, key x_k and value x_v,
+
+    q = x_q W_q + b_q,  k = x_k W_k + b_k,  v = x_v W_v + b_v     (EinsumDense projections)
+    s = k · (q / √d)                                             (:class:`AttentionScores`)
+    A = softmax(s + mask)                                        (:class:`AttentionSoftmax`)
+    c = A · v                                                    (:class:`AttentionCombine`)
+    y = c W_o + b_o                                              (EinsumDense)
+
+and ``keras.layers.Attention`` (Luong dot scores) the same without projections, with s = q·kᵀ
+times its learned scalar. ``keras.layers.AdditiveAttention`` (Bahdanau) has
+s_ts = Σ_d scale_d · tanh(q_td + k_sd) (:class:`AdditiveScores`). The
+:class:`~keras_lrp.canonizers.base.ExpandAttention` canonizer replaces each such call by these nodes
+(:func:`expand_attention`). The projections are the attention layer's own EinsumDense sublayers,
+so the composite's linear rule applies to them; the parts are stateless layers whose relevance
+layers are in :mod:`keras_lrp.layers.attention` (AttnLRP, Achtibat et al., ICML 2024, and
+CP-LRP, Ali et al., ICML 2022). The expanded graph computes the same function (tested to 1e-6).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lrp.core import types
+from keras_lrp.core.graph import Graph, Node, Ref
+
+#: The keyword masks a MultiHeadAttention call may carry.
+MHA_MASKS = ("query_mask", "value_mask", "key_mask", "attention_mask")
+
+
+class AttentionScores(keras.layers.Layer):
+    """s = einsum(equation, k, q · scale): the first bilinear product of attention."""
+
+    def __init__(self, equation: str, scale: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.equation, self.scale = equation, float(scale)
+
+    def call(self, query, key):
+        if self.scale != 1.0:
+            query = query * ops.convert_to_tensor(self.scale, dtype=query.dtype)  # not ops.cast:
+            # that rounds a Python float through float32
+        return ops.einsum(self.equation, key, query)
+
+    def get_config(self):
+        return {**super().get_config(), "equation": self.equation, "scale": self.scale}
+
+
+class AdditiveScores(keras.layers.Layer):
+    """s_ts = Σ_d scale_d · tanh(q_td + k_sd) (Bahdanau scores; scale_d = 1 without use_scale)."""
+
+    def __init__(self, scale=None, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = None if scale is None else [float(v) for v in np.ravel(scale)]
+
+    def terms(self, query, key):
+        """(u, t): u_tsd = q_td + k_sd and t = scale · tanh(u), before the sum over d."""
+        u = ops.expand_dims(query, -2) + ops.expand_dims(key, -3)
+        t = ops.tanh(u)
+        if self.scale is not None:
+            t = t * ops.convert_to_tensor(np.asarray(self.scale), dtype=t.dtype)
+        return u, t
+
+    def call(self, query, key):
+        return ops.sum(self.terms(query, key)[1], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+class AttentionSoftmax(keras.layers.Layer):
+    """A = softmax(s) over the key axes, masked positions pushed to −10⁹ first.
+
+    ``style="mha"`` builds the mask as MultiHeadAttention does (query, value and key masks, the
+    causal mask and ``attention_mask``, joined by AND, expanded over the heads) and applies it as
+    ``keras.layers.Softmax`` does; ``style="dot"`` as ``keras.layers.Attention`` does (value mask
+    and causal mask, subtracted before ``ops.softmax``).
+    """
+
+    def __init__(self, axis=(-1,), style: str = "mha", causal: bool = False,
+                 expand_axis: int = -3, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.style = tuple(axis), style
+        self.causal, self.expand_axis = bool(causal), int(expand_axis)
+
+    def call(self, scores, query_mask=None, value_mask=None, key_mask=None, attention_mask=None):
+        if self.style == "dot":
+            return self._dot(scores, value_mask)
+        mask = _join(None, None if query_mask is None else ops.expand_dims(
+            ops.cast(query_mask, "bool"), -1))
+        for m in (value_mask, key_mask):
+            mask = _join(mask, None if m is None else ops.expand_dims(ops.cast(m, "bool"), -2))
+        if self.causal:
+            mask = _join(mask, _causal(ops.shape(scores)[-2], ops.shape(scores)[-1]))
+        mask = _join(None if attention_mask is None else ops.cast(attention_mask, "bool"), mask)
+        if mask is not None:
+            while len(mask.shape) < len(scores.shape):
+                mask = ops.expand_dims(mask, self.expand_axis)
+            big = -3e4 if scores.dtype == "float16" else -1e9  # as keras.layers.Softmax
+            scores = scores + (1.0 - ops.cast(mask, scores.dtype)) * big
+        if len(self.axis) > 1:
+            return ops.exp(scores - ops.logsumexp(scores, axis=self.axis, keepdims=True))
+        return ops.softmax(scores, axis=self.axis[0])
+
+    def _dot(self, scores, value_mask):
+        mask = None if value_mask is None else ops.expand_dims(value_mask, -2)
+        if self.causal:
+            mask = _join(mask, _causal(ops.shape(scores)[-2], ops.shape(scores)[-1]))
+        if mask is not None:
+            big = 65504.0 if scores.dtype == "float16" else 1.0e9
+            scores = scores - big * ops.cast(ops.logical_not(mask), scores.dtype)
+        return ops.softmax(scores, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": list(self.axis), "style": self.style,
+                "causal": self.causal, "expand_axis": self.expand_axis}
+
+
+class AttentionCombine(keras.layers.Layer):
+    """c = einsum(equation, A, v): the second bilinear product; rows of masked queries are zero
+    (``keras.layers.Attention`` with a query mask)."""
+
+    def __init__(self, equation: str, **kwargs):
+        super().__init__(**kwargs)
+        self.equation = equation
+
+    def call(self, probs, value, query_mask=None):
+        out = ops.einsum(self.equation, probs, value)
+        if query_mask is not None:
+            out = ops.where(ops.expand_dims(query_mask, -1), out, ops.zeros_like(out))
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "equation": self.equation}
+
+
+class KerasMask(keras.layers.Layer):
+    """The Keras mask a tensor carries (``keras.layers.Attention`` reads its inputs' masks
+    implicitly), or all True: True where the step is real. Carries no relevance."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x):
+        mask = keras.backend.get_keras_mask(x) if hasattr(keras.backend, "get_keras_mask") \
+            else getattr(x, "_keras_mask", None)
+        if mask is None:
+            return ops.ones(ops.shape(x)[:-1], "bool")
+        return ops.cast(mask, "bool")
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape[:-1], dtype="bool")
+
+
+#: The two bilinear products (their relevance layers split between both operands).
+PRODUCTS = (AttentionScores, AttentionCombine, AdditiveScores)
+
+
+def _join(a, b):
+    return b if a is None else a if b is None else ops.logical_and(a, b)
+
+
+def _causal(t, s):
+    """(1, T, S) with True where the key position s ≤ the query position t."""
+    rows = ops.expand_dims(ops.arange(t), -1)
+    return ops.expand_dims(ops.greater_equal(rows, ops.expand_dims(ops.arange(s), 0)), 0)
+
+
+def cached_mha(layer) -> bool:
+    """keras-hub's CachedMultiHeadAttention: MultiHeadAttention with an optional key/value
+    cache, and only an explicit ``attention_mask`` (the cache is refused per call)."""
+    return (isinstance(layer, keras.layers.MultiHeadAttention)
+            and type(layer).__name__ == "CachedMultiHeadAttention"
+            and type(layer)._compute_attention
+            is keras.layers.MultiHeadAttention._compute_attention)
+
+
+def attention_problem(layer) -> Optional[str]:
+    """Why keras-lrp cannot expand this attention layer, or ``None``."""
+    if type(layer) not in (keras.layers.MultiHeadAttention, keras.layers.Attention,
+                           keras.layers.AdditiveAttention) and not cached_mha(layer):
+        return (f"is a {type(layer).__name__}; keras-lrp expands MultiHeadAttention, Attention "
+                "and AdditiveAttention")
+    if getattr(layer, "score_mode", "dot") != "dot" and type(layer) is keras.layers.Attention:
+        return (f"computes its scores with score_mode={layer.score_mode!r}; keras-lrp explains "
+                "dot-product scores (or use AdditiveAttention)")
+    if getattr(layer, "_use_gate", False):
+        return "uses a gate (use_gate=True); keras-lrp explains ungated MultiHeadAttention"
+    if getattr(layer, "_sliding_window", None) is not None:
+        return "uses a sliding window; not supported yet"
+    return None
+
+
+class _Builder:
+    """Appends the part nodes of one attention call, tracking static shapes."""
+
+    def __init__(self, graph: Graph, shapes: dict, nodes: list, prefix: str, copies: dict):
+        self.graph, self.shapes, self.nodes = graph, shapes, nodes
+        self.prefix, self.copies = prefix, copies
+
+    def name(self, part: str) -> str:
+        return f"{self.prefix}_{part}"
+
+    def add(self, layer, args, kwargs=None, out_shape=None) -> int:
+        kwargs = {k: v for k, v in (kwargs or {}).items() if v is not None}
+        refs = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Ref)]
+        out = self.graph.new_tensor()
+        if out_shape is None:
+            specs = [keras.KerasTensor(self.shapes[a.tid]) if isinstance(a, Ref) else a
+                     for a in args]
+            kspecs = {k: keras.KerasTensor(self.shapes[v.tid], dtype="bool")
+                      for k, v in kwargs.items()}
+            out_shape = tuple(layer.compute_output_spec(*specs, **kspecs).shape)
+        self.shapes[out] = out_shape
+        self.nodes.append(Node(layer, tuple(args), kwargs, [r.tid for r in refs], [out],
+                               [out_shape]))
+        return out
+
+    def dense(self, layer, ref: Ref, owner) -> int:
+        """A projection: a copy of the attention layer's sublayer ``layer``, named after its
+        owner (sublayer names repeat across attention layers), with its weights and with the
+        static output shape of this call (the sublayer leaves the sequence axes open). One copy
+        per sublayer and shape, so a shared attention layer keeps shared projections."""
+        shape = tuple(ops.einsum(layer.equation, keras.KerasTensor(self.shapes[ref.tid]),
+                                 keras.KerasTensor(tuple(layer.kernel.shape))).shape)
+        key = (id(layer), shape)
+        if key not in self.copies:
+            suffix = "" if not any(k[0] == id(layer) for k in self.copies) else \
+                f"_{len(self.copies)}"
+            config = {**layer.get_config(), "name": f"{owner.name}_{layer.name}{suffix}",
+                      "output_shape": list(shape[1:])}
+            self.copies[key] = [type(layer).from_config(config), layer.get_weights()]
+        copy, weights = self.copies[key]
+        out = self.add(copy, (ref,), out_shape=shape)
+        if weights is not None:  # the first node of a layer carries its weights
+            self.nodes[-1].weights, self.copies[key][1] = weights, None
+        return out
+
+
+def _expand_mha(node: Node, b: _Builder):
+    layer, named = node.layer, _mha_arguments(node)
+    query, value = named["query"], named["value"]
+    key = named.get("key") or value
+    kw = dict(name=b.name("scores"), dtype=layer.dtype_policy)
+    q = b.dense(layer._query_dense, query, layer)
+    k = b.dense(layer._key_dense, key, layer)
+    v = b.dense(layer._value_dense, value, layer)
+    # 1/√d rounded through float32, as MultiHeadAttention itself computes it (ops.cast)
+    scale = float(np.float32(layer._inverse_sqrt_key_dim))
+    scores = b.add(AttentionScores(layer._dot_product_equation, scale, **kw), (Ref(q), Ref(k)))
+    masks = {m: named.get(m) for m in MHA_MASKS}
+    if named.get("key") is None or key == value:
+        masks["key_mask"] = None  # Keras ignores the key's mask when the key is the value
+    probs = b.add(AttentionSoftmax(axis=layer._softmax.axis, style="mha",
+                                   causal=bool(node.kwargs.get("use_causal_mask", False)),
+                                   expand_axis=-len(layer._attention_axes) * 2 - 1,
+                                   name=b.name("softmax"), dtype=layer.dtype_policy),
+                  (Ref(scores),), masks, out_shape=b.shapes[scores])
+    context = b.add(AttentionCombine(layer._combine_equation, name=b.name("combine"),
+                                     dtype=layer.dtype_policy), (Ref(probs), Ref(v)))
+    return b.dense(layer._output_dense, Ref(context), layer), probs
+
+
+def _mha_arguments(node: Node) -> dict:
+    named = dict(zip(("query", "value", "key"), node.args))
+    named.update({k: v for k, v in node.kwargs.items() if k in ("query", "value", "key")
+                  or k in MHA_MASKS})
+    return {k: v for k, v in named.items() if isinstance(v, Ref)}
+
+
+def _expand_dot(node: Node, b: _Builder):
+    layer = node.layer
+    inputs = node.args[0] if node.args else node.kwargs["inputs"]
+    query, value = inputs[0], inputs[1]
+    key = inputs[2] if len(inputs) > 2 else value
+    kw = dict(dtype=layer.dtype_policy)
+    # the layer reads its inputs' Keras masks implicitly (all True where there is none)
+    q_mask = Ref(b.add(KerasMask(name=b.name("query_mask")), (query,),
+                       out_shape=b.shapes[query.tid][:-1]))
+    v_mask = Ref(b.add(KerasMask(name=b.name("value_mask")), (value,),
+                       out_shape=b.shapes[value.tid][:-1]))
+    if isinstance(layer, keras.layers.AdditiveAttention):
+        scale = np.asarray(layer.scale) if layer.use_scale else None
+        part = AdditiveScores(scale, name=b.name("scores"), **kw)
+    else:
+        scale = float(np.asarray(layer.scale)) if layer.use_scale else 1.0
+        part = AttentionScores("...sd,...td->...ts", scale, name=b.name("scores"), **kw)
+    scores = b.add(part, (query, key))
+    probs = b.add(AttentionSoftmax(style="dot",
+                                   causal=bool(node.kwargs.get("use_causal_mask", False)),
+                                   name=b.name("softmax"), **kw),
+                  (Ref(scores),), {"value_mask": v_mask}, out_shape=b.shapes[scores])
+    out = b.add(AttentionCombine("...ts,...sd->...td", name=b.name("combine"), **kw),
+                (Ref(probs), value), {"query_mask": q_mask})
+    return out, probs
+
+
+def expand_attention(graph: Graph) -> None:
+    """Replace every attention call in ``graph`` by its parts (see the module docstring).
+
+    Raises:
+        ValueError: an attention layer keras-lrp cannot expand (named, with the reason).
+    """
+    if not any(isinstance(n.layer, types.ATTENTION) for n in graph.nodes):
+        return
+    shapes, nodes, swaps, copies, calls = graph.shapes(), [], [], {}, {}
+    for node in graph.nodes:
+        if not isinstance(node.layer, types.ATTENTION):
+            nodes.append(node)
+            continue
+        problem = attention_problem(node.layer)
+        if problem is None and any(isinstance(node.kwargs.get(k), Ref) for k in
+                                   ("cache", "cache_update_index")):
+            problem = "is called with a key/value cache; explain the model without its cache"
+        if problem:
+            raise ValueError(f"Layer '{node.layer.name}' {problem}.")
+        calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+        prefix = node.layer.name + ("" if calls[id(node.layer)] == 1
+                                    else f"_{calls[id(node.layer)]}")
+        b = _Builder(graph, shapes, nodes, prefix, copies)
+        expand = _expand_mha if isinstance(node.layer, keras.layers.MultiHeadAttention) \
+            else _expand_dot
+        swaps += list(zip(node.outputs, expand(node, b)))
+    graph.nodes = nodes
+    for old, new in swaps:
+        graph.replace_tensor(old, new)
+
+
+__all__ = ["AdditiveScores", "AttentionCombine", "AttentionScores", "AttentionSoftmax", "KerasMask",
+           "PRODUCTS",
+           "attention_problem", "expand_attention"]

@@ -1,0 +1,258 @@
+"""Composite layers traced into their parts: keras-hub's transformer blocks, and yours.
+
+A block's ``call`` is built from other layers and ``keras.ops`` (keras-hub's
+``TransformerEncoder`` is LayerNorm, MultiHeadAttention, Dense and residual adds). keras-lrp
+cannot see inside such a layer, so the :class:`~keras_lrp.canonizers.base.TraceBlocks`
+canonizer replaces each call by the graph its ``call`` builds: a copy of the layer (with the
+same weights) is called on symbolic inputs, and the layers and ops it runs become nodes of the
+analysis graph, where the composite's rules and the attention expansion reach them.
+
+What is traced: the keras-hub blocks in :data:`KERAS_HUB_TRACED` (matched by class name and
+module, so keras-hub is never imported here) and the classes passed to
+:func:`register_block`. A few keras-hub layers are rewritten by hand instead, because their
+``call`` reads the batch size (which a symbolic trace does not know):
+
+* ``ViTPatchingAndEmbedding`` → Conv2D patches, Reshape, :class:`PrependToken` (the class
+  token, a learned constant: its share of relevance is absorbed like a bias) and
+  :class:`AddConstant` (the position embedding, also absorbed in proportion: the Z rule).
+* ``PositionEmbedding`` (keras-hub) only reads its input's shape: zero relevance to the input,
+  so the positions' share of an Add stops there, like a bias.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import List
+
+import keras
+import numpy as np
+from keras import ops, tree
+
+from keras_lrp.canonizers.attention import cached_mha
+from keras_lrp.core import graph as graph_mod
+from keras_lrp.core.graph import Graph, Node, Ref
+
+#: keras-hub layers whose call is traced into its parts.
+KERAS_HUB_TRACED = ("TransformerEncoder", "TransformerDecoder", "ViTEncoder", "ViTEncoderBlock",
+                    "MLP", "TokenAndPositionEmbedding")
+#: Classes registered with :func:`register_block`.
+REGISTERED: List[type] = []
+
+
+def register_block(layer_class: type) -> None:
+    """Trace every call of ``layer_class`` into the layers and ops its ``call`` runs.
+
+    For composite layers built from layers keras-lrp knows (your own transformer block); the
+    class must be re-creatable from its config (``get_config``/``from_config``) and its ``call``
+    must not read the batch size.
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"register_block needs a keras.layers.Layer subclass, got "
+                        f"{layer_class!r}.")
+    REGISTERED.insert(0, layer_class)
+
+
+def _from_keras_hub(layer, names) -> bool:
+    cls = type(layer)
+    return cls.__module__.startswith("keras_hub") and cls.__name__ in names
+
+
+def is_traced(layer) -> bool:
+    return _from_keras_hub(layer, KERAS_HUB_TRACED + ("ViTPatchingAndEmbedding",)) or \
+        isinstance(layer, tuple(REGISTERED))
+
+
+def is_position_embedding(node, ctx=None) -> bool:
+    """keras-hub's PositionEmbedding: its output depends on its input's shape only."""
+    return _from_keras_hub(node.layer, ("PositionEmbedding",))
+
+
+class PrependToken(keras.layers.Layer):
+    """Concatenate a learned token (a constant here) in front of the sequence: (B, T, d) →
+    (B, T+1, d). Relevance: the sequence keeps its rows, the token's row is absorbed."""
+
+    def __init__(self, token=None, **kwargs):
+        super().__init__(**kwargs)
+        self.token = None if token is None else np.asarray(token, np.float64).tolist()
+
+    def call(self, x):
+        token = ops.convert_to_tensor(np.asarray(self.token), dtype=x.dtype)
+        token = ops.reshape(token, (1, 1, -1)) + ops.zeros_like(x[:, :1, :])
+        return ops.concatenate([token, x], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "token": self.token}
+
+
+class AddConstant(keras.layers.Layer):
+    """x + c for a constant c broadcast over the batch (a position embedding). Relevance: the
+    Z rule, R_x = x / (x + c) · R; the constant's share is absorbed like a bias."""
+
+    def __init__(self, value=None, **kwargs):
+        super().__init__(**kwargs)
+        self.value = None if value is None else np.asarray(value, np.float64).tolist()
+
+    def call(self, x):
+        return x + ops.convert_to_tensor(np.asarray(self.value), dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "value": self.value}
+
+
+def _copy(layer):
+    """A fresh instance of ``layer``'s class from its config. Keys the constructor refuses
+    (keras-hub's ViTEncoderBlock writes ``key_dim`` into a config it cannot read) are dropped."""
+    config = layer.get_config()
+    try:
+        return type(layer).from_config(config)
+    except TypeError:
+        accepted = inspect.signature(type(layer).__init__).parameters
+        base = set(inspect.signature(keras.layers.Layer.__init__).parameters)
+        return type(layer).from_config({k: v for k, v in config.items()
+                                        if k in accepted or k in base or k == "dtype"})
+
+
+def _without_cache(compute_output_spec):
+    """keras-hub's CachedMultiHeadAttention cannot be called on symbolic tensors (its output
+    spec refuses the ``cache`` arguments); without a cache it is MultiHeadAttention."""
+    def spec(*args, cache=None, cache_update_index=None, **kwargs):
+        return compute_output_spec(*args, **kwargs)
+    return spec
+
+
+def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
+    layer = node.layer
+    tids = list(dict.fromkeys(node.inputs))
+    symbolic = {t: keras.Input(batch_shape=(batch,) + tuple(shapes[t][1:]), dtype=dtypes.get(t))
+                for t in tids}
+    fill = lambda v: symbolic[v.tid] if isinstance(v, Ref) else v  # noqa: E731
+    args = tree.map_structure(fill, node.args)
+    kwargs = tree.map_structure(fill, node.kwargs)
+    kwargs.pop("training", None)
+    copy = layer
+    if not getattr(layer, "_lrp_private", False):  # a user's layer: trace a copy
+        copy = _copy(layer)
+        copy(*args, **kwargs)  # builds it
+        copy.set_weights(layer.get_weights())
+    for sub in copy._flatten_layers(include_self=False):
+        if cached_mha(sub) and not hasattr(sub, "_lrp_spec"):
+            sub._lrp_spec = True
+            sub.compute_output_spec = _without_cache(sub.compute_output_spec)
+    fn = keras.Model([symbolic[t] for t in tids], copy.call(*args, **kwargs))
+    return fn, tids, copy, args, kwargs
+
+
+def _trace(node: Node, shapes: dict, dtypes: dict):
+    """(functional model of the layer's call on symbolic inputs, the tensor ids it reads).
+
+    The trace runs with an unknown batch size; if the call needs a concrete one (keras-hub's
+    causal mask broadcasts to it), it runs with batch 1 and is then checked on a batch of 2,
+    so that a call whose result depends on the batch size is an error, never a wrong graph.
+    """
+    try:
+        fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, None)
+    except Exception as error:  # noqa: BLE001 - any failure of the symbolic call
+        try:
+            fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, 1)
+        except Exception:  # noqa: BLE001
+            raise ValueError(
+                f"keras-lrp could not trace layer '{node.layer.name}' "
+                f"({type(node.layer).__name__}) into its parts: {error}. Tracing needs static "
+                "shapes except the batch size: build the model on keras.Input((T, ...)) with a "
+                "fixed sequence length.") from error
+        _check_batch_free(node.layer, fn, copy, args, kwargs)
+    for sub in fn.layers:  # sublayer names repeat across blocks: prefix the block's
+        if not isinstance(sub, keras.layers.InputLayer):
+            sub.name = f"{node.layer.name}_{sub.name}"
+            sub._lrp_private = True  # ours: a nested composite is traced without a copy
+    return fn, tids
+
+
+def _check_batch_free(layer, fn, copy, args, kwargs) -> None:
+    rng = np.random.default_rng(0)
+
+    def sample(spec):
+        shape = (2,) + tuple(spec.shape[1:])
+        if "float" in str(spec.dtype):
+            return rng.normal(size=shape).astype(spec.dtype)
+        return np.ones(shape, spec.dtype)
+
+    values = {id(kt): sample(kt) for kt in fn.inputs}
+    fill = lambda v: values[id(v)] if isinstance(v, keras.KerasTensor) else v  # noqa: E731
+    want = copy(*tree.map_structure(fill, args), **tree.map_structure(fill, kwargs))
+    got = fn([values[id(kt)] for kt in fn.inputs])
+    for w, g in zip(tree.flatten(want), tree.flatten(got)):
+        if tuple(w.shape) != tuple(g.shape) or not np.allclose(w, g, rtol=1e-4, atol=1e-5):
+            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) reads the batch "
+                             "size in its call, so keras-lrp cannot trace it into its parts.")
+
+
+def _vit_embedding(node: Node, graph: Graph, shapes: dict, nodes: list) -> List[int]:
+    """ViTPatchingAndEmbedding by hand (see the module docstring)."""
+    layer = node.layer
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        raise ValueError(f"Layer '{layer.name}' (ViTPatchingAndEmbedding) uses channels_first; "
+                         "keras-lrp traces the channels_last layout only.")
+    x = node.inputs[0]
+    conv = type(layer.patch_embedding).from_config(
+        {**layer.patch_embedding.get_config(), "name": f"{layer.name}_patches"})
+    steps = [(conv, layer.patch_embedding.get_weights()),
+             (keras.layers.Reshape((-1, layer.hidden_dim), name=f"{layer.name}_tokens"), None)]
+    if layer.use_class_token:
+        steps.append((PrependToken(np.asarray(layer.class_token).reshape(-1),
+                                   name=f"{layer.name}_class_token"), None))
+    positions = np.asarray(layer.position_embedding.embeddings)
+    steps.append((AddConstant(positions, name=f"{layer.name}_positions"), None))
+    shape = shapes[x]
+    for step, weights in steps:
+        out = graph.new_tensor()
+        shape = tuple(step.compute_output_spec(keras.KerasTensor(shape)).shape)
+        nodes.append(Node(step, (Ref(x),), {}, [x], [out], [shape], weights=weights))
+        x = out
+    return [x]
+
+
+def refine_shapes(graph: Graph) -> None:
+    """Fill in static shapes a nested model left open: a keras-hub backbone is built on
+    (None, None) token inputs, so after inlining, its tensors know their sequence length only
+    from the outer model's inputs. Each node's output spec is recomputed from its inputs'
+    (``compute_output_spec`` runs the call on placeholders and records nothing)."""
+    shapes, dtypes = graph.shapes(), graph.dtypes()
+    spec = lambda v: keras.KerasTensor(shapes[v.tid], dtype=dtypes.get(v.tid)) \
+        if isinstance(v, Ref) else v  # noqa: E731
+    for node in graph.nodes:
+        if all(d is not None for shape in node.out_shapes for d in (shape or ())[1:]):
+            continue
+        try:
+            out = node.layer.compute_output_spec(*tree.map_structure(spec, node.args),
+                                                 **tree.map_structure(spec, node.kwargs))
+        except Exception:  # noqa: BLE001 - keep the shapes we have
+            continue
+        new = [tuple(t.shape) for t in tree.flatten(out)]
+        if len(new) == len(node.outputs):
+            node.out_shapes = new
+            shapes.update(zip(node.outputs, new))
+
+
+def trace_blocks(graph: Graph) -> None:
+    """Replace every traced composite layer's call by its parts, recursively."""
+    if any(is_traced(n.layer) for n in graph.nodes):
+        refine_shapes(graph)
+    while any(is_traced(n.layer) for n in graph.nodes):
+        # the nodes a pass adds are read only by the next pass: shapes and dtypes once per pass
+        nodes, swaps, shapes, dtypes = [], [], graph.shapes(), graph.dtypes()
+        for node in graph.nodes:
+            if not is_traced(node.layer):
+                nodes.append(node)
+            elif _from_keras_hub(node.layer, ("ViTPatchingAndEmbedding",)):
+                swaps += list(zip(node.outputs, _vit_embedding(node, graph, shapes, nodes)))
+            else:
+                fn, tids = _trace(node, shapes, dtypes)
+                swaps += list(zip(node.outputs, graph_mod.walk(fn, tids, graph, nodes)))
+        graph.nodes = nodes
+        for old, new in swaps:
+            graph.replace_tensor(old, new)
+
+
+__all__ = ["AddConstant", "KERAS_HUB_TRACED", "PrependToken", "is_position_embedding",
+           "is_traced", "register_block", "trace_blocks"]

@@ -1,0 +1,186 @@
+"""The ``keras-lrp`` command line: demo, analyze, compare, list.
+
+Every user error (bad path, unknown analyzer, misspelt option, shape mismatch) ends with one
+short ``keras-lrp: error: …`` line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import List, Optional
+
+from keras_lrp.cli.analyze import cmd_analyze
+from keras_lrp.cli.compare import cmd_compare
+from keras_lrp.cli.prepare import UsageError
+
+
+def cmd_list(args) -> None:
+    from keras_lrp import ANALYZERS, rules
+
+    print("Analyzers (keras_lrp.create_analyzer / --method), with the library whose definition "
+          "each follows:")
+    for name, entry in ANALYZERS.items():
+        params = ", ".join(f"{k}={v!r}" for k, v in entry.params.items())
+        print(f"  {name:<36} {entry.description}" + (f"  [{params}]" if params else "")
+              + f"  ({entry.anchor})")
+    print("\nRules (rule=, input_layer_rule=, rule_map):")
+    for name, factory in rules.RULES.items():
+        cls = getattr(factory, "func", factory)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<24} {doc}")
+
+
+def cmd_demo(args) -> None:
+    from keras_lrp.demos.digits import run_demo
+    from keras_lrp.demos.sequence import run_sequence_demo
+    from keras_lrp.demos.transformer import run_transformer_demo
+
+    try:
+        if args.task == "sequence":
+            run_sequence_demo(out_dir=args.out or "lrp-demo-sequence", models_dir=args.models_dir)
+        elif args.task == "transformer":
+            run_transformer_demo(out_dir=args.out or "lrp-demo-transformer",
+                                 models_dir=args.models_dir, steps=args.steps)
+        else:
+            run_demo(out_dir=args.out or "lrp-demo", models_dir=args.models_dir, steps=args.steps)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-lrp", description="Layer-wise Relevance Propagation for Keras 3 models.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and log messages (hidden by default, "
+                        "unless TF_CPP_MIN_LOG_LEVEL is 0 or 1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser(
+        "demo", help="explain a shipped model (digits CNN, addition LSTM or transformers)",
+        description="Explain a shipped model (package data in keras_lrp/demos/models/) with a "
+        "representative set of analyzers, write figures, an HDF5 results file and summary.txt "
+        "into --out, and print the summary table.")
+    demo.add_argument("--task", choices=("digits", "sequence", "transformer"), default="digits",
+                      help="digits: the CNN on handwritten digits; sequence: the LSTM on the "
+                           "addition task, with token heatmaps; transformer: the ViT on the "
+                           "same digits beside the CNN, and the text transformer (default: "
+                           "digits)")
+    demo.add_argument("--out", default=None,
+                      help="output folder (default: lrp-demo, lrp-demo-sequence or "
+                           "lrp-demo-transformer, in the current folder)")
+    demo.add_argument("--models-dir", default=None, metavar="DIR",
+                      help="folder holding the demo's models and test data (default: the "
+                           "shipped ones)")
+    demo.add_argument("--steps", type=int, default=16,
+                      help="pixel-flipping steps of the AOPC column, digits and transformer "
+                           "tasks (default: 16)")
+    demo.set_defaults(func=cmd_demo)
+
+    def common(p):
+        for flag, text in (("--debug", "show the Python traceback of an error"),
+                           ("--verbose", "show TensorFlow's start-up and log messages")):
+            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+        p.add_argument("model", help=".keras or .h5 model file")
+        p.add_argument("inputs", help=".npy, .npz, .h5, an image file or a folder of images")
+        p.add_argument("--method", action="append", required=True, metavar="NAME",
+                       help="analyzer name (repeatable); see `keras-lrp list`")
+        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="keyword argument for every analyzer, e.g. epsilon=0.1")
+        p.add_argument("--neuron", type=int, default=None,
+                       help="explain this output index (default: the winning class of each "
+                            "input)")
+        p.add_argument("--key", default=None, metavar="NAME",
+                       help="the array of an .npz or the dataset of an .h5 file (default: 'x' "
+                       "or the only one)")
+        p.add_argument("--batch-size", type=int, default=64,
+                       help="inputs per batch (default: 64)")
+        p.add_argument("--devices", default=None, metavar="all|N",
+                       help="split every batch over these devices with tf.distribute: all "
+                            "GPUs, or N (GPUs, or N logical CPU devices without GPUs)")
+        p.add_argument("--png-samples", type=int, default=8, metavar="N",
+                       help="how many inputs the --png figure shows (default: 8)")
+
+    analyze = sub.add_parser("analyze", help="analyze inputs and write an HDF5 results file")
+    common(analyze)
+    analyze.add_argument("--out", required=True, help="results file (.h5)")
+    analyze.add_argument("--png", default=None, metavar="DIR", help="also write heatmaps here")
+    analyze.add_argument("--vocab", default=None, metavar="FILE",
+                         help="token inputs: a vocabulary (one token per line, line k is id k); "
+                              "--png then writes token heatmaps (tokens.png, tokens.html)")
+    analyze.add_argument("--resume", action="store_true",
+                         help="continue OUT.partial, left by an interrupted run with the same "
+                         "model, inputs and options, skipping the rows it holds")
+    analyze.set_defaults(func=cmd_analyze)
+
+    compare = sub.add_parser("compare", help="compare analyzers: conservation and AOPC table")
+    common(compare)
+    compare.add_argument("--png", default=None, metavar="FILE", help="side-by-side figure")
+    compare.add_argument("--steps", type=int, default=16,
+                         help="pixel-flipping steps of the AOPC column (default: 16)")
+    compare.set_defaults(func=cmd_compare)
+
+    lister = sub.add_parser("list", help="list analyzers and rules",
+                            description="List every analyzer name with its keyword arguments, "
+                            "and every rule name.")
+    lister.set_defaults(func=cmd_list)
+    return parser
+
+
+def quiet_tensorflow() -> None:
+    """Load TensorFlow and Keras without their start-up lines (oneDNN, CUDA drivers, absl).
+
+    TF_CPP_MIN_LOG_LEVEL does not reach every C++ logger TensorFlow starts while loading (seen
+    with TensorFlow 2.21, even when set before Python starts), so standard error is pointed at
+    the null device for the imports only; Python errors raised by them still reach the user
+    once it is restored. ``--verbose``, or TF_CPP_MIN_LOG_LEVEL=0 or 1, skips this.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(null, 2)
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") not in ("0", "1"):
+        quiet_tensorflow()
+    for option in ("batch_size", "png_samples", "steps"):
+        if getattr(args, option, 1) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be >= 1, got "
+                         f"{getattr(args, option)}")
+    try:
+        args.func(args)
+    except (UsageError, ValueError, TypeError, OSError) as e:  # ValueError: InputError too
+        if args.debug:
+            traceback.print_exc()
+        print(f"keras-lrp: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("keras-lrp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"keras-lrp: error: unexpected {type(e).__name__}: {_one_line(e)} (this is a bug "
+              "in keras-lrp; rerun with --debug for the traceback and report it)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 2000 else text[:2000] + " …"

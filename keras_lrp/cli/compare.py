@@ -1,0 +1,45 @@
+"""``keras-lrp compare``: several analyzers on the same inputs, their conservation and
+pixel-flipping AOPC side by side, and one comparison figure."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from keras_lrp.cli.prepare import UsageError, _analyze_all, _check_out, _prepare
+
+
+def cmd_compare(args) -> None:
+    from keras_lrp.attribution import evaluate
+    from keras_lrp.plots import heatmap
+
+    if len(args.method) < 2:
+        raise UsageError("compare needs at least two --method arguments.")
+    if args.png:
+        _check_out(args.png, "--png")
+    model, x, _, analyzers = _prepare(args)
+    with contextlib.closing(x):
+        regions = x.shape[1] if x.ndim == 2 else int(np.prod(x.shape[1:3]))
+        if args.steps > regions:
+            raise UsageError(f"--steps {args.steps} exceeds the {regions} pixel-flipping regions "
+                             f"of an input of shape {x.shape[1:]}; use --steps {regions} or "
+                             "fewer.")
+        parts = list(_analyze_all(analyzers, x, args.neuron, args.batch_size))
+    x = np.concatenate([p[0] for p in parts])
+    relevances = {m: np.concatenate([p[2][m] for p in parts]) for m in args.method}
+    logits = np.concatenate([p[1] for p in parts])
+    forward = next(iter(analyzers.values())).forward_model
+    target = logits.argmax(axis=1) if args.neuron is None else np.full(len(x), args.neuron)
+    print(f"{'analyzer':<34} {'ΣR / explained':>14} {'AOPC':>8}")
+    for m, r in relevances.items():
+        explained = logits[np.arange(len(x)), target]
+        ratio = np.mean(r.reshape(len(x), -1).sum(1) / np.where(explained == 0, 1, explained))
+        curve = evaluate.pixel_flipping(lambda b: np.asarray(forward(b)), x, r, target=target,
+                                        steps=args.steps)
+        print(f"{m:<34} {ratio:>14.4f} {curve.mean_aopc():>8.3f}")
+    if args.png:
+        n = min(args.png_samples, len(x))
+        heatmap.plot_grid({m: r[:n] for m, r in relevances.items()}, inputs=x[:n],
+                          path=args.png)
+        print(f"wrote {args.png}")

@@ -1,0 +1,226 @@
+"""The base map of structural layers, the global registrations, and how keys match layers.
+
+:data:`BASE_MAP` says how relevance crosses every supported layer without a kernel; a composite
+searches it last, so any analyzer can override an entry for itself. :data:`REGISTRY` holds what
+:func:`register_layer` and :func:`register_rule` add for every analyzer of the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types as pytypes
+from typing import Any, List, Tuple
+
+import keras
+
+from keras_lrp import rules as rules_mod
+from keras_lrp.canonizers import blocks
+from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask
+from keras_lrp.canonizers.blocks import AddConstant, PrependToken, is_position_embedding
+from keras_lrp.core import linear, types
+from keras_lrp.layers import (
+    GateRelevance,
+    IdentityRelevance,
+    LayerNormRelevance,
+    ProportionalRelevance,
+    RelevanceLayer,
+    RouteRelevance,
+)
+from keras_lrp.layers.attention import SoftmaxRelevance
+from keras_lrp.layers.recurrent.relevance import EmbeddingRelevance, ZeroRelevance
+
+
+class Where:
+    """Key: layers of ``classes`` for which ``predicate(node, ctx)`` holds."""
+
+    def __init__(self, classes: tuple, predicate, description: str = ""):
+        self.classes, self.predicate, self.description = classes, predicate, description
+
+    def __call__(self, node, ctx) -> bool:
+        return isinstance(node.layer, self.classes) and self.predicate(node, ctx)
+
+    def __repr__(self):
+        names = "/".join(c.__name__ for c in self.classes)
+        return f"Where({names}{', ' + self.description if self.description else ''})"
+
+
+def _elementwise_activation(node, ctx) -> bool:
+    return types.layer_activation(node.layer) in types.ELEMENTWISE_ACTIVATIONS
+
+
+def _tensor_args(n: int):
+    return lambda node, ctx: len(node.inputs) == n
+
+
+#: How relevance crosses each supported layer without a kernel, first match wins.
+#:
+#: :meta hide-value:
+BASE_MAP: List[Tuple[Any, type]] = [
+    (Where(types.SOFTMAX + types.ACTIVATION, lambda node, ctx: types.is_softmax(node.layer),
+           "softmax"), SoftmaxRelevance),
+    (Where(types.ACTIVATION, _elementwise_activation, "element-wise"), IdentityRelevance),
+    (types.ELEMENTWISE + types.PREPROCESSING + types.APP_ELEMENTWISE + types.OP_ACTIVATIONS,
+     IdentityRelevance),
+    (types.NORMALIZATION, LayerNormRelevance),
+    (AttentionSoftmax, SoftmaxRelevance),
+    (types.EMBEDDING, EmbeddingRelevance),
+    (types.MASK_OPS + types.OP_SHAPE_ONLY + (KerasMask,), ZeroRelevance),
+    (is_position_embedding, ZeroRelevance),
+    (PrependToken, RouteRelevance),
+    (AddConstant, ProportionalRelevance),
+    (types.OP_SELECT, RouteRelevance),
+    (types.OP_CAST, IdentityRelevance),
+    (Where(types.UPSAMPLING_2D, lambda node, ctx: node.layer.interpolation == "nearest",
+           "nearest"), RouteRelevance),
+    (types.UPSAMPLING_2D, ProportionalRelevance),
+    (types.ROUTE + types.MAX_POOLING, RouteRelevance),
+    (types.LINEAR_MERGE + types.AVERAGE_POOLING + types.APP_LINEAR_MERGE, ProportionalRelevance),
+    (Where(types.MULTIPLY, _tensor_args(2), "two tensors"), GateRelevance),
+    # keras.ops used directly in functional code: with one tensor and a constant they are
+    # element-wise affine maps (x + 3, x · 1/6); Add/Subtract of two tensors are proportional.
+    (Where(types.OP_ARITHMETIC, _tensor_args(1), "tensor and constant"), IdentityRelevance),
+    (Where(types.OP_SUMS, _tensor_args(2), "two tensors"), ProportionalRelevance),
+    # minimum/maximum (of tensors or with a broadcast constant): the winner takes the relevance
+    (types.OP_MINMAX, RouteRelevance),
+]
+
+
+def matches(key, node, ctx, validate_only: bool = False) -> bool:
+    """Whether a composite key matches ``node``: a layer class, a layer name (a split separable
+    convolution's halves answer to its name), a predicate ``f(node, ctx)``, or a tuple of them.
+
+    Raises:
+        TypeError: a key of any other kind (also with ``validate_only``, which matches nothing).
+    """
+    if isinstance(key, (tuple, list)):
+        return any([matches(k, node, ctx, validate_only) for k in key])
+    if not isinstance(key, (str, type)) and not callable(key):
+        raise TypeError(f"A rule_map key must be a layer class, a layer name, a "
+                        f"predicate f(node, ctx) or a tuple of them; got {key!r}.")
+    if validate_only:
+        return False
+    layer = node.layer
+    if isinstance(key, str):
+        base = layer.name
+        for suffix in ("_depthwise", "_pointwise"):
+            base = base[: -len(suffix)] if base.endswith(suffix) else base
+        return key in (layer.name, base)
+    if isinstance(key, type):
+        return isinstance(layer, key)
+    return bool(key(node, ctx))
+
+
+class Registry:
+    """Process-wide registrations, searched before every composite's own entries (after the
+    user's per-analyzer ``rule_map``)."""
+
+    def __init__(self):
+        self.rules: List[Tuple[Any, Any]] = []
+        self.layers: List[Tuple[Any, type]] = []
+
+    def entries(self) -> List[Tuple[Any, Any]]:
+        return self.rules + self.layers
+
+    @contextlib.contextmanager
+    def scoped(self):
+        """Registrations made inside the ``with`` block (:func:`register_layer`,
+        :func:`register_rule`, :func:`keras_lrp.register_linear`,
+        :func:`keras_lrp.register_block`) are undone when it ends.
+
+        Example:
+            >>> with keras_lrp.composites.registry.REGISTRY.scoped():
+            ...     keras_lrp.register_layer(MyScaling, keras_lrp.rules.IdentityRelevance)
+        """
+        saved = (list(self.rules), list(self.layers), list(linear.LINEAR_OPS),
+                 list(blocks.REGISTERED))
+        try:
+            yield self
+        finally:
+            (self.rules[:], self.layers[:], linear.LINEAR_OPS[:],
+             blocks.REGISTERED[:]) = saved
+
+    def supported(self) -> str:
+        """A one-line summary of the layer classes the base map and registrations serve."""
+        names = []
+        for key, _ in self.layers + BASE_MAP:
+            for cls in _classes(key):
+                if cls.__module__.startswith("keras") and cls.__name__ not in names:
+                    names.append(cls.__name__)
+                elif not cls.__module__.startswith("keras"):
+                    names.append(f"{cls.__module__}.{cls.__name__}")
+        return ", ".join(names)
+
+
+def _classes(key) -> list:
+    if isinstance(key, (tuple, list)):
+        return [c for k in key for c in _classes(k)]
+    if isinstance(key, Where):
+        return list(key.classes)
+    return [key] if isinstance(key, type) else []
+
+
+#: The process-wide registrations.
+REGISTRY = Registry()
+
+
+def register_layer(layer_class: type, relevance: type) -> None:
+    """Teach every analyzer how relevance crosses a layer class without a kernel.
+
+    For one analyzer only, pass ``rule_map=[(layer_class, relevance)]`` to
+    :func:`keras_lrp.create_analyzer` instead.
+
+    Args:
+        layer_class: the Keras layer class, or ``keras.Operation`` class for ops called directly
+            in functional code (subclasses match too).
+        relevance: one of :class:`~keras_lrp.rules.IdentityRelevance` (element-wise layers),
+            :class:`~keras_lrp.rules.RouteRelevance` (layers that move or select values) or
+            :class:`~keras_lrp.rules.ProportionalRelevance` (bias-free linear layers), or your
+            own :class:`~keras_lrp.rules.RelevanceLayer` subclass.
+
+    Example:
+        >>> keras_lrp.register_layer(MyScaling, keras_lrp.rules.IdentityRelevance)
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
+        raise TypeError(f"register_layer needs a keras.layers.Layer (or keras.Operation) "
+                        f"subclass, got {layer_class!r}.")
+    if not (isinstance(relevance, type) and issubclass(relevance, RelevanceLayer)):
+        raise TypeError(f"register_layer needs a keras_lrp.rules.RelevanceLayer subclass "
+                        f"(e.g. IdentityRelevance), got {relevance!r}.")
+    REGISTRY.layers.insert(0, (layer_class, relevance))
+
+
+def register_rule(layer: Any, rule: Any) -> None:
+    """Use ``rule`` for a kernel layer class (or layer name) in every analyzer from now on.
+
+    Takes precedence over the analyzers' own assignments, ``input_layer_rule`` and
+    ``until_layer_rule``; an analyzer's ``rule_map`` still comes first. The layer must be a kernel
+    layer keras-lrp knows, or one taught with :func:`keras_lrp.register_linear`.
+
+    Args:
+        layer: a layer class, a layer name, or a tuple of them.
+        rule: a rule name, :class:`~keras_lrp.rules.Rule` subclass or instance.
+
+    Example:
+        >>> keras_lrp.register_rule(MyDense, keras_lrp.rules.Epsilon(epsilon=0.01))
+    """
+    matches(layer, pytypes.SimpleNamespace(layer=None), None, validate_only=True)
+    REGISTRY.rules.insert(0, (layer, rules_mod.get(rule)))
+
+
+def unsupported_error(layer, registry: Registry = REGISTRY, detail: str = "") -> ValueError:
+    """The error for a layer no composite entry serves, listing what is supported."""
+    cls = type(layer)
+    return ValueError(
+        f"keras-lrp has no relevance mapping for layer '{layer.name}' of class "
+        f"{cls.__module__}.{cls.__name__}{detail}. Supported: kernel layers (Dense, "
+        "EinsumDense, convolutions, BatchNormalization, and those taught with "
+        f"keras_lrp.register_linear) and {registry.supported()}. If the layer is element-wise, "
+        f"pass rule_map=[({cls.__name__}, keras_lrp.rules.IdentityRelevance)] to "
+        f"create_analyzer (or keras_lrp.register_layer({cls.__name__}, "
+        "keras_lrp.rules.IdentityRelevance) for every analyzer); if it only moves or selects "
+        "values, use keras_lrp.rules.RouteRelevance; if it is a bias-free linear map, "
+        "keras_lrp.rules.ProportionalRelevance. Otherwise replace the layer with supported ones.")
+
+
+__all__ = ["BASE_MAP", "REGISTRY", "Registry", "Where", "matches", "register_layer",
+           "register_rule", "unsupported_error"]

@@ -1,0 +1,270 @@
+"""A flat, editable copy of a Keras functional graph, and the static analyses run on it.
+
+:func:`extract` walks a Functional or Sequential model (shared layers kept shared) into a list of
+:class:`Node` in topological order, each naming its input and output tensors by integer ids; a
+nested model stays one node until the :class:`~keras_lrp.canonizers.base.InlineNested` canonizer
+expands it with :func:`inline`. :mod:`keras_lrp.canonizers.base` edits that list; :func:`replay`
+calls its layers on fresh symbolic inputs to give the cleaned forward graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import warnings
+from typing import Any, Dict, List, Optional
+
+import keras
+import numpy as np
+from keras import tree
+
+from keras_lrp.core import types
+
+
+@dataclasses.dataclass(frozen=True)
+class Ref:
+    """Placeholder for tensor ``tid`` inside a node's call arguments."""
+
+    tid: int
+
+
+@dataclasses.dataclass
+class Node:
+    """One call of ``layer``: ``outputs = layer(*args, **kwargs)`` with tensors as :class:`Ref`."""
+
+    layer: Any
+    args: tuple
+    kwargs: dict
+    inputs: List[int]
+    outputs: List[int]
+    #: Static shapes of the outputs, as in the source model.
+    out_shapes: List[Any] = dataclasses.field(default_factory=list)
+    #: Weights to load into ``layer`` once it is built (set by canonicalisation).
+    weights: Any = None
+    #: dtypes of the outputs, as in the source model (may be empty for nodes canonizers add).
+    out_dtypes: List[Any] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Graph:
+    inputs: List[int]
+    outputs: List[int]
+    input_specs: List[Any]  # the model's input KerasTensors (shape, dtype, name)
+    output_names: List[str]
+    nodes: List[Node]
+    _ids: Any = dataclasses.field(default_factory=lambda: itertools.count(0))
+
+    def new_tensor(self) -> int:
+        return next(self._ids)
+
+    def consumers(self) -> Dict[int, List[Node]]:
+        """tensor id → the nodes that read it."""
+        out: Dict[int, List[Node]] = {}
+        for node in self.nodes:
+            for tid in dict.fromkeys(node.inputs):
+                out.setdefault(tid, []).append(node)
+        return out
+
+    def shapes(self) -> Dict[int, Any]:
+        """tensor id → static shape (batch first), where known."""
+        out = {tid: tuple(spec.shape) for tid, spec in zip(self.inputs, self.input_specs)}
+        for node in self.nodes:
+            for tid, shape in zip(node.outputs, node.out_shapes):
+                out[tid] = shape
+        return out
+
+    def dtypes(self) -> Dict[int, Any]:
+        """tensor id → dtype, where known."""
+        out = {tid: spec.dtype for tid, spec in zip(self.inputs, self.input_specs)}
+        for node in self.nodes:
+            out.update(zip(node.outputs, node.out_dtypes))
+        return out
+
+    def producers(self) -> Dict[int, Node]:
+        """tensor id → the node that writes it."""
+        return {tid: node for node in self.nodes for tid in node.outputs}
+
+    def replace_tensor(self, old: int, new: int) -> None:
+        """Make every reader of tensor ``old`` read ``new`` instead."""
+        swap = lambda v: Ref(new) if isinstance(v, Ref) and v.tid == old else v  # noqa: E731
+        for node in self.nodes:
+            if old in node.inputs:
+                node.inputs = [new if t == old else t for t in node.inputs]
+                node.args = tree.map_structure(swap, node.args)
+                node.kwargs = tree.map_structure(swap, node.kwargs)
+        self.outputs = [new if t == old else t for t in self.outputs]
+
+
+def functional_of(model):
+    """The Functional graph behind ``model``, or a clear error if it has none."""
+    if isinstance(model, keras.Sequential):
+        if getattr(model, "_functional", None) is None:
+            raise ValueError(
+                f"Sequential model '{model.name}' has not been built, so its input shape is "
+                "unknown. Start it with keras.Input(shape=...) or call model.build(input_shape) "
+                "before creating an analyzer.")
+        return model._functional
+    if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
+        return model
+    if isinstance(model, keras.Model):
+        raise TypeError(
+            f"Model '{model.name}' ({type(model).__name__}) is a subclassed model without a "
+            "layer graph, so its layers cannot be traversed. Rebuild it with the functional API "
+            "(inputs = keras.Input(...); outputs = ...; keras.Model(inputs, outputs)) or as a "
+            "keras.Sequential.")
+    raise TypeError(f"Expected a keras.Model, got {type(model).__name__}: {model!r}.")
+
+
+def extract(model) -> Graph:
+    """Flatten ``model`` into a :class:`Graph`; a nested model is one node (see :func:`inline`)."""
+    fn = functional_of(model)
+    graph = Graph(inputs=[], outputs=[], input_specs=list(fn.inputs),
+                  output_names=[_output_name(t) for t in fn.outputs], nodes=[])
+    graph.inputs = [graph.new_tensor() for _ in fn.inputs]
+    graph.outputs = walk(fn, graph.inputs, graph, graph.nodes)
+    return graph
+
+
+def inline(graph: Graph) -> bool:
+    """Replace every node calling a nested model by that model's own nodes, recursively (shared
+    layers stay shared). Returns whether anything was inlined."""
+    changed = False
+    while any(types.is_model(node.layer) for node in graph.nodes):
+        nodes, swaps = [], []
+        for node in graph.nodes:
+            if types.is_model(node.layer):
+                outs = walk(functional_of(node.layer), node.inputs, graph, nodes)
+                swaps += list(zip(node.outputs, outs))
+            else:
+                nodes.append(node)
+        graph.nodes = nodes
+        for old, new in swaps:
+            graph.replace_tensor(old, new)
+        changed = True
+    return changed
+
+
+def input_name(tensor) -> str:
+    """The name of the InputLayer behind a model input tensor."""
+    op = tensor._keras_history.operation
+    return op.name if op is not None else tensor.name
+
+
+def _output_name(tensor) -> str:
+    op = tensor._keras_history.operation
+    return op.name if op is not None else tensor.name
+
+
+def walk(fn, input_ids: List[int], graph: Graph, nodes: List[Node]) -> List[int]:
+    """Append the nodes of functional ``fn``, called on tensors ``input_ids``, to ``nodes``."""
+    tids = {id(kt): tid for kt, tid in zip(fn.inputs, input_ids)}
+    to_ref = lambda v: Ref(tids[id(v)]) if isinstance(v, keras.KerasTensor) else v  # noqa: E731
+    for depth in sorted(fn._nodes_by_depth, reverse=True):
+        for node in fn._nodes_by_depth[depth]:
+            if node.is_input or node.operation is None:
+                continue
+            args, kwargs = node.arguments.convert(to_ref)
+            outs = [graph.new_tensor() for _ in node.outputs]
+            nodes.append(Node(node.operation, args, kwargs,
+                              [tids[id(kt)] for kt in node.input_tensors], outs,
+                              [tuple(kt.shape) for kt in node.outputs],
+                              out_dtypes=[kt.dtype for kt in node.outputs]))
+            for kt, tid in zip(node.outputs, outs):
+                tids[id(kt)] = tid
+    return [tids[id(kt)] for kt in fn.outputs]
+
+
+def node_call(node: Node):
+    """``f(xs)``: call the node's layer on new values for its tensor arguments, by position.
+
+    Positions, not tensor ids, so a node that reads the same tensor twice (``Add([x, x])``)
+    gets one value (and one gradient) per argument.
+    """
+    def call(xs):
+        values = iter(xs)
+        fill = lambda v: next(values) if isinstance(v, Ref) else v  # noqa: E731
+        args = tree.map_structure(fill, node.args)
+        kwargs = tree.map_structure(fill, node.kwargs)
+        return node.layer(*args, **kwargs)
+    return call
+
+
+def replay(graph: Graph, inputs: List[Any]) -> Dict[int, Any]:
+    """Call every node's layer on ``inputs`` (symbolic or eager); tensor id → value."""
+    values: Dict[int, Any] = dict(zip(graph.inputs, inputs))
+    fill = lambda v: values[v.tid] if isinstance(v, Ref) else v  # noqa: E731
+    for node in graph.nodes:
+        with warnings.catch_warnings():  # masks travel as explicit arguments in this graph
+            warnings.filterwarnings("ignore", message=".*does not support masking")
+            out = node.layer(*tree.map_structure(fill, node.args),
+                             **tree.map_structure(fill, node.kwargs))
+        for tid, value in zip(node.outputs, tree.flatten(out)):
+            values[tid] = value
+        if node.weights is not None:
+            node.layer.set_weights(node.weights)
+            node.weights = None
+    return values
+
+
+# ------------------------------------------------------------------------- static analyses
+def nonnegative_tensors(graph: Graph) -> Dict[int, bool]:
+    """tensor id → True where the tensor is provably ≥ 0 (after a ReLU, through pooling, …)."""
+    known = {tid: False for tid in graph.inputs}
+    for node in graph.nodes:
+        flag = types.is_nonnegative_producer(node.layer,
+                                             all(known.get(t, False) for t in node.inputs))
+        for tid in node.outputs:
+            known[tid] = flag
+    return known
+
+
+def input_fed_nodes(graph: Graph, is_kernel) -> set:
+    """ids of the nodes accepted by ``is_kernel(layer)`` that are fed by a model input through
+    reshaping layers only (the "first layers" of an input-layer rule)."""
+    producers = graph.producers()
+
+    def from_input(tid) -> bool:
+        if tid in graph.inputs:
+            return True
+        node = producers.get(tid)
+        return (node is not None and isinstance(node.layer, types.RESHAPING)
+                and all(from_input(t) for t in node.inputs))
+
+    return {id(node) for node in graph.nodes
+            if is_kernel(node.layer) and node.inputs and all(from_input(t) for t in node.inputs)}
+
+
+def gate_index(node: Node, graph: Graph) -> Optional[int]:
+    """Which of a two-input product's inputs is the gate, or None if neither clearly is.
+
+    The gate is the input broadcast over the other (fewer elements: squeeze-and-excitation), or
+    else the one produced by a sigmoid-like activation or a capped ReLU.
+    """
+    if len(node.inputs) != 2:
+        return None
+    shapes = graph.shapes()
+    sizes = [_size(shapes.get(t)) for t in node.inputs]
+    if None not in sizes and sizes[0] != sizes[1]:
+        return int(np.argmin(sizes))
+    producers = graph.producers()
+    gated = [i for i, t in enumerate(node.inputs) if _is_gate(t, producers)]
+    return gated[0] if len(gated) == 1 else None
+
+
+def _is_gate(tid, producers, depth: int = 0) -> bool:
+    """A gate, seen through reshapes and element-wise ops with constants (hard-sigmoid is
+    relu6(x + 3)/6)."""
+    node = producers.get(tid)
+    if node is None or depth > 8:
+        return False
+    if types.is_gate_producer(node.layer):
+        return True
+    passthrough = isinstance(node.layer, types.RESHAPE_LIKE) or (
+        not types.is_layer(node.layer) and len(node.inputs) == 1)
+    return passthrough and _is_gate(node.inputs[0], producers, depth + 1)
+
+
+def _size(shape) -> Optional[int]:
+    if shape is None or any(d is None for d in shape[1:]):
+        return None
+    return int(np.prod(shape[1:]))

@@ -1,0 +1,4 @@
+"""The demos behind ``keras-lrp demo``: the digits CNN (:mod:`~keras_lrp.demos.digits`), the
+addition LSTM (:mod:`~keras_lrp.demos.sequence`), the ViT and the text transformer
+(:mod:`~keras_lrp.demos.transformer`, :mod:`~keras_lrp.demos.text`). Their models ship as
+package data in ``keras_lrp/demos/models/``."""

@@ -1,0 +1,17 @@
+"""Files: relevance results in HDF5 with their metadata (:mod:`~keras_lrp.io.results`,
+:mod:`~keras_lrp.io.metadata`), inputs read batch by batch from ``.npy``, ``.npz``, ``.h5`` or
+images (:mod:`~keras_lrp.io.sources`, :mod:`~keras_lrp.io.inputs`), and the one atomic writer
+every file goes through (:mod:`~keras_lrp.io.atomic`)."""
+
+from keras_lrp.io.results import (
+                                  RelevanceWriter,
+                                  Results,
+                                  load_relevances,
+                                  metadata_for,
+                                  model_weights_hash,
+                                  partial_path,
+                                  save_relevances,
+)
+
+__all__ = ["RelevanceWriter", "Results", "load_relevances", "metadata_for", "model_weights_hash",
+           "partial_path", "save_relevances"]

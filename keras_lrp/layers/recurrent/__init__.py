@@ -1,0 +1,18 @@
+"""Recurrent layers (SimpleRNN, LSTM, GRU, Bidirectional; Arras et al. 2017, 2019).
+
+:mod:`~keras_lrp.layers.recurrent.cells` holds each cell's forward equations, split into the
+linear steps and gates LRP needs, and the replay/relevance recurrences over time;
+:mod:`~keras_lrp.layers.recurrent.relevance` the relevance layers the composite gives to a
+recurrent layer, its embedding and the layers that carry no relevance.
+"""
+
+from keras_lrp.layers.recurrent.cells import GATE_RULES
+from keras_lrp.layers.recurrent.relevance import (
+                                                  BidirectionalRelevance,
+                                                  EmbeddingRelevance,
+                                                  RecurrentRelevance,
+                                                  ZeroRelevance,
+)
+
+__all__ = ["GATE_RULES", "BidirectionalRelevance", "EmbeddingRelevance", "RecurrentRelevance",
+           "ZeroRelevance"]

@@ -1,0 +1,92 @@
+"""The public namespace of keras_lrp: one name per concept, and the 0.2 names that moved keep
+working for one release with a DeprecationWarning that names the new one."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lrp
+from keras_lrp.canonizers import blocks
+from keras_lrp.layers import IdentityRelevance, RelevanceLayer
+
+
+def _net():
+    inputs = keras.Input((4,), dtype="float64")
+    h = keras.layers.Dense(3, activation="relu", dtype="float64", name="d1")(inputs)
+    h = keras.layers.LayerNormalization(dtype="float64", name="ln")(h)
+    outputs = keras.layers.Dense(2, dtype="float64", name="d2")(h)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.standard_normal(w.shape) for w in model.get_weights()])
+    return model
+
+
+def test_every_public_name_resolves():
+    for name in keras_lrp.__all__:
+        assert getattr(keras_lrp, name) is not None
+
+
+def test_attributor_is_a_documented_alias_of_analyzer():
+    assert keras_lrp.Attributor is keras_lrp.Analyzer
+    analyzer = keras_lrp.create_analyzer("lrp.z", _net())
+    assert isinstance(analyzer, keras_lrp.Attributor) and isinstance(analyzer, keras_lrp.LRP)
+
+
+def test_layer_map_warns_and_equals_rule_map():
+    model = _net()
+    x = np.random.default_rng(1).standard_normal((5, 4))
+    entries = [(keras.layers.LayerNormalization, IdentityRelevance)]
+    new = keras_lrp.create_analyzer("lrp.epsilon", model, rule_map=entries).analyze(x)
+    with pytest.warns(DeprecationWarning, match="rule_map"):
+        old = keras_lrp.create_analyzer("lrp.epsilon", model, layer_map=entries).analyze(x)
+    np.testing.assert_array_equal(old, new)
+    with pytest.warns(DeprecationWarning, match="rule_map"):
+        composite = keras_lrp.composites.Composite(layer_map=entries)
+    assert composite.rule_map == keras_lrp.composites.Composite(rule_map=entries).rule_map
+
+
+def test_register_composite_warns_and_registers_a_block():
+    class Block(keras.layers.Layer):
+        pass
+
+    with keras_lrp.composites.registry.REGISTRY.scoped():
+        with pytest.warns(DeprecationWarning, match="register_block"):
+            register = keras_lrp.register_composite
+        register(Block)
+        assert blocks.REGISTERED[0] is Block
+    assert Block not in blocks.REGISTERED
+
+
+def test_trace_composites_and_as_target_warn():
+    with pytest.warns(DeprecationWarning, match="TraceBlocks"):
+        cls = keras_lrp.canonizers.TraceComposites
+    assert cls is keras_lrp.canonizers.TraceBlocks
+    with pytest.warns(DeprecationWarning, match="as_rule"):
+        rule = keras_lrp.composites.as_target("Epsilon")
+    assert type(rule) is keras_lrp.rules.Epsilon
+
+
+def test_relevance_layer_target_is_the_old_name_of_layer():
+    dense = keras.layers.Dense(2)
+    with pytest.warns(DeprecationWarning, match="layer="):
+        old = RelevanceLayer(target=dense)
+    assert old.layer is dense
+    with pytest.warns(DeprecationWarning, match=r"\.layer"):
+        assert old.target is dense
+
+
+@pytest.mark.parametrize("old,new", [("heatmap", "keras_lrp.plots.heatmap"),
+                                     ("tokens", "keras_lrp.plots.tokens"),
+                                     ("gradients", "keras_lrp.attribution.gradient"),
+                                     ("recurrent", "keras_lrp.layers.recurrent.cells")])
+def test_moved_modules_warn_and_resolve(old, new):
+    import importlib
+
+    with pytest.warns(DeprecationWarning, match=new):
+        module = getattr(keras_lrp, old)
+    assert module is importlib.import_module(new)
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        keras_lrp.nonsense  # noqa: B018
