@@ -47,7 +47,7 @@ def main() -> None:
     with tf.distribute.MirroredStrategy(devices).scope():
         analyzers[2] = keras_lrp.create_analyzer(args.method, model)
     times = {n: [] for n in analyzers}
-    for n, a in analyzers.items():  # warm-up: traces every batch shape once
+    for a in analyzers.values():  # warm-up: traces every batch shape once
         a.analyze(x, batch_size=args.batch)
     for _ in range(args.repeats):
         for n, a in analyzers.items():

@@ -23,7 +23,8 @@ def main() -> None:
     t_grad = medians["tf.GradientTape gradient"]
     print(f"vgg_like {args.size}x{args.size}x3, batch {args.batch}, {os.cpu_count()} CPUs, "
           f"median of {args.repeats} interleaved runs")
-    print(f"{'method':<26} {'samples':>7} {'median ms':>10} {'÷ gradient':>11} {'÷ per sample':>13}")
+    print(f"{'method':<26} {'samples':>7} {'median ms':>10} "
+          f"{'÷ gradient':>11} {'÷ per sample':>13}")
     for name, t in medians.items():
         n = next(iter(METHODS.get(name, {}).values()), 1)
         print(f"{name:<26} {n:>7} {t * 1e3:>10.1f} {t / t_grad:>11.2f} {t / t_grad / n:>13.2f}")

@@ -3,9 +3,9 @@
 (a) Peak resident memory (VmHWM from /proc/self/status, Linux) of a streaming analysis:
     ``iter_analyze(x, batch_size=100)`` written batch by batch to HDF5 with
     :class:`keras_lrp.io.RelevanceWriter`, for 100 and for 10,000 samples (the 360 test digits of
-    ``keras_lrp/demos/models/digits_test.npz`` tiled). Each measurement runs in a fresh subprocess, so one
-    measurement's peak cannot hide another's. For contrast, the same 10,000 samples analysed in
-    one shot (``analyze(x)``, no ``batch_size``) are measured too.
+    ``keras_lrp/demos/models/digits_test.npz`` tiled). Each measurement runs in a fresh
+    subprocess, so one measurement's peak cannot hide another's. For contrast, the same 10,000
+    samples analysed in one shot (``analyze(x)``, no ``batch_size``) are measured too.
 (b) Building 200 analyzers in one process, each used once (one batch of 32) and then dropped,
     as a user rebuilding analyzers in a loop would: resident memory (VmRSS after gc.collect())
     and the median build and first-analysis times of every block of 20. keras.backend.clear_session

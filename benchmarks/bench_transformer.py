@@ -7,7 +7,8 @@ GELU MLP → mean over tokens → Dense.
     python benchmarks/bench_transformer.py [--layers 4] [--batch 32] [--size 32] [--patch 4]
         [--dim 64] [--heads 4] [--repeats 7] [--shipped | --hub]
 
-``--shipped`` times the shipped ViT (keras_lrp/demos/models/digits_vit.keras) on the first test digits instead;
+``--shipped`` times the shipped ViT (keras_lrp/demos/models/digits_vit.keras) on the first test
+digits instead;
 ``--hub`` times keras-hub's ``ViTBackbone`` (the same sizes, random weights; keras-hub is a test
 extra) with a Dense head on the class token.
 """
@@ -59,7 +60,8 @@ def main() -> None:
     parser.add_argument("--hub", action="store_true")
     args = parser.parse_args()
     if args.shipped:
-        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "keras_lrp", "demos", "models")
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "keras_lrp", "demos",
+                            "models")
         model = keras.models.load_model(os.path.join(root, "digits_vit.keras"))
         x = np.load(os.path.join(root, "digits_test.npz"))["x"][:args.batch]
         title = f"the shipped digits_vit, batch {len(x)}"

@@ -17,4 +17,5 @@ from keras_lrp.demos.transformer import run_transformer_demo  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
-    run_transformer_demo(out_dir=HERE / "transformer", models_dir=HERE.parent / "keras_lrp" / "demos" / "models")
+    run_transformer_demo(out_dir=HERE / "transformer",
+                         models_dir=HERE.parent / "keras_lrp" / "demos" / "models")

@@ -1,7 +1,8 @@
 """Seed 003's walk-through: one point, every LRP variant, keras-lrp beside the hand computation.
 
-The model is seed 003's two-feature classifier (keras_lrp/demos/models/seed003_two_feature.keras; retrain it with
-examples/train_seed003.py): logits z = x·W + b, one Dense layer, softmax stripped. For the point
+The model is seed 003's two-feature classifier (keras_lrp/demos/models/seed003_two_feature.keras;
+retrain it with examples/train_seed003.py): logits z = x·W + b, one Dense layer, softmax stripped.
+For the point
 x = [0.15601864, 0.15599452] the script prints, for every variant, keras-lrp's relevances, the
 value computed by hand from W, b and x (the formula is printed beside it), and how much relevance
 the bias absorbed (explained logit − Σ R). It also writes a bar chart comparing the IB variants
@@ -66,7 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=".", help="folder for seed003_ib_comparison.png")
     args = parser.parse_args()
-    model = keras.models.load_model(ROOT / "keras_lrp" / "demos" / "models" / "seed003_two_feature.keras")
+    model = keras.models.load_model(
+        ROOT / "keras_lrp" / "demos" / "models" / "seed003_two_feature.keras")
     W, b = (np.asarray(v) for v in model.layers[-1].get_weights())
     logits = X @ W + b
     c = int(logits.argmax())

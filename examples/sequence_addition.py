@@ -19,4 +19,5 @@ from keras_lrp.demos.sequence import run_sequence_demo  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
-    run_sequence_demo(out_dir=HERE / "addition", models_dir=HERE.parent / "keras_lrp" / "demos" / "models")
+    run_sequence_demo(out_dir=HERE / "addition",
+                      models_dir=HERE.parent / "keras_lrp" / "demos" / "models")

@@ -4,8 +4,8 @@ Task (Arras et al. 2019, "Evaluating recurrent neural network explanations"): se
 steps of (a number in [−1, 1], a marker); exactly two steps are marked, one in each half; the
 target is the sum of the two marked numbers (keras_lrp.demos.sequence.addition_data).
 Model: Input(20, 2) → LSTM(32) → Dense(1), mean squared error, Adam, 30 epochs on 20,000
-sequences, seed 0. Writes keras_lrp/demos/models/addition_lstm.keras and keras_lrp/demos/models/addition_test.npz (500 test
-sequences: x, y, marks).
+sequences, seed 0. Writes keras_lrp/demos/models/addition_lstm.keras and
+keras_lrp/demos/models/addition_test.npz (500 test sequences: x, y, marks).
 
     python examples/train_addition_lstm.py
 """

@@ -1,9 +1,11 @@
-"""Train the shipped digits CNN (keras_lrp/demos/models/digits_cnn.keras) on scikit-learn's handwritten digits.
+"""Train the shipped digits CNN (keras_lrp/demos/models/digits_cnn.keras) on scikit-learn's
+handwritten digits.
 
 The 8×8 digits ship inside scikit-learn, so nothing is downloaded. Pixels are scaled to [0, 1].
 The split (stratified, 20 % test, seed 0) and the training seed are fixed, so rerunning this
 script reproduces the model up to TensorFlow's run-to-run float nondeterminism. It also writes
-the test split to keras_lrp/demos/models/digits_test.npz, which the demo explains without needing scikit-learn.
+the test split to keras_lrp/demos/models/digits_test.npz, which the demo explains without needing
+scikit-learn.
 
     pip install scikit-learn && python examples/train_digits.py
 """

@@ -1,5 +1,5 @@
-"""Train the shipped Vision Transformer (keras_lrp/demos/models/digits_vit.keras) on scikit-learn's 8×8 digits,
-with the CNN's split (stratified, 20 % test, seed 0; examples/train_digits.py).
+"""Train the shipped Vision Transformer (keras_lrp/demos/models/digits_vit.keras) on scikit-learn's
+8×8 digits, with the CNN's split (stratified, 20 % test, seed 0; examples/train_digits.py).
 
 The 8×8 image is cut into 16 patches of 2×2 (a strided Conv2D), each a token of 32 values; a
 learned position embedding is added (an Embedding of the positions 0..15, which are computed

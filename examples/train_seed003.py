@@ -31,7 +31,8 @@ def make_data(n: int = 10000, seed: int = 42):
 
 def build_model() -> keras.Model:
     inputs = keras.Input((2,), name="features")
-    outputs = keras.layers.Dense(2, activation="softmax", bias_constraint=keras.constraints.NonNeg(),
+    outputs = keras.layers.Dense(2, activation="softmax",
+                                 bias_constraint=keras.constraints.NonNeg(),
                                  name="classifier")(inputs)
     return keras.Model(inputs, outputs, name="seed003_two_feature")
 

@@ -1,5 +1,6 @@
-"""Train the shipped text transformer (keras_lrp/demos/models/sentiment_transformer.keras) on a synthetic token
-task with a known answer, and write its test set (keras_lrp/demos/models/sentiment_test.npz).
+"""Train the shipped text transformer (keras_lrp/demos/models/sentiment_transformer.keras) on a
+synthetic token task with a known answer, and write its test set
+(keras_lrp/demos/models/sentiment_test.npz).
 
 The task (:func:`keras_lrp.demos.text.sentiment_data`): sequences of 8–24 word tokens, padded
 with 0 to 24. Tokens 2–5 are "positive" words, 6–9 "negative", 10–31 neutral filler. A sequence

@@ -55,6 +55,18 @@ def digits():
 
     import keras_lrp
 
-    model = keras.models.load_model(os.path.join(ROOT, "keras_lrp", "demos", "models", "digits_cnn.keras"))
+    model = keras.models.load_model(os.path.join(ROOT, "keras_lrp", "demos", "models",
+                                                 "digits_cnn.keras"))
     data = np.load(os.path.join(ROOT, "keras_lrp", "demos", "models", "digits_test.npz"))
     return model, keras_lrp.create_analyzer("lrp.alpha_2_beta_1", model), data["x"], data["y"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """``heavy`` cases (the whole keras.applications product, hours on two cores) are part of
+    ``-m slow`` but skipped unless KERAS_LRP_HEAVY=1, so CI's slow run stays within its time."""
+    if os.environ.get("KERAS_LRP_HEAVY") == "1":
+        return
+    skip = pytest.mark.skip(reason="heavy: the whole zoo product; set KERAS_LRP_HEAVY=1 to run")
+    for item in items:
+        if "heavy" in item.keywords:
+            item.add_marker(skip)

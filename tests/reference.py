@@ -27,7 +27,8 @@ def _tuple(v, n):
 
 def _out_len_and_pad(n, k, s, d, padding):
     """TF convention. valid: out = ceil((n - (k-1)d) / s), no padding.
-    same: out = ceil(n / s); pad_total = max((out-1)s + (k-1)d + 1 - n, 0); pad_before = pad_total // 2."""
+    same: out = ceil(n / s); pad_total = max((out-1)s + (k-1)d + 1 - n, 0);
+    pad_before = pad_total // 2."""
     if padding == "valid":
         return math.ceil((n - (k - 1) * d) / s), 0
     if padding == "same":
@@ -50,7 +51,8 @@ def conv_matrix(kernel, in_shape, strides=1, padding="valid", dilation=1):
     ks, cin, cout = kernel.shape[:nd], kernel.shape[nd], kernel.shape[nd + 1]
     assert tuple(in_shape[nd:]) == (cin,), (in_shape, kernel.shape)
     s, d = _tuple(strides, nd), _tuple(dilation, nd)
-    outs, pads = zip(*[_out_len_and_pad(in_shape[a], ks[a], s[a], d[a], padding) for a in range(nd)])
+    outs, pads = zip(*[_out_len_and_pad(in_shape[a], ks[a], s[a], d[a], padding)
+                       for a in range(nd)])
     out_shape = tuple(outs) + (cout,)
     W = np.zeros((int(np.prod(in_shape)), int(np.prod(out_shape))))
     for o in itertools.product(*[range(n) for n in outs]):
@@ -118,7 +120,8 @@ def _contrib(x, W):
 
 # --------------------------------------------------------------------------- rules
 def z_rule(x, W, b, R, bias=True):
-    """Z: R_i = sum_j x_i w_ij / z_j R_j, z_j = sum_i x_i w_ij (+ b_j if bias); ratio 0 where z_j == 0."""
+    """Z: R_i = sum_j x_i w_ij / z_j R_j, z_j = sum_i x_i w_ij (+ b_j if bias);
+    ratio 0 where z_j == 0."""
     C = _contrib(x, W)
     z = C.sum(axis=0) + (b if bias else 0.0)
     ratio = np.where(z == 0, 0.0, R / np.where(z == 0, 1.0, z))
@@ -126,7 +129,8 @@ def z_rule(x, W, b, R, bias=True):
 
 
 def epsilon_rule(x, W, b, R, epsilon=1e-7, bias=True):
-    """Epsilon: R_i = sum_j x_i w_ij / (z_j + eps sign(z_j)) R_j, sign(0) = +1; z with b_j if bias."""
+    """Epsilon: R_i = sum_j x_i w_ij / (z_j + eps sign(z_j)) R_j, sign(0) = +1;
+    z with b_j if bias."""
     C = _contrib(x, W)
     z = C.sum(axis=0) + (b if bias else 0.0)
     return _propagate(C, z + epsilon * np.where(z >= 0, 1.0, -1.0), R)
@@ -207,17 +211,19 @@ def bounded_rule(x, W, b, R, low=-1.0, high=1.0):
     """Bounded (zB): C_ij = x_i w_ij - l_i w+_ij - h_i w-_ij, R_i = sum_j C_ij / sum_i' C_i'j R_j.
     low/high: scalars or arrays broadcastable to x (flat, D)."""
     x, W = np.asarray(x, float), np.asarray(W, float)
-    l = np.broadcast_to(np.asarray(low, float), x.shape)
-    h = np.broadcast_to(np.asarray(high, float), x.shape)
-    C = x[:, None] * W - l[:, None] * _pos(W) - h[:, None] * _neg(W)
+    lo = np.broadcast_to(np.asarray(low, float), x.shape)
+    hi = np.broadcast_to(np.asarray(high, float), x.shape)
+    C = x[:, None] * W - lo[:, None] * _pos(W) - hi[:, None] * _neg(W)
     return _propagate(C, _stab(C.sum(axis=0)), R)
 
 
 def gamma_rule(x, W, b, R, gamma=0.25, bias=True):
     """Gamma. The branch follows the sign of the real output z_j = sum_i x_i w_ij + b_j (bias
     included even when bias=False, as Zennit does); the b terms below only if bias.
-    z_j >= 0: C_ij = x+_i (w_ij + g w+_ij) + x-_i (w_ij + g w-_ij), d_j = sum_i C_ij + (b_j + g b+_j)
-    z_j <  0: C_ij = x+_i (w_ij + g w-_ij) + x-_i (w_ij + g w+_ij), d_j = sum_i C_ij + (b_j + g b-_j)
+    z_j >= 0: C_ij = x+_i (w_ij + g w+_ij) + x-_i (w_ij + g w-_ij),
+              d_j = sum_i C_ij + (b_j + g b+_j)
+    z_j <  0: C_ij = x+_i (w_ij + g w-_ij) + x-_i (w_ij + g w+_ij),
+              d_j = sum_i C_ij + (b_j + g b-_j)
     (the b terms only if bias); R_i = sum_j C_ij / d_j R_j."""
     x, W, b = np.asarray(x, float), np.asarray(W, float), np.asarray(b, float)
     D, M = W.shape
@@ -314,11 +320,11 @@ class Net:
     @classmethod
     def from_keras(cls, model, fold_bn=True, innvestigate_bn=False):
         """The oracle of a Keras model built from Dense, Conv1D/2D (activations relu, linear, or a
-        softmax on the output, dropped), ReLU or Activation("relu"), MaxPooling2D / AveragePooling2D (stride = pool,
-        valid), Flatten, Add, Concatenate and BatchNormalization, read from its weights and
-        config. A BatchNormalization right after a kernel layer is folded into it with
-        ``fold_bn`` (W' = W·s, b' = (b − μ)·s + β, s = γ/√(var + ε)); otherwise it is a kernel
-        node of its own, the diagonal affine map y = s·x + β − μ·s.
+        softmax on the output, dropped), ReLU or Activation("relu"), MaxPooling2D /
+        AveragePooling2D (stride = pool, valid), Flatten, Add, Concatenate and BatchNormalization,
+        read from its weights and config. A BatchNormalization right after a kernel layer is folded
+        into it with ``fold_bn`` (W' = W·s, b' = (b − μ)·s + β, s = γ/√(var + ε)); otherwise it is
+        a kernel node of its own, the diagonal affine map y = s·x + β − μ·s.
 
         ``innvestigate_bn`` (with ``fold_bn=False``): the BatchNormalization node keeps its true
         forward map, but its rule sees iNNvestigate 2.1.2's surrogate layer instead

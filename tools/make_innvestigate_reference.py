@@ -3,11 +3,13 @@
 Run it in its own environment (iNNvestigate needs TensorFlow ≤ 2.14 and Python ≤ 3.11), never
 in keras-lrp's:
 
-    python3.11 -m venv /tmp/innv && /tmp/innv/bin/pip install innvestigate==2.1.2 "tensorflow==2.14.*"
+    python3.11 -m venv /tmp/innv
+    /tmp/innv/bin/pip install innvestigate==2.1.2 "tensorflow==2.14.*"
     /tmp/innv/bin/python tools/make_innvestigate_reference.py tests/data/innvestigate
 
-It writes one ``<net>[_nobias].npz`` per network (skipping those already there): the weights (``w0``, ``w1``, … in the model's
-order), the inputs ``x``, the explained indices ``index`` and, for every analyzer name both
+It writes one ``<net>[_nobias].npz`` per network (skipping those already there): the weights
+(``w0``, ``w1``, … in the model's order), the inputs ``x``, the explained indices ``index`` and,
+for every analyzer name both
 libraries share, ``<name>|max_activation`` and ``<name>|index``.
 """
 

@@ -79,6 +79,20 @@ DEFAULT_ANALYZERS = {
     "EfficientNetB0": ["lrp.z_plus"],
     "ConvNeXtTiny": ["lrp.epsilon"],
 }
+#: What CI's slow run adds to the default: the selection that was the default run before 0.3.0
+#: (every analyzer on VGG16, six on MobileNetV2 and V3Small, three on ResNet50 and
+#: EfficientNetB0, one on ConvNeXtTiny). The rest of the product (every analyzer on all 16
+#: networks, hours on two cores) is also marked ``heavy``: skipped unless KERAS_LRP_HEAVY=1.
+CI_ANALYZERS = {
+    "VGG16": list(keras_lrp.ANALYZERS),
+    "MobileNetV3Small": ["lrp.epsilon", "lrp.alpha_2_beta_1", "lrp.epsilon_gamma_box",
+                         "lrp.z_plus", "deep_taylor.bounded", "gradient"],
+    "ResNet50": ["lrp.epsilon", "lrp.alpha_2_beta_1", "deep_taylor.bounded"],
+    "EfficientNetB0": ["lrp.epsilon", "lrp.z_plus", "lrp.epsilon_gamma_box"],
+    "ConvNeXtTiny": ["lrp.epsilon"],
+}
+CI_ANALYZERS["MobileNetV2"] = CI_ANALYZERS["MobileNetV3Small"]
+HEAVY = pytest.mark.heavy
 #: Keywords an analyzer needs (or that exercise its distinguishing option).
 ANALYZER_KWARGS = {"lrp": {"rule": "Epsilon"}, "lrp.alpha_beta": {"alpha": 2},
                    "lrp.sequential_preset_b_flat_until_idx": {"until_layer_idx": 3}}
@@ -208,14 +222,15 @@ def inputs(name, dtype="float32", batch=BATCH, seed=SEED):
     return np.random.default_rng(seed).uniform(0, 255, (batch, s, s, 3)).astype(dtype)
 
 
-def params(nets, names, default, known_failures):
+def params(nets, names, default, known_failures, ci):
     """pytest params for ``nets × names`` (network varying slowest); ``default(net, name)`` says
-    which run in the default selection, the rest are marked slow; known failures are strict
-    xfails."""
+    which run in the default selection, the rest are marked slow, and those ``ci(net, name)``
+    leaves out also heavy; known failures are strict xfails."""
     out = []
     for net in nets:
         for name in names:
-            marks = [] if default(net, name) else [pytest.mark.slow]
+            marks = [] if default(net, name) else [pytest.mark.slow] + (
+                [] if ci(net, name) else [HEAVY])
             reason = known_failures.get((net, name))
             if reason:
                 raises = FloatingPointError if "FloatingPointError" in reason else None
@@ -229,9 +244,13 @@ def _runs_by_default(net, name):
     return name in DEFAULT_ANALYZERS.get(net, ())
 
 
+def _runs_in_ci(net, name):
+    return name in CI_ANALYZERS.get(net, ())
+
+
 @pytest.mark.parametrize("net, analyzer_name",
                          params(ZOO, list(keras_lrp.ANALYZERS), _runs_by_default,
-                                KNOWN_ANALYZE_FAILURES))
+                                KNOWN_ANALYZE_FAILURES, _runs_in_ci))
 def test_analyzer_runs_on_zoo(zoo, net, analyzer_name):
     """Builds, and returns a finite, non-zero array shaped like the batch of 2 inputs; the
     canonized clone it explains computes the original model's pre-softmax logits (checked
@@ -286,7 +305,7 @@ def _tape_gradient(model, x):
 
 
 @pytest.mark.parametrize("net", ["MobileNetV3Small", "ResNet50",
-                                 pytest.param("EfficientNetB0", marks=pytest.mark.slow)])
+                                 pytest.param("EfficientNetB0", marks=[pytest.mark.slow, HEAVY])])
 def test_gradient_matches_tape(zoo, net):
     """``gradient`` = ∂y_k/∂x of the winning pre-softmax logit; ``input_t_gradient`` = x times it.
 
@@ -318,9 +337,13 @@ def _conservation_default(net, name):
                                                       or name == "lrp.epsilon_IB")
 
 
+def _conservation_in_ci(net, name):
+    return net in FAST and (net != "ConvNeXtTiny" or name == "lrp.epsilon_IB")
+
+
 @pytest.mark.parametrize("net, analyzer_name",
                          params(ZOO, list(CONSERVING), _conservation_default,
-                                KNOWN_CONSERVATION_FAILURES))
+                                KNOWN_CONSERVATION_FAILURES, _conservation_in_ci))
 def test_bias_free_conservation_float64(zoo, float64, net, analyzer_name):
     """Σ R_input = explained logit to 1e-4, per sample, on the bias-free float64 network.
 

@@ -566,7 +566,8 @@ def test_input_layer_rule_sees_through_reshaping_not_dense(front, float64):
     assert_rule(rel["b_relevance"], EPS(1e-7))
     if front == "flatten":
         net = oracle(model)
-        expected, _ = net.batch_relevance(x, rules_of({"a": WSQ, "b": EPS(1e-7)}), max_start(net.logits(x)))
+        expected, _ = net.batch_relevance(x, rules_of({"a": WSQ, "b": EPS(1e-7)}),
+                                          max_start(net.logits(x)))
         assert_close(analyzer.analyze(x), expected)
 
 
@@ -576,7 +577,8 @@ def test_max_activation_explains_the_argmax_logit(mlp_nobias, float64):
     logits = net.logits(x)
     out = keras_lrp.create_analyzer("lrp.z_IB", model).analyze(x)
     assert_close(per_sample(out), logits.max(axis=1), rtol=1e-10)
-    expected, _ = net.batch_relevance(x, rules_of({n: Z(False) for n in kernel_names(net)}), max_start(logits))
+    expected, _ = net.batch_relevance(x, rules_of({n: Z(False) for n in kernel_names(net)}),
+                                      max_start(logits))
     assert_close(out, expected)
 
 

@@ -29,7 +29,8 @@ def test_misspelt_keyword_lists_valid_keywords(small, monkeypatch):
         keras_lrp.create_analyzer("lrp.epsilon", model, epsilom=0.1)
     msg = str(err.value)
     assert "unknown keyword argument(s) epsilom" in msg, msg
-    assert "Valid: epsilon, bias, bias_factor, neuron_selection_mode" in msg and "rule_map" in msg, msg
+    assert ("Valid: epsilon, bias, bias_factor, neuron_selection_mode" in msg
+            and "rule_map" in msg), msg
 
 
 @pytest.mark.parametrize("name, kwargs, problem", [

@@ -1,4 +1,5 @@
-"""keras_lrp.attribution.evaluate: pixel flipping on models whose perturbation curves are known by hand."""
+"""keras_lrp.attribution.evaluate: pixel flipping on models whose perturbation curves are known
+by hand."""
 
 import numpy as np
 import pytest

@@ -11,7 +11,8 @@ import reference as ref  # noqa: E402
 
 # ----------------------------------------------------------------- seed 002 (toy matrices)
 def test_seed002_single_z_rule():
-    # Seed writes y = W x with W (out x in) = [[1,1,0],[0,1,2]]; our W is (in x out) = its transpose.
+    # Seed writes y = W x with W (out x in) = [[1,1,0],[0,1,2]];
+    # our W is (in x out) = its transpose.
     W = np.array([[1, 1, 0], [0, 1, 2]], float).T
     x = np.ones(3)
     Q = np.ones(2)
@@ -24,7 +25,8 @@ def test_seed002_single_z_rule():
 
 # Batch example: W = [[-1,1,0],[0,1,2]] (out x in), b = 0, Q_j = 1 where relu(y_j) != 0.
 W002 = np.array([[-1, 1, 0], [0, 1, 2]], float).T
-X002 = np.array([[1, 1, 1], [1, 2, 3], [0, 3, 2], [3, 0, 2], [1, 2, 0], [1, 0, 0], [0, 0, 1]], float)
+X002 = np.array([[1, 1, 1], [1, 2, 3], [0, 3, 2], [3, 0, 2], [1, 2, 0], [1, 0, 0], [0, 0, 1]],
+                float)
 # y rows: [0,3] [1,8] [3,7] [-3->0,4] [1,2] [-1->0,0] [0,2]
 Q002 = np.array([[0, 1], [1, 1], [1, 1], [0, 1], [1, 1], [0, 0], [0, 1]], float)
 
@@ -32,9 +34,11 @@ Q002 = np.array([[0, 1], [1, 1], [1, 1], [0, 1], [1, 1], [0, 0], [0, 1]], float)
 def test_seed002_batch_wsquare():
     # w^2 columns normalised: out0 = [1,1,0]/2 = [.5,.5,0]; out1 = [0,1,4]/5 = [0,.2,.8]
     # R = Q0*[.5,.5,0] + Q1*[0,.2,.8]  (the seed's 1e-5 stabiliser is dropped: exact values)
-    expected = [[0, .2, .8], [.5, .7, .8], [.5, .7, .8], [0, .2, .8], [.5, .7, .8], [0, 0, 0], [0, .2, .8]]
+    expected = [[0, .2, .8], [.5, .7, .8], [.5, .7, .8], [0, .2, .8], [.5, .7, .8], [0, 0, 0],
+                [0, .2, .8]]
     for x, q, e in zip(X002, Q002, expected):
-        np.testing.assert_allclose(ref.wsquare_rule(x, W002, np.zeros(2), q), e, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(ref.wsquare_rule(x, W002, np.zeros(2), q), e,
+                                   rtol=1e-12, atol=1e-15)
 
 
 def test_seed002_batch_z():
@@ -63,8 +67,10 @@ def test_seed002_batch_zplus():
     expected = [[0, 1 / 3, 2 / 3], [0, 5 / 4, 3 / 4], [0, 10 / 7, 4 / 7], [0, 0, 1],
                 [0, 2, 0], [0, 0, 0], [0, 0, 1]]
     for x, q, e in zip(X002, Q002, expected):
-        np.testing.assert_allclose(ref.zplus_rule(x, W002, np.zeros(2), q), e, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(ref.zplusfast_rule(x, W002, np.zeros(2), q), e, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ref.zplus_rule(x, W002, np.zeros(2), q), e,
+                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ref.zplusfast_rule(x, W002, np.zeros(2), q), e,
+                                   rtol=1e-10, atol=1e-12)
 
 
 # ----------------------------------------------------------------- seed 003 (one Dense unit)
@@ -92,7 +98,8 @@ def test_seed003_x_is_the_printed_one():
     (ref.epsilon_rule, dict(epsilon=1e-7, bias=True), [0.1903108014034271, 0.19956402243665533]),
     # AlphaBeta with bias (contract: b+ only in the denominator) = seed's "without bias in
     # numerator and only one bias in denominator"
-    (ref.alphabeta_rule, dict(alpha=1, beta=0, bias=True), [0.1903108061325644, 0.19956402739573104]),
+    (ref.alphabeta_rule, dict(alpha=1, beta=0, bias=True),
+     [0.1903108061325644, 0.19956402739573104]),
 ])
 def test_seed003_numbers(fn, kw, expected):
     # rtol 1e-11: the reference adds the contract's 1e-12 stabiliser to denominators of size
@@ -102,14 +109,16 @@ def test_seed003_numbers(fn, kw, expected):
 
 def test_seed003_epsilon_ib_close_to_z_ib():
     # the brief's claim "epsilon-IB == Z-IB" holds only up to eps / z ~ 2.6e-7
-    np.testing.assert_allclose(ref.epsilon_rule(X003, W003, B003, R003, bias=False), ZIB003, rtol=5e-7)
+    np.testing.assert_allclose(ref.epsilon_rule(X003, W003, B003, R003, bias=False), ZIB003,
+                               rtol=5e-7)
 
 
 def test_seed003_bounded():
     # w > 0 so w- = 0: C_i = x_i w_i - (-1) w_i - 1 * 0 = (1 + x_i) w_i ; R_i = R C_i / sum C.
     w = W003[:, 0]
     C = (1 + X003) * w
-    np.testing.assert_allclose(ref.bounded_rule(X003, W003, B003, R003), R003[0] * C / C.sum(), rtol=1e-11)
+    np.testing.assert_allclose(ref.bounded_rule(X003, W003, B003, R003),
+                               R003[0] * C / C.sum(), rtol=1e-11)
     # The seed's "Manual LRP-Bounded" literal [1.9643472463166178, 2.0598570078337777] used
     # np.max(w, 0) / np.min(w, 0), where 0 is the *axis*: both return w, so its numerator is
     # x w + w - w = x w, i.e. it is the Z-IB value, not the Bounded rule.
@@ -172,14 +181,16 @@ def test_bias_absorbs_relevance():
 
 def test_epsilon_small_eps_equals_z_and_large_eps_shrinks():
     x, W, b, R = _rand(3)
-    np.testing.assert_allclose(ref.epsilon_rule(x, W, b, R, epsilon=1e-14), ref.z_rule(x, W, b, R), rtol=1e-10)
+    np.testing.assert_allclose(ref.epsilon_rule(x, W, b, R, epsilon=1e-14),
+                               ref.z_rule(x, W, b, R), rtol=1e-10)
     assert abs(ref.epsilon_rule(x, W, b, R, epsilon=1e6).sum()) < 1e-4
 
 
 def test_zplus_equals_zplusfast_for_nonneg_x():
     x, W, b, R = _rand(5)
     x = np.abs(x)
-    np.testing.assert_allclose(ref.zplus_rule(x, W, b, R), ref.zplusfast_rule(x, W, b, R), rtol=1e-12)
+    np.testing.assert_allclose(ref.zplus_rule(x, W, b, R),
+                               ref.zplusfast_rule(x, W, b, R), rtol=1e-12)
 
 
 def test_gamma_zero_is_z():
@@ -193,11 +204,13 @@ def test_gamma_hand_example():
     # x = [1, -1], w column = [2, -1], b = 0.5 ; z = 2 + 1 + .5 = 3.5 >= 0 ; g = 0.5
     # C_0 = x+ (w + g w+) = 1 * (2 + 1) = 3 ; C_1 = x- (w + g w-) = -1 * (-1 - .5) = 1.5
     # d = 4.5 + (b + g b+) = 4.5 + .75 = 5.25 ; R = 2 -> [6/5.25, 3/5.25]
-    out = ref.gamma_rule(np.array([1., -1.]), np.array([[2.], [-1.]]), np.array([.5]), np.array([2.]), gamma=.5)
+    out = ref.gamma_rule(np.array([1., -1.]), np.array([[2.], [-1.]]), np.array([.5]),
+                         np.array([2.]), gamma=.5)
     np.testing.assert_allclose(out, [6 / 5.25, 3 / 5.25], rtol=1e-10)
     # negative z: b = -5 -> z = -2 < 0. C_0 = x+ (w + g w-) = 2 ; C_1 = x- (w + g w+) = 1 ;
     # d = 3 + (b + g b-) = 3 - 7.5 = -4.5 ; R = 2 -> [-4/4.5, -2/4.5]
-    out = ref.gamma_rule(np.array([1., -1.]), np.array([[2.], [-1.]]), np.array([-5.]), np.array([2.]), gamma=.5)
+    out = ref.gamma_rule(np.array([1., -1.]), np.array([[2.], [-1.]]), np.array([-5.]),
+                         np.array([2.]), gamma=.5)
     np.testing.assert_allclose(out, [-4 / 4.5, -2 / 4.5], rtol=1e-10)
 
 
@@ -205,13 +218,15 @@ def test_alphabeta_hand_example():
     # x = [1, -2], w = [3, 1], b = -1, R = 1, alpha 2 beta 1
     # P = [x+ w+ , x- w-] = [3, 0] ; N = [x+ w-, x- w+] = [0, -2] ; zp = 3 + 0 ; zn = -2 - 1 = -3
     # R = 2 * [3/3, 0] - 1 * [0, -2/-3] = [2, -2/3]
-    out = ref.alphabeta_rule(np.array([1., -2.]), np.array([[3.], [1.]]), np.array([-1.]), np.array([1.]))
+    out = ref.alphabeta_rule(np.array([1., -2.]), np.array([[3.], [1.]]),
+                             np.array([-1.]), np.array([1.]))
     np.testing.assert_allclose(out, [2, -2 / 3], rtol=1e-10)
 
 
 def test_z_zero_denominator_is_zero():
     # x = [1, -1], w column 0 = [2, 2] -> z_0 = 0 exactly ; column 1 = [1, 0] -> z_1 = 1
-    out = ref.z_rule(np.array([1., -1.]), np.array([[2., 1.], [2., 0.]]), np.zeros(2), np.array([5., 3.]))
+    out = ref.z_rule(np.array([1., -1.]), np.array([[2., 1.], [2., 0.]]),
+                     np.zeros(2), np.array([5., 3.]))
     np.testing.assert_allclose(out, [3., 0.])
 
 
@@ -306,7 +321,8 @@ def test_conv_matrix_vs_keras(in_shape, ks, s, pad, d):
 def test_depthwise_matrix_vs_keras(s, pad):
     keras = pytest.importorskip("keras")
     g = np.random.default_rng(2)
-    layer = keras.layers.DepthwiseConv2D((3, 2), strides=s, padding=pad, depth_multiplier=2, dtype="float64")
+    layer = keras.layers.DepthwiseConv2D((3, 2), strides=s, padding=pad, depth_multiplier=2,
+                                         dtype="float64")
     x = g.normal(size=(1, 5, 5, 3))
     layer(x)
     k, b = g.normal(size=layer.kernel.shape), g.normal(size=6)

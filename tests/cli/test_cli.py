@@ -283,8 +283,9 @@ def test_compare_table_matches_in_process(compared, model, x):
         explained = scores[np.arange(N), target].astype(np.float64)
         mine = np.mean(relevance.reshape(N, -1).sum(axis=1, dtype=np.float64) / explained)
         assert abs(mine - ratio) <= 1e-4 + 1e-6, (name, mine, ratio)
-        curve = evaluate.pixel_flipping(lambda b: np.asarray(analyzer.forward_model(b)), x,
-                                        relevance, target=target, steps=16)
+        curve = evaluate.pixel_flipping(
+            lambda b, analyzer=analyzer: np.asarray(analyzer.forward_model(b)), x,
+            relevance, target=target, steps=16)
         assert abs(curve.mean_aopc() - aopc) <= 1e-3 + 1e-6, (name, curve.mean_aopc(), aopc)
     # lrp.z keeps the biases: some logit is absorbed; the IB variant is closer to 1 here
     assert abs(rows["lrp.alpha_1_beta_0_IB"][0] - 1) < abs(rows["lrp.z"][0] - 1)

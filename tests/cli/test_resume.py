@@ -249,8 +249,8 @@ def _write(writer, batches, stop_after=None):
     appends of batch ``len(batches) - 1``."""
     for i in batches:
         x, ra, rb = _batch(i)
-        steps = [lambda: writer.append_inputs(x, predictions=x.sum(1)),
-                 lambda: writer.append("a", ra), lambda: writer.append("b", rb)]
+        steps = [lambda x=x: writer.append_inputs(x, predictions=x.sum(1)),
+                 lambda ra=ra: writer.append("a", ra), lambda rb=rb: writer.append("b", rb)]
         for j, step in enumerate(steps):
             if i == batches[-1] and stop_after is not None and j == stop_after:
                 raise KeyboardInterrupt

@@ -53,14 +53,19 @@ CASES = [
     ("lrp.z_plus", {}, ZIB, ZIB_LIT),
     ("lrp.z_plus_fast", {}, ZIB, ZIB_LIT),
     ("lrp.epsilon_IB", {"epsilon": EPS}, EPSIB, [1.964346742477999, 2.059856479497705]),
-    ("lrp.epsilon", {"epsilon": EPS, "bias": False}, EPSIB, [1.964346742477999, 2.059856479497705]),
-    ("lrp.alpha_1_beta_0", {"input_layer_rule": "WSquare"}, WSQ, [1.916335747629476, 2.1078685065209144]),
-    ("lrp.alpha_1_beta_0_IB", {"input_layer_rule": "WSquare"}, WSQ, [1.916335747629476, 2.1078685065209144]),
+    ("lrp.epsilon", {"epsilon": EPS, "bias": False}, EPSIB,
+     [1.964346742477999, 2.059856479497705]),
+    ("lrp.alpha_1_beta_0", {"input_layer_rule": "WSquare"}, WSQ,
+     [1.916335747629476, 2.1078685065209144]),
+    ("lrp.alpha_1_beta_0_IB", {"input_layer_rule": "WSquare"}, WSQ,
+     [1.916335747629476, 2.1078685065209144]),
     # Bounded: the seed's "Manual LRP-Bounded" literal [1.9643472463166178, 2.0598570078337777] is
     # the Z-IB value, because it used np.max(w, 0) / np.min(w, 0) (0 is the axis, both return w).
     # The real zB value with R_last = 4.0242043 is the literal below (see test_reference.py).
-    ("lrp.alpha_1_beta_0", {"input_layer_rule": "Bounded"}, BND, [1.9642127685079454, 2.0599914856424455]),
-    ("lrp.alpha_1_beta_0", {"input_layer_rule": (-1.0, 1.0)}, BND, [1.9642127685079454, 2.0599914856424455]),
+    ("lrp.alpha_1_beta_0", {"input_layer_rule": "Bounded"}, BND,
+     [1.9642127685079454, 2.0599914856424455]),
+    ("lrp.alpha_1_beta_0", {"input_layer_rule": (-1.0, 1.0)}, BND,
+     [1.9642127685079454, 2.0599914856424455]),
     ("lrp.z", {}, ZB, ZB_LIT),
     ("lrp.epsilon", {"epsilon": EPS}, EPSB, [0.1903108014034271, 0.19956402243665533]),
     ("lrp.alpha_1_beta_0", {}, AB10, ZB_LIT),
@@ -88,7 +93,8 @@ def model():
 
 def test_inputs_match_seed():
     np.testing.assert_allclose(x, [0.15601864, 0.15599452], rtol=1e-8)
-    np.testing.assert_allclose(LOGIT - R_LAST_SEED, 1.38792155e-05, rtol=1e-6)  # seed's x@W+b-y_true
+    # seed's x@W+b-y_true
+    np.testing.assert_allclose(LOGIT - R_LAST_SEED, 1.38792155e-05, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name,kwargs,hand,literal", CASES,
@@ -109,7 +115,8 @@ def test_seed003_explicit_neuron_selection(model):
 
 
 def test_seed003_conservation(model):
-    # Z-IB on a single linear layer without bias: relevance sums to the logit (the seed's R_last - sum ~ 0)
+    # Z-IB on a single linear layer without bias: relevance sums to the logit
+    # (the seed's R_last - sum ~ 0)
     R = keras_lrp.create_analyzer("lrp.z_IB", model).analyze(X)
     np.testing.assert_allclose(np.sum(R), LOGIT, rtol=1e-12)
     # with bias, the bias keeps b / z of it: sum = logit - b (the seed's 3.6343 remainder)

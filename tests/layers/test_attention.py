@@ -197,7 +197,8 @@ def test_transformer_demo(tmp_path, vit):
     from keras_lrp.attribution import evaluate
     from keras_lrp.demos.transformer import run_transformer_demo
 
-    aopc = run_transformer_demo(out_dir=tmp_path / "out", models_dir=REPO / "keras_lrp" / "demos" / "models",
+    aopc = run_transformer_demo(out_dir=tmp_path / "out",
+                                models_dir=REPO / "keras_lrp" / "demos" / "models",
                                 verbose=False)
     model, x, _ = vit
     a = keras_lrp.create_analyzer("lrp.z", model)
