@@ -76,6 +76,7 @@ def test_multi_worker_mirrored_strategy_over_two_processes(tmp_path):
         _check(np.load(tmp_path / f"worker{index}.npz"), replicas=2)
 
 
+@pytest.mark.slow  # ~20 s: two logical devices need a fresh process
 def test_cli_devices_2_equals_one_device(tmp_path):
     """``keras-lrp analyze --devices 2`` on a CPU-only machine: two logical CPU devices, the
     same relevances as without --devices."""
