@@ -16,9 +16,9 @@ from typing import Any, Dict, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from keras_lrp import backend
 from keras_lrp.attribution.running import Runner
 from keras_lrp.attribution.serialize import save_analyzer
 from keras_lrp.canonizers.base import DEFAULT_CANONIZERS, LOW_PRECISION, canonize
@@ -108,7 +108,7 @@ class Analyzer(Runner):
         self.jit_compile = jit_compile
         #: The ``tf.distribute`` strategy in whose scope the analyzer was created (the default
         #: strategy, one replica, otherwise); see :attr:`num_replicas`.
-        self.strategy = tf.distribute.get_strategy()
+        self.strategy = backend.current_strategy()
         self._kwargs = dict(kwargs or {})
         self._options = dict(neuron_selection_mode=neuron_selection_mode,
                              output_relevance=output_relevance, output=output,

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Optional
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from keras_lrp import backend
 from keras_lrp.attribution.base import Analyzer, OutputRelevance
 
 POSTPROCESS = (None, "abs", "square")
@@ -28,13 +28,12 @@ class InputGradient(keras.layers.Layer):
 
     def call(self, inputs):
         n = len(self.forward.inputs)
-        xs, extra = [tf.convert_to_tensor(x) for x in inputs[:n]], list(inputs[n:])
-        with tf.GradientTape() as tape:
-            for x in xs:
-                tape.watch(x)
-            logits = self.forward(xs[0] if n == 1 else xs)
-            target = tf.reduce_sum(tf.stop_gradient(self.start([logits] + extra)) * logits)
-        grads = tape.gradient(target, xs, unconnected_gradients="zero")
+        xs, extra = list(inputs[:n]), list(inputs[n:])
+        logits, pullback = backend.vjp(lambda *ys: self.forward(ys[0] if n == 1 else list(ys)),
+                                       *xs)
+        # ∂/∂x Σ_k m_k y_k with the selection m held constant: the pullback of m
+        grads = pullback(ops.stop_gradient(self.start([logits] + extra)))
+        grads = [ops.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
         out = [g * x for g, x in zip(grads, xs)] if self.times_input else grads
         return out[0] if n == 1 else out
 

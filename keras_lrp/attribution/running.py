@@ -18,9 +18,9 @@ import functools
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import tensorflow as tf
 from numpy.typing import ArrayLike
 
+from keras_lrp import backend
 from keras_lrp.attribution.report import ConservationReport
 from keras_lrp.io.inputs import as_arrays, is_batch_stream, slices, stream
 
@@ -49,18 +49,10 @@ class Runner:
         n = self.num_replicas
         if n == 1 or len(args[0]) < n:  # fewer samples than replicas: no empty shards
             return fn(*args)
-        shards = [np.array_split(a, n) for a in args]
-        values = [self.strategy.experimental_distribute_values_from_function(
-            lambda ctx, parts=parts: tf.convert_to_tensor(parts[ctx.replica_id_in_sync_group]))
-            for parts in shards]
+        step, values = backend.distributed(self.strategy, fn, args)
         key = ("distributed", layerwise)
         if key not in self._functions:  # one graph for the run and the gather (not eager)
-            strategy = self.strategy
-
-            def step(*shards):
-                out = strategy.run(lambda *xs: fn(*xs), args=shards)  # per replica
-                return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), out)
-            self._functions[key] = tf.function(step, reduce_retracing=True)
+            self._functions[key] = backend.compile_function(step)
         return self._functions[key](*values)
 
     def _function(self, layerwise: bool):
@@ -69,10 +61,8 @@ class Runner:
             if model is None:
                 raise ValueError(f"Analyzer {self.name!r} ({type(self).__name__}) has no "
                                  "layer-wise relevances: it is not a layer-by-layer method.")
-            specs = [tf.TensorSpec(tuple(t.shape), t.dtype) for t in model.inputs]
-            self._functions[layerwise] = tf.function(
-                functools.partial(_run, model), input_signature=specs,
-                jit_compile=self.jit_compile, reduce_retracing=True)
+            self._functions[layerwise] = backend.compile_model(
+                functools.partial(_run, model), model, jit_compile=self.jit_compile)
         return self._functions[layerwise]
 
     def _selection(self, neuron_selection, batch: int):

@@ -144,8 +144,7 @@ def quiet_tensorflow() -> None:
     sys.stderr.flush()
     os.dup2(null, 2)
     try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+        import keras_lrp.backend  # noqa: F401 - Keras and its framework
     finally:
         os.dup2(saved, 2)
         os.close(saved)

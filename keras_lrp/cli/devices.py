@@ -16,35 +16,11 @@ class DeviceError(ValueError):
 
 
 def strategy_for(devices: str):
-    """A ``MirroredStrategy`` over the devices ``devices`` ("all" or a count) names."""
-    import tensorflow as tf
+    """A ``MirroredStrategy`` over the devices ``devices`` ("all" or a count) names (see
+    :func:`keras_lrp.backend.device_strategy`)."""
+    from keras_lrp import backend
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if devices == "all":
-        names = [f"/gpu:{i}" for i in range(len(gpus))] or ["/cpu:0"]
-    else:
-        try:
-            n = int(devices)
-        except ValueError:
-            raise DeviceError(f"--devices must be 'all' or a number >= 1, got {devices!r}.") \
-                from None
-        if n < 1:
-            raise DeviceError(f"--devices must be 'all' or a number >= 1, got {devices!r}.")
-        if gpus:
-            if n > len(gpus):
-                raise DeviceError(f"--devices {n}: this machine has {len(gpus)} GPU(s).")
-            names = [f"/gpu:{i}" for i in range(n)]
-        else:
-            if n > 1:
-                cpu = tf.config.list_physical_devices("CPU")[0]
-                try:
-                    tf.config.set_logical_device_configuration(
-                        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
-                except RuntimeError:
-                    raise DeviceError("--devices: TensorFlow's devices were already set up in "
-                                      "this process; pass --devices on a fresh start.") from None
-            names = [f"/cpu:{i}" for i in range(n)]
-    return tf.distribute.MirroredStrategy(names)
+    return backend.device_strategy(devices, DeviceError)
 
 
 def scope_for(devices):

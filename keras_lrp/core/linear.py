@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from keras_lrp import backend
 from keras_lrp.core import types
 
 
@@ -60,11 +60,8 @@ class LinearOp:
         ``like`` is any tensor with the input's shape; its values are never used. In a compiled
         graph the forward op on it has no consumer and is pruned, so this costs one backward op.
         """
-        x0 = tf.zeros_like(like)
-        with tf.GradientTape() as tape:
-            tape.watch(x0)
-            y = self(x0, kernel)
-        return tape.gradient(y, x0, output_gradients=s)
+        _, pullback = backend.vjp(lambda x0: self(x0, kernel), ops.zeros_like(like))
+        return pullback(s)[0]
 
     def add_bias(self, z, bias):
         return z if bias is None else z + ops.cast(bias, z.dtype)

@@ -41,9 +41,10 @@ def model_weights_hash(model) -> str:
 
 def _versions() -> Dict[str, str]:
     import keras
-    import tensorflow as tf
 
-    return {"keras_lrp_version": __version__, "tensorflow_version": tf.__version__,
+    from keras_lrp import backend
+
+    return {"keras_lrp_version": __version__, "tensorflow_version": backend.version(),
             "keras_version": keras.__version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 

@@ -19,9 +19,9 @@ With CP-LRP, every bias zero and a tiny ε, relevance is conserved exactly.
 
 from __future__ import annotations
 
-import tensorflow as tf
 from keras import ops
 
+from keras_lrp import backend
 from keras_lrp.canonizers.attention import AttentionCombine
 from keras_lrp.core.stabilize import stabilize
 from keras_lrp.layers.base import RelevanceLayer
@@ -34,13 +34,8 @@ def _bilinear(fn, a, b, relevance, eps):
     """(R_a, R_b), each the full share: ``x ⊙ ∂/∂x ⟨fn(a, b), R / fn(a, b)⟩`` for x = a, b.
     ``a`` and ``b`` may be one tensor (self-attention without projections): they are copied, so
     that each gets the derivative through its own argument only."""
-    a, b = tf.identity(a), tf.identity(b)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch([a, b])
-        out = fn(a, b)
-    ratio = relevance / stabilize(out, eps)
-    ga, gb = tape.gradient(out, [a, b], output_gradients=ratio)
-    del tape
+    out, pullback = backend.vjp(fn, a, b)
+    ga, gb = pullback(relevance / stabilize(out, eps))
     return a * ga, b * gb
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
 from keras import ops
 
+from keras_lrp import backend
 from keras_lrp.core.graph import gate_index
 from keras_lrp.core.stabilize import stabilize
 from keras_lrp.layers.base import RelevanceLayer
@@ -12,12 +12,8 @@ from keras_lrp.layers.base import RelevanceLayer
 
 def _vjp(fn, xs, cotangent):
     """Vector-Jacobian product of ``fn`` (taking the list ``xs``) at ``xs`` with ``cotangent``."""
-    xs = [tf.identity(x) for x in xs]  # distinct tensors, even where the node reads one twice
-    with tf.GradientTape() as tape:
-        for x in xs:
-            tape.watch(x)
-        y = fn(xs)
-    grads = tape.gradient(y, xs, output_gradients=cotangent)
+    _, pullback = backend.vjp(lambda *ys: fn(list(ys)), *xs)  # copies: a twice-read x is two
+    grads = pullback(cotangent)
     return [ops.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
 
 
@@ -118,15 +114,14 @@ class LayerNormRelevance(RelevanceLayer):
     """
 
     def propagate(self, xs, z, relevance):
-        layer, x = self.layer, tf.convert_to_tensor(xs[0])
+        layer, x = self.layer, ops.convert_to_tensor(xs[0])
         axes = [a % len(x.shape) for a in (layer.axis if isinstance(layer.axis, (list, tuple))
                                           else [layer.axis])]
         shape = [x.shape[a] if a in axes else 1 for a in range(len(x.shape))]
         rms = getattr(layer, "rms_scaling", True)  # RMSNormalization has no such option
         gamma = getattr(layer, "gamma", getattr(layer, "scale", None))
         beta = getattr(layer, "beta", None)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
+        def affine(x):  # the layer with σ held constant, without β
             if rms:
                 centred = x
                 scale = ops.rsqrt(ops.mean(ops.square(x), axis=axes, keepdims=True)
@@ -134,9 +129,12 @@ class LayerNormRelevance(RelevanceLayer):
             else:
                 centred = x - ops.mean(x, axis=axes, keepdims=True)
                 scale = ops.rsqrt(ops.var(x, axis=axes, keepdims=True) + layer.epsilon)
-            linear = centred * tf.stop_gradient(scale)
+            linear = centred * ops.stop_gradient(scale)
             if gamma is not None:
                 linear = linear * ops.reshape(ops.cast(gamma, x.dtype), shape)
+            return linear
+
+        linear, pullback = backend.vjp(affine, x)
         full = linear if beta is None else linear + ops.reshape(ops.cast(beta, x.dtype), shape)
-        grad = tape.gradient(linear, x, output_gradients=relevance / stabilize(full))
+        grad = pullback(relevance / stabilize(full))[0]
         return [x * grad]

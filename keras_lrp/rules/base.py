@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from keras_lrp import backend
 from keras_lrp.core.linear import LinearOp, linear_op
 from keras_lrp.core.stabilize import (
     TINY,
@@ -88,7 +88,7 @@ class Rule(RelevanceLayer):
         # kernels it derives from the weights alone (w⁺, w⁻, w², stacks) have no data
         # dependency, may all be computed at the start of the analysis and stay in memory
         # together (several times the model's size on VGG16).
-        with tf.control_dependencies([relevance]):
+        with backend.after(relevance):
             return [self.relevance(linear_op(self.layer), xs[0], z, relevance)]
 
     def relevance(self, op: LinearOp, x, z, relevance):  # pragma: no cover - abstract

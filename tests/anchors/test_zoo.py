@@ -16,15 +16,16 @@ What is checked:
 3. building the ResNet50 analyzer takes < 5 s;
 4. the user's model is left bit-identical.
 
-Running time. The default run (``-m "not slow"``, ~3 min on 2 CPU cores) keeps to a fast
-subset that still covers every special layer family: VGG16 (plain Conv/Dense/MaxPool, input
-read directly), ResNet50 (Add residuals, ZeroPadding, BatchNorm folding), MobileNetV2 (depthwise
-convolutions, ReLU6, linear bottlenecks), MobileNetV3Small (Rescaling, squeeze-and-excitation
-Multiply gates, hard-swish built from raw ops), EfficientNetB0 (Rescaling + Normalization, swish,
-SE gates) and ConvNeXtTiny (LayerNormalization, LayerScale; slow to trace, so one analyzer each).
-One analyzer per rule family runs on VGG16 and one or two on the rest (``DEFAULT_ANALYZERS``);
-the full product and the other ten networks are ``slow``. Each network is built once per module and
-precision (a small module-scoped cache; the network varies slowest in every parametrization).
+Running time. The default run (``-m "not slow"``, about a minute of it on 2 CPU cores) keeps to
+a fast subset that still covers the special layer families: VGG16 (plain Conv/Dense/MaxPool,
+input read directly), ResNet50 (Add residuals, ZeroPadding, BatchNorm folding), MobileNetV2
+(depthwise convolutions, ReLU6, linear bottlenecks), MobileNetV3Small (Rescaling,
+squeeze-and-excitation Multiply gates, hard-swish built from raw ops) and EfficientNetB0
+(Rescaling + Normalization, swish, SE gates). One analyzer per rule family runs on VGG16 and one
+or two on the rest (``DEFAULT_ANALYZERS``). CI's slow run adds ``CI_ANALYZERS`` (ConvNeXtTiny's
+LayerNormalization and LayerScale among them); the rest of the product is ``heavy``. Each
+network is built once per module and precision (a small module-scoped cache; the network varies
+slowest in every parametrization).
 
 Known failures (``xfail(strict=True)``, diagnosis in each reason):
 
@@ -77,7 +78,6 @@ DEFAULT_ANALYZERS = {
     "MobileNetV2": ["lrp.epsilon_gamma_box"],
     "ResNet50": ["lrp.alpha_2_beta_1"],
     "EfficientNetB0": ["lrp.z_plus"],
-    "ConvNeXtTiny": ["lrp.epsilon"],
 }
 #: What CI's slow run adds to the default: the selection that was the default run before 0.3.0
 #: (every analyzer on VGG16, six on MobileNetV2 and V3Small, three on ResNet50 and
@@ -433,6 +433,7 @@ def test_float64_model_under_float32_policy(zoo):
 
 
 # ------------------------------------------------------------------- 4. model untouched
+@pytest.mark.slow  # ~9 s; the user's model is also checked by default in tests/attribution
 def test_model_unchanged_by_analysis():
     """Analysing MobileNetV3Small (BatchNorm folded, softmax stripped, SE gates, Rescaling in
     the clone) leaves the user's model bit-identical: weights, layers and predictions."""

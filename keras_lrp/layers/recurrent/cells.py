@@ -3,8 +3,8 @@ predictions in sentiment analysis"; Arras et al. 2019, "Evaluating recurrent neu
 explanations").
 
 The forward recurrence is replayed with its gates, then relevance runs back through time. Both are
-one compiled loop each (``tf.scan``), so the graph, and the build time, do not grow with the
-sequence length. Three kinds of operation appear inside a cell, each with its rule:
+one compiled loop each (:func:`keras_lrp.backend.scan`), so the graph, and the build time, do not
+grow with the sequence length. Three kinds of operation appear inside a cell, each with its rule:
 
 * a product of a gate and a signal (``o·tanh(c)``, ``i·g``, ``f·c``): with ``gate_rule="signal"``
   (the default, Arras et al. 2017) the signal takes all of the relevance and the gate none;
@@ -28,9 +28,9 @@ import dataclasses
 from typing import Any, List, Optional
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from keras_lrp import backend
 from keras_lrp.core.linear import LinearOp
 from keras_lrp.core.stabilize import stabilize
 
@@ -282,7 +282,7 @@ def replay(cell: _Cell, x, init_states: List, mask=None, go_backwards: bool = Fa
 
     first = cell.forward(xs[0], list(init_states), w)
     init = tuple(init_states) + tuple(ops.zeros_like(t) for t in first[1])
-    seq = tf.scan(forward, xs if ms is None else (xs, ms), initializer=init)
+    seq = backend.scan(forward, xs if ms is None else (xs, ms), init)
     return Replay(cell, w, xs, ms, list(init_states), list(seq[:n]), list(seq[n:]),
                   go_backwards)
 
@@ -323,7 +323,7 @@ def relevance(rep: Replay, r_seq=None, r_states: Optional[List] = None):
     else:
         elems, step = elems + (ms,), backward
     init_back = (ops.zeros_like(xs[0]),) + tuple(r_last)
-    out = tf.scan(step, elems, initializer=init_back, reverse=True)
+    out = backend.scan(step, elems, init_back, reverse=True)
     r_x = ops.transpose(out[0], [1, 0, 2])
     if rep.go_backwards:
         r_x = ops.flip(r_x, axis=1)

@@ -1,0 +1,117 @@
+"""The TensorFlow implementation of the backend seam (see :mod:`keras_lrp.backend`).
+
+Every TensorFlow call keras-lrp makes is here: the backward product (``tf.GradientTape``), the
+recurrent scan (``tf.scan``), the ordering hint (``tf.control_dependencies``), the compiled run
+(``tf.function``), ``tf.distribute`` and the framework's version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+NAME = "tensorflow"
+
+
+def version() -> str:
+    return tf.__version__
+
+
+def vjp(fn: Callable, *primals):
+    """``(y, pullback)`` with ``y = fn(*primals)``: ``pullback(cotangent)`` is the list of the
+    derivatives ∂⟨y, cotangent⟩/∂x_i of each primal x_i, ``None`` where ``y`` does not depend
+    on x_i.
+
+    The primals are copied first (``tf.identity``), so a tensor passed twice gets the derivative
+    through each argument on its own. Call the pullback once.
+    """
+    xs = [tf.identity(tf.convert_to_tensor(x)) for x in primals]
+    with tf.GradientTape() as tape:
+        for x in xs:
+            tape.watch(x)
+        out = fn(*xs)
+
+    def pullback(cotangent) -> List[Optional[tf.Tensor]]:
+        return list(tape.gradient(out, xs, output_gradients=cotangent))
+
+    return out, pullback
+
+
+def scan(fn: Callable, elems, initializer, reverse: bool = False):
+    """``tf.scan``: ``acc_t = fn(acc_{t-1}, elems_t)`` over the leading axis of ``elems``; every
+    ``acc_t`` stacked (one compiled loop, whatever the length)."""
+    return tf.scan(fn, elems, initializer=initializer, reverse=reverse)
+
+
+@contextlib.contextmanager
+def after(tensor):
+    """Ops created inside wait for ``tensor`` (an ordering hint that bounds peak memory)."""
+    with tf.control_dependencies([tensor]):
+        yield
+
+
+def compile_model(fn: Callable, model, jit_compile: bool = False) -> Callable:
+    """``fn`` traced once into one TensorFlow graph, for inputs shaped like ``model.inputs``
+    (XLA with ``jit_compile``)."""
+    specs = [tf.TensorSpec(tuple(t.shape), t.dtype) for t in model.inputs]
+    return tf.function(fn, input_signature=specs, jit_compile=jit_compile,
+                       reduce_retracing=True)
+
+
+# -- distribution ---------------------------------------------------------------------------
+def current_strategy():
+    """The ``tf.distribute`` strategy whose scope is active (the default strategy: 1 replica)."""
+    return tf.distribute.get_strategy()
+
+
+def distributed(strategy, fn: Callable, args: Sequence[np.ndarray]):
+    """``fn`` on one contiguous shard of every array per replica, gathered back in input order.
+    Returns ``(function, values)``: call ``function(*values)``; the function can be reused."""
+    n = strategy.num_replicas_in_sync
+    shards = [np.array_split(a, n) for a in args]
+    values = [strategy.experimental_distribute_values_from_function(
+        lambda ctx, parts=parts: tf.convert_to_tensor(parts[ctx.replica_id_in_sync_group]))
+        for parts in shards]
+
+    def step(*parts):
+        out = strategy.run(lambda *xs: fn(*xs), args=parts)  # per replica
+        return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), out)
+    return step, values
+
+
+def compile_function(fn: Callable) -> Callable:
+    return tf.function(fn, reduce_retracing=True)
+
+
+def device_strategy(devices: str, error: Callable[[str], Exception]):
+    """A ``MirroredStrategy`` over the devices ``devices`` ("all" or a count) names: every GPU
+    (one CPU when there is none), the first N GPUs, or, without GPUs, N logical CPU devices.
+    ``error(message)`` makes the exception raised for a value that cannot be honoured."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if devices == "all":
+        names = [f"/gpu:{i}" for i in range(len(gpus))] or ["/cpu:0"]
+    else:
+        try:
+            n = int(devices)
+        except ValueError:
+            raise error(f"--devices must be 'all' or a number >= 1, got {devices!r}.") from None
+        if n < 1:
+            raise error(f"--devices must be 'all' or a number >= 1, got {devices!r}.")
+        if gpus:
+            if n > len(gpus):
+                raise error(f"--devices {n}: this machine has {len(gpus)} GPU(s).")
+            names = [f"/gpu:{i}" for i in range(n)]
+        else:
+            if n > 1:
+                cpu = tf.config.list_physical_devices("CPU")[0]
+                try:
+                    tf.config.set_logical_device_configuration(
+                        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+                except RuntimeError:
+                    raise error("--devices: TensorFlow's devices were already set up in this "
+                                "process; pass --devices on a fresh start.") from None
+            names = [f"/cpu:{i}" for i in range(n)]
+    return tf.distribute.MirroredStrategy(names)
