@@ -9,6 +9,7 @@ import io
 import keras
 import numpy as np
 import pytest
+from helpers import dense_net
 
 import keras_lrp
 from keras_lrp import layers as relevance_layers
@@ -45,13 +46,6 @@ def test_no_relevance_layer_shadows_the_keras_layer_api(cls):
     assert shadowed == [], f"{cls.__name__} redefines keras.layers.Layer's {shadowed}"
 
 
-def _dense_net():
-    inputs = keras.Input((6,))
-    h = keras.layers.Dense(5, activation="relu", name="d1")(inputs)
-    outputs = keras.layers.Dense(3, name="d2")(h)
-    return keras.Model(inputs, outputs)
-
-
 #: Analyzers that need an argument to exist at all.
 REQUIRED = {"lrp": {"rule": "Epsilon"}, "lrp.alpha_beta": {"alpha": 2, "beta": 1}}
 CASES = [(name, REQUIRED.get(name, {})) for name in keras_lrp.ANALYZERS] + [
@@ -66,7 +60,7 @@ def test_summary_and_count_params_of_every_relevance_model(name, kwargs):
     """summary() lists the relevance layers, and count_params() counts the model's weights:
     the relevance model of the Dense net holds its two kernels and biases, 6·5+5 + 5·3+3 = 53
     parameters, once each and nothing else; the baselines (input, random) use no layer."""
-    model = _dense_net()
+    model = dense_net(6, (5, 3))  # Dense(5, relu) → Dense(3)
     analyzer = keras_lrp.create_analyzer(name, model, **kwargs)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
