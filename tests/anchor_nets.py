@@ -110,3 +110,19 @@ def inputs(name, seed, n=3):
     kind, _ = NETS[name]
     return np.random.default_rng(seed + 1000).uniform(-1, 1, (n,) + SHAPES[kind]).astype(
         "float32")
+
+
+def anchor_cases(folder, fast):
+    """pytest params ``(stem, name, mode)`` for every ``"name|mode"`` array of the reference
+    files ``folder/*.npz``, with the id ``stem-name|mode``; the cases ``fast(stem, name, mode)``
+    rejects are marked slow."""
+    import pytest
+
+    for path in sorted(folder.glob("*.npz")):
+        with np.load(path) as data:
+            for key in data.files:
+                if "|" in key:
+                    name, mode = key.split("|")
+                    marks = () if fast(path.stem, name, mode) else (pytest.mark.slow,)
+                    yield pytest.param(path.stem, name, mode, id=f"{path.stem}-{key}",
+                                       marks=marks)

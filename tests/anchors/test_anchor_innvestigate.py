@@ -121,14 +121,7 @@ def _fast(stem: str, analyzer: str, mode: str) -> bool:
 
 
 def _cases():
-    for path in sorted(DATA.glob("*.npz")):
-        with np.load(path) as data:
-            for key in data.files:
-                if "|" in key:
-                    analyzer, mode = key.split("|")
-                    marks = () if _fast(path.stem, analyzer, mode) else (pytest.mark.slow,)
-                    yield pytest.param(path.stem, analyzer, mode, id=f"{path.stem}-{key}",
-                                       marks=marks)
+    return anchor_nets.anchor_cases(DATA, _fast)
 
 
 @pytest.fixture(scope="module")
