@@ -1,9 +1,14 @@
-"""Time LRP analyzers against a plain tf.GradientTape input gradient on a VGG-style CNN.
+"""Time LRP analyzers against a plain compiled input gradient on a VGG-style CNN, on the Keras
+backend in use (KERAS_BACKEND: tensorflow, jax or torch).
 
 Reports, from one run on one machine, the median time per batch of each analyzer, the median of a
 compiled input gradient on the same model and batch, their ratio, and each analyzer's build time.
+The gradient is the backend's own: ``tf.function`` over ``tf.GradientTape``; ``jax.jit`` over
+``jax.grad`` of ``stateless_call`` (weights as arguments); eager ``torch.autograd.grad``.
 
-    python benchmarks/bench_engine.py [--batch 32] [--size 64] [--repeats 15]
+    KERAS_BACKEND=jax python benchmarks/bench_engine.py [--batch 32] [--size 64] [--repeats 15]
+
+``benchmarks/bench_backends.py`` runs it on the three backends in one go.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
 import keras_lrp  # noqa: E402
+
+GRADIENT = "input gradient"
 
 ANALYZERS = ["lrp.epsilon", "lrp.alpha_2_beta_1", "lrp.epsilon_gamma_box", "lrp.z_plus"]
 
@@ -51,28 +56,51 @@ def interleaved_medians(fns: dict, repeats: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def input_gradient(model: keras.Model, sample_shape) -> tf.types.experimental.ConcreteFunction:
-    """The reference: a compiled tf.GradientTape gradient of the max logit w.r.t. the input,
-    on the same softmax-free model the analyzers explain."""
+def input_gradient(model: keras.Model, sample_shape):
+    """The reference: the backend's compiled gradient of the max logit w.r.t. the input, on the
+    same softmax-free model the analyzers explain; returns ``x -> NumPy gradient``."""
     forward = keras_lrp.create_analyzer("gradient", model).forward_model
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)])
-    def gradient(inputs):
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            logits = forward(inputs, training=False)
-            target = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
-        return tape.gradient(target, inputs)
+        @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)])
+        def gradient(inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                logits = forward(inputs, training=False)
+                target = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
+            return tape.gradient(target, inputs)
 
-    return gradient
+        return lambda x: gradient(x).numpy()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in forward.trainable_variables]
+        fixed = [v.value for v in forward.non_trainable_variables]
+
+        def target(inputs, trainable, fixed):
+            logits, _ = forward.stateless_call(trainable, fixed, inputs, training=False)
+            return jax.numpy.sum(jax.numpy.max(logits, axis=-1))
+
+        gradient = jax.jit(jax.grad(target))
+        return lambda x: np.asarray(gradient(x, trainable, fixed))
+    import torch
+
+    def torch_gradient(x):
+        inputs = torch.tensor(x, requires_grad=True, device=keras.ops.zeros(()).device)
+        target = forward(inputs, training=False).max(dim=-1).values.sum()
+        return torch.autograd.grad(target, inputs)[0].cpu().numpy()
+
+    return torch_gradient
 
 
 def time_against_gradient(model: keras.Model, x: np.ndarray, methods, repeats: int):
     """Build an analyzer per method (timed; ``methods`` may map names to keyword arguments), then
     time each analysis and the reference gradient round-robin. Returns ({method or
-    "tf.GradientTape gradient": median s}, {method: build s})."""
+    GRADIENT: median s}, {method: build s})."""
     gradient = input_gradient(model, x.shape[1:])
-    fns = {"tf.GradientTape gradient": lambda: gradient(x).numpy()}
+    fns = {GRADIENT: lambda: gradient(x)}
     builds = {}
     for name in methods:
         start = time.perf_counter()
@@ -107,8 +135,9 @@ def main() -> None:
 
 def print_ratios(title: str, medians: dict, builds: dict, repeats: int) -> None:
     """The table of :func:`time_against_gradient`'s results: build time, median, ÷ gradient."""
-    t_grad = medians["tf.GradientTape gradient"]
-    print(f"{title}, {os.cpu_count()} CPUs, median of {repeats} interleaved runs")
+    t_grad = medians[GRADIENT]
+    print(f"{title}, Keras backend {keras.backend.backend()}, {os.cpu_count()} CPUs, median of "
+          f"{repeats} interleaved runs")
     print(f"{'method':<26} {'build s':>8} {'median ms':>10} {'÷ gradient':>11}")
     for name, t in medians.items():
         build = f"{builds[name]:.2f}" if name in builds else ""

@@ -11,7 +11,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench_engine import time_against_gradient, vgg_setup  # noqa: E402
+from bench_engine import GRADIENT, time_against_gradient, vgg_setup  # noqa: E402
 
 METHODS = {"gradient": {}, "deconvnet": {}, "guided_backprop": {},
            "smoothgrad": {"augment_by_n": 16}, "integrated_gradients": {"steps": 16}}
@@ -20,7 +20,7 @@ METHODS = {"gradient": {}, "deconvnet": {}, "guided_backprop": {},
 def main() -> None:
     args, model, x = vgg_setup(__doc__.splitlines()[0], batch=8, size=32, repeats=7)
     medians, builds = time_against_gradient(model, x, METHODS, args.repeats)
-    t_grad = medians["tf.GradientTape gradient"]
+    t_grad = medians[GRADIENT]
     print(f"vgg_like {args.size}x{args.size}x3, batch {args.batch}, {os.cpu_count()} CPUs, "
           f"median of {args.repeats} interleaved runs")
     print(f"{'method':<26} {'samples':>7} {'median ms':>10} "

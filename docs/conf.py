@@ -9,6 +9,7 @@ myst-parser): the reference pages are generated from the docstrings, and the tab
 names from ``keras_lrp.analyzers.ANALYZERS`` (``docs/_ext/analyzer_table.py``).
 """
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -54,6 +55,9 @@ autodoc_default_options = {
     "member-order": "bysource",
 }
 autodoc_inherit_docstrings = False
+# The docs build on one backend (TensorFlow); the JAX and PyTorch modules of the backend seam
+# import their framework, which that environment need not have.
+autodoc_mock_imports = [m for m in ("jax", "torch") if importlib.util.find_spec(m) is None]
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 

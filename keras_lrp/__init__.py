@@ -39,8 +39,8 @@ _PUBLIC = {
     "register_linear": "keras_lrp.core.linear",
     "register_block": "keras_lrp.canonizers.blocks",
 }
-_SUBMODULES = {"attribution", "canonizers", "cli", "composites", "core", "demos", "io", "layers",
-               "plots", "rules"}
+_SUBMODULES = {"attribution", "backend", "canonizers", "cli", "composites", "core", "demos", "io",
+               "layers", "plots", "rules"}
 #: Names of 0.x that moved: old name → (module, new name). Each works for one more release and
 #: warns with a DeprecationWarning naming its replacement.
 _DEPRECATED = {
@@ -52,11 +52,30 @@ _DEPRECATED = {
 }
 
 
+_FRAMEWORKS = ("tensorflow", "jax", "jaxlib", "torch")
+
+
+def _import(module: str):
+    """``importlib.import_module``, with a remedy when Keras' backend is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name not in _FRAMEWORKS:
+            raise
+        import os
+
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        raise ImportError(
+            f"keras-lrp needs Keras' backend {backend!r} (KERAS_BACKEND), which is not installed "
+            f"here ({e}). Install one: pip install 'keras-lrp[tensorflow]' (Keras' default), "
+            "'keras-lrp[jax]' or 'keras-lrp[torch]', and set KERAS_BACKEND to match.") from e
+
+
 def __getattr__(name: str):
     if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        value = getattr(_import(_PUBLIC[name]), name)
     elif name in _SUBMODULES:
-        value = importlib.import_module(f"keras_lrp.{name}")
+        value = _import(f"keras_lrp.{name}")
     elif name in _DEPRECATED:
         module, new = _DEPRECATED[name]
         replacement = f"{module}.{new}" if new else module

@@ -15,9 +15,39 @@ for path in (ROOT, TESTS):  # the checkout first: its keras_lrp and tests/refere
         sys.path.insert(0, path)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# JAX computes in float32 unless told otherwise: the float64 reference tests need it on
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+# XLA compiles each analysis once per shape (~1 s on the CPU); many tests build the same
+# architecture with other random weights, which are arguments of the program, not constants, so
+# a persistent cache of compiled programs serves them (and both xdist workers).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    __import__("tempfile").gettempdir(), "keras-lrp-jax-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+from helpers import BACKEND, PRECISION  # noqa: E402  (see helpers.PRECISION)
+
+if BACKEND != "tensorflow":
+    import numpy as _np
+
+    _assert_allclose = _np.testing.assert_allclose
+
+    def _assert_allclose_at_keras_precision(actual, desired, rtol=1e-7, atol=0, **kwargs):
+        scale = float(_np.max(_np.abs(desired))) if _np.size(desired) else 0.0
+        _assert_allclose(actual, desired, rtol=max(rtol, PRECISION),
+                         atol=max(atol, PRECISION * scale), **kwargs)
+
+    _np.testing.assert_allclose = _assert_allclose_at_keras_precision
+
+if BACKEND == "torch":
+    # The tests read Keras outputs with np.asarray, which PyTorch refuses on a tensor that
+    # requires grad (every output of a model with trainable weights). keras-lrp's own results
+    # never need this (backend.to_numpy); helpers.autodiff and the seam's vjp enable grad.
+    import torch
+
+    torch.set_grad_enabled(False)
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from keras_lrp.attribution.running import Runner
 from keras_lrp.attribution.serialize import save_analyzer
 from keras_lrp.canonizers.base import DEFAULT_CANONIZERS, LOW_PRECISION, canonize
 from keras_lrp.core import graph as graph_mod
+from keras_lrp.core.stabilize import positive
 
 NEURON_SELECTION_MODES = ("max_activation", "index", "all")
 OUTPUT_RELEVANCES = ("logit", "one", "positive_logit")
@@ -55,7 +56,7 @@ class OutputRelevance(keras.layers.Layer):
         if self.start == "one":
             relevance = mask
         else:  # "logit", or "positive_logit" (Deep Taylor explains max(y, 0))
-            relevance = mask * (flat if self.start == "logit" else ops.maximum(flat, 0))
+            relevance = mask * (flat if self.start == "logit" else positive(flat))
         return ops.reshape(relevance, ops.shape(logits))
 
     def compute_output_spec(self, inputs):
@@ -119,7 +120,7 @@ class Analyzer(Runner):
         self._make_inputs()
         relevances, layerwise = self.build()
         self._make_models(relevances, layerwise)
-        self._function(False).get_concrete_function()  # trace now: shape errors at build time
+        backend.check_build(self._function(False), self.relevance_model)  # shape errors now
 
     # -- building -----------------------------------------------------------------------------
     def prepare_graph(self):

@@ -65,6 +65,16 @@ def _to_nhwc(x: np.ndarray, reduce_axis: Optional[int]) -> tuple:
     return np.moveaxis(x, reduce_axis % 4, -1), reduce_axis % 4
 
 
+def _to_numpy(out) -> np.ndarray:
+    """A model's scores as NumPy, whatever the backend returned (a torch tensor that requires
+    grad has no ``__array__``)."""
+    if isinstance(out, np.ndarray):
+        return out
+    from keras_lrp import backend
+
+    return backend.to_numpy(out)
+
+
 def _baseline(x: np.ndarray, perturbation, rng: np.random.Generator) -> np.ndarray:
     """The replacement value of every entry of x (channels last / tabular layout)."""
     if perturbation == "zero":
@@ -166,7 +176,7 @@ def pixel_flipping(model_fn: Callable[[np.ndarray], np.ndarray], x: ArrayLike,
             batch = batch[..., 0]
         elif x.ndim == 4:
             batch = np.moveaxis(batch, -1, channel_axis)
-        out = np.asarray(model_fn(batch))
+        out = _to_numpy(model_fn(batch))
         if out.ndim == 0 or out.shape[0] != n:
             raise ValueError(f"model_fn returned shape {out.shape} for a batch of {n}; it must "
                              "return scores with the batch axis first, (N, K) or (N,).")

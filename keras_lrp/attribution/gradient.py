@@ -24,22 +24,28 @@ class InputGradient(keras.layers.Layer):
 
     def __init__(self, forward, start, times_input=False, **kwargs):
         super().__init__(**kwargs)
-        self.forward, self.start, self.times_input = forward, start, times_input
+        # not ``self.forward``: that is torch.nn.Module's method on the PyTorch backend
+        self.forward_model, self.start, self.times_input = forward, start, times_input
 
     def call(self, inputs):
-        n = len(self.forward.inputs)
+        model = self.forward_model
+        n = len(model.inputs)
         xs, extra = list(inputs[:n]), list(inputs[n:])
-        logits, pullback = backend.vjp(lambda *ys: self.forward(ys[0] if n == 1 else list(ys)),
-                                       *xs)
+        logits, pullback = backend.vjp(lambda *ys: model(ys[0] if n == 1 else list(ys)), *xs)
         # ∂/∂x Σ_k m_k y_k with the selection m held constant: the pullback of m
         grads = pullback(ops.stop_gradient(self.start([logits] + extra)))
-        grads = [ops.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
+        for x, g in zip(model.inputs, grads):
+            if g is None:  # never a silent zero gradient
+                raise ValueError(
+                    f"The explained output of model '{model.name}' does not depend on its "
+                    f"input '{x.name}' (shape {tuple(x.shape)}): its gradient does not exist. "
+                    "Explain a model whose inputs all reach the output.")
         out = [g * x for g, x in zip(grads, xs)] if self.times_input else grads
         return out[0] if n == 1 else out
 
     def compute_output_spec(self, inputs):
         specs = [keras.KerasTensor(x.shape, dtype=self.compute_dtype)
-                 for x in inputs[:len(self.forward.inputs)]]
+                 for x in inputs[:len(self.forward_model.inputs)]]
         return specs[0] if len(specs) == 1 else specs
 
 

@@ -41,7 +41,7 @@ class Runner:
     @property
     def num_replicas(self) -> int:
         """How many replicas each batch is split over (1 without a distribution strategy)."""
-        return self.strategy.num_replicas_in_sync
+        return backend.num_replicas(self.strategy)
 
     def _call(self, layerwise: bool, args):
         """The compiled function on one batch, on every replica of the strategy."""
@@ -142,11 +142,11 @@ class Runner:
             start += size
             out = self._call(layerwise, args)
             if layerwise:
-                result = {k: np.asarray(out[k]) for k in self.layer_names}
+                result = {k: backend.to_numpy(out[k]) for k in self.layer_names}
                 arrays_out = list(result.values())
             else:
-                arrays_out = [np.asarray(v) for v in (out if isinstance(out, (list, tuple))
-                                                      else [out])]
+                outs = out if isinstance(out, (list, tuple)) else [out]
+                arrays_out = [backend.to_numpy(v) for v in outs]
                 result = arrays_out[0] if len(arrays_out) == 1 else arrays_out
             if not allow_nonfinite and not all(np.isfinite(a).all() for a in arrays_out):
                 raise FloatingPointError(self._overflow_message(args))
@@ -159,7 +159,7 @@ class Runner:
             rows = self._function(True)(*args)
             names = self.layer_names  # forward order; rows[name] = relevance at name's output
             bad = next((i for i in reversed(range(len(names)))
-                        if not np.isfinite(np.asarray(rows[names[i]])).all()), None)
+                        if not np.isfinite(backend.to_numpy(rows[names[i]])).all()), None)
             if bad is not None and bad + 1 < len(names):
                 consumer = names[bad + 1]  # the layer reading that tensor; its rule produced it
                 rule = next((repr(layer) for layer in self.relevance_model.layers

@@ -21,10 +21,14 @@ class AugmentReduce(keras.layers.Layer):
     """Runs ``inner`` on every input repeated ``n`` times along the batch axis (sample-major),
     augmented by ``augment``, and reduces each sample's ``n`` results with ``reduce``."""
 
-    def __init__(self, inner, n: int, augment, reduce, n_inputs: int, **kwargs):
+    def __init__(self, inner, n: int, augment, reduce, n_inputs: int, seed_generator=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.inner, self.n, self.augment, self.reduce = inner, n, augment, reduce
         self.n_inputs = n_inputs
+        #: The augmentation's seed, tracked by the layer so that its state is part of the model's
+        #: variables: a compiled JAX run threads it through and draws new noise on every call.
+        self.seed_generator = seed_generator
 
     def call(self, inputs):
         xs, extra = list(inputs[:self.n_inputs]), list(inputs[self.n_inputs:])
@@ -104,7 +108,8 @@ class Wrapper(Analyzer):
         elif self.neuron_selection_mode == "index":
             extra = [self._selection_input]
         out = AugmentReduce(self.inner.relevance_model, self.n, self.augment, self.reduce,
-                            len(self.inputs), name=self._prefix, dtype=self.inputs[0].dtype)(
+                            len(self.inputs), seed_generator=getattr(self, "seed", None),
+                            name=self._prefix, dtype=self.inputs[0].dtype)(
             self.inputs + extra)
         return (list(out) if isinstance(out, (list, tuple)) else [out]), None
 

@@ -8,34 +8,59 @@ The primitives:
 * :func:`scan` — the recurrent loop, one compiled loop whatever the length;
 * :func:`after` — an ordering hint (ops wait for a tensor; bounds peak memory);
 * :func:`compile_model` / :func:`compile_function` — the compiled run;
-* :func:`current_strategy`, :func:`distributed`, :func:`device_strategy` — distribution;
+* :func:`check_build` — the build-time shape check (a TensorFlow trace, ``jax.eval_shape``, a
+  one-sample call on PyTorch);
+* :func:`current_strategy`, :func:`num_replicas`, :func:`distributed`,
+  :func:`device_strategy` — distribution (``tf.distribute``; ``keras.distribution`` on JAX;
+  none on PyTorch);
+* :func:`to_numpy` — a result as a NumPy array;
+* :func:`start` — start the framework's runtime (the CLI hides its start-up lines);
 * :func:`version` — the framework's version (recorded in results files).
 
-Today the TensorFlow backend is implemented (:mod:`keras_lrp.backend.tensorflow`); under
-another Keras backend, importing this module raises an error that says so.
+The module is chosen by the Keras backend: :mod:`~keras_lrp.backend.tensorflow`,
+:mod:`~keras_lrp.backend.jax` or :mod:`~keras_lrp.backend.torch`. Only the chosen one is
+imported, so JAX and PyTorch need no TensorFlow.
 """
 
+import importlib
+
 import keras
+import numpy as np
 
-#: The Keras backend in use ("tensorflow", "jax", "torch", …).
+#: The Keras backend in use ("tensorflow", "jax" or "torch"), chosen by Keras itself
+#: (``KERAS_BACKEND``, or ``~/.keras/keras.json``).
 NAME = keras.backend.backend()
+#: The backends keras-lrp runs on.
+SUPPORTED = ("tensorflow", "jax", "torch")
 
-if NAME == "tensorflow":
-    from keras_lrp.backend.tensorflow import (
-        after,
-        compile_function,
-        compile_model,
-        current_strategy,
-        device_strategy,
-        distributed,
-        scan,
-        version,
-        vjp,
-    )
-else:  # pragma: no cover - needs another backend installed
+if NAME not in SUPPORTED:  # pragma: no cover - needs another backend installed
     raise ImportError(
-        f"keras-lrp runs on Keras' TensorFlow backend; this Keras runs on {NAME!r} "
-        "(KERAS_BACKEND). Set KERAS_BACKEND=tensorflow; JAX and PyTorch support is planned.")
+        f"keras-lrp runs on Keras' TensorFlow, JAX and PyTorch backends; this Keras runs on "
+        f"{NAME!r} (KERAS_BACKEND). Set KERAS_BACKEND to one of {', '.join(SUPPORTED)}.")
 
-__all__ = ["NAME", "after", "compile_function", "compile_model", "current_strategy",
-           "device_strategy", "distributed", "scan", "version", "vjp"]
+_impl = importlib.import_module(f"keras_lrp.backend.{NAME}")
+after = _impl.after
+check_build = _impl.check_build
+compile_function = _impl.compile_function
+compile_model = _impl.compile_model
+current_strategy = _impl.current_strategy
+device_strategy = _impl.device_strategy
+distributed = _impl.distributed
+num_replicas = _impl.num_replicas
+scan = _impl.scan
+start = _impl.start
+version = _impl.version
+vjp = _impl.vjp
+
+
+def to_numpy(x) -> np.ndarray:
+    """A result as a NumPy array, on every backend (a torch tensor that requires grad or lives
+    on a GPU, a JAX array on any device): ``keras.ops.convert_to_numpy``."""
+    if isinstance(x, np.ndarray):
+        return x
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+__all__ = ["NAME", "SUPPORTED", "after", "check_build", "compile_function", "compile_model",
+           "current_strategy", "device_strategy", "distributed", "num_replicas", "scan", "start",
+           "to_numpy", "version", "vjp"]

@@ -16,6 +16,10 @@ import tensorflow as tf
 NAME = "tensorflow"
 
 
+def start() -> None:
+    """Nothing more: importing TensorFlow started it."""
+
+
 def version() -> str:
     return tf.__version__
 
@@ -80,6 +84,16 @@ def distributed(strategy, fn: Callable, args: Sequence[np.ndarray]):
         out = strategy.run(lambda *xs: fn(*xs), args=parts)  # per replica
         return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), out)
     return step, values
+
+
+def check_build(function, model) -> None:
+    """Trace the compiled ``function`` now, so that shape errors are raised when the analyzer is
+    built (the graph is then reused by every call)."""
+    function.get_concrete_function()
+
+
+def num_replicas(strategy) -> int:
+    return strategy.num_replicas_in_sync
 
 
 def compile_function(fn: Callable) -> Callable:

@@ -45,7 +45,8 @@ def cmd_analyze(args) -> None:
         metadata = io.metadata_for([(m, m, options) for m in args.method], model)
         # what else decides the rows, so that --resume refuses other inputs or another neuron
         metadata.update(neuron=args.neuron, inputs_sha256=x.sha256())
-        writer = io.RelevanceWriter(args.out, metadata, resume=args.resume)
+        writer = io.RelevanceWriter(args.out, metadata, resume=args.resume,
+                                    other_backend=args.resume_other_backend)
         try:
             with writer:
                 done = _resume_point(writer, x) if args.resume else 0

@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an error")
     parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's start-up and log messages (hidden by default, "
-                        "unless TF_CPP_MIN_LOG_LEVEL is 0 or 1)")
+                        help="show the framework's start-up and log messages (hidden by "
+                        "default, unless TF_CPP_MIN_LOG_LEVEL is 0 or 1)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="the Keras backend to run on (default: KERAS_BACKEND, else Keras' "
+                        "own default, tensorflow); JAX and PyTorch need no TensorFlow")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
@@ -100,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, default=64,
                        help="inputs per batch (default: 64)")
         p.add_argument("--devices", default=None, metavar="all|N",
-                       help="split every batch over these devices with tf.distribute: all "
-                            "GPUs, or N (GPUs, or N logical CPU devices without GPUs)")
+                       help="split every batch over these devices (tf.distribute on "
+                            "TensorFlow: all GPUs, or N GPUs, or N logical CPU devices without "
+                            "GPUs; keras.distribution.DataParallel on JAX: all or N local "
+                            "devices; PyTorch: one device)")
         p.add_argument("--png-samples", type=int, default=8, metavar="N",
                        help="how many inputs the --png figure shows (default: 8)")
 
@@ -115,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--resume", action="store_true",
                          help="continue OUT.partial, left by an interrupted run with the same "
                          "model, inputs and options, skipping the rows it holds")
+    analyze.add_argument("--resume-other-backend", action="store_true",
+                         help="let --resume continue a partial file made on another Keras "
+                         "backend or version (they agree to ~1e-6, not bit for bit)")
     analyze.set_defaults(func=cmd_analyze)
 
     compare = sub.add_parser("compare", help="compare analyzers: conservation and AOPC table")
@@ -131,8 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_tensorflow() -> None:
-    """Load TensorFlow and Keras without their start-up lines (oneDNN, CUDA drivers, absl).
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def choose_backend(name: Optional[str]) -> None:
+    """Set ``KERAS_BACKEND`` to ``name`` before Keras is imported (Keras reads it once)."""
+    if name is None:
+        return
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != name:
+        raise UsageError(f"--backend {name}: Keras was already loaded on "
+                         f"{keras.backend.backend()} in this process; set KERAS_BACKEND={name} "
+                         "before starting Python.")
+    os.environ["KERAS_BACKEND"] = name
+
+
+def quiet_start() -> None:
+    """Load Keras and its framework without their start-up lines (TensorFlow's oneDNN, CUDA
+    drivers and absl lines; JAX's "no GPU" warning, printed when it first looks for devices).
 
     TF_CPP_MIN_LOG_LEVEL does not reach every C++ logger TensorFlow starts while loading (seen
     with TensorFlow 2.21, even when set before Python starts), so standard error is pointed at
@@ -144,7 +168,9 @@ def quiet_tensorflow() -> None:
     sys.stderr.flush()
     os.dup2(null, 2)
     try:
-        import keras_lrp.backend  # noqa: F401 - Keras and its framework
+        from keras_lrp import backend
+
+        backend.start()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -154,8 +180,22 @@ def quiet_tensorflow() -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") not in ("0", "1"):
-        quiet_tensorflow()
+    try:
+        choose_backend(args.backend)
+    except UsageError as e:
+        print(f"keras-lrp: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        if not args.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") not in ("0", "1"):
+            quiet_start()
+        else:
+            import keras_lrp.backend  # noqa: F401 - fail here, in one line, if it cannot start
+    except ImportError as e:
+        name = os.environ.get("KERAS_BACKEND", "tensorflow")
+        print(f"keras-lrp: error: the Keras backend {name!r} cannot start ({_one_line(e)}); "
+              f"install it (pip install 'keras-lrp[{name}]') or choose another with --backend",
+              file=sys.stderr)
+        return 2
     for option in ("batch_size", "png_samples", "steps"):
         if getattr(args, option, 1) < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got "

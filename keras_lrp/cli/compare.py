@@ -35,7 +35,7 @@ def cmd_compare(args) -> None:
     for m, r in relevances.items():
         explained = logits[np.arange(len(x)), target]
         ratio = np.mean(r.reshape(len(x), -1).sum(1) / np.where(explained == 0, 1, explained))
-        curve = evaluate.pixel_flipping(lambda b: np.asarray(forward(b)), x, r, target=target,
+        curve = evaluate.pixel_flipping(forward, x, r, target=target,
                                         steps=args.steps)
         print(f"{m:<34} {ratio:>14.4f} {curve.mean_aopc():>8.3f}")
     if args.png:

@@ -145,7 +145,8 @@ def _analyze_all(analyzers, x, neuron, batch_size, skip: int = 0):
     batches = range(skip, n, batch_size)
     for i, start in enumerate(batches, 1):
         xb = np.asarray(x[start:start + batch_size])
-        logits = np.asarray(forward(xb))
+        from keras_lrp import backend
+        logits = backend.to_numpy(forward(xb))
         sel = None if neuron is None else np.full(len(xb), neuron)
         yield xb, logits, {m: a.analyze(xb, neuron_selection=sel) for m, a in analyzers.items()}
         _progress(i, len(batches), skip)

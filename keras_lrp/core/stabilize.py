@@ -33,7 +33,7 @@ def default_eps(z):
         return tiny(dtype)
     axes = tuple(range(1, len(z.shape)))
     scale = ops.max(ops.abs(z), axis=axes, keepdims=True) if axes else ops.abs(z)
-    return ops.maximum(scale * relative, ops.convert_to_tensor(tiny(dtype), dtype=z.dtype))
+    return maximum(scale * relative, tiny(dtype))
 
 
 def sign_plus(z):
@@ -52,7 +52,7 @@ def stabilize(z, eps: Optional[float] = None, sign: int = 0):
     eps = default_eps(z) if eps is None else eps
     eps = ops.convert_to_tensor(eps, dtype=z.dtype)  # not ops.cast: it rounds through float32
     if sign:
-        return ops.maximum(z, 0) + eps if sign > 0 else ops.minimum(z, 0) - eps
+        return positive(z) + eps if sign > 0 else negative(z) - eps
     return z + ops.where(z >= 0, eps, -eps)
 
 
@@ -62,9 +62,27 @@ def safe_divide(a, b):
     return ops.where(zero, ops.zeros_like(a), a / ops.where(zero, ops.ones_like(b), b))
 
 
+# max and min written with ``where``: ``keras.ops.maximum``/``minimum`` on PyTorch promote
+# float64 to float32 (Keras 3.15's result_type of a torch dtype), silently halving the precision.
+def maximum(a, b):
+    """max(a, b) element-wise, in the dtype of ``a``."""
+    b = ops.convert_to_tensor(b, dtype=a.dtype)
+    return ops.where(a >= b, a, b)
+
+
+def minimum(a, b):
+    """min(a, b) element-wise, in the dtype of ``a``."""
+    b = ops.convert_to_tensor(b, dtype=a.dtype)
+    return ops.where(a <= b, a, b)
+
+
 def positive(t):
-    return ops.maximum(t, 0)
+    """max(t, 0), in the dtype of ``t`` (a tensor or a Keras variable)."""
+    t = ops.convert_to_tensor(t)
+    return ops.where(t > 0, t, ops.zeros_like(t))
 
 
 def negative(t):
-    return ops.minimum(t, 0)
+    """min(t, 0), in the dtype of ``t``."""
+    t = ops.convert_to_tensor(t)
+    return ops.where(t < 0, t, ops.zeros_like(t))

@@ -90,7 +90,8 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
         report = analyzer.conservation(x)
         rows[label] = {"sum_R / logit": float(np.mean(report.input_sum / report.explained)),
                        "absorbed": float(np.mean(report.absorbed))}
-    logits = np.asarray(forward(x))
+    from keras_lrp import backend
+    logits = backend.to_numpy(forward(x))
     predictions = logits.argmax(axis=1)
     for label, value in aopc_table(forward, x, relevances, predictions, steps).items():
         rows.setdefault(label, {})["AOPC"] = value
@@ -122,7 +123,7 @@ def aopc_table(forward, x, relevances: Dict[str, np.ndarray], predictions, steps
     relevant first), with a seeded random ordering added as ``"random (baseline)"``."""
     from keras_lrp.attribution import evaluate
 
-    model_fn = lambda batch: np.asarray(forward(batch))  # noqa: E731
+    model_fn = lambda batch: forward(batch)  # noqa: E731
     rng = np.random.default_rng(0)
     baselines = {"random (baseline)": rng.standard_normal(x.shape).astype("float32")}
     out = {}

@@ -59,7 +59,8 @@ def run_transformer_demo(out_dir: str = "lrp-demo-transformer",
         analyzer = keras_lrp.create_analyzer(name, vit, **kwargs)
         forward = forward or analyzer.forward_model
         relevances[label] = analyzer.analyze(x)
-    logits = np.asarray(forward(x))
+    from keras_lrp import backend
+    logits = backend.to_numpy(forward(x))
     predictions = logits.argmax(axis=1)
     aopc = aopc_table(forward, x, relevances, predictions, steps)
     cnn_relevance = keras_lrp.create_analyzer("lrp.epsilon", cnn).analyze(x)

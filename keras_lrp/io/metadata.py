@@ -17,6 +17,8 @@ from keras_lrp.version import __version__
 
 _MARK, _VERSION, _JSON_KEYS = "keras_lrp_format", "keras_lrp_format_version", "keras_lrp_json_keys"
 VOLATILE_KEYS = ("created",)  # metadata keys a resumed run may change
+#: Keys naming the framework a run used; ``--resume`` refuses another unless told otherwise.
+BACKEND_KEYS = ("backend", "backend_version")
 
 
 def model_weights_hash(model) -> str:
@@ -44,8 +46,8 @@ def _versions() -> Dict[str, str]:
 
     from keras_lrp import backend
 
-    return {"keras_lrp_version": __version__, "tensorflow_version": backend.version(),
-            "keras_version": keras.__version__,
+    return {"keras_lrp_version": __version__, "backend": backend.NAME,
+            "backend_version": backend.version(), "keras_version": keras.__version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -64,7 +66,8 @@ def metadata_for(analyzers: Sequence[Any], model, kwargs_by_name: Optional[Mappi
         ``analyzers`` (labels), ``analyzer_names`` (label → analyzer name), ``analyzer_kwargs``,
         ``analyzer_settings`` (neuron selection, output relevance, for Analyzer objects),
         ``model_name``, ``model_weights_sha256``, ``keras_lrp_version``,
-        ``tensorflow_version``, ``keras_version`` and ``created`` (UTC, ISO 8601).
+        ``backend`` (the Keras backend: ``tensorflow``, ``jax`` or ``torch``),
+        ``backend_version``, ``keras_version`` and ``created`` (UTC, ISO 8601).
 
     Example:
         >>> meta = metadata_for([eps], model, {"lrp.epsilon": {"epsilon": 1e-3}})
@@ -117,12 +120,14 @@ def _decode(attrs) -> Dict[str, Any]:
     return out
 
 
-def _differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
-    """Metadata keys (but :data:`VOLATILE_KEYS`) whose values differ or that only one side has."""
+def _differing_keys(old: Mapping[str, Any], new: Mapping[str, Any],
+                    ignore: Sequence[str] = ()) -> List[str]:
+    """Metadata keys (but :data:`VOLATILE_KEYS` and ``ignore``) whose values differ or that only
+    one side has."""
     def same(a, b) -> bool:
         if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
             return np.shape(a) == np.shape(b) and bool(np.array_equal(a, b))
         return type(a) is type(b) and a == b
     keys = list(new) + [k for k in old if k not in new]
-    return [k for k in keys if k not in VOLATILE_KEYS
+    return [k for k in keys if k not in VOLATILE_KEYS and k not in ignore
             and not (k in old and k in new and same(old[k], new[k]))]

@@ -28,6 +28,7 @@ from keras_lrp.io.atomic import replace
 from keras_lrp.io.metadata import (
     _MARK,
     _VERSION,
+    BACKEND_KEYS,
     _decode,
     _differing_keys,
     _encode,
@@ -91,7 +92,9 @@ class RelevanceWriter:
     but ``created``): the writer appends to a copy, so the partial file survives a hard kill,
     and :attr:`resumed_rows` (also each value of :meth:`completed_rows`) says how many input
     rows to skip. A partial file that differs or cannot be read raises ValueError naming it and
-    the key; it is never silently started over. Without ``resume`` a run starts at row 0 and
+    the key; it is never silently started over. One made on another Keras backend (or another
+    version of it) is refused too, unless ``other_backend=True``: the backends agree to about
+    1e-6 of max |R| in float32, not bit for bit. Without ``resume`` a run starts at row 0 and
     its own partial file replaces an older one.
 
     Args:
@@ -101,6 +104,7 @@ class RelevanceWriter:
         overwrite: replace an existing file at ``path`` (else FileExistsError).
         compression: h5py compression of the datasets (``None`` for none).
         resume: continue ``<path>.partial`` if there is one.
+        other_backend: let ``resume`` continue a partial file made on another backend.
 
     Example:
         >>> with RelevanceWriter("run.h5", metadata_for(analyzers, model), resume=True) as out:
@@ -113,7 +117,7 @@ class RelevanceWriter:
 
     def __init__(self, path: Union[str, os.PathLike], metadata: Optional[Mapping[str, Any]] = None,
                  overwrite: bool = True, compression: Optional[str] = "gzip",
-                 resume: bool = False):
+                 resume: bool = False, other_backend: bool = False):
         self.path, self._file, self._live = os.fspath(path), None, False
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
@@ -132,7 +136,7 @@ class RelevanceWriter:
         self.resumed_rows, self.kept_rows, self._flushed = 0, None, 0
         resuming = resume and os.path.exists(self.partial_path)
         if resuming:
-            self._check_partial(attrs)
+            self._check_partial(attrs, BACKEND_KEYS if other_backend else ())
         self._live = True  # from here on abort() removes the temp file
         try:
             if resuming:
@@ -149,7 +153,7 @@ class RelevanceWriter:
             self.abort()
             raise
 
-    def _check_partial(self, attrs: Mapping[str, Any]) -> None:
+    def _check_partial(self, attrs: Mapping[str, Any], ignore=()) -> None:
         """Raise ValueError unless the partial file is readable and made with this metadata."""
         p, remedy = self.partial_path, "delete it or drop resume=True (--resume)"
         try:
@@ -160,7 +164,15 @@ class RelevanceWriter:
             raise ValueError(f"Cannot resume from {p!r}: it is not a readable keras-lrp results "
                              f"file ({e}); it may have been cut short. To start over, {remedy}."
                              ) from None
-        keys = _differing_keys(old, new)
+        keys = _differing_keys(old, new, ignore)
+        if any(k in BACKEND_KEYS for k in keys):
+            raise ValueError(
+                f"Cannot resume from {p!r}: it was made on Keras backend "
+                f"{old.get('backend', 'tensorflow')} {old.get('backend_version', '')}, this run "
+                f"uses {new.get('backend')} {new.get('backend_version')}. Rerun on that backend "
+                "(--backend, KERAS_BACKEND), or pass other_backend=True "
+                "(--resume-other-backend) to continue anyway; or, to start over, "
+                f"{remedy}.")
         if keys:
             shown = "; ".join(f"{k}: {repr(old.get(k, '<missing>'))[:80]} there, "
                               f"{repr(new.get(k, '<missing>'))[:80]} now" for k in keys[:3])

@@ -38,7 +38,10 @@ class RelevanceLayer(keras.layers.Layer):
                           DeprecationWarning, stacklevel=2)
             layer = target if layer is None else layer
         self.layer = layer
-        self.forward = forward or (lambda xs: layer(xs[0] if len(xs) == 1 else xs))
+        #: ``forward_fn(xs)``: the forward layer's output recomputed from its inputs. (Not
+        #: ``self.forward``: on PyTorch a Keras layer is a ``torch.nn.Module``, whose ``forward``
+        #: method that name would shadow.)
+        self.forward_fn = forward or (lambda xs: layer(xs[0] if len(xs) == 1 else xs))
         self.supports_masking = True  # a forward value may carry a Keras mask: relevance never does
 
     @property
@@ -79,8 +82,8 @@ class RelevanceLayer(keras.layers.Layer):
             if not _compatible(tuple(r.shape), tuple(x.shape)):
                 raise ValueError(
                     f"Relevance layer '{self.name}' ({self!r}) returned relevance of shape "
-                    f"{tuple(r.shape)} for input {i} of layer '{_name(self.layer)}', whose "
-                    f"shape is {tuple(x.shape)}. Relevance must have its input's shape: the "
+                    f"{_batched(r.shape)} for input {i} of layer '{_name(self.layer)}', whose "
+                    f"shape is {_batched(x.shape)}. Relevance must have its input's shape: the "
                     "rule does not fit this layer (register another relevance layer for it).")
         return out[0] if len(out) == 1 else out
 
@@ -102,6 +105,13 @@ class RelevanceLayer(keras.layers.Layer):
 
     def __repr__(self):
         return type(self).__name__
+
+
+def _batched(shape) -> tuple:
+    """A static shape as the user's model declares it: the batch size unknown (the check runs
+    on a concrete batch on JAX and PyTorch)."""
+    shape = tuple(shape)
+    return (None,) + shape[1:] if shape else shape
 
 
 def _name(layer) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from keras import ops
 
+from keras_lrp.core.stabilize import positive
 from keras_lrp.layers.structural import RouteRelevance
 
 
@@ -42,7 +43,7 @@ class DeconvnetReLU(RouteRelevance):
     """
 
     def propagate(self, xs, z, relevance):
-        return [ops.maximum(relevance, 0)]
+        return [positive(relevance)]
 
 
 class GuidedReLU(RouteRelevance):
@@ -55,4 +56,4 @@ class GuidedReLU(RouteRelevance):
 
     def propagate(self, xs, z, relevance):
         x = xs[0]
-        return [ops.maximum(relevance, 0) * ops.cast(x > 0, relevance.dtype)]
+        return [positive(relevance) * ops.cast(x > 0, relevance.dtype)]

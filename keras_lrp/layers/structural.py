@@ -10,11 +10,29 @@ from keras_lrp.core.stabilize import stabilize
 from keras_lrp.layers.base import RelevanceLayer
 
 
-def _vjp(fn, xs, cotangent):
-    """Vector-Jacobian product of ``fn`` (taking the list ``xs``) at ``xs`` with ``cotangent``."""
-    _, pullback = backend.vjp(lambda *ys: fn(list(ys)), *xs)  # copies: a twice-read x is two
+def _is_float(x) -> bool:
+    return "float" in str(x.dtype)
+
+
+def _vjp(owner: RelevanceLayer, xs, cotangent):
+    """Vector-Jacobian product of ``owner.forward_fn`` (taking the list ``xs``) at ``xs`` with
+    ``cotangent``.
+
+    An integer or boolean input (ids, a mask) has no derivative and gets zero relevance. A
+    floating-point input the output does not depend on is an error naming the layer, never a
+    silent zero: relevance would vanish there without anyone being told.
+    """
+    _, pullback = backend.vjp(lambda *ys: owner.forward_fn(list(ys)), *xs)  # a twice-read x: two
     grads = pullback(cotangent)
-    return [ops.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
+    for i, (x, g) in enumerate(zip(xs, grads)):
+        if g is None and _is_float(x):
+            raise ValueError(
+                f"Layer '{getattr(owner.layer, 'name', owner.layer)}' ({type(owner).__name__}): "
+                f"its output does not depend on its input {i} (shape {tuple(x.shape)}), so "
+                "relevance has no path back to it. Register a relevance layer that says what "
+                "that input receives (keras_lrp.register_layer), or remove the unused input.")
+    return [ops.zeros(ops.shape(x), owner.compute_dtype) if g is None else g
+            for x, g in zip(xs, grads)]
 
 
 class IdentityRelevance(RelevanceLayer):
@@ -47,7 +65,7 @@ class RouteRelevance(RelevanceLayer):
     """
 
     def propagate(self, xs, z, relevance):
-        return _vjp(self.forward, xs, relevance)
+        return _vjp(self, xs, relevance)
 
 
 class ProportionalRelevance(RelevanceLayer):
@@ -59,7 +77,7 @@ class ProportionalRelevance(RelevanceLayer):
     """
 
     def propagate(self, xs, z, relevance):
-        grads = _vjp(self.forward, xs, relevance / stabilize(z))
+        grads = _vjp(self, xs, relevance / stabilize(z))
         return [x * g for x, g in zip(xs, grads)]
 
 

@@ -31,4 +31,4 @@ class Flat(WSquare):
     """
 
     def modified_kernel(self, kernel):
-        return ops.ones_like(kernel)
+        return ops.ones(ops.shape(kernel), dtype=kernel.dtype)  # not ones_like: a Keras variable

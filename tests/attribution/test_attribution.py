@@ -8,7 +8,6 @@ import threading
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from helpers import L, keras_dtype, precision_net, unsupported_net
 
 import keras_lrp
@@ -49,15 +48,34 @@ def assert_untouched(before, after):
     assert before["io"] == after["io"] and before["trainable"] == after["trainable"]
 
 
+def _eager():
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    return tf.config.functions_run_eagerly()
+
+
 def global_config():
     return (keras.config.floatx(), keras.config.dtype_policy().name,
             keras.config.image_data_format(), keras.config.epsilon(),
-            tf.config.functions_run_eagerly())
+            _eager())
 
 
 def fit_step(model, x, y):
     keras.utils.set_random_seed(11)
-    return model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    with _grad_enabled():  # the torch tests run with grad off (conftest)
+        return model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+
+
+def _grad_enabled():
+    if keras.backend.backend() != "torch":
+        import contextlib
+
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.enable_grad()
 
 
 def test_the_users_model_is_untouched_by_analyses(monkeypatch, tmp_path):

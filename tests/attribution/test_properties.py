@@ -30,8 +30,9 @@ freely by hypothesis for every example.
 import os
 
 import numpy as np
+import pytest
 import reference as ref
-from helpers import build, keras_dtype, set_weights
+from helpers import BACKEND, at_precision, build, keras_dtype, set_weights
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -335,7 +336,7 @@ def _conservation_property(example):
         assert relevance.dtype == np.float64 and np.isfinite(relevance).all(), (rule, arch)
         for i in range(len(x)):
             expected, logit, lost, flow = _reference_lrp(net, x[i], neuron, rule)
-            tol = 1e-9 * (flow + abs(logit)) + 1e-280
+            tol = at_precision(1e-9) * (flow + abs(logit)) + 1e-280
             label = f"{rule} on {arch}, sample {i} (modes {modes}): "
             # the reference itself conserves all but the lost relevance ...
             assert abs(expected.sum() - (logit - lost)) <= tol, label + "reference"
@@ -349,6 +350,8 @@ def _conservation_property(example):
     _count("float64 conservation", networks=1, inputs=len(x))
 
 
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras computes float64 matmul in float32 on "
+                    "PyTorch (its result dtype is float32), so no float64 conservation exists")
 def test_property_conserving_rules_conserve_in_float64():
     _conservation_property()
     row = COUNTS.get("float64 conservation", {})

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -324,6 +325,46 @@ def test_writer_resume_names_the_differing_key(tmp_path, key, value):
     assert "delete it" in str(info.value)
     assert Path(f"{path}.partial").read_bytes() == before
     assert os.listdir(tmp_path) == ["r.h5.partial"]
+
+
+def _partial_on(tmp_path, backend, version):
+    """A partial file as another backend wrote it (its metadata names that backend)."""
+    path = tmp_path / "r.h5"
+    with pytest.raises(KeyboardInterrupt):
+        with klio.RelevanceWriter(path, {**META, "backend": backend,
+                                         "backend_version": version}) as out:
+            _write(out, [0, 1, 2], stop_after=1)
+    return path
+
+
+def test_writer_resume_refuses_another_backend_unless_told(tmp_path):
+    here = keras.backend.backend()
+    other = "torch" if here != "torch" else "jax"
+    path = _partial_on(tmp_path, other, "9.9")
+    before = Path(f"{path}.partial").read_bytes()
+    with pytest.raises(ValueError, match=rf"made on Keras backend {other} 9\.9, this run uses "
+                                         rf"{here} .*--resume-other-backend"):
+        klio.RelevanceWriter(path, META, resume=True)
+    assert Path(f"{path}.partial").read_bytes() == before  # refused, untouched
+    with klio.RelevanceWriter(path, META, resume=True, other_backend=True) as out:
+        assert out.resumed_rows == 6
+        _write(out, [2, 3])
+    whole = tmp_path / "whole.h5"
+    with klio.RelevanceWriter(whole, META) as out:
+        _write(out, [0, 1, 2, 3])
+    for k in ("a", "b"):
+        np.testing.assert_array_equal(klio.load_relevances(path).relevance[k],
+                                      klio.load_relevances(whole).relevance[k])
+
+
+def test_writer_records_the_backend(tmp_path):
+    from keras_lrp import backend
+
+    with klio.RelevanceWriter(tmp_path / "r.h5", META) as out:
+        _write(out, [0])
+    m = klio.load_relevances(tmp_path / "r.h5").metadata
+    assert m["backend"] == keras.backend.backend() == backend.NAME
+    assert m["backend_version"] == backend.version() and m["keras_version"] == keras.__version__
 
 
 @pytest.mark.parametrize("content", [b"", b"not hdf5 at all", "truncated"])

@@ -121,7 +121,7 @@ def test_relevances_h5_metadata(results, model):
                                        for label, _, kwargs in DEMO_ANALYZERS}
     assert meta["model_name"] == model.name
     assert meta["model_weights_sha256"] == model_weights_hash(model)
-    for key in ("keras_lrp_version", "tensorflow_version", "keras_version", "created"):
+    for key in ("keras_lrp_version", "backend", "backend_version", "keras_version", "created"):
         assert meta.get(key), key
 
 

@@ -170,10 +170,32 @@ def _run(block: Block, state: PageState, monkeypatch) -> None:
         state.done.add(block.line)
 
 
+_FRAMEWORK_IMPORT = re.compile(r"^\s*(?:import|from)\s+(tensorflow|jax|torch)\b", re.M)
+
+
+def _needs_elsewhere(block: Block) -> Optional[str]:
+    """Why ``block`` cannot run in this environment, or ``None``: it is written for another
+    Keras backend (it imports that framework), or it (or an earlier block of its page, which it
+    builds on) uses keras-hub where keras-hub is not installed (the JAX and PyTorch
+    environments: keras-hub needs TensorFlow)."""
+    backend = __import__("keras").backend.backend()
+    framework = _FRAMEWORK_IMPORT.search(block.code)
+    if framework and framework.group(1) != backend:
+        return f"written for the {framework.group(1)} backend; this is {backend}"
+    if importlib.util.find_spec("keras_hub") is None and any(
+            "keras_hub" in b.code for b in RUNNABLE_BLOCKS
+            if b.page == block.page and b.line <= block.line):
+        return "uses keras-hub (on its page, at or before this block), which is not installed"
+    return None
+
+
 @pytest.mark.parametrize("block", RUNNABLE_BLOCKS, ids=[b.id for b in RUNNABLE_BLOCKS])
 def test_block_runs(block, tmp_path_factory, monkeypatch):
     if _is_setup(block):
         pytest.skip("the README's set-up block: CI runs it in a fresh environment (.ci/run)")
+    reason = _needs_elsewhere(block)
+    if reason:
+        pytest.skip(reason)
     state = _state(block.page, tmp_path_factory)
     # A page's blocks run in order; when this one is selected alone, its predecessors run first.
     for earlier in RUNNABLE_BLOCKS:
