@@ -146,14 +146,17 @@ class KerasMask(keras.layers.Layer):
         super().__init__(**kwargs)
         self.supports_masking = True
 
-    def call(self, x):
-        mask = keras.backend.get_keras_mask(x) if hasattr(keras.backend, "get_keras_mask") \
-            else getattr(x, "_keras_mask", None)
+    def call(self, x, mask=None):
+        # Keras passes the mask in (the way that works on every backend: a JAX array under jit
+        # carries no attribute); a tensor's own mask is the fallback
+        if mask is None:
+            mask = keras.backend.get_keras_mask(x) if hasattr(keras.backend, "get_keras_mask") \
+                else getattr(x, "_keras_mask", None)
         if mask is None:
             return ops.ones(ops.shape(x)[:-1], "bool")
         return ops.cast(mask, "bool")
 
-    def compute_output_spec(self, x):
+    def compute_output_spec(self, x, mask=None):
         return keras.KerasTensor(x.shape[:-1], dtype="bool")
 
 

@@ -107,7 +107,7 @@ class RelevanceLayer(keras.layers.Layer):
         return type(self).__name__
 
 
-def _batched(shape) -> tuple:
+def _batched(shape) -> tuple:  # also used by layers.structural
     """A static shape as the user's model declares it: the batch size unknown (the check runs
     on a concrete batch on JAX and PyTorch)."""
     shape = tuple(shape)

@@ -7,7 +7,7 @@ from keras import ops
 from keras_lrp import backend
 from keras_lrp.core.graph import gate_index
 from keras_lrp.core.stabilize import stabilize
-from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.layers.base import RelevanceLayer, _batched
 
 
 def _is_float(x) -> bool:
@@ -28,7 +28,7 @@ def _vjp(owner: RelevanceLayer, xs, cotangent):
         if g is None and _is_float(x):
             raise ValueError(
                 f"Layer '{getattr(owner.layer, 'name', owner.layer)}' ({type(owner).__name__}): "
-                f"its output does not depend on its input {i} (shape {tuple(x.shape)}), so "
+                f"its output does not depend on its input {i} (shape {_batched(x.shape)}), so "
                 "relevance has no path back to it. Register a relevance layer that says what "
                 "that input receives (keras_lrp.register_layer), or remove the unused input.")
     return [ops.zeros(ops.shape(x), owner.compute_dtype) if g is None else g

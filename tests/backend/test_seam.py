@@ -84,3 +84,21 @@ def test_scan_stacks_every_accumulator(float64, reverse):
         acc = acc * 0.5 + x
         expected.append(acc)
     np.testing.assert_allclose(out, expected[::-1] if reverse else expected, rtol=1e-15)
+
+
+def test_vjp_says_none_through_stop_gradient_and_for_integers(float64):
+    """A path that only runs through stop_gradient carries no derivative, and integer primals
+    (token ids) have none: both ``None``, on every backend (JAX reads it off the jaxpr)."""
+    x, ids = np.array([1.0, 2.0]), np.array([3, 4], dtype="int32")
+    _, pullback = backend.vjp(lambda u, v, k: ops.stop_gradient(u) * v + ops.cast(k, "float64"),
+                              x, x * 3.0, ids)
+    gu, gv, gk = pullback(ops.ones(2, dtype="float64"))
+    assert gu is None and gk is None
+    np.testing.assert_array_equal(backend.to_numpy(gv), x)
+
+
+def test_to_numpy_of_a_backend_tensor():
+    t = ops.convert_to_tensor(np.arange(3.0))
+    out = backend.to_numpy(t * 2.0)
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [0.0, 2.0, 4.0])

@@ -108,6 +108,9 @@ def _data(model, rng):
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=[b.__name__[1:] for b in BUILDERS])
 def test_expansion_computes_the_same_function(float64, builder):
+    if builder is _mha_cross_key and keras.backend.backend() == "jax":
+        pytest.skip("Keras' own MultiHeadAttention with value_dim != key_dim fails on JAX "
+                    "(Keras 3.15: 'cannot reshape array of shape (3, 5, 2, 1, 4)')")
     inputs, outputs = builder()
     model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(0)

@@ -182,6 +182,8 @@ def _needs_elsewhere(block: Block) -> Optional[str]:
     framework = _FRAMEWORK_IMPORT.search(block.code)
     if framework and framework.group(1) != backend:
         return f"written for the {framework.group(1)} backend; this is {backend}"
+    if "--devices" in block.code and backend != "tensorflow":
+        return "--devices N on a CPU makes N logical devices on TensorFlow only"
     if importlib.util.find_spec("keras_hub") is None and any(
             "keras_hub" in b.code for b in RUNNABLE_BLOCKS
             if b.page == block.page and b.line <= block.line):
@@ -203,7 +205,7 @@ def test_block_runs(block, tmp_path_factory, monkeypatch):
             continue
         if state.failed:
             break
-        if earlier.line not in state.done:
+        if earlier.line not in state.done and not _needs_elsewhere(earlier):
             _run(earlier, state, monkeypatch)
     if state.failed:
         pytest.skip(f"builds on {state.failed}, which failed")

@@ -24,6 +24,22 @@ def eps_rule(epsilon=EPS):
     return lambda x, W, b, R: ref.epsilon_rule(x, W, b, R, epsilon)
 
 
+def _skip_keras_simple_rnn_float64_on_jax(model):
+    if BACKEND == "jax" and keras.config.floatx() == "float64" and any(
+            isinstance(layer, L.SimpleRNN) for layer in _all_layers(model)):
+        pytest.skip("Keras' own SimpleRNN fails in float64 on JAX (its scan carry turns "
+                    "float32: 'scan body function carry input and carry output must have "
+                    "equal types'); the float32 cases run")
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        for attr in ("layer", "forward_layer", "backward_layer"):
+            if isinstance(getattr(layer, attr, None), L.Layer):
+                yield getattr(layer, attr)
+
+
 def _randomize(model, seed, bias):
     rng = np.random.default_rng(seed)
     weights = []
@@ -280,6 +296,7 @@ def _inputs(name, seed, n=5):
 def _model(name, bias, seed):
     keras.utils.set_random_seed(seed)
     model = CASES[name][0](bias)
+    _skip_keras_simple_rnn_float64_on_jax(model)
     _randomize(model, seed, bias)
     return model
 
@@ -500,6 +517,7 @@ def test_time_distributed_around_layers_without_a_kernel(float64):
     h = L.TimeDistributed(L.MaxPooling1D(2))(i)
     h = L.TimeDistributed(L.Flatten())(h)
     model = keras.Model(i, L.Dense(K, use_bias=False)(L.SimpleRNN(U, use_bias=False)(h)))
+    _skip_keras_simple_rnn_float64_on_jax(model)
     _randomize(model, 4, False)
     x = np.random.default_rng(4).normal(size=(3, T, 4, 2))
     got = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
