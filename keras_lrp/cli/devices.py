@@ -1,9 +1,10 @@
-"""``--devices``: the tf.distribute strategy the command line analyzes with.
+"""``--devices``: the distribution the command line analyzes with, on the Keras backend in use.
 
-``all`` is every GPU (one CPU when there is none); ``N`` is the first N GPUs, or, on a machine
-without GPUs, N logical CPU devices (which share the CPU's cores: useful to check a distributed
-set-up, rarely faster). For several machines, see README "Dataset scale": create the analyzer
-inside a ``MultiWorkerMirroredStrategy``'s scope in Python.
+TensorFlow: ``all`` is every GPU (one CPU when there is none); ``N`` is the first N GPUs, or, on
+a machine without GPUs, N logical CPU devices (which share the CPU's cores: useful to check a
+distributed set-up, rarely faster). For several machines, see README "Dataset scale": create
+the analyzer inside a ``MultiWorkerMirroredStrategy``'s scope in Python. JAX: ``all`` or the
+first ``N`` local devices, with ``keras.distribution.DataParallel``. PyTorch: one device.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ class DeviceError(ValueError):
 
 
 def strategy_for(devices: str):
-    """A ``MirroredStrategy`` over the devices ``devices`` ("all" or a count) names (see
-    :func:`keras_lrp.backend.device_strategy`)."""
+    """The backend's distribution over the devices ``devices`` ("all" or a count) names (see
+    :func:`keras_lrp.backend.device_strategy`): an object with a ``scope()``."""
     from keras_lrp import backend
 
     return backend.device_strategy(devices, DeviceError)
