@@ -59,8 +59,15 @@ def jitted_gradient(analyzer):
 
 
 def peak_bytes() -> int:
+    """JAX's peak device memory so far (0 where the device keeps no statistics: the CPU)."""
     stats = jax.devices()[0].memory_stats() or {}
     return int(stats.get("peak_bytes_in_use", 0))
+
+
+def _mib(m: int, m_grad: int) -> str:
+    if not m_grad:
+        return f"{'–':>9} {'–':>7}"
+    return f"{m / 2**20:>9.0f} {m / m_grad:>7.2f}"
 
 
 def median_time(fn, x, repeats: int) -> float:
@@ -82,13 +89,13 @@ def bench(label, model, methods, batch, repeats):
     print(f"\n{label}, batch {batch}, {jax.devices()[0].device_kind}")
     print(f"{'method':<26} {'ms':>9} {'÷ grad':>7} {'img/s':>8} {'peak MiB':>9} {'÷ grad':>7}")
     print(f"{'input gradient (jit)':<26} {t_grad * 1e3:>9.1f} {1:>7.2f} {batch / t_grad:>8.1f}"
-          f" {m_grad / 2**20:>9.0f} {1:>7.2f}")
+          f" {_mib(m_grad, m_grad)}")
     for name, (method, kwargs) in methods.items():
         analyzer = keras_lrp.create_analyzer(method, model, **kwargs)
         t = median_time(lambda v, a=analyzer: a.analyze(v, batch_size=batch), x, repeats)
         m = peak_bytes()
         print(f"{name:<26} {t * 1e3:>9.1f} {t / t_grad:>7.2f} {batch / t:>8.1f}"
-              f" {m / 2**20:>9.0f} {m / max(m_grad, 1):>7.2f}")
+              f" {_mib(m, m_grad)}")
 
 
 def main() -> None:
