@@ -102,3 +102,14 @@ def test_to_numpy_of_a_backend_tensor():
     out = backend.to_numpy(t * 2.0)
     assert isinstance(out, np.ndarray)
     np.testing.assert_array_equal(out, [0.0, 2.0, 4.0])
+
+
+@pytest.mark.skipif(backend.NAME != "torch", reason="PyTorch's one-device rule")
+def test_torch_refuses_a_distribution_in_one_line(monkeypatch):
+    """Keras has no distribution for PyTorch (DataParallel() itself fails there); should one be
+    set anyway, the analyzer says to use JAX instead of running on one device silently."""
+    import keras
+
+    monkeypatch.setattr(keras.distribution, "distribution", lambda: "a distribution")
+    with pytest.raises(RuntimeError, match="runs on one device.*KERAS_BACKEND=jax"):
+        backend.current_strategy()
