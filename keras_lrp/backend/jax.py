@@ -230,20 +230,14 @@ def distributed(strategy, fn: Callable, args: Sequence[np.ndarray]):
     return step, values + [rows]
 
 
-def device_strategy(devices: str, error: Callable[[str], Exception]):
-    """``keras.distribution.DataParallel`` over every local device ("all") or the first N. On
-    the CPU, N devices exist only if ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` was
-    set before JAX started."""
+def device_strategy(n: Optional[int], error: Callable[[str], Exception]):
+    """``keras.distribution.DataParallel`` over every local device (``n`` is ``None``) or the
+    first ``n``. On the CPU, n devices exist only if
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` was set before JAX started."""
     local = jax.local_devices()
-    if devices == "all":
+    if n is None:
         chosen = local
     else:
-        try:
-            n = int(devices)
-        except ValueError:
-            raise error(f"--devices must be 'all' or a number >= 1, got {devices!r}.") from None
-        if n < 1:
-            raise error(f"--devices must be 'all' or a number >= 1, got {devices!r}.")
         if n > len(local):
             hint = (" On the CPU, set XLA_FLAGS=--xla_force_host_platform_device_count="
                     f"{n} before starting." if local[0].platform == "cpu" else "")

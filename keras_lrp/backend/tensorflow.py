@@ -100,20 +100,14 @@ def compile_function(fn: Callable) -> Callable:
     return tf.function(fn, reduce_retracing=True)
 
 
-def device_strategy(devices: str, error: Callable[[str], Exception]):
-    """A ``MirroredStrategy`` over the devices ``devices`` ("all" or a count) names: every GPU
-    (one CPU when there is none), the first N GPUs, or, without GPUs, N logical CPU devices.
-    ``error(message)`` makes the exception raised for a value that cannot be honoured."""
+def device_strategy(n: Optional[int], error: Callable[[str], Exception]):
+    """A ``MirroredStrategy`` over every GPU (``n`` is ``None``; one CPU when there is none),
+    the first ``n`` GPUs, or, without GPUs, ``n`` logical CPU devices. ``error(message)`` makes
+    the exception raised for a count that cannot be honoured (the CLI has checked n >= 1)."""
     gpus = tf.config.list_physical_devices("GPU")
-    if devices == "all":
+    if n is None:
         names = [f"/gpu:{i}" for i in range(len(gpus))] or ["/cpu:0"]
     else:
-        try:
-            n = int(devices)
-        except ValueError:
-            raise error(f"--devices must be 'all' or a number >= 1, got {devices!r}.") from None
-        if n < 1:
-            raise error(f"--devices must be 'all' or a number >= 1, got {devices!r}.")
         if gpus:
             if n > len(gpus):
                 raise error(f"--devices {n}: this machine has {len(gpus)} GPU(s).")

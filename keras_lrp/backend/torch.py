@@ -127,18 +127,12 @@ def distributed(strategy, fn: Callable, args: Sequence[np.ndarray]):  # pragma: 
     raise RuntimeError("keras-lrp on PyTorch has no distribution (one device).")
 
 
-def device_strategy(devices: str, error: Callable[[str], Exception]):
-    """``--devices``: only ``1`` is possible on PyTorch."""
-    if devices != "all":
-        try:
-            n = int(devices)
-        except ValueError:
-            raise error(f"--devices must be 'all' or a number >= 1, got {devices!r}.") from None
-        if n < 1:
-            raise error(f"--devices must be 'all' or a number >= 1, got {devices!r}.")
-        if n == 1:
-            return _OneDevice()
-    raise error(f"--devices {devices}: keras-lrp on PyTorch runs on one device; use "
+def device_strategy(n: Optional[int], error: Callable[[str], Exception]):
+    """``--devices``: only one device (``n == 1``) is possible on PyTorch."""
+    if n == 1:
+        return _OneDevice()
+    shown = "all" if n is None else n
+    raise error(f"--devices {shown}: keras-lrp on PyTorch runs on one device; use "
                 "--backend jax for several devices (keras.distribution.DataParallel), or "
                 "--backend tensorflow (tf.distribute).")
 

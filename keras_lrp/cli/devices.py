@@ -16,12 +16,26 @@ class DeviceError(ValueError):
     """A ``--devices`` value that cannot be honoured."""
 
 
+def device_count(devices: str):
+    """``--devices`` read once for every backend: ``None`` for ``all``, else a count >= 1."""
+    if devices == "all":
+        return None
+    try:
+        n = int(devices)
+    except ValueError:
+        raise DeviceError(f"--devices must be 'all' or a number >= 1, got {devices!r}.") from None
+    if n < 1:
+        raise DeviceError(f"--devices must be 'all' or a number >= 1, got {devices!r}.")
+    return n
+
+
 def strategy_for(devices: str):
     """The backend's distribution over the devices ``devices`` ("all" or a count) names (see
     :func:`keras_lrp.backend.device_strategy`): an object with a ``scope()``."""
+    count = device_count(devices)
     from keras_lrp import backend
 
-    return backend.device_strategy(devices, DeviceError)
+    return backend.device_strategy(count, DeviceError)
 
 
 def scope_for(devices):
@@ -29,4 +43,4 @@ def scope_for(devices):
     return strategy_for(devices).scope() if devices else contextlib.nullcontext()
 
 
-__all__ = ["DeviceError", "scope_for", "strategy_for"]
+__all__ = ["DeviceError", "device_count", "scope_for", "strategy_for"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tensorflow_only
 
 HERE = Path(__file__).resolve().parents[1]
 WORKER = HERE / "distribute_worker.py"
@@ -36,6 +37,7 @@ def _check(results, replicas):
 
 
 @pytest.mark.slow  # ~35 s; the same strategy is checked by default through the CLI below
+@tensorflow_only  # tf.distribute; JAX: tests/backend/test_jax_distribution.py
 def test_mirrored_strategy_over_two_cpu_devices(tmp_path):
     out = tmp_path / "mirrored.npz"
     proc = subprocess.run([sys.executable, str(WORKER), str(out), "mirrored"], env=_env(),
@@ -55,6 +57,7 @@ def _free_ports(n):
 
 
 @pytest.mark.slow  # two worker processes, ~25 s
+@tensorflow_only  # tf.distribute; JAX: tests/backend/test_jax_distribution.py
 def test_multi_worker_mirrored_strategy_over_two_processes(tmp_path):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
@@ -77,6 +80,7 @@ def test_multi_worker_mirrored_strategy_over_two_processes(tmp_path):
 
 
 @pytest.mark.slow  # ~20 s: two logical devices need a fresh process
+@tensorflow_only  # tf.distribute; JAX: tests/backend/test_jax_distribution.py
 def test_cli_devices_2_equals_one_device(tmp_path):
     """``keras-lrp analyze --devices 2`` on a CPU-only machine: two logical CPU devices, the
     same relevances as without --devices."""
