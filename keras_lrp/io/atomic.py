@@ -1,7 +1,8 @@
 """The one way keras-lrp puts a file in place: written beside its destination, flushed to disk,
 then renamed onto it, so that a reader (or a later run) never sees a half-written file and a
 failure leaves nothing behind. Figures, token pages, analyzer files and results files all go
-through :func:`write_atomically` or :func:`replace`."""
+through :func:`write_atomically` or :func:`replace` (a work folder's shards are renamed into place
+and fsynced in groups, see :mod:`keras_lrp.io.journal`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Resumable results files: an interrupted run keeps its whole batches in ``<out>.partial``, and
+"""Resumable results files: an interrupted run keeps its whole batches in the work folder
+``<out>.partial``, and
 ``RelevanceWriter(resume=True)`` / ``keras-lrp analyze --resume`` continue it.
 
 The CLI runs in-process (``keras_lrp.cli.main``) on the shipped digits CNN: 40 digits in batches
@@ -14,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ import pytest
 import keras_lrp
 from keras_lrp import cli
 from keras_lrp import io as klio
-from keras_lrp.io import results
+from keras_lrp.io import journal
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "keras_lrp" / "demos" / "models" / "digits_cnn.keras"
@@ -62,8 +62,16 @@ def _count_analyzed_rows(monkeypatch):
 
 
 def _rows_per_dataset(path):
-    with h5py.File(path, "r") as f:
-        return {k: f[k].shape[0] for k in results._datasets(f)}
+    """Rows per dataset of a results file, or the whole rows of a work folder."""
+    res = klio.load_relevances(path)
+    rows = {f"relevance/{k}": len(v) for k, v in res.relevance.items()}
+    return {**rows, **{k: len(getattr(res, k)) for k in ("inputs", "predictions", "neurons")
+                       if getattr(res, k) is not None}}
+
+
+def _snapshot(folder):
+    """{file name: bytes} of a work folder."""
+    return {n: (Path(folder) / n).read_bytes() for n in sorted(os.listdir(folder))}
 
 
 def assert_same_run(actual, expected):
@@ -124,7 +132,7 @@ def model_and_x(x):
 
 def _copy_partial(interrupted, tmp_path):
     out = tmp_path / "out.h5"
-    shutil.copyfile(interrupted["dir"] / "out.h5.partial", tmp_path / "out.h5.partial")
+    shutil.copytree(interrupted["dir"] / "out.h5.partial", tmp_path / "out.h5.partial")
     return out
 
 
@@ -184,7 +192,7 @@ def test_resume_subprocess_end_to_end(interrupted, one_shot, folder, tmp_path):
 def test_resume_with_other_settings_is_refused(interrupted, folder, x, tmp_path, capsys,
                                                change, key):
     out = _copy_partial(interrupted, tmp_path)
-    before = Path(f"{out}.partial").read_bytes()
+    before = _snapshot(f"{out}.partial")
     inputs = folder / "x.npy"
     if change == "reversed":
         inputs = tmp_path / "reversed.npy"
@@ -194,7 +202,7 @@ def test_resume_with_other_settings_is_refused(interrupted, folder, x, tmp_path,
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("keras-lrp: error:") == 1
     assert f"['{key}']" in err and "out.h5.partial" in err and "--resume" in err
-    assert Path(f"{out}.partial").read_bytes() == before and not out.exists()
+    assert _snapshot(f"{out}.partial") == before and not out.exists()
 
 
 def test_resume_without_partial_starts_over(one_shot, folder, tmp_path, monkeypatch, capsys):
@@ -222,13 +230,14 @@ def test_corrupt_partial_is_refused_then_replaced(interrupted, one_shot, folder,
     --resume names it and says to delete it or drop --resume; a run without it replaces it."""
     out = _copy_partial(interrupted, tmp_path)
     partial = Path(f"{out}.partial")
-    partial.write_bytes(partial.read_bytes()[:4096])
+    header = partial / "000000.h5"
+    header.write_bytes(header.read_bytes()[:1024])
     assert cli.main(_args(folder / "x.npy", out, "--resume")) == 2
     err = capsys.readouterr().err
     assert err.count("keras-lrp: error:") == 1 and "Traceback" not in err
     assert "Cannot resume from" in err and str(partial) in err
     assert "To start over, delete it or drop resume=True (--resume)" in err
-    assert partial.stat().st_size == 4096 and not out.exists()
+    assert header.stat().st_size == 1024 and not out.exists()
     assert cli.main(_args(folder / "x.npy", out)) == 0
     assert sorted(os.listdir(tmp_path)) == ["out.h5"]
     assert_same_run(klio.load_relevances(out), one_shot)
@@ -268,7 +277,8 @@ def _partial(tmp_path, stop_after=1, meta=META):
 
 def test_writer_keeps_rows_written_for_every_analyzer(tmp_path):
     path = _partial(tmp_path, stop_after=2)  # batch 2: inputs and "a" written, "b" not
-    assert os.listdir(tmp_path) == ["r.h5.partial"]
+    assert os.listdir(tmp_path) == ["r.h5.partial"]  # no lock or temp file left
+    assert sorted(os.listdir(f"{path}.partial")) == ["000000.h5", "000001.npz", "000002.npz"]
     res = klio.load_relevances(f"{path}.partial")
     assert {k: len(v) for k, v in res.relevance.items()} == {"a": 6, "b": 6}
     np.testing.assert_array_equal(res.inputs[:, 0], [0, 0, 0, 1, 1, 1])
@@ -276,26 +286,32 @@ def test_writer_keeps_rows_written_for_every_analyzer(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with klio.RelevanceWriter(path, {**META, "analyzers": ["a", "b", "c"]}) as out:
             _write(out, [0, 1], stop_after=0)
-    assert set(_rows_per_dataset(f"{path}.partial").values()) == {0}
+    assert _rows_per_dataset(f"{path}.partial") == {}  # nothing went to disk
 
 
-def test_writer_flushes_after_each_whole_batch(tmp_path, monkeypatch):
-    flushes = []
-    monkeypatch.setattr(h5py.File, "flush", lambda self: flushes.append(1))
+def test_writer_writes_one_shard_per_whole_batch(tmp_path, monkeypatch):
+    shards, original = [], journal.write_shard
+
+    def write_shard(folder, number, items, *args):
+        shards.append((number, sorted(key for key, _, _ in items)))
+        return original(folder, number, items, *args)
+    monkeypatch.setattr(journal, "write_shard", write_shard)
     with klio.RelevanceWriter(tmp_path / "r.h5", META) as out:
         _write(out, [0, 1, 2, 3])
-    assert len(flushes) == 4  # once per batch, not per append
+    keys = ["inputs", "predictions", "relevance/a", "relevance/b"]
+    assert shards == [(i, keys) for i in range(1, 5)]  # once per batch, not per append
 
 
 def test_writer_resume_continues_and_matches_one_go(tmp_path):
     path = _partial(tmp_path)
     partial = Path(f"{path}.partial")
-    before = partial.read_bytes()
+    before = _snapshot(partial)
     with klio.RelevanceWriter(path, {**META, "created": "another time"}, resume=True) as out:
         assert out.resumed_rows == 6
         assert set(out.completed_rows().values()) == {6}
         _write(out, [2, 3])
-        assert partial.read_bytes() == before  # intact until the run ends (hard-kill safe)
+        now = _snapshot(partial)  # the earlier shards are untouched; new ones follow them
+        assert {n: now[n] for n in before} == before and len(now) == len(before) + 2
     assert os.listdir(tmp_path) == ["r.h5"]
     with klio.RelevanceWriter(tmp_path / "whole.h5", META) as out:
         _write(out, [0, 1, 2, 3])
@@ -319,11 +335,11 @@ def test_writer_resume_interrupted_again_grows_partial(tmp_path):
                                         ("analyzers", ["a"]), ("extra", 1)])
 def test_writer_resume_names_the_differing_key(tmp_path, key, value):
     path = _partial(tmp_path)
-    before = Path(f"{path}.partial").read_bytes()
+    before = _snapshot(f"{path}.partial")
     with pytest.raises(ValueError, match=rf"r\.h5\.partial.*\['{key}'\].*--resume") as info:
         klio.RelevanceWriter(path, {**META, key: value}, resume=True)
     assert "delete it" in str(info.value)
-    assert Path(f"{path}.partial").read_bytes() == before
+    assert _snapshot(f"{path}.partial") == before
     assert os.listdir(tmp_path) == ["r.h5.partial"]
 
 
@@ -341,11 +357,11 @@ def test_writer_resume_refuses_another_backend_unless_told(tmp_path):
     here = keras.backend.backend()
     other = "torch" if here != "torch" else "jax"
     path = _partial_on(tmp_path, other, "9.9")
-    before = Path(f"{path}.partial").read_bytes()
+    before = _snapshot(f"{path}.partial")
     with pytest.raises(ValueError, match=rf"made on Keras backend {other} 9\.9, this run uses "
                                          rf"{here} .*--resume-other-backend"):
         klio.RelevanceWriter(path, META, resume=True)
-    assert Path(f"{path}.partial").read_bytes() == before  # refused, untouched
+    assert _snapshot(f"{path}.partial") == before  # refused, untouched
     with klio.RelevanceWriter(path, META, resume=True, other_backend=True) as out:
         assert out.resumed_rows == 6
         _write(out, [2, 3])
@@ -370,8 +386,8 @@ def test_writer_records_the_backend(tmp_path):
 @pytest.mark.parametrize("content", [b"", b"not hdf5 at all", "truncated"])
 def test_writer_refuses_unreadable_partial(tmp_path, content):
     path = _partial(tmp_path)
-    partial = Path(f"{path}.partial")
-    partial.write_bytes(partial.read_bytes()[:2048] if content == "truncated" else content)
+    header = Path(f"{path}.partial") / "000000.h5"
+    header.write_bytes(header.read_bytes()[:2048] if content == "truncated" else content)
     with pytest.raises(ValueError, match=r"Cannot resume from .*r\.h5\.partial.*not a readable"):
         klio.RelevanceWriter(path, META, resume=True)
     assert os.listdir(tmp_path) == ["r.h5.partial"]
@@ -379,15 +395,15 @@ def test_writer_refuses_unreadable_partial(tmp_path, content):
 
 def test_writer_failed_write_keeps_whole_batches(tmp_path, monkeypatch):
     path = tmp_path / "r.h5"
-    original = h5py.Dataset.__setitem__
+    original = journal.write_shard
 
-    def setitem(self, key, value):
-        if self.name == "/relevance/b" and self.shape[0] > 6:
+    def write_shard(folder, number, *args):
+        if number > 2:
             raise OSError("disk full")
-        return original(self, key, value)
+        return original(folder, number, *args)
     with pytest.raises(OSError, match="disk full"):
         with klio.RelevanceWriter(path, META) as out:
-            monkeypatch.setattr(h5py.Dataset, "__setitem__", setitem)
+            monkeypatch.setattr(journal, "write_shard", write_shard)
             _write(out, [0, 1, 2])
     monkeypatch.undo()
     assert set(_rows_per_dataset(f"{path}.partial").values()) == {6}
