@@ -16,6 +16,8 @@ from keras_lrp.cli.prepare import UsageError, _analyze_all, _check_out, _prepare
 def _resume_point(writer, x) -> int:
     """Rows of ``x`` already in the writer's resumed partial file; says so on stderr."""
     done = writer.resumed_rows  # same inputs: the metadata holds their hash
+    if writer.recovery:
+        print(f"keras-lrp: {writer.recovery}", file=sys.stderr)
     if done:
         print(f"keras-lrp: resuming {writer.partial_path}: {done} of {len(x)} rows already "
               f"done, {len(x) - done} to go", file=sys.stderr)
@@ -49,6 +51,11 @@ def cmd_analyze(args) -> None:
                                     other_backend=args.resume_other_backend)
         try:
             with writer:
+                if writer.removed_stale:
+                    print(f"keras-lrp: removed {len(writer.removed_stale)} temporary file(s) "
+                          f"left by earlier runs that died: "
+                          f"{', '.join(os.path.basename(p) for p in writer.removed_stale)}",
+                          file=sys.stderr)
                 done = _resume_point(writer, x) if args.resume else 0
                 for xb, logits, rel in _analyze_all(analyzers, x, args.neuron, args.batch_size,
                                                     skip=done):

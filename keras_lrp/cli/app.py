@@ -12,6 +12,7 @@ import sys
 import traceback
 from typing import List, Optional
 
+from keras_lrp.cli import signals
 from keras_lrp.cli.analyze import cmd_analyze
 from keras_lrp.cli.compare import cmd_compare
 from keras_lrp.cli.prepare import UsageError
@@ -201,15 +202,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.error(f"--{option.replace('_', '-')} must be >= 1, got "
                          f"{getattr(args, option)}")
     try:
-        args.func(args)
+        with signals.stop_on_signals():
+            args.func(args)
     except (UsageError, ValueError, TypeError, OSError) as e:  # ValueError: InputError too
         if args.debug:
             traceback.print_exc()
         print(f"keras-lrp: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("keras-lrp: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (signals.Terminated)
+        terminated = isinstance(e, signals.Terminated)
+        print(f"keras-lrp: {'terminated (SIGTERM)' if terminated else 'interrupted'}",
+              file=sys.stderr)
+        return signals.exit_code(e)
     except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback on request
         if args.debug:
             traceback.print_exc()
