@@ -115,26 +115,40 @@ class Runner:
 
     def iter_analyze(self, x: Inputs, neuron_selection: Selection = None,
                      batch_size: Optional[int] = None, allow_nonfinite: bool = False,
-                     layerwise: bool = False) -> Iterator[Tuple[Any, Any]]:
+                     layerwise: bool = False, skip: int = 0) -> Iterator[Tuple[Any, Any]]:
         """Like :meth:`analyze`, but yields ``(inputs, relevance)`` batch by batch, keeping
         nothing: for results larger than memory (write each batch, e.g. with
-        :class:`keras_lrp.io.results.RelevanceWriter`)."""
+        :class:`keras_lrp.io.writer.RelevanceWriter`).
+
+        ``skip`` starts at that row, e.g. a resumed writer's ``resumed_rows``: the rows before
+        it are not analysed (a dataset's or generator's are read and dropped), and
+        ``neuron_selection`` still counts from row 0.
+        """
+        if isinstance(skip, bool) or not isinstance(skip, (int, np.integer)) or skip < 0:
+            raise ValueError(f"skip must be a row count >= 0, got {skip!r}.")
         if is_batch_stream(x):
             if neuron_selection is not None and np.ndim(neuron_selection) > 0:
                 raise ValueError("With a dataset or generator, neuron_selection must be one int "
                                  "for every sample (or None).")
             for batch in stream(x):
+                rows = len(batch[0] if isinstance(batch, list) else batch)
+                if skip >= rows:
+                    skip -= rows
+                    continue
                 yield from self.iter_analyze(batch, neuron_selection, batch_size,
-                                             allow_nonfinite, layerwise)
+                                             allow_nonfinite, layerwise, skip)
+                skip = 0
             return
         arrays = as_arrays(x, self.inputs, self.model_name, allow_nonfinite)
         n = arrays[0].shape[0]
         if self.neuron_selection_mode == "index":
-            selection = self._selection(neuron_selection, n)
+            selection = self._selection(neuron_selection, n)[skip:]
         elif neuron_selection is not None:
             raise ValueError(f"neuron_selection is only used with neuron_selection_mode='index'"
                              f" (this analyzer uses {self.neuron_selection_mode!r}).")
-        start = 0
+        start, arrays = 0, [a[skip:] for a in arrays]
+        if arrays[0].shape[0] == 0:
+            return
         for batch in slices(arrays, batch_size):
             size = batch[0].shape[0]
             args = batch + ([selection[start:start + size]]

@@ -208,6 +208,28 @@ def test_iter_analyze_yields_batches_in_order_and_lazily(digits):
     assert_same(np.concatenate([first] + [r for _, r in rest]), one_shot)
 
 
+def test_iter_analyze_skip_starts_at_that_row(digits):
+    """A resumed writer's ``resumed_rows`` go to ``skip``: arrays and streams start there, and
+    per-sample neuron indices still count from row 0."""
+    model, analyzer, x, y = digits
+    one_shot = analyzer.analyze(x)
+    parts = list(analyzer.iter_analyze(x, batch_size=100, skip=130))
+    assert [len(inputs) for inputs, _ in parts] == [100, 100, 30]
+    np.testing.assert_array_equal(np.concatenate([i for i, _ in parts]), x[130:])
+    assert_same(np.concatenate([r for _, r in parts]), one_shot[130:])
+    batches = (x[i:i + 40] for i in range(0, len(x), 40))
+    parts = list(analyzer.iter_analyze(batches, skip=90))
+    assert [len(inputs) for inputs, _ in parts] == [30] + [40] * 6
+    assert_same(np.concatenate([r for _, r in parts]), one_shot[90:])
+    assert list(analyzer.iter_analyze(x, skip=len(x))) == []
+    indexed = keras_lrp.create_analyzer("lrp.epsilon", model, neuron_selection_mode="index")
+    rest = np.concatenate([r for _, r in indexed.iter_analyze(x, y, batch_size=64, skip=200)])
+    assert_same(rest, indexed.analyze(x, neuron_selection=y)[200:])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="skip must be a row count >= 0"):
+            next(analyzer.iter_analyze(x, skip=bad))
+
+
 def test_per_sample_neuron_selection_and_layerwise_with_batch_size(digits):
     model, _, x, y = digits
     analyzer = keras_lrp.create_analyzer("lrp.epsilon", model, neuron_selection_mode="index")
