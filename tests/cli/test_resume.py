@@ -243,6 +243,25 @@ def test_corrupt_partial_is_refused_then_replaced(interrupted, one_shot, folder,
     assert_same_run(klio.load_relevances(out), one_shot)
 
 
+@pytest.mark.parametrize("cut", [0, 100, "half"])
+def test_resume_after_a_shard_cut_short_recomputes_from_there(interrupted, one_shot, folder,
+                                                             tmp_path, monkeypatch, capsys, cut):
+    """A shard cut at any byte (a power loss before its fsync): --resume keeps the batches
+    before it, says so in one line, and recomputes the rest; the result is the one-go run's."""
+    out = _copy_partial(interrupted, tmp_path)
+    shard = Path(f"{out}.partial") / "000002.npz"  # batch 2 of the 3 kept
+    data = shard.read_bytes()
+    shard.write_bytes(data[:len(data) // 2 if cut == "half" else cut])
+    rows = _count_analyzed_rows(monkeypatch)
+    assert cli.main(_args(folder / "x.npy", out, "--resume")) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error" not in err
+    assert "000002.npz is cut short or damaged" in err and "dropped 2 shard(s)" in err
+    assert f"{BATCH} of {N} rows already done" in err
+    assert rows == {m: N - BATCH for m in METHODS}
+    assert_same_run(klio.load_relevances(out), one_shot)
+
+
 # ---------------------------------------------------------------------------- the writer
 
 META = {"analyzers": ["a", "b"], "analyzer_kwargs": {"a": {}, "b": {"epsilon": 0.1}},
