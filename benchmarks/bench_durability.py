@@ -57,9 +57,10 @@ def _command(x, out, batch, *extra):
 
 
 def _shards(out) -> int:
-    folder = f"{out}.partial"
+    from keras_lrp.io import journal
+
     try:
-        return sum(1 for n in os.listdir(folder) if n.endswith(".npz") and n[:6].isdigit())
+        return len(journal.shard_numbers(f"{out}.partial"))
     except (FileNotFoundError, NotADirectoryError):
         return 0
 

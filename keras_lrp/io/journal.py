@@ -47,16 +47,16 @@ SHARD_BYTES = 64 * 2 ** 20
 
 @dataclasses.dataclass(slots=True)
 class Piece:
-    """Rows ``[start, stop)`` of one dataset, held in ``source`` from row ``offset`` on."""
+    """Rows ``[start, stop)`` of one dataset, held in ``source`` from its first row on (a cut
+    only lowers ``stop``)."""
 
     start: int
     stop: int
     source: object  # an array in memory, or (file, member) on disk
-    offset: int = 0
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """Rows ``[lo, hi)`` of the dataset (within this piece)."""
-        a, b = lo - self.start + self.offset, hi - self.start + self.offset
+        a, b = lo - self.start, hi - self.start
         if isinstance(self.source, np.ndarray):
             return self.source[a:b]
         path, member = self.source
@@ -169,25 +169,35 @@ def replay(folder: str, index: Index) -> Tuple[int, Optional[str]]:
                 arrays = [shard[str(i)] for i in range(len(spec["items"]))]  # checks CRC-32
         except Exception as e:  # noqa: BLE001 - any failure to read a shard: damaged
             return last, f"{shard_name(number)} is cut short or damaged ({type(e).__name__})"
-        trial = _copy(index)
-        try:
-            if spec.get("cut") is not None:
-                for key in list(trial.pieces):
-                    trial.cut(key, int(spec["cut"]))
-            for i, ((key, start), arr) in enumerate(zip(spec["items"], arrays)):
-                trial.add(key, int(start), (path, str(i)), arr.shape[0], (arr.shape[1:],
-                                                                         arr.dtype))
-        except ValueError as e:
-            return last, f"{shard_name(number)} does not follow on ({e})"
-        index.pieces, index.specs, last = trial.pieces, trial.specs, number
+        problem = _gap(index, spec, arrays)
+        if problem:
+            return last, f"{shard_name(number)} does not follow on ({problem})"
+        if spec.get("cut") is not None:
+            for key in list(index.pieces):
+                index.cut(key, int(spec["cut"]))
+        for i, ((key, start), arr) in enumerate(zip(spec["items"], arrays)):
+            index.add(key, int(start), (path, str(i)), arr.shape[0], (arr.shape[1:], arr.dtype))
+        last = number
     return last, None
 
 
-def _copy(index: Index) -> Index:
-    new = Index()
-    new.pieces = {k: list(v) for k, v in index.pieces.items()}
-    new.specs = dict(index.specs)
-    return new
+def _gap(index: Index, spec: Mapping, arrays: Sequence[np.ndarray]) -> Optional[str]:
+    """Why the shard described by ``spec`` cannot follow ``index`` (a row range that starts
+    after the rows its dataset has), or None; checked before the shard changes anything."""
+    counts = {k: index.count(k) for k in index.pieces}
+    if spec.get("cut") is not None:
+        counts = {k: min(n, int(spec["cut"])) for k, n in counts.items()}
+    for (key, start), arr in zip(spec["items"], arrays):
+        if int(start) > counts.get(key, 0):
+            return f"rows of '{key}' start at {start} after {counts.get(key, 0)}"
+        counts[key] = int(start) + arr.shape[0]
+    return None
+
+
+def whole_rows(counts: Mapping[str, int], expected: Sequence[str] = ()) -> int:
+    """Rows written for every dataset in ``counts`` and every key in ``expected`` (an analyzer
+    named in the metadata but never written has none)."""
+    return min((counts.get(k, 0) for k in set(counts) | set(expected)), default=0)
 
 
 def fsync_paths(paths: Sequence[str]) -> None:
@@ -318,7 +328,7 @@ class WorkFolder:
                 with opened as source:
                     for key, piece in parts:
                         f[key][piece.start:piece.stop] = source[piece.source[1]][
-                            piece.offset:piece.offset + piece.stop - piece.start]
+                            :piece.stop - piece.start]
 
     def remove(self) -> None:
         """Delete the folder (renamed aside first, so a stop midway leaves no half)."""

@@ -32,6 +32,14 @@ def partial_path(path) -> str:
     return f"{os.fspath(path)}.partial"
 
 
+def expected_keys(metadata) -> List[str]:
+    """The relevance datasets a run's metadata promises: one per name in ``analyzers``."""
+    names = metadata.get("analyzers")
+    if not isinstance(names, (list, tuple)):
+        return []
+    return [f"relevance/{n}" for n in names if isinstance(n, str)]
+
+
 def rows_of(name: str, value) -> np.ndarray:
     """``value`` as one numeric array with the batch axis first, or ValueError naming ``name``."""
     arr = np.asarray(value) if not isinstance(value, (list, tuple)) else None

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from keras_lrp.io import journal
-from keras_lrp.io.layout import BATCH_KEYS, check_format, partial_path
+from keras_lrp.io.layout import BATCH_KEYS, check_format, expected_keys, partial_path
 from keras_lrp.io.metadata import _decode, metadata_for, model_weights_hash
 from keras_lrp.io.writer import RelevanceWriter
 
@@ -107,9 +107,8 @@ def _load_work_folder(path: str) -> Results:
                          f"{header!r}: {e}).") from None
     index = journal.Index()
     journal.replay(path, index)
-    names = metadata.get("analyzers") if isinstance(metadata.get("analyzers"), list) else []
-    keys = set(index.pieces) | {f"relevance/{n}" for n in names if isinstance(n, str)}
-    whole = min((index.count(k) for k in keys), default=0)
+    whole = journal.whole_rows({k: index.count(k) for k in index.pieces},
+                               expected_keys(metadata))
     rows = {k: index.rows(k, 0, whole) for k in index.pieces}
     return Results(relevance={k[len("relevance/"):]: v for k, v in rows.items()
                               if k.startswith("relevance/")},

@@ -15,6 +15,7 @@ from keras_lrp.io.layout import (
     FORMAT,
     FORMAT_VERSION,
     check_format,
+    expected_keys,
     partial_path,
     rows_of,
 )
@@ -98,9 +99,7 @@ class RelevanceWriter:
         self._attrs, self.compression = _encode(self.metadata), compression
         self.partial_path = partial_path(self.path)
         self.tmp_path = f"{self.path}.tmp-{lock.tag()}"
-        names = self.metadata.get("analyzers")
-        self._expected = [f"relevance/{n}" for n in names if isinstance(n, str)] if isinstance(
-            names, (list, tuple)) else []
+        self._expected = expected_keys(self.metadata)
         self._failed: Optional[BaseException] = None
         self._work = journal.WorkFolder(self.partial_path, float(sync_every))
         self.resumed_rows, self.kept_rows, self.recovery = 0, None, None
@@ -162,10 +161,9 @@ class RelevanceWriter:
 
     def _complete(self, counts: Optional[Mapping[str, int]] = None) -> int:
         """Rows written for every dataset and every analyzer named in the metadata."""
-        index = self._work.index
-        counts = {k: index.count(k) for k in index.pieces} if counts is None else counts
-        keys = set(counts) | set(self._expected)
-        return min((counts.get(k, 0) for k in keys), default=0)
+        if counts is None:
+            counts = {k: self._work.index.count(k) for k in self._work.index.pieces}
+        return journal.whole_rows(counts, self._expected)
 
     def _write(self, items: Sequence[Tuple[str, np.ndarray]]) -> None:
         """Append ``(key, array)`` pairs; a batch that becomes whole goes to disk as a shard."""
