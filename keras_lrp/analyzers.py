@@ -27,6 +27,7 @@ from keras_lrp.attribution import (
     RandomAnalyzer,
     SmoothGrad,
 )
+from keras_lrp.attribution.lengths import PerLength, open_length
 from keras_lrp.attribution.serialize import read_analyzer
 from keras_lrp.composites.registry import Where
 from keras_lrp.core import types
@@ -221,6 +222,11 @@ _RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output")
 def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     """Create the analyzer ``name`` for ``model`` (iNNvestigate-compatible).
 
+    A model whose inputs have an open sequence length and keras-hub transformer blocks (a
+    causal LM built on ``keras.Input((None,), "int32")``) gets a
+    :class:`~keras_lrp.attribution.lengths.PerLength`: one analyzer per prompt length, built
+    when that length is first analysed and reused after.
+
     Args:
         name: a key of :data:`ANALYZERS`, e.g. ``"lrp.epsilon"`` or ``"lrp.alpha_1_beta_0_IB"``.
         model: a built Functional or Sequential Keras model; it is cloned, never modified.
@@ -255,6 +261,8 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     common = {k: kwargs.get(k, entry.defaults.get(k, v)) for k, v in COMMON_KWARGS.items()}
     if common["until_layer_idx"] is None and "until_layer_rule" not in kwargs:
         common["until_layer_rule"] = None  # an analyzer's default rule waits for the index
+    if open_length(model):  # one analyzer per prompt length, made when first met
+        return PerLength(lambda fixed: create_analyzer(name, fixed, **kwargs), model, name)
     run = {k: common[k] for k in _RUN_KWARGS}
     run.update(name=name, kwargs=dict(kwargs))
     if entry.analyzer is not None:

@@ -10,13 +10,15 @@ is not a canonizer. The defaults (:data:`DEFAULT_CANONIZERS`), structural first:
 2. :class:`TraceBlocks` — composite layers (keras-hub's transformer blocks, classes given to
    :func:`keras_lrp.register_block`) become the layers and ops their ``call`` runs
    (:mod:`keras_lrp.canonizers.blocks`).
-3. :class:`ExpandAttention` — MultiHeadAttention, Attention and AdditiveAttention become their
+3. :class:`UntieHeads` — a reversed ``ReversibleEmbedding`` (a tied LM head) becomes a Dense
+   with kernel Eᵀ (:mod:`keras_lrp.canonizers.heads`).
+4. :class:`ExpandAttention` — MultiHeadAttention, Attention and AdditiveAttention become their
    projections, scores, softmax and combination (:mod:`keras_lrp.canonizers.attention`).
-4. :class:`SplitActivations` — a kernel layer's fused activation becomes its own layer, so kernel
+5. :class:`SplitActivations` — a kernel layer's fused activation becomes its own layer, so kernel
    layers output the pre-activation z (recurrent layers keep theirs).
-5. :class:`SplitSeparable` — SeparableConv → DepthwiseConv (no bias) + 1×1 Conv.
-6. :class:`StripSoftmax` — remove the softmax producing a model output.
-7. :class:`FoldBatchNorm` — fold a BatchNormalization that directly follows a kernel layer into
+6. :class:`SplitSeparable` — SeparableConv → DepthwiseConv (no bias) + 1×1 Conv.
+7. :class:`StripSoftmax` — remove the softmax producing a model output.
+8. :class:`FoldBatchNorm` — fold a BatchNormalization that directly follows a kernel layer into
    it: s = γ/√(var+ε), W' = W·s, b' = (b − μ)·s + β.
 
 A composite may list its own.
@@ -30,7 +32,8 @@ import keras
 import numpy as np
 
 from keras_lrp.canonizers.attention import expand_attention
-from keras_lrp.canonizers.blocks import trace_blocks
+from keras_lrp.canonizers.blocks import copy_layer, trace_blocks
+from keras_lrp.canonizers.heads import untie_heads
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import types
 from keras_lrp.core.graph import Graph, Node, Ref
@@ -98,10 +101,9 @@ def _clone(layer, **overrides):
         clone.__dict__.update(layer.__dict__)
         clone._inbound_nodes, clone._outbound_nodes = [], []
         return clone
-    config = {**layer.get_config(), **overrides}
-    if analysis_dtype(layer) == "float32" and "dtype" in config:
-        config["dtype"] = "float32"
-    return type(layer).from_config(config)
+    if overrides:
+        return type(layer).from_config({**layer.get_config(), **overrides})
+    return copy_layer(layer, "float32" if analysis_dtype(layer) == "float32" else None)
 
 
 def clone_layers(graph: Graph) -> None:
@@ -269,6 +271,17 @@ class TraceBlocks(Canonizer):
         trace_blocks(graph)
 
 
+class UntieHeads(Canonizer):
+    """Every reversed call of a ``ReversibleEmbedding`` (keras-hub's tied LM heads) becomes a
+    bias-free Dense with kernel Eᵀ, and Gemma's logit soft cap its own layer
+    (:mod:`keras_lrp.canonizers.heads`). Structural: it only reads the user's weights."""
+
+    structural = True
+
+    def apply(self, graph: Graph) -> None:
+        untie_heads(graph)
+
+
 class ExpandAttention(Canonizer):
     """Every MultiHeadAttention, Attention and AdditiveAttention call becomes its projections
     (the layer's own EinsumDense sublayers), scores, masked softmax and combination, so the
@@ -286,9 +299,11 @@ class ExpandAttention(Canonizer):
         expand_attention(graph)
 
 
-DEFAULT_CANONIZERS = (InlineNested(), TraceBlocks(), ExpandAttention(), SplitActivations(),
+DEFAULT_CANONIZERS = (InlineNested(), TraceBlocks(), UntieHeads(), ExpandAttention(),
+                      SplitActivations(),
                       SplitSeparable(), StripSoftmax(), FoldBatchNorm())
 
 __all__ = ["Canonizer", "DEFAULT_CANONIZERS", "ExpandAttention", "FoldBatchNorm", "InlineNested",
            "LOW_PRECISION", "SplitActivations", "SplitSeparable", "StripSoftmax", "TraceBlocks",
+           "UntieHeads",
            "analysis_dtype", "canonize", "clone_layers", "has_fused_activation"]

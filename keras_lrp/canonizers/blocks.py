@@ -32,9 +32,27 @@ from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core.graph import Graph, Node, Ref
 
-#: keras-hub layers whose call is traced into its parts.
-KERAS_HUB_TRACED = ("TransformerEncoder", "TransformerDecoder", "ViTEncoder", "ViTEncoderBlock",
-                    "MLP", "TokenAndPositionEmbedding")
+#: keras-hub layers whose call is traced into its parts: the encoder and decoder blocks, and the
+#: causal LMs' decoder blocks with their attention layers (their scores and context are raw
+#: ``ops.einsum`` or ``ops.dot_product_attention`` calls, handled once exposed) and
+#: mixture-of-experts blocks.
+KERAS_HUB_TRACED = (
+    "TransformerEncoder", "TransformerDecoder", "ViTEncoder", "ViTEncoderBlock", "MLP",
+    "TokenAndPositionEmbedding",
+    # causal LMs: decoder blocks
+    "LlamaTransformerDecoder", "MistralTransformerDecoder", "GemmaDecoderBlock",
+    "Gemma3DecoderBlock", "QwenTransformerDecoder", "Qwen3TransformerDecoder", "Phi3Decoder",
+    "MixtralTransformerDecoder",
+    # … and their attention layers
+    "LlamaAttention", "CachedMistralAttention", "CachedGemmaAttention", "CachedGemma3Attention",
+    "QwenAttention", "Qwen3Attention", "Phi3Attention", "CachedMixtralAttention")
+#: keras-hub layers keras-lrp refuses, with the reason.
+KERAS_HUB_REFUSED = {
+    "MixtralSparseMoeBlock": (
+        "is a mixture-of-experts block (a router's top-k choice of experts, weighted by their "
+        "normalised routing probabilities); keras-lrp does not explain mixture-of-experts "
+        "routing yet. Explain a dense model (Llama, Mistral, Qwen, Gemma, Phi-3)"),
+}
 #: Classes registered with :func:`register_block`.
 REGISTERED: List[type] = []
 
@@ -99,17 +117,90 @@ class AddConstant(keras.layers.Layer):
         return {**super().get_config(), "value": self.value}
 
 
-def _copy(layer):
-    """A fresh instance of ``layer``'s class from its config. Keys the constructor refuses
-    (keras-hub's ViTEncoderBlock writes ``key_dim`` into a config it cannot read) are dropped."""
-    config = layer.get_config()
+class ReshapeKeeping(keras.layers.Layer):
+    """``ops.reshape(x, shape)`` where ``shape`` was read off a tensor in a symbolic trace and
+    holds ``None`` (the batch, a sequence axis a layer left open): ``None`` at position i is
+    the input's size there (Gemma's rotary embedding reshapes to ``ops.shape(x)``)."""
+
+    def __init__(self, newshape=(), **kwargs):
+        super().__init__(**kwargs)
+        self.newshape = [None if d is None else int(d) for d in newshape]
+
+    def call(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, [shape[i] if d is None else d for i, d in enumerate(self.newshape)])
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor([x.shape[i] if d is None else d
+                                  for i, d in enumerate(self.newshape)], dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "newshape": self.newshape}
+
+
+def _open_reshapes(nodes: List[Node], first: int) -> None:
+    """Replace the raw reshapes (from ``nodes[first]`` on) whose target shape holds ``None``
+    beyond the batch by :class:`ReshapeKeeping`."""
+    op = keras.src.ops.numpy.Reshape
+    for node in nodes[first:]:
+        shape = getattr(node.layer, "newshape", None)
+        if isinstance(node.layer, op) and isinstance(shape, (list, tuple)) and \
+                any(d is None for d in list(shape)[1:]):
+            node.layer = ReshapeKeeping(shape, name=f"{node.layer.name}_keeping")
+
+
+def _copy(layer, dtype=None):
+    """A fresh instance of ``layer``'s class, built like it (its weights are loaded after).
+
+    From its config where that round trip works; keys the constructor refuses (keras-hub's
+    ViTEncoderBlock writes ``key_dim`` into a config it cannot read) are dropped. Where it does
+    not (keras-hub's ``LlamaTransformerDecoder.get_config`` raises, ``Qwen3TransformerDecoder``'s
+    omits ``head_dim``), the constructor's arguments are read off the layer's attributes of the
+    same names; :func:`_trace_with` then checks that the copy has the layer's weight shapes.
+    """
     try:
-        return type(layer).from_config(config)
-    except TypeError:
-        accepted = inspect.signature(type(layer).__init__).parameters
-        base = set(inspect.signature(keras.layers.Layer.__init__).parameters)
-        return type(layer).from_config({k: v for k, v in config.items()
-                                        if k in accepted or k in base or k == "dtype"})
+        config = layer.get_config()
+    except Exception:  # noqa: BLE001 - a broken get_config: rebuild from attributes
+        config = None
+    if config is not None and dtype is not None and "dtype" in config:
+        config["dtype"] = dtype
+    if config is not None:
+        try:
+            return type(layer).from_config(config)
+        except TypeError:
+            accepted = inspect.signature(type(layer).__init__).parameters
+            base = set(inspect.signature(keras.layers.Layer.__init__).parameters)
+            try:
+                return type(layer).from_config(
+                    {k: v for k, v in config.items()
+                     if k in accepted or k in base or k == "dtype"})
+            except TypeError:
+                pass
+    return _copy_from_attributes(layer, dtype)
+
+
+def _copy_from_attributes(layer, dtype=None):
+    params = inspect.signature(type(layer).__init__).parameters
+    kwargs = {name: getattr(layer, name) for name, p in params.items()
+              if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+              and hasattr(layer, name) and not isinstance(getattr(layer, name), property)}
+    kwargs.update(name=layer.name, dtype=layer.dtype_policy if dtype is None else dtype)
+    missing = [name for name, p in params.items() if name not in kwargs and name != "self"
+               and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if missing:
+        raise ValueError(
+            f"keras-lrp could not copy layer '{layer.name}' ({type(layer).__name__}) to trace "
+            f"it: its get_config round trip fails and it has no attribute for the constructor "
+            f"argument(s) {', '.join(missing)}. Fix the layer's get_config, or register a "
+            "relevance layer for it.")
+    return type(layer)(**kwargs)
+
+
+copy_layer = _copy
+
+
+def _same_weights(layer, copy) -> bool:
+    return [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in copy.weights]
 
 
 def _without_cache(compute_output_spec):
@@ -133,6 +224,15 @@ def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
     if not getattr(layer, "_lrp_private", False):  # a user's layer: trace a copy
         copy = _copy(layer)
         copy(*args, **kwargs)  # builds it
+        if not _same_weights(layer, copy):
+            copy = _copy_from_attributes(layer)
+            copy(*args, **kwargs)
+        if not _same_weights(layer, copy):
+            raise ValueError(
+                f"keras-lrp could not copy layer '{layer.name}' ({type(layer).__name__}) to "
+                "trace it: a copy built from its config has other weights "
+                f"({[tuple(w.shape) for w in copy.weights]} instead of "
+                f"{[tuple(w.shape) for w in layer.weights]}). Fix the layer's get_config.")
         copy.set_weights(layer.get_weights())
     for sub in copy._flatten_layers(include_self=False):
         if cached_mha(sub) and not hasattr(sub, "_lrp_spec"):
@@ -239,6 +339,11 @@ def trace_blocks(graph: Graph) -> None:
     if any(is_traced(n.layer) for n in graph.nodes):
         refine_shapes(graph)
     while any(is_traced(n.layer) for n in graph.nodes):
+        for node in graph.nodes:
+            reason = KERAS_HUB_REFUSED.get(type(node.layer).__name__)
+            if reason and _from_keras_hub(node.layer, KERAS_HUB_REFUSED):
+                raise ValueError(f"Layer '{node.layer.name}' ({type(node.layer).__name__}) "
+                                 f"{reason}.")
         # the nodes a pass adds are read only by the next pass: shapes and dtypes once per pass
         nodes, swaps, shapes, dtypes = [], [], graph.shapes(), graph.dtypes()
         for node in graph.nodes:
@@ -248,11 +353,14 @@ def trace_blocks(graph: Graph) -> None:
                 swaps += list(zip(node.outputs, _vit_embedding(node, graph, shapes, nodes)))
             else:
                 fn, tids = _trace(node, shapes, dtypes)
+                first = len(nodes)
                 swaps += list(zip(node.outputs, graph_mod.walk(fn, tids, graph, nodes)))
+                _open_reshapes(nodes, first)
         graph.nodes = nodes
         for old, new in swaps:
             graph.replace_tensor(old, new)
 
 
-__all__ = ["AddConstant", "KERAS_HUB_TRACED", "PrependToken", "is_position_embedding",
+__all__ = ["AddConstant", "KERAS_HUB_TRACED", "PrependToken", "ReshapeKeeping", "copy_layer",
+           "is_position_embedding",
            "is_traced", "register_block", "trace_blocks"]

@@ -280,9 +280,11 @@ class Composite:
             rel = rule.bind(layer)
             rel.input_nonnegative = all(ctx.nonnegative.get(t, False) for t in node.inputs)
             return rel
+        mode = {"attention": self.attention} if getattr(rule, "takes_attention_mode", False) \
+            else {}
         return rule.for_node(node, ctx.graph, forward=node_call(node),
-                               name=f"{layer.name}_relevance",
-                               dtype=getattr(layer, "dtype_policy", None))
+                             name=f"{layer.name}_relevance",
+                             dtype=getattr(layer, "dtype_policy", None), **mode)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

@@ -16,8 +16,14 @@ import keras
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
 from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask
-from keras_lrp.canonizers.blocks import AddConstant, PrependToken, is_position_embedding
-from keras_lrp.core import linear, types
+from keras_lrp.canonizers.blocks import (
+    AddConstant,
+    PrependToken,
+    ReshapeKeeping,
+    is_position_embedding,
+)
+from keras_lrp.canonizers.heads import SoftCap
+from keras_lrp.core import linear, patterns, types
 from keras_lrp.layers import (
     GateRelevance,
     IdentityRelevance,
@@ -27,7 +33,14 @@ from keras_lrp.layers import (
     RouteRelevance,
 )
 from keras_lrp.layers.attention import SoftmaxRelevance
+from keras_lrp.layers.products import ProductRelevance
 from keras_lrp.layers.recurrent.relevance import EmbeddingRelevance, ZeroRelevance
+from keras_lrp.layers.structural import (
+    RMSNormRelevance,
+    RotaryRelevance,
+    SoftCapRelevance,
+    SplitRelevance,
+)
 
 
 class Where:
@@ -52,34 +65,81 @@ def _tensor_args(n: int):
     return lambda node, ctx: len(node.inputs) == n
 
 
+#: keras-hub's RMS norms (no centring, no bias): the identity rule.
+KERAS_HUB_RMS_NORMS = ("LlamaLayerNorm", "MistralLayerNormalization", "QwenLayerNorm",
+                       "Qwen3LayerNorm", "Phi3LayerNorm", "MixtralLayerNormalization",
+                       "RMSNormalization", "Gemma3RMSNormalization")
+#: keras-hub's rotary position embeddings.
+KERAS_HUB_ROTARY = ("RotaryEmbedding", "LlamaRotaryEmbedding")
+
+
+def _keras_hub(names):
+    def key(node, ctx) -> bool:
+        cls = type(node.layer)
+        return cls.__module__.startswith("keras_hub") and cls.__name__ in names
+    return key
+
+
+def _no_float_output(node, ctx) -> bool:
+    """Integer and boolean tensors (token ids, masks) carry no relevance."""
+    return bool(node.out_dtypes) and not any("float" in str(d) for d in node.out_dtypes)
+
+
+def _constant_output(node, ctx) -> bool:
+    """Tensors that depend on no input (cos/sin tables, a causal mask) carry no relevance."""
+    found = patterns.facts(ctx.graph)
+    return bool(node.outputs) and all(t in found.constants for t in node.outputs)
+
+
+def _norm_statistic(node, ctx) -> bool:
+    """The ops computing an RMS norm's 1/rms (held constant: they get no relevance)."""
+    return id(node) in patterns.facts(ctx.graph).norm_chain
+
+
+def _held_factor(node, ctx) -> bool:
+    return len(node.inputs) == 2 and patterns.factor_index(node, ctx.graph) is not None
+
+
 #: How relevance crosses each supported layer without a kernel, first match wins.
 #:
 #: :meta hide-value:
 BASE_MAP: List[Tuple[Any, type]] = [
+    (_no_float_output, ZeroRelevance),
+    (_constant_output, ZeroRelevance),
+    (_norm_statistic, ZeroRelevance),
+    (_keras_hub(KERAS_HUB_RMS_NORMS), RMSNormRelevance),
+    (_keras_hub(KERAS_HUB_ROTARY), RotaryRelevance),
     (Where(types.SOFTMAX + types.ACTIVATION, lambda node, ctx: types.is_softmax(node.layer),
            "softmax"), SoftmaxRelevance),
     (Where(types.ACTIVATION, _elementwise_activation, "element-wise"), IdentityRelevance),
     (types.ELEMENTWISE + types.PREPROCESSING + types.APP_ELEMENTWISE + types.OP_ACTIVATIONS,
      IdentityRelevance),
+    (SoftCap, SoftCapRelevance),
     (types.NORMALIZATION, LayerNormRelevance),
     (AttentionSoftmax, SoftmaxRelevance),
+    (types.OP_SOFTMAX, SoftmaxRelevance),
     (types.EMBEDDING, EmbeddingRelevance),
     (types.MASK_OPS + types.OP_SHAPE_ONLY + (KerasMask,), ZeroRelevance),
     (is_position_embedding, ZeroRelevance),
     (PrependToken, RouteRelevance),
+    (ReshapeKeeping, RouteRelevance),
     (AddConstant, ProportionalRelevance),
     (types.OP_SELECT, RouteRelevance),
+    (types.OP_SPLIT, SplitRelevance),
     (types.OP_CAST, IdentityRelevance),
     (Where(types.UPSAMPLING_2D, lambda node, ctx: node.layer.interpolation == "nearest",
            "nearest"), RouteRelevance),
     (types.UPSAMPLING_2D, ProportionalRelevance),
     (types.ROUTE + types.MAX_POOLING, RouteRelevance),
     (types.LINEAR_MERGE + types.AVERAGE_POOLING + types.APP_LINEAR_MERGE, ProportionalRelevance),
-    (Where(types.MULTIPLY, _tensor_args(2), "two tensors"), GateRelevance),
+    (Where(types.MULTIPLY, _held_factor, "a gate or a constant factor"), GateRelevance),
+    (Where(types.MULTIPLY + types.OP_EINSUM, _tensor_args(2), "two signals"),
+     ProductRelevance),
     # keras.ops used directly in functional code: with one tensor and a constant they are
     # element-wise affine maps (x + 3, x · 1/6); Add/Subtract of two tensors are proportional.
     (Where(types.OP_ARITHMETIC, _tensor_args(1), "tensor and constant"), IdentityRelevance),
     (Where(types.OP_SUMS, _tensor_args(2), "two tensors"), ProportionalRelevance),
+    (Where(types.OP_REDUCTIONS, _tensor_args(1), "over axes"), ProportionalRelevance),
     # minimum/maximum (of tensors or with a broadcast constant): the winner takes the relevance
     (types.OP_MINMAX, RouteRelevance),
 ]

@@ -198,7 +198,13 @@ def replay(graph: Graph, inputs: List[Any]) -> Dict[int, Any]:
             warnings.filterwarnings("ignore", message=".*does not support masking")
             out = node.layer(*tree.map_structure(fill, node.args),
                              **tree.map_structure(fill, node.kwargs))
+        dense = not any(getattr(values[t], "sparse", False) for t in node.inputs)
         for tid, value in zip(node.outputs, tree.flatten(out)):
+            if dense and isinstance(value, keras.KerasTensor) and value.sparse:
+                # Keras marks x * c sparse when c is a constant (a tensor or number without a
+                # ``sparse`` attribute); the values are dense, and a layer called on a sparse
+                # placeholder fails (TensorFlow builds a SparseTensor)
+                value._sparse = False
             values[tid] = value
         if node.weights is not None:
             node.layer.set_weights(node.weights)

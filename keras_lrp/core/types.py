@@ -13,6 +13,7 @@ L = keras.layers
 _CONVOLUTIONAL = keras.src.layers.convolutional
 _NP = keras.src.ops.numpy
 _NN = keras.src.ops.nn
+_MATH = keras.src.ops.math
 
 # ------------------------------------------------------------------------------- kernel layers
 #: Dense layers (matrix or einsum products with a kernel).
@@ -99,7 +100,7 @@ OP_ARITHMETIC = (_NP.Add, _NP.Subtract, _NP.Multiply, _NP.Divide, _NP.TrueDivide
 #: keras-hub's blocks): relevance is routed back.
 OP_SELECT = tuple(getattr(_NP, n) for n in (
     "GetItem", "ExpandDims", "Squeeze", "Reshape", "Transpose", "BroadcastTo", "Tile", "Repeat",
-    "Concatenate", "Stack") if hasattr(_NP, n))
+    "Concatenate", "Stack", "Where") if hasattr(_NP, n))
 #: Raw element-wise minimum and maximum.
 OP_MINMAX = (_NP.Minimum, _NP.Maximum)
 #: Raw ops whose output depends only on their input's shape (``zeros_like``, ``ones_like``): they
@@ -110,6 +111,23 @@ OP_SHAPE_ONLY = tuple(getattr(_NP, n) for n in ("ZerosLike", "OnesLike", "FullLi
 OP_CAST = (keras.src.ops.core.Cast,)
 #: Raw sums of two tensors.
 OP_SUMS = (_NP.Add, _NP.Subtract)
+#: The raw ops of an RMS norm's statistic 1/√(mean(x²) + ε) (:mod:`keras_lrp.core.patterns`).
+OP_RSQRT = (_MATH.Rsqrt,)
+OP_SQRT = (_NP.Sqrt,)
+OP_RECIPROCAL = (_NP.Reciprocal,)
+OP_SQUARE = (_NP.Square,)
+OP_POWER = (_NP.Power,)
+OP_MEAN = (_NP.Mean,)
+#: A raw einsum (of two signals: a bilinear product; of a signal and a weight: a linear map).
+OP_EINSUM = (_NP.Einsum,)
+#: Raw sums and means over axes: linear, without bias.
+OP_REDUCTIONS = (_NP.Sum, _NP.Mean)
+#: A raw split into several outputs.
+OP_SPLIT = (_NP.Split,)
+#: A raw softmax.
+OP_SOFTMAX = (_NN.Softmax,)
+#: ``ops.dot_product_attention`` (keras-hub's attention on JAX and PyTorch).
+OP_DOT_PRODUCT_ATTENTION = (_NN.DotProductAttention,)
 #: Raw ops seen through when looking for a gate.
 RESHAPE_LIKE = (L.Reshape, L.Rescaling)
 

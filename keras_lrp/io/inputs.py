@@ -15,7 +15,7 @@ import numpy as np
 
 def is_batch_stream(data) -> bool:
     """True for a tf.data.Dataset, generator or other iterable of batches (not an array/list)."""
-    if isinstance(data, (np.ndarray, list, tuple)) or hasattr(data, "__array__"):
+    if isinstance(data, (np.ndarray, list, tuple, dict)) or hasattr(data, "__array__"):
         return False
     return hasattr(data, "__iter__") or hasattr(data, "__next__")
 
@@ -28,6 +28,17 @@ def as_arrays(x, specs: Sequence[Any], model_name: str,
         ValueError: wrong number of inputs, rank, shape or dtype, different batch sizes, or NaN
             or inf values (unless ``allow_nonfinite``).
     """
+    if isinstance(x, dict):  # keras-hub's models take {"token_ids": …, "padding_mask": …}
+        names = [s.name for s in specs]
+        wrong = sorted(set(x) - set(names))
+        missing = [n for n in names if n not in x]
+        if wrong or missing:
+            raise ValueError(f"Model '{model_name}' has the inputs {', '.join(names)}; the dict "
+                             f"passed to it " + (f"lacks {', '.join(missing)}" if missing else "")
+                             + (" and " if wrong and missing else "")
+                             + (f"has the unknown key(s) {', '.join(wrong)}" if wrong else "")
+                             + ".")
+        x = [x[n] for n in names]
     # For a single-input model, a nested list of numbers is one array of samples; a list of
     # arrays is a list of inputs (and an error if it has more than one).
     single_nested = (len(specs) == 1 and isinstance(x, (list, tuple))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 from keras_lrp import backend
-from keras_lrp.core.graph import gate_index
+from keras_lrp.core.patterns import factor_index
 from keras_lrp.core.stabilize import stabilize
 from keras_lrp.layers.base import RelevanceLayer, _batched
 
@@ -86,7 +87,9 @@ class GateRelevance(RelevanceLayer):
 
     Squeeze-and-excitation blocks and hard-swish multiply a signal by a gate in [0, 1]; as for
     LSTM gates (Arras et al. 2017), the gate only scales the signal's message and receives no
-    relevance.
+    relevance. The same holds for any factor held constant (:func:`~keras_lrp.core.patterns.
+    factor_index`): a tensor that depends on no input (RoPE's cos/sin tables), and the 1/rms of
+    an RMS norm written in raw ops (AttnLRP's identity rule for norms, Achtibat et al. 2024).
 
     Formula:
         R_signal = R,   R_gate = 0
@@ -101,11 +104,11 @@ class GateRelevance(RelevanceLayer):
 
     @classmethod
     def for_node(cls, node, graph, **kwargs):
-        return cls(layer=node.layer, gate_index=gate_index(node, graph), **kwargs)
+        return cls(layer=node.layer, gate_index=factor_index(node, graph), **kwargs)
 
     @classmethod
     def check_node(cls, node, graph):
-        if len(node.inputs) != 2 or gate_index(node, graph) is None:
+        if len(node.inputs) != 2 or factor_index(node, graph) is None:
             return ("is a product of two signals, neither of which is a gate (a sigmoid-like or "
                     "broadcast factor): not linear, so no LRP rule applies")
         return None
@@ -156,3 +159,76 @@ class LayerNormRelevance(RelevanceLayer):
         full = linear if beta is None else linear + ops.reshape(ops.cast(beta, x.dtype), shape)
         grad = pullback(relevance / stabilize(full))[0]
         return [x * grad]
+
+
+class RMSNormRelevance(IdentityRelevance):
+    """An RMS norm held at its statistic: AttnLRP's identity rule (Achtibat et al., ICML 2024).
+
+    With the rms held constant the layer is the diagonal map y_i = x_i · g_i / rms(x) (keras-hub's
+    Llama, Mistral, Qwen, Phi-3 and Mixtral norms; Gemma's with g = 1 + scale), so the Z rule on it
+    passes every element's relevance through unchanged.
+
+    Formula:
+        y = x ⊙ g / √(mean(x²) + ε),   R_x = x ⊙ (g/rms) · R / y = R
+    """
+
+
+class RotaryRelevance(ProportionalRelevance):
+    """Rotary position embeddings (RoPE, Su et al. 2021): for fixed positions a rotation of each
+    pair of features, linear in the input and without bias; the cos/sin tables are constants and
+    carry no relevance. The Z rule on that linear map (what LXT's gradient × input gives).
+
+    Formula:
+        y = x ⊙ cos θ + rot(x) ⊙ sin θ,   R_x = x ⊙ Jᵀ (R / y),   J = ∂y/∂x
+    """
+
+
+class SplitRelevance(RelevanceLayer):
+    """``ops.split`` (Gemma's rotary embedding splits the features in halves): each part's
+    relevance goes back to the slice it was cut from.
+
+    Formula:
+        x = [x_1 | … | x_k] along the axis,   R_x = [R_1 | … | R_k]
+    """
+
+    multi_output = True
+
+    def __init__(self, layer=None, n_outputs: int = 2, **kwargs):
+        super().__init__(layer=layer, **kwargs)
+        self.n_outputs = int(n_outputs)
+
+    @classmethod
+    def for_node(cls, node, graph, **kwargs):
+        return cls(layer=node.layer, n_outputs=len(node.outputs), **kwargs)
+
+    @classmethod
+    def check_node(cls, node, graph):
+        if len(node.inputs) != 1:
+            return f"splits {len(node.inputs)} tensors; {cls.__name__} serves one"
+        return None
+
+    def call(self, inputs):
+        x, rs = inputs[0], inputs[1 + self.n_outputs:]
+        return self.checked([x], [ops.concatenate(list(rs), axis=self.layer.axis)])
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "n_outputs": self.n_outputs}
+
+
+class SoftCapRelevance(RelevanceLayer):
+    """Logit soft-capping y = c · tanh(x / c) (:class:`~keras_lrp.canonizers.heads.SoftCap`,
+    Gemma's final logits) as LXT treats it: not patched, so gradient × input of the relevance
+    ratio, which does not conserve (|y| < |x|·y'(0) away from 0).
+
+    Formula:
+        R_x = x · (1 − tanh²(x/c)) · R / y     (y stabilised by ε·sign)
+    """
+
+    def propagate(self, xs, z, relevance):
+        x = xs[0]
+        cap = ops.convert_to_tensor(self.layer.cap, dtype=x.dtype)
+        t = ops.tanh(x / cap)
+        return [x * (1.0 - t * t) * relevance / stabilize(z)]

@@ -193,3 +193,30 @@ def test_registered_composite_layer_is_traced(float64):
     R_x_direct = x / h * R_h
     R_x_inner = x * ((h_inner / h * R_h / h_inner) @ W.T)
     np.testing.assert_allclose(r, R_x_direct + R_x_inner, rtol=1e-9)
+
+
+def test_real_lm_head(float64):
+    """keras-hub's GPT2CausalLM reuses the token embedding reversed (ReversibleEmbedding with
+    reverse=True: logits = h Eᵀ). The analysis equals that of the same backbone with a separate
+    bias-free Dense head whose kernel is Eᵀ, and the token relevance has the tokens' shape."""
+    keras.utils.set_random_seed(5)
+    bb = keras_hub.models.GPT2Backbone(vocabulary_size=V, num_layers=1, num_heads=2,
+                                       hidden_dim=8, intermediate_dim=16, max_sequence_length=T)
+    lm = keras_hub.models.GPT2CausalLM(backbone=bb, preprocessor=None)
+    names = ("token_ids", "padding_mask")
+    ins = {n: keras.Input((T,), dtype="int32", name=n) for n in names}
+    model = keras.Model(ins, lm(ins))
+    kernel = np.asarray(bb.token_embedding.embeddings).T
+    head = L.Dense(V, use_bias=False, name="separate_head")
+    ref = keras.Model(ins, head(bb(ins)))
+    head.set_weights([kernel])
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, V, (2, T)).astype("int32"),
+         "padding_mask": np.ones((2, T), "int32")}
+    np.testing.assert_allclose(model(x), ref(x), rtol=1e-12, atol=1e-12)
+    for name in ("lrp.epsilon", "lrp.alpha_1_beta_0"):
+        got = keras_lrp.create_analyzer(name, model).analyze(x)
+        want = keras_lrp.create_analyzer(name, ref).analyze(x)
+        for g, w in zip(got, want):
+            assert g.shape == (2, T)
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)

@@ -1,0 +1,171 @@
+"""Facts about the values of a graph that decide how relevance crosses a product.
+
+A product ``a ⊙ b`` (or an einsum of two tensors) is linear in one factor only when the other is
+held constant. These analyses say which factor that is, from the graph alone:
+
+* :func:`constant_tensors` — tensors that depend on no model input (RoPE's cos/sin tables built
+  from ``ops.arange``, a causal mask): a constant factor.
+* :func:`norm_statistics` — the factor ``1/rms(x)`` of an RMS norm written in raw ops
+  (``x * rsqrt(mean(x²) + ε)``; Gemma's ``x * reciprocal(sqrt(mean(square(x)) + ε))``), held
+  constant by AttnLRP's identity rule for norms; and the nodes that compute it.
+* :func:`held_operand` — the factor CP-LRP holds constant in a product of two signals: the
+  attention weights (a softmax output) or the activated gate of a gated MLP.
+
+Each is seen through casts, dropout and the like (:data:`PASS_THROUGH`), since keras-hub casts
+around its norms and activations.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Set
+
+import keras
+
+from keras_lrp.core import types
+from keras_lrp.core.graph import Graph, Node, Ref, gate_index
+
+#: Layers and ops that leave a value as it is (up to precision): seen through by the analyses.
+PASS_THROUGH = (keras.layers.Dropout, keras.layers.Identity) + types.OP_CAST
+
+
+def constant_tensors(graph: Graph) -> Set[int]:
+    """The ids of tensors that depend on no model input."""
+    live = set(graph.inputs)
+    out = set()
+    for node in graph.nodes:
+        depends = any(t in live for t in node.inputs)
+        (live if depends else out).update(node.outputs)
+    return out
+
+
+def _source(tid: int, producers: Dict[int, Node]) -> int:
+    """The tensor behind ``tid`` once casts and dropout are seen through."""
+    node = producers.get(tid)
+    while node is not None and isinstance(node.layer, PASS_THROUGH) and len(node.inputs) == 1:
+        tid = node.inputs[0]
+        node = producers.get(tid)
+    return tid
+
+
+def _constant_arg(node: Node, value: float) -> bool:
+    """Whether ``node`` is called on one tensor and the Python number ``value``."""
+    numbers = [a for a in node.args if not isinstance(a, Ref)]
+    return len(node.inputs) == 1 and any(
+        isinstance(a, (int, float)) and float(a) == value for a in numbers)
+
+
+def _mean_of_squares(tid: int, producers, chain: list) -> Optional[int]:
+    """x if ``tid`` is mean(x²) over some axes (x², x**2 or x·x), else None."""
+    node = producers.get(_source(tid, producers))
+    if node is None or not isinstance(node.layer, types.OP_MEAN):
+        return None
+    chain.append(node)
+    sq = producers.get(_source(node.inputs[0], producers))
+    if sq is None:
+        return None
+    if isinstance(sq.layer, types.OP_SQUARE) or (
+            isinstance(sq.layer, types.OP_POWER) and _constant_arg(sq, 2)):
+        chain.append(sq)
+        return _source(sq.inputs[0], producers)
+    if isinstance(sq.layer, types.MULTIPLY) and len(sq.args) == 2 and \
+            len(set(_source(t, producers) for t in sq.inputs)) == 1 and len(sq.inputs) == 2:
+        chain.append(sq)
+        return _source(sq.inputs[0], producers)
+    return None
+
+
+def _inverse_rms(tid: int, producers, chain: list) -> Optional[int]:
+    """x if ``tid`` is 1/√(mean(x²) + ε) (rsqrt, or reciprocal of sqrt), else None."""
+    node = producers.get(_source(tid, producers))
+    if node is None:
+        return None
+    chain.append(node)
+    if isinstance(node.layer, types.OP_RECIPROCAL):
+        node = producers.get(_source(node.inputs[0], producers))
+        if node is None or not isinstance(node.layer, types.OP_SQRT):
+            return None
+        chain.append(node)
+    elif not isinstance(node.layer, types.OP_RSQRT):
+        return None
+    inner = _source(node.inputs[0], producers)
+    add = producers.get(inner)
+    if add is not None and isinstance(add.layer, types.OP_ARITHMETIC) and len(add.inputs) == 1:
+        chain.append(add)  # + ε
+        inner = _source(add.inputs[0], producers)
+    return _mean_of_squares(inner, producers, chain)
+
+
+def norm_statistics(graph: Graph):
+    """(id(product node) → index of its 1/rms factor, ids of the nodes computing those factors)
+    for every RMS norm written in raw ops: a product of x and 1/√(mean(x²) + ε)."""
+    producers = graph.producers()
+    factors, chains = {}, set()
+    for node in graph.nodes:
+        if not (isinstance(node.layer, types.MULTIPLY) and len(node.inputs) == 2):
+            continue
+        for i in (0, 1):
+            chain: list = []
+            x = _inverse_rms(node.inputs[i], producers, chain)
+            if x is not None and x == _source(node.inputs[1 - i], producers):
+                factors[id(node)] = i
+                chains.update(id(n) for n in chain)
+                break
+    return factors, chains
+
+
+class Facts:
+    """The analyses of one graph, computed once (the composite asks for every node)."""
+
+    def __init__(self, graph: Graph):
+        self.constants = constant_tensors(graph)
+        self.norm_factors, self.norm_chain = norm_statistics(graph)
+
+
+def facts(graph: Graph) -> Facts:
+    """The :class:`Facts` of ``graph`` as it is now (recomputed after the node list changes)."""
+    key = (id(graph.nodes), len(graph.nodes), id(graph.nodes[-1]) if graph.nodes else 0)
+    cached = getattr(graph, "_lrp_facts", None)
+    if cached is None or cached[0] != key:
+        cached = (key, Facts(graph))
+        graph._lrp_facts = cached
+    return cached[1]
+
+
+def factor_index(node: Node, graph: Graph) -> Optional[int]:
+    """Which factor of a two-tensor product is held constant and gets no relevance: the 1/rms
+    of a norm, a constant, else a gate (:func:`keras_lrp.core.graph.gate_index`)."""
+    if len(node.inputs) != 2:
+        return None
+    found = facts(graph)
+    if id(node) in found.norm_factors:
+        return found.norm_factors[id(node)]
+    constant = [i for i, t in enumerate(node.inputs) if t in found.constants]
+    if len(constant) == 1:
+        return constant[0]
+    return gate_index(node, graph)
+
+
+def _activated(tid: int, producers) -> bool:
+    node = producers.get(_source(tid, producers))
+    if node is None:
+        return False
+    layer = node.layer
+    if types.is_softmax(layer) or isinstance(layer, types.OP_ACTIVATIONS + types.OP_SOFTMAX):
+        return True
+    name = types.layer_activation(layer) if isinstance(layer, types.ACTIVATION) else ""
+    return name not in ("", "linear")
+
+
+def held_operand(node: Node, graph: Graph) -> Optional[int]:
+    """Which factor of a product of two signals CP-LRP holds constant: the one produced by a
+    softmax (attention weights) or a non-linear activation (a gated MLP's gate), seen through
+    casts and dropout; ``None`` if neither or both are."""
+    if len(node.inputs) != 2:
+        return None
+    producers = graph.producers()
+    held = [i for i, t in enumerate(node.inputs) if _activated(t, producers)]
+    return held[0] if len(held) == 1 else None
+
+
+__all__ = ["Facts", "PASS_THROUGH", "constant_tensors", "facts", "factor_index", "held_operand",
+           "norm_statistics"]

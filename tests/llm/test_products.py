@@ -1,0 +1,118 @@
+"""The rules causal LMs need, on small functional models written in raw ``keras.ops``, against a
+NumPy float64 reference written from the formulas (AttnLRP, Achtibat et al. 2024; CP-LRP, Ali et
+al. 2022):
+
+* an RMS norm in raw ops, x · rsqrt(mean(x²) + ε) · g, is found as one norm: the 1/rms factor is
+  held constant (the identity rule), so relevance passes the norm unchanged;
+* a gated MLP, up ⊙ silu(gate): the identity rule on SiLU; AttnLRP splits the product ½/½,
+  CP-LRP holds the gate constant (all to up);
+* a two-signal einsum (scores q·kᵀ, then A·v after a softmax): AttnLRP's ½/½ on both products and
+  the softmax rule; CP-LRP holds A constant (all to v);
+* a product with a tensor that depends on no input (a RoPE-like constant table) is linear.
+"""
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_lrp
+
+L = keras.layers
+D, F = 6, 5
+
+
+def _z(x, w, r):
+    """The Z rule through x @ w (no bias): R_x = x ⊙ (R / z) wᵀ."""
+    z = x @ w
+    return x * ((r / z) @ w.T)
+
+
+def _silu(v):
+    return v / (1 + np.exp(-v))
+
+
+def _mlp_model():
+    x = keras.Input((D,), name="x")
+    h = L.Dense(D, use_bias=False, name="embed")(x)
+    n = h * ops.rsqrt(ops.mean(ops.power(h, 2), axis=-1, keepdims=True) + 1e-6)
+    n = n * ops.convert_to_tensor(np.linspace(0.5, 1.5, D))  # the norm's scale g
+    up = L.Dense(F, use_bias=False, name="up")(n)
+    gate = L.Dense(F, use_bias=False, name="gate")(n)
+    y = L.Dense(1, use_bias=False, name="down")(ops.multiply(up, ops.silu(gate)))
+    return keras.Model(x, y)
+
+
+def _mlp_reference(model, x, attention):
+    w = {layer.name: np.asarray(layer.kernel) for layer in model.layers if hasattr(layer, "kernel")}
+    h = x @ w["embed"]
+    n = h / np.sqrt((h ** 2).mean(-1, keepdims=True) + 1e-6) * np.linspace(0.5, 1.5, D)
+    up, gate = n @ w["up"], n @ w["gate"]
+    m = up * _silu(gate)
+    r_m = _z(m, w["down"], m @ w["down"])
+    r_up, r_act = (r_m / 2, r_m / 2) if attention == "attnlrp" else (r_m, 0 * r_m)
+    r_n = _z(n, w["up"], r_up) + _z(n, w["gate"], r_act)  # identity through SiLU
+    return _z(x, w["embed"], r_n)  # identity through the norm
+
+
+@pytest.mark.parametrize("attention", ["attnlrp", "cp"])
+def test_norm_and_gated_mlp(float64, attention):
+    keras.utils.set_random_seed(0)
+    model = _mlp_model()
+    x = np.random.default_rng(1).normal(size=(4, D))
+    a = keras_lrp.create_analyzer("lrp.z", model, attention=attention)
+    np.testing.assert_allclose(a.analyze(x), _mlp_reference(model, x, attention), rtol=1e-7,
+                               atol=1e-12)
+
+
+def _attention_model(t=4, d=3):
+    x = keras.Input((t, d), name="x")
+    q = L.Dense(d, use_bias=False, name="q")(x)
+    k = L.Dense(d, use_bias=False, name="k")(x)
+    v = L.Dense(d, use_bias=False, name="v")(x)
+    table = ops.cos(ops.reshape(ops.arange(t * d, dtype="float64"), (t, d)))  # no input: constant
+    q = q * table
+    s = ops.einsum("btd,bsd->bts", q, k)
+    a = ops.softmax(s, axis=-1)
+    c = ops.einsum("bts,bsd->btd", a, v)
+    return keras.Model(x, L.Dense(1, use_bias=False, name="out")(ops.sum(c, axis=1)))
+
+
+def _attention_reference(model, x, attention, t=4, d=3):
+    w = {layer.name: np.asarray(layer.kernel) for layer in model.layers if hasattr(layer, "kernel")}
+    table = np.cos(np.arange(t * d, dtype="float64").reshape(t, d))
+    q0, k, v = x @ w["q"], x @ w["k"], x @ w["v"]
+    q = q0 * table
+    s = np.einsum("btd,bsd->bts", q, k)
+    a = np.exp(s - s.max(-1, keepdims=True))
+    a /= a.sum(-1, keepdims=True)
+    c = np.einsum("bts,bsd->btd", a, v)
+    pooled = c.sum(1)
+    r_pooled = _z(pooled, w["out"], pooled @ w["out"])
+    r_c = np.repeat(r_pooled[:, None, :], t, axis=1) * c / pooled[:, None, :]  # Z rule of the sum
+    ratio = r_c / c  # c = Σ_s a_ts v_sd: R_a_ts = a_ts Σ_d v_sd ratio_td, R_v_sd = v_sd Σ_t …
+    r_a = a * np.einsum("bsd,btd->bts", v, ratio)
+    r_v = v * np.einsum("bts,btd->bsd", a, ratio)
+    if attention == "cp":
+        r_v_total = r_v
+        r_q = r_k = 0 * x @ w["q"]
+    else:
+        r_a, r_v_total = r_a / 2, r_v / 2
+        r_s = s * (r_a - a * r_a.sum(-1, keepdims=True))  # the softmax rule
+        ratio_s = r_s / s
+        r_q = q * np.einsum("bsd,bts->btd", k, ratio_s) / 2
+        r_k = k * np.einsum("btd,bts->bsd", q, ratio_s) / 2
+    # q = q0 ⊙ table: the constant table takes nothing, q0 all
+    return _z(x, w["q"], r_q) + _z(x, w["k"], r_k) + _z(x, w["v"], r_v_total)
+
+
+@pytest.mark.parametrize("attention", ["attnlrp", "cp"])
+def test_raw_attention(float64, attention):
+    keras.utils.set_random_seed(2)
+    model = _attention_model()
+    x = np.random.default_rng(3).normal(size=(2, 4, 3))
+    a = keras_lrp.create_analyzer("lrp.z", model, attention=attention)
+    got = a.analyze(x)
+    np.testing.assert_allclose(got, _attention_reference(model, x, attention), rtol=1e-7,
+                               atol=1e-12)
+    if attention == "cp":  # bias-free and A held constant: conservative
+        np.testing.assert_allclose(got.sum((1, 2)), np.asarray(model(x))[:, 0], rtol=1e-9)
