@@ -38,6 +38,7 @@ _PUBLIC = {
     "register_rule": "keras_lrp.composites.registry",
     "register_linear": "keras_lrp.core.linear",
     "register_block": "keras_lrp.canonizers.blocks",
+    "explain_generation": "keras_lrp.generation",
 }
 _SUBMODULES = {"attribution", "backend", "canonizers", "cli", "composites", "core", "demos", "io",
                "layers", "plots", "rules"}

@@ -262,7 +262,8 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     if common["until_layer_idx"] is None and "until_layer_rule" not in kwargs:
         common["until_layer_rule"] = None  # an analyzer's default rule waits for the index
     if open_length(model):  # one analyzer per prompt length, made when first met
-        return PerLength(lambda fixed: create_analyzer(name, fixed, **kwargs), model, name)
+        return PerLength(lambda fixed: create_analyzer(name, fixed, **kwargs), model, name,
+                         kwargs)
     run = {k: common[k] for k in _RUN_KWARGS}
     run.update(name=name, kwargs=dict(kwargs))
     if entry.analyzer is not None:

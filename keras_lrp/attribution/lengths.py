@@ -47,8 +47,10 @@ class PerLength:
         model: the user's model, whose inputs have an open length.
     """
 
-    def __init__(self, make: Callable, model, name: str = "lrp"):
+    def __init__(self, make: Callable, model, name: str = "lrp",
+                 kwargs: Optional[Dict[str, Any]] = None):
         self.make, self.model, self.name = make, model, name
+        self._kwargs = dict(kwargs or {})
         self.model_name = getattr(model, "name", "model")
         #: length → the analyzer built for it.
         self.analyzers: Dict[int, Any] = {}
@@ -79,6 +81,10 @@ class PerLength:
 
     def iter_analyze(self, x, neuron_selection: Optional[Any] = None, **kwargs):
         return self.for_length(self.length_of(x)).iter_analyze(x, neuron_selection, **kwargs)
+
+    def get_config(self) -> Dict[str, Any]:
+        """``{"name": …, "kwargs": …}``, as :meth:`keras_lrp.Analyzer.get_config`."""
+        return {"name": self.name, "kwargs": dict(self._kwargs)}
 
     def __repr__(self):
         return (f"PerLength({self.name!r}, model={self.model_name!r}, "

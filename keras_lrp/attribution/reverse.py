@@ -73,6 +73,8 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
         if all(r is None for r in r_outs):
             continue  # the node does not lead to the explained output
         rel = rels[id(node)]
+        if getattr(rel, "gives_nothing", False) and len(node.outputs) != 1:
+            continue  # a held router's top-k: its inputs get no relevance
         if len(node.outputs) != 1 and not getattr(rel, "multi_output", False):
             raise ValueError(f"Layer '{node.layer.name}' has {len(node.outputs)} outputs; "
                              "keras-lrp supports single-output layers (and recurrent layers "

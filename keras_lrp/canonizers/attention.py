@@ -12,8 +12,10 @@ and ``keras.layers.Attention`` (Luong dot scores) the same without projections, 
 times its learned scalar. ``keras.layers.AdditiveAttention`` (Bahdanau) has
 s_ts = Σ_d scale_d · tanh(q_td + k_sd) (:class:`AdditiveScores`). The
 :class:`~keras_lrp.canonizers.base.ExpandAttention` canonizer replaces each such call by these nodes
-(:func:`expand_attention`). The projections are the attention layer's own EinsumDense sublayers,
-so the composite's linear rule applies to them; the parts are stateless layers whose relevance
+(:func:`expand_attention`), and so is a raw ``ops.dot_product_attention`` (keras-hub's
+attention on JAX and PyTorch; grouped key/value heads repeated by :class:`RepeatHeads`). The
+projections are the attention layer's own EinsumDense sublayers, so the composite's linear rule
+applies to them; the parts are stateless layers whose relevance
 layers are in :mod:`keras_lrp.layers.attention` (AttnLRP, Achtibat et al., ICML 2024, and
 CP-LRP, Ali et al., ICML 2022). The expanded graph computes the same function (tested to 1e-6).
 """
@@ -303,18 +305,81 @@ def _expand_dot(node: Node, b: _Builder):
     return out, probs
 
 
+class RepeatHeads(keras.layers.Layer):
+    """Grouped-query attention's key/value heads, each repeated for its group of query heads
+    (``ops.repeat`` along the head axis). Relevance is routed back (summed over the copies)."""
+
+    def __init__(self, repeats: int = 1, axis: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.repeats, self.axis = int(repeats), int(axis)
+
+    def call(self, x):
+        return ops.repeat(x, self.repeats, axis=self.axis)
+
+    def get_config(self):
+        return {**super().get_config(), "repeats": self.repeats, "axis": self.axis}
+
+
+def _dpa_arguments(node: Node) -> dict:
+    names = ("query", "key", "value", "bias", "mask", "scale")
+    named = dict(zip(names, node.args))
+    named.update({k: v for k, v in node.kwargs.items() if k in names})
+    return named
+
+
+def _expand_dot_product(node: Node, b: _Builder):
+    """``ops.dot_product_attention(q, k, v, mask=…, scale=…)`` (keras-hub's attention on JAX and
+    PyTorch): q (B, T, N, H), k and v (B, S, K, H) with K dividing N."""
+    op, named = node.layer, _dpa_arguments(node)
+    if isinstance(named.get("bias"), Ref) or named.get("bias") is not None:
+        raise ValueError(f"Operation '{op.name}' (dot_product_attention) adds a bias to its "
+                         "scores; keras-lrp expands it without one.")
+    if getattr(op, "attn_logits_soft_cap", None) is not None:
+        raise ValueError(f"Operation '{op.name}' (dot_product_attention) soft-caps its scores; "
+                         "keras-lrp expands it without a soft cap.")
+    query, key, value = named["query"], named["key"], named["value"]
+    heads, kv_heads, depth = (b.shapes[query.tid][2], b.shapes[key.tid][2],
+                              b.shapes[query.tid][-1])
+    if heads != kv_heads:
+        if kv_heads is None or heads is None or heads % kv_heads:
+            raise ValueError(f"Operation '{op.name}' (dot_product_attention): {heads} query "
+                             f"heads cannot share {kv_heads} key/value heads evenly.")
+        key, value = (Ref(b.add(RepeatHeads(heads // kv_heads, name=b.name(part)), (ref,)))
+                      for part, ref in (("repeat_key", key), ("repeat_value", value)))
+    scale = named.get("scale")
+    scale = float(1.0 / np.sqrt(depth)) if scale is None else float(scale)
+    scores = b.add(AttentionScores("bsnh,btnh->bnts", scale, name=b.name("scores")),
+                   (query, key))
+    mask = named.get("mask")
+    probs = b.add(AttentionSoftmax(axis=(-1,), style="mha", causal=bool(op.is_causal),
+                                   expand_axis=1, name=b.name("softmax")),
+                  (Ref(scores),), {"attention_mask": mask if isinstance(mask, Ref) else None},
+                  out_shape=b.shapes[scores])
+    if mask is not None and not isinstance(mask, Ref):
+        raise ValueError(f"Operation '{op.name}' (dot_product_attention) has a constant mask; "
+                         "pass it as a tensor.")
+    out = b.add(AttentionCombine("bnts,bsnh->btnh", name=b.name("combine")),
+                (Ref(probs), value))
+    return out, probs
+
+
 def expand_attention(graph: Graph) -> None:
     """Replace every attention call in ``graph`` by its parts (see the module docstring).
 
     Raises:
         ValueError: an attention layer keras-lrp cannot expand (named, with the reason).
     """
-    if not any(isinstance(n.layer, types.ATTENTION) for n in graph.nodes):
+    attention = types.ATTENTION + types.OP_DOT_PRODUCT_ATTENTION
+    if not any(isinstance(n.layer, attention) for n in graph.nodes):
         return
     shapes, nodes, swaps, copies, calls = graph.shapes(), [], [], {}, {}
     for node in graph.nodes:
-        if not isinstance(node.layer, types.ATTENTION):
+        if not isinstance(node.layer, attention):
             nodes.append(node)
+            continue
+        if isinstance(node.layer, types.OP_DOT_PRODUCT_ATTENTION):
+            b = _Builder(graph, shapes, nodes, node.layer.name, copies)
+            swaps += list(zip(node.outputs, _expand_dot_product(node, b)))
             continue
         problem = attention_problem(node.layer)
         if problem is None and any(isinstance(node.kwargs.get(k), Ref) for k in
@@ -335,5 +400,5 @@ def expand_attention(graph: Graph) -> None:
 
 
 __all__ = ["AdditiveScores", "AttentionCombine", "AttentionScores", "AttentionSoftmax", "KerasMask",
-           "PRODUCTS",
+           "PRODUCTS", "RepeatHeads",
            "attention_problem", "expand_attention"]

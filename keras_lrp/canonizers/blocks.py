@@ -30,6 +30,7 @@ from keras import ops, tree
 
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.core import graph as graph_mod
+from keras_lrp.core import linear
 from keras_lrp.core.graph import Graph, Node, Ref
 
 #: keras-hub layers whose call is traced into its parts: the encoder and decoder blocks, and the
@@ -42,17 +43,12 @@ KERAS_HUB_TRACED = (
     # causal LMs: decoder blocks
     "LlamaTransformerDecoder", "MistralTransformerDecoder", "GemmaDecoderBlock",
     "Gemma3DecoderBlock", "QwenTransformerDecoder", "Qwen3TransformerDecoder", "Phi3Decoder",
-    "MixtralTransformerDecoder",
+    "MixtralTransformerDecoder", "MixtralSparseMoeBlock", "MixtralMoeExperts",
     # … and their attention layers
     "LlamaAttention", "CachedMistralAttention", "CachedGemmaAttention", "CachedGemma3Attention",
     "QwenAttention", "Qwen3Attention", "Phi3Attention", "CachedMixtralAttention")
 #: keras-hub layers keras-lrp refuses, with the reason.
-KERAS_HUB_REFUSED = {
-    "MixtralSparseMoeBlock": (
-        "is a mixture-of-experts block (a router's top-k choice of experts, weighted by their "
-        "normalised routing probabilities); keras-lrp does not explain mixture-of-experts "
-        "routing yet. Explain a dense model (Llama, Mistral, Qwen, Gemma, Phi-3)"),
-}
+KERAS_HUB_REFUSED: dict = {}
 #: Classes registered with :func:`register_block`.
 REGISTERED: List[type] = []
 
@@ -119,34 +115,86 @@ class AddConstant(keras.layers.Layer):
 
 class ReshapeKeeping(keras.layers.Layer):
     """``ops.reshape(x, shape)`` where ``shape`` was read off a tensor in a symbolic trace and
-    holds ``None`` (the batch, a sequence axis a layer left open): ``None`` at position i is
-    the input's size there (Gemma's rotary embedding reshapes to ``ops.shape(x)``)."""
+    holds ``None`` (the batch, a sequence axis a layer left open). One ``None`` is the size that
+    fits (−1); with several, ``None`` at position i is the input's size there (Gemma's rotary
+    embedding reshapes to ``ops.shape(x)``)."""
 
     def __init__(self, newshape=(), **kwargs):
         super().__init__(**kwargs)
         self.newshape = [None if d is None else int(d) for d in newshape]
 
+    def _target(self, shape):
+        if sum(d is None for d in self.newshape) == 1:
+            return [-1 if d is None else d for d in self.newshape]
+        return [shape[i] if d is None else d for i, d in enumerate(self.newshape)]
+
     def call(self, x):
-        shape = ops.shape(x)
-        return ops.reshape(x, [shape[i] if d is None else d for i, d in enumerate(self.newshape)])
+        return ops.reshape(x, self._target(ops.shape(x)))
 
     def compute_output_spec(self, x):
-        return keras.KerasTensor([x.shape[i] if d is None else d
-                                  for i, d in enumerate(self.newshape)], dtype=x.dtype)
+        target = self._target(x.shape)
+        if -1 in target:
+            known = [d for d in target if d != -1]
+            total = None if None in x.shape else int(np.prod(x.shape))
+            fill = None if total is None or None in known else total // int(np.prod(known))
+            target = [fill if d == -1 else d for d in target]
+        return keras.KerasTensor(target, dtype=x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "newshape": self.newshape}
 
 
+class KernelEinsum(keras.layers.Layer):
+    """``ops.einsum(equation, x, W)`` (or ``(W, x)``) with a weight W, written in a block's call
+    (Mixtral's experts): a linear map of x, so the composite's linear rule serves it like an
+    EinsumDense (:data:`keras_lrp.core.linear.LINEAR_OPS`)."""
+
+    def __init__(self, equation: str = "", kernel_shape=(), kernel_first: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.equation, self.kernel_first = equation, bool(kernel_first)
+        self.kernel_shape = [int(d) for d in kernel_shape]
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=tuple(self.kernel_shape), name="kernel",
+                                      initializer="zeros")
+
+    def apply_kernel(self, x, kernel):
+        return ops.einsum(self.equation, kernel, x) if self.kernel_first else \
+            ops.einsum(self.equation, x, kernel)
+
+    def call(self, x):
+        return self.apply_kernel(x, self.kernel)
+
+    def get_config(self):
+        return {**super().get_config(), "equation": self.equation,
+                "kernel_shape": self.kernel_shape, "kernel_first": self.kernel_first}
+
+
+linear.LINEAR_OPS.insert(0, (KernelEinsum, lambda layer: linear.LinearOp(
+    layer, layer.apply_kernel, layer.kernel)))
+
+
 def _open_reshapes(nodes: List[Node], first: int) -> None:
-    """Replace the raw reshapes (from ``nodes[first]`` on) whose target shape holds ``None``
-    beyond the batch by :class:`ReshapeKeeping`."""
-    op = keras.src.ops.numpy.Reshape
+    """Rewrite the ops a trace left (from ``nodes[first]`` on) that a replay cannot run or the
+    rules cannot see: raw reshapes to a shape holding ``None`` become :class:`ReshapeKeeping`,
+    einsums of a tensor and a weight :class:`KernelEinsum`."""
+    reshape, einsum = keras.src.ops.numpy.Reshape, keras.src.ops.numpy.Einsum
     for node in nodes[first:]:
         shape = getattr(node.layer, "newshape", None)
-        if isinstance(node.layer, op) and isinstance(shape, (list, tuple)) and \
-                any(d is None for d in list(shape)[1:]):
+        if isinstance(node.layer, reshape) and isinstance(shape, (list, tuple)) and \
+                any(d is None for d in shape):
             node.layer = ReshapeKeeping(shape, name=f"{node.layer.name}_keeping")
+        elif isinstance(node.layer, einsum) and len(node.inputs) == 1 and len(node.args) == 2:
+            weights = [a for a in node.args if isinstance(a, keras.Variable)]
+            if len(weights) != 1:
+                continue
+            first_is_kernel = isinstance(node.args[0], keras.Variable)
+            tensor = node.args[1] if first_is_kernel else node.args[0]
+            node.layer = KernelEinsum(node.layer.subscripts, tuple(weights[0].shape),
+                                      first_is_kernel, name=f"{node.layer.name}_kernel")
+            node.args, node.kwargs = (tensor,), {}
+            node.weights = [np.asarray(keras.ops.convert_to_numpy(weights[0]))]
 
 
 def _copy(layer, dtype=None):
@@ -361,6 +409,7 @@ def trace_blocks(graph: Graph) -> None:
             graph.replace_tensor(old, new)
 
 
-__all__ = ["AddConstant", "KERAS_HUB_TRACED", "PrependToken", "ReshapeKeeping", "copy_layer",
+__all__ = ["AddConstant", "KERAS_HUB_TRACED", "KernelEinsum", "PrependToken", "ReshapeKeeping",
+           "copy_layer",
            "is_position_embedding",
            "is_traced", "register_block", "trace_blocks"]

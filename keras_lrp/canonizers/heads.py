@@ -84,4 +84,16 @@ def untie_heads(graph: Graph) -> None:
     graph.nodes = nodes
 
 
-__all__ = ["SoftCap", "is_reverse_call", "untie_heads"]
+
+
+class LogSoftmax(keras.layers.Layer):
+    """log p = s − logsumexp(s) over the last axis: the log-probabilities of a language model's
+    next token, appended by :func:`keras_lrp.explain_generation` to explain a span's
+    log-likelihood. Its relevance layer is
+    :class:`~keras_lrp.layers.attention.LogSoftmaxRelevance`."""
+
+    def call(self, logits):
+        return logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+
+
+__all__ = ["LogSoftmax", "SoftCap", "is_reverse_call", "untie_heads"]

@@ -12,7 +12,7 @@ import sys
 import traceback
 from typing import List, Optional
 
-from keras_lrp.cli import signals
+from keras_lrp.cli import generate, signals
 from keras_lrp.cli.analyze import cmd_analyze
 from keras_lrp.cli.compare import cmd_compare
 from keras_lrp.cli.prepare import UsageError
@@ -40,7 +40,11 @@ def cmd_demo(args) -> None:
     from keras_lrp.demos.transformer import run_transformer_demo
 
     try:
-        if args.task == "sequence":
+        if args.task == "llm":
+            from keras_lrp.demos.llm import run_llm_demo
+
+            run_llm_demo(out_dir=args.out or "lrp-demo-llm", models_dir=args.models_dir)
+        elif args.task == "sequence":
             run_sequence_demo(out_dir=args.out or "lrp-demo-sequence", models_dir=args.models_dir)
         elif args.task == "transformer":
             run_transformer_demo(out_dir=args.out or "lrp-demo-transformer",
@@ -69,14 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain a shipped model (package data in keras_lrp/demos/models/) with a "
         "representative set of analyzers, write figures, an HDF5 results file and summary.txt "
         "into --out, and print the summary table.")
-    demo.add_argument("--task", choices=("digits", "sequence", "transformer"), default="digits",
+    demo.add_argument("--task", choices=("digits", "sequence", "transformer", "llm"),
+                      default="digits",
                       help="digits: the CNN on handwritten digits; sequence: the LSTM on the "
                            "addition task, with token heatmaps; transformer: the ViT on the "
-                           "same digits beside the CNN, and the text transformer (default: "
-                           "digits)")
+                           "same digits beside the CNN, and the text transformer; llm: a "
+                           "keras-hub Llama on key-value recall, AttnLRP against CP-LRP and "
+                           "gradients (needs keras-hub) (default: digits)")
     demo.add_argument("--out", default=None,
-                      help="output folder (default: lrp-demo, lrp-demo-sequence or "
-                           "lrp-demo-transformer, in the current folder)")
+                      help="output folder (default: lrp-demo, lrp-demo-sequence, "
+                           "lrp-demo-transformer or lrp-demo-llm, in the current folder)")
     demo.add_argument("--models-dir", default=None, metavar="DIR",
                       help="folder holding the demo's models and test data (default: the "
                            "shipped ones)")
@@ -132,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--steps", type=int, default=16,
                          help="pixel-flipping steps of the AOPC column (default: 16)")
     compare.set_defaults(func=cmd_compare)
+
+    generate.add_parser(sub)
 
     lister = sub.add_parser("list", help="list analyzers and rules",
                             description="List every analyzer name with its keyword arguments, "

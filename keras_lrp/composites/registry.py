@@ -15,14 +15,14 @@ import keras
 
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
-from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask
+from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask, RepeatHeads
 from keras_lrp.canonizers.blocks import (
     AddConstant,
     PrependToken,
     ReshapeKeeping,
     is_position_embedding,
 )
-from keras_lrp.canonizers.heads import SoftCap
+from keras_lrp.canonizers.heads import LogSoftmax, SoftCap
 from keras_lrp.core import linear, patterns, types
 from keras_lrp.layers import (
     GateRelevance,
@@ -32,7 +32,7 @@ from keras_lrp.layers import (
     RelevanceLayer,
     RouteRelevance,
 )
-from keras_lrp.layers.attention import SoftmaxRelevance
+from keras_lrp.layers.attention import LogSoftmaxRelevance, SoftmaxRelevance
 from keras_lrp.layers.products import ProductRelevance
 from keras_lrp.layers.recurrent.relevance import EmbeddingRelevance, ZeroRelevance
 from keras_lrp.layers.structural import (
@@ -91,9 +91,11 @@ def _constant_output(node, ctx) -> bool:
     return bool(node.outputs) and all(t in found.constants for t in node.outputs)
 
 
-def _norm_statistic(node, ctx) -> bool:
-    """The ops computing an RMS norm's 1/rms (held constant: they get no relevance)."""
-    return id(node) in patterns.facts(ctx.graph).norm_chain
+def _held(node, ctx) -> bool:
+    """Nodes that only feed factors held constant (an RMS norm's 1/rms, a router's weights):
+    they get no relevance (:func:`keras_lrp.core.patterns.held_nodes`)."""
+    found = patterns.facts(ctx.graph)
+    return id(node) in found.norm_chain or id(node) in found.held
 
 
 def _held_factor(node, ctx) -> bool:
@@ -106,7 +108,7 @@ def _held_factor(node, ctx) -> bool:
 BASE_MAP: List[Tuple[Any, type]] = [
     (_no_float_output, ZeroRelevance),
     (_constant_output, ZeroRelevance),
-    (_norm_statistic, ZeroRelevance),
+    (_held, ZeroRelevance),
     (_keras_hub(KERAS_HUB_RMS_NORMS), RMSNormRelevance),
     (_keras_hub(KERAS_HUB_ROTARY), RotaryRelevance),
     (Where(types.SOFTMAX + types.ACTIVATION, lambda node, ctx: types.is_softmax(node.layer),
@@ -118,11 +120,13 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (types.NORMALIZATION, LayerNormRelevance),
     (AttentionSoftmax, SoftmaxRelevance),
     (types.OP_SOFTMAX, SoftmaxRelevance),
+    (LogSoftmax, LogSoftmaxRelevance),
     (types.EMBEDDING, EmbeddingRelevance),
     (types.MASK_OPS + types.OP_SHAPE_ONLY + (KerasMask,), ZeroRelevance),
     (is_position_embedding, ZeroRelevance),
     (PrependToken, RouteRelevance),
     (ReshapeKeeping, RouteRelevance),
+    (RepeatHeads, RouteRelevance),
     (AddConstant, ProportionalRelevance),
     (types.OP_SELECT, RouteRelevance),
     (types.OP_SPLIT, SplitRelevance),

@@ -252,6 +252,10 @@ def gate_index(node: Node, graph: Graph) -> Optional[int]:
     sizes = [_size(shapes.get(t)) for t in node.inputs]
     if None not in sizes and sizes[0] != sizes[1]:
         return int(np.argmin(sizes))
+    if None in sizes:  # open sizes: the factor of size 1 where the other is not, on every axis
+        broadcast = _broadcast_factor(*(shapes.get(t) for t in node.inputs))
+        if broadcast is not None:
+            return broadcast
     producers = graph.producers()
     gated = [i for i, t in enumerate(node.inputs) if _is_gate(t, producers)]
     return gated[0] if len(gated) == 1 else None
@@ -268,6 +272,18 @@ def _is_gate(tid, producers, depth: int = 0) -> bool:
     passthrough = isinstance(node.layer, types.RESHAPE_LIKE) or (
         not types.is_layer(node.layer) and len(node.inputs) == 1)
     return passthrough and _is_gate(node.inputs[0], producers, depth + 1)
+
+
+def _broadcast_factor(a, b) -> Optional[int]:
+    """0 or 1 if that shape broadcasts over the other (a 1 wherever they differ), else None."""
+    if a is None or b is None or len(a) != len(b):
+        return None
+    ones = [(x == 1 and y != 1, y == 1 and x != 1) for x, y in zip(a[1:], b[1:])]
+    first, second = any(o[0] for o in ones), any(o[1] for o in ones)
+    differ = all(x == y or o[0] or o[1] for (x, y), o in zip(zip(a[1:], b[1:]), ones))
+    if differ and first != second:
+        return 0 if first else 1
+    return None
 
 
 def _size(shape) -> Optional[int]:

@@ -119,6 +119,7 @@ class Facts:
     def __init__(self, graph: Graph):
         self.constants = constant_tensors(graph)
         self.norm_factors, self.norm_chain = norm_statistics(graph)
+        self.held = held_nodes(graph, lambda node: factor_index(node, graph, self))
 
 
 def facts(graph: Graph) -> Facts:
@@ -131,18 +132,43 @@ def facts(graph: Graph) -> Facts:
     return cached[1]
 
 
-def factor_index(node: Node, graph: Graph) -> Optional[int]:
+def factor_index(node: Node, graph: Graph, found: Optional[Facts] = None) -> Optional[int]:
     """Which factor of a two-tensor product is held constant and gets no relevance: the 1/rms
-    of a norm, a constant, else a gate (:func:`keras_lrp.core.graph.gate_index`)."""
-    if len(node.inputs) != 2:
+    of a norm, a constant, else a gate (:func:`keras_lrp.core.graph.gate_index`; a mixture of
+    experts' routing weights, broadcast over the features, are one)."""
+    if len(node.inputs) != 2 or not isinstance(node.layer, types.MULTIPLY):
         return None
-    found = facts(graph)
+    found = facts(graph) if found is None else found
     if id(node) in found.norm_factors:
         return found.norm_factors[id(node)]
     constant = [i for i, t in enumerate(node.inputs) if t in found.constants]
     if len(constant) == 1:
         return constant[0]
     return gate_index(node, graph)
+
+
+def held_nodes(graph: Graph, factor) -> Set[int]:
+    """ids of the nodes whose outputs reach the explained output only as factors held constant
+    (``factor(node)``: the index of a product's held input, or None): a router's softmax, top-k
+    and normalisation, a norm's statistic. They get no relevance, so they need no rule."""
+    consumers, held = graph.consumers(), set()
+    for node in reversed(graph.nodes):
+        if not node.outputs or any(t in graph.outputs for t in node.outputs):
+            continue
+        dead = True
+        for t in node.outputs:
+            for user in consumers.get(t, []):
+                if id(user) in held:
+                    continue
+                i = factor(user)
+                if i is None or user.inputs[i] != t or user.inputs.count(t) != 1:
+                    dead = False
+                    break
+            if not dead:
+                break
+        if dead:
+            held.add(id(node))
+    return held
 
 
 def _activated(tid: int, producers) -> bool:
@@ -167,5 +193,5 @@ def held_operand(node: Node, graph: Graph) -> Optional[int]:
     return held[0] if len(held) == 1 else None
 
 
-__all__ = ["Facts", "PASS_THROUGH", "constant_tensors", "facts", "factor_index", "held_operand",
-           "norm_statistics"]
+__all__ = ["Facts", "PASS_THROUGH", "constant_tensors", "facts", "factor_index", "held_nodes",
+           "held_operand", "norm_statistics"]

@@ -98,6 +98,23 @@ class SoftmaxRelevance(RelevanceLayer):
         return [xs[0] * (relevance - z * total)] + _zeros(xs[1:], self.compute_dtype)
 
 
+class LogSoftmaxRelevance(RelevanceLayer):
+    """Log-probabilities y = s − logsumexp(s) (:class:`~keras_lrp.canonizers.heads.LogSoftmax`),
+    by the softmax rule's reasoning: input × gradient with upstream R/y (AttnLRP, Achtibat et
+    al. 2024, treat the softmax so; the log-softmax is its logarithm). With the explained
+    log-probability as the starting relevance this explains a sequence's log-likelihood.
+
+    Formula (∂y_j/∂s_k = δ_jk − A_k, A = softmax(s)):
+        u = R / y,   R_s = s ⊙ (u − A · Σ_j u_j)     (y < 0 stabilised by ε·sign)
+    """
+
+    def propagate(self, xs, z, relevance):
+        s = xs[0]
+        u = relevance / stabilize(z)
+        a = ops.softmax(s, axis=-1)
+        return [s * (u - a * ops.sum(u, axis=-1, keepdims=True))]
+
+
 class AdditiveScoresRelevance(BilinearRelevance):
     """Bahdanau scores s_ts = Σ_d c_d tanh(q_td + k_sd)
     (:class:`~keras_lrp.canonizers.attention.AdditiveScores`).
@@ -120,4 +137,4 @@ class AdditiveScoresRelevance(BilinearRelevance):
 
 
 __all__ = ["ATTENTION_MODES", "AdditiveScoresRelevance", "BilinearRelevance",
-           "SoftmaxRelevance"]
+           "LogSoftmaxRelevance", "SoftmaxRelevance"]

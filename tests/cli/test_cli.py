@@ -463,7 +463,7 @@ def test_help_describes_every_option_and_its_default():
 def test_help_of_every_command_runs(capsys):
     from keras_lrp.cli import main
 
-    for command in ("analyze", "compare", "demo", "list"):
+    for command in ("analyze", "compare", "demo", "generate", "list"):
         with pytest.raises(SystemExit) as e:
             main([command, "--help"])
         assert e.value.code == 0

@@ -200,6 +200,10 @@ class ZeroRelevance(RelevanceLayer):
         R_in = 0
     """
 
+    #: Nothing reaches the inputs: the reverse graph skips a multi-output layer with this rule
+    #: (a held router's top-k) instead of calling it.
+    gives_nothing = True
+
     def propagate(self, xs, z, relevance):
         return [ops.zeros(ops.shape(x), self.compute_dtype) for x in xs]
 
