@@ -30,7 +30,7 @@ CONVERTERS = {"llama": "convert_llama3", "qwen2": "convert_qwen", "qwen3": "conv
               "gemma3": "convert_gemma3"}
 
 
-def backbone(family: str):
+def backbone(family: str, **overrides):
     import keras_hub
 
     cls = getattr(keras_hub.models, FAMILIES[family][0])
@@ -44,13 +44,13 @@ def backbone(family: str):
         kw["sliding_window"] = 1024
     if family == "mixtral":
         kw.update(num_experts=4, top_k=2)
-    return cls(**kw)
+    return cls(**{**kw, **overrides})
 
 
-def causal_lm(family_or_backbone):
+def causal_lm(family_or_backbone, **overrides):
     import keras_hub
 
-    bb = backbone(family_or_backbone) if isinstance(family_or_backbone, str) \
+    bb = backbone(family_or_backbone, **overrides) if isinstance(family_or_backbone, str) \
         else family_or_backbone
     name = next(task for b, task in FAMILIES.values() if b == type(bb).__name__)
     return getattr(keras_hub.models, name)(backbone=bb, preprocessor=None)

@@ -30,7 +30,7 @@ from keras import ops, tree
 
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.core import graph as graph_mod
-from keras_lrp.core import linear
+from keras_lrp.core import linear, types
 from keras_lrp.core.graph import Graph, Node, Ref
 
 #: keras-hub layers whose call is traced into its parts: the encoder and decoder blocks, and the
@@ -39,7 +39,7 @@ from keras_lrp.core.graph import Graph, Node, Ref
 #: mixture-of-experts blocks.
 KERAS_HUB_TRACED = (
     "TransformerEncoder", "TransformerDecoder", "ViTEncoder", "ViTEncoderBlock", "MLP",
-    "TokenAndPositionEmbedding",
+    "TokenAndPositionEmbedding", "MaskedLMHead",
     # causal LMs: decoder blocks
     "LlamaTransformerDecoder", "MistralTransformerDecoder", "GemmaDecoderBlock",
     "Gemma3DecoderBlock", "QwenTransformerDecoder", "Qwen3TransformerDecoder", "Phi3Decoder",
@@ -73,7 +73,7 @@ def _from_keras_hub(layer, names) -> bool:
 
 def is_traced(layer) -> bool:
     return _from_keras_hub(layer, KERAS_HUB_TRACED + ("ViTPatchingAndEmbedding",)) or \
-        isinstance(layer, tuple(REGISTERED))
+        isinstance(layer, tuple(REGISTERED) + types.GROUP_QUERY_ATTENTION)
 
 
 def is_position_embedding(node, ctx=None) -> bool:

@@ -114,8 +114,8 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (Where(types.SOFTMAX + types.ACTIVATION, lambda node, ctx: types.is_softmax(node.layer),
            "softmax"), SoftmaxRelevance),
     (Where(types.ACTIVATION, _elementwise_activation, "element-wise"), IdentityRelevance),
-    (types.ELEMENTWISE + types.PREPROCESSING + types.APP_ELEMENTWISE + types.OP_ACTIVATIONS,
-     IdentityRelevance),
+    (types.ELEMENTWISE + types.PREPROCESSING + types.APP_ELEMENTWISE + types.OP_ACTIVATIONS
+     + types.OP_ELEMENTWISE_LINEAR, IdentityRelevance),
     (SoftCap, SoftCapRelevance),
     (types.NORMALIZATION, LayerNormRelevance),
     (AttentionSoftmax, SoftmaxRelevance),
@@ -139,6 +139,9 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (Where(types.MULTIPLY, _held_factor, "a gate or a constant factor"), GateRelevance),
     (Where(types.MULTIPLY + types.OP_EINSUM, _tensor_args(2), "two signals"),
      ProductRelevance),
+    # an einsum of one tensor and constants is a bias-free linear map: the Z rule (a weight
+    # variable inside a traced block becomes a KernelEinsum, which takes the composite's rule)
+    (Where(types.OP_EINSUM, _tensor_args(1), "a tensor and constants"), ProportionalRelevance),
     # keras.ops used directly in functional code: with one tensor and a constant they are
     # element-wise affine maps (x + 3, x · 1/6); Add/Subtract of two tensors are proportional.
     (Where(types.OP_ARITHMETIC, _tensor_args(1), "tensor and constant"), IdentityRelevance),

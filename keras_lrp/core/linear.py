@@ -186,6 +186,13 @@ def linear_op(layer) -> Optional[LinearOp]:
     """The :class:`LinearOp` of ``layer``, or ``None`` if it is not a kernel layer."""
     for cls, make in LINEAR_OPS:
         if isinstance(layer, cls):
+            mode = getattr(layer, "quantization_mode", None)
+            if mode is not None:
+                raise ValueError(
+                    f"Layer '{layer.name}' ({type(layer).__name__}) is quantized "
+                    f"(quantization_mode={mode!r}): its kernel holds integers and a scale, not "
+                    "the weights the LRP rules read. Explain the model before quantizing it "
+                    "(or a copy with float weights).")
             if make is None:
                 raise ValueError(
                     f"Layer '{layer.name}' ({type(layer).__name__}) has two kernels; the analyzer "

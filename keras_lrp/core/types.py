@@ -45,7 +45,9 @@ MASK_OPS = tuple(getattr(_NP, n) for n in (
     "NotEqual", "Equal", "Any", "All", "Greater", "GreaterEqual", "Less", "LessEqual",
     "LogicalAnd", "LogicalOr", "LogicalNot") if hasattr(_NP, n))
 #: Attention layers (expanded into parts by the ExpandAttention canonizer, never split).
-ATTENTION = (L.MultiHeadAttention, L.Attention, L.AdditiveAttention, L.GroupQueryAttention)
+ATTENTION = (L.MultiHeadAttention, L.Attention, L.AdditiveAttention)
+#: Keras' grouped-query attention: traced into its projections, repeats and products.
+GROUP_QUERY_ATTENTION = (L.GroupQueryAttention,)
 
 # ------------------------------------------------------------------------------ structural layers
 #: Layers that only move, copy or select values (routing relevance with them).
@@ -90,6 +92,9 @@ except ImportError:  # pragma: no cover
 OP_ACTIVATIONS = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplus, _NN.Softsign,
                   _NN.Silu, _NN.HardSilu, _NN.LogSigmoid, _NN.LeakyRelu, _NN.Elu, _NN.Selu,
                   _NN.Gelu, _NN.Celu, _NP.Tanh)
+#: Raw element-wise linear maps without bias (−x, as in RoPE's rotate-half): relevance passes
+#: unchanged.
+OP_ELEMENTWISE_LINEAR = (_NP.Negative,)
 #: Raw ops whose output is ≥ 0.
 OP_NONNEGATIVE = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplus)
 #: Raw ops bounded like a gate (sigmoid-like, or relu6 as in hard-sigmoid = relu6(x + 3)/6).
@@ -100,7 +105,8 @@ OP_ARITHMETIC = (_NP.Add, _NP.Subtract, _NP.Multiply, _NP.Divide, _NP.TrueDivide
 #: keras-hub's blocks): relevance is routed back.
 OP_SELECT = tuple(getattr(_NP, n) for n in (
     "GetItem", "ExpandDims", "Squeeze", "Reshape", "Transpose", "BroadcastTo", "Tile", "Repeat",
-    "Concatenate", "Stack", "Where") if hasattr(_NP, n))
+    "Concatenate", "Stack", "Where", "TakeAlongAxis", "Take", "Moveaxis", "Swapaxes")
+    if hasattr(_NP, n))
 #: Raw element-wise minimum and maximum.
 OP_MINMAX = (_NP.Minimum, _NP.Maximum)
 #: Raw ops whose output depends only on their input's shape (``zeros_like``, ``ones_like``): they

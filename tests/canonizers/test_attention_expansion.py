@@ -200,10 +200,34 @@ def test_cp_lrp_conserves_through_additive_attention(float64):
                                model.predict([xq, xv], verbose=0).max(axis=1), rtol=1e-10)
 
 
-def test_group_query_attention_is_refused_by_name():
-    q = keras.Input((T, 4))
-    out = L.GroupQueryAttention(4, 2, 2, name="gqa")(q, q)
-    model = keras.Model(q, L.Dense(2)(L.GlobalAveragePooling1D()(out)))
-    with pytest.raises(ValueError,
-                       match="Layer 'gqa' is a GroupedQueryAttention; keras-lrp expands"):
-        keras_lrp.create_analyzer("lrp.epsilon", model)
+@pytest.mark.parametrize("attention", ["attnlrp", "cp"])
+def test_group_query_attention(float64, attention):
+    """keras.layers.GroupQueryAttention (4 query heads sharing 2 key-value heads, causal) is
+    traced into its projections, repeats and products: the same relevance as the attention
+    written out in raw ops with its weights; causal; CP-LRP conserves (no biases)."""
+    from keras import ops
+
+    keras.utils.set_random_seed(3)
+    t, d, heads, kv, h = 6, 8, 4, 2, 4
+    x = keras.Input((t, d))
+    gqa = L.GroupQueryAttention(head_dim=h, num_query_heads=heads, num_key_value_heads=kv,
+                                use_bias=False, name="gqa")
+    head = L.Dense(1, use_bias=False, name="head")
+    model = keras.Model(x, head(gqa(x, x, use_causal_mask=True)[:, 3, :]))
+    wq, wk, wv, wo = (np.asarray(w) for w in gqa.get_weights())
+    q = ops.einsum("btd,dnh->btnh", x, wq)
+    k = ops.repeat(ops.einsum("btd,dnh->btnh", x, wk), heads // kv, axis=2)
+    v = ops.repeat(ops.einsum("btd,dnh->btnh", x, wv), heads // kv, axis=2)
+    s = ops.einsum("btnh,bsnh->bnts", q, k) * (1.0 / np.sqrt(h))
+    s = ops.where(np.tril(np.ones((t, t), bool)), s, -1e9)
+    c = ops.einsum("bnts,bsnh->btnh", ops.softmax(s, axis=-1), v)
+    written = keras.Model(x, head(ops.einsum("btnh,nhd->btd", c, wo)[:, 3, :]))
+    xs = np.random.default_rng(4).normal(size=(2, t, d))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(xs)),
+                               keras.ops.convert_to_numpy(written(xs)), rtol=1e-9)
+    got = keras_lrp.create_analyzer("lrp.z", model, attention=attention).analyze(xs)
+    want = keras_lrp.create_analyzer("lrp.z", written, attention=attention).analyze(xs)
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
+    assert np.all(got[:, 4:] == 0)
+    if attention == "cp":
+        np.testing.assert_allclose(got.sum((1, 2)), np.asarray(model(xs))[:, 0], rtol=1e-9)

@@ -220,3 +220,43 @@ def test_real_lm_head(float64):
         for g, w in zip(got, want):
             assert g.shape == (2, T)
             np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+
+
+def test_bert_masked_lm_head(float64):
+    """keras-hub's BertMaskedLM: its MaskedLMHead gathers the masked positions, runs a GELU
+    Dense and a LayerNorm, then the tied embedding reversed plus a bias. The analysis equals
+    that of the same backbone with the head written out in core layers (the same weights, a
+    Dense with kernel Eᵀ), and the mask positions get no relevance."""
+    keras.utils.set_random_seed(6)
+    bb = keras_hub.models.BertBackbone(vocabulary_size=V, num_layers=1, num_heads=2,
+                                       hidden_dim=8, intermediate_dim=16, max_sequence_length=T)
+    mlm = keras_hub.models.BertMaskedLM(backbone=bb, preprocessor=None)
+    shapes = {"mask_positions": (2,)}
+    ins = {t.name: keras.Input(shapes.get(t.name, (T,)), dtype="int32", name=t.name)
+           for t in mlm.inputs}
+    model = keras.Model(ins, mlm(ins))
+    head = mlm.masked_lm_head
+    seq = bb({k: ins[k] for k in ("token_ids", "segment_ids", "padding_mask")})[
+        "sequence_output"]
+    picked = keras.ops.take_along_axis(seq, keras.ops.expand_dims(ins["mask_positions"], -1),
+                                       axis=1)
+    inter = L.Dense(8, activation="gelu", name="inter")
+    norm = L.LayerNormalization(epsilon=head._intermediate_layer_norm.epsilon, name="norm")
+    out = L.Dense(V, name="out")
+    ref = keras.Model(ins, out(norm(inter(picked))))
+    inter.set_weights(head._intermediate_dense.get_weights())
+    norm.set_weights(head._intermediate_layer_norm.get_weights())
+    out.set_weights([np.asarray(bb.token_embedding.embeddings).T, np.asarray(head._bias)])
+    rng = np.random.default_rng(1)
+    x = {"token_ids": rng.integers(1, V, (2, T)).astype("int32"),
+         "segment_ids": np.zeros((2, T), "int32"), "padding_mask": np.ones((2, T), "int32"),
+         "mask_positions": np.array([[1, 4], [2, 7]], "int32")}
+    np.testing.assert_allclose(model(x), ref(x), rtol=1e-12, atol=1e-12)
+    names = [t.name for t in model.inputs]
+    got = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
+    want = keras_lrp.create_analyzer("lrp.epsilon", ref).analyze(x)
+    for name, g, w in zip(names, got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+        if name == "mask_positions":
+            assert np.all(g == 0)
+    assert np.abs(got[names.index("token_ids")]).max() > 0
