@@ -179,7 +179,7 @@ def _open_reshapes(nodes: List[Node], first: int) -> None:
     """Rewrite the ops a trace left (from ``nodes[first]`` on) that a replay cannot run or the
     rules cannot see: raw reshapes to a shape holding ``None`` become :class:`ReshapeKeeping`,
     einsums of a tensor and a weight :class:`KernelEinsum`."""
-    reshape, einsum = keras.src.ops.numpy.Reshape, keras.src.ops.numpy.Einsum
+    reshape, einsum = types.OP_RESHAPE, types.OP_EINSUM
     for node in nodes[first:]:
         shape = getattr(node.layer, "newshape", None)
         if isinstance(node.layer, reshape) and isinstance(shape, (list, tuple)) and \

@@ -82,24 +82,32 @@ def _keras_hub(names):
 
 def _no_float_output(node, ctx) -> bool:
     """Integer and boolean tensors (token ids, masks) carry no relevance."""
-    return bool(node.out_dtypes) and not any("float" in str(d) for d in node.out_dtypes)
+    dtypes = getattr(node, "out_dtypes", None)
+    return bool(dtypes) and not any("float" in str(d) for d in dtypes)
+
+
+def _facts(ctx):
+    graph = getattr(ctx, "graph", None)
+    return patterns.facts(graph) if graph is not None else None
 
 
 def _constant_output(node, ctx) -> bool:
-    """Tensors that depend on no input (cos/sin tables, a causal mask) carry no relevance."""
-    found = patterns.facts(ctx.graph)
-    return bool(node.outputs) and all(t in found.constants for t in node.outputs)
+    """Tensors that depend on no input (a table or mask built in the graph from no input)
+    carry no relevance."""
+    found, outputs = _facts(ctx), getattr(node, "outputs", None)
+    return found is not None and bool(outputs) and all(t in found.constants for t in outputs)
 
 
 def _held(node, ctx) -> bool:
     """Nodes that only feed factors held constant (an RMS norm's 1/rms, a router's weights):
     they get no relevance (:func:`keras_lrp.core.patterns.held_nodes`)."""
-    found = patterns.facts(ctx.graph)
-    return id(node) in found.norm_chain or id(node) in found.held
+    found = _facts(ctx)
+    return found is not None and (id(node) in found.norm_chain or id(node) in found.held)
 
 
 def _held_factor(node, ctx) -> bool:
-    return len(node.inputs) == 2 and patterns.factor_index(node, ctx.graph) is not None
+    return (getattr(ctx, "graph", None) is not None and len(node.inputs) == 2
+            and patterns.factor_index(node, ctx.graph) is not None)
 
 
 #: How relevance crosses each supported layer without a kernel, first match wins.

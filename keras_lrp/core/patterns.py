@@ -3,11 +3,16 @@
 A product ``a ⊙ b`` (or an einsum of two tensors) is linear in one factor only when the other is
 held constant. These analyses say which factor that is, from the graph alone:
 
-* :func:`constant_tensors` — tensors that depend on no model input (RoPE's cos/sin tables built
-  from ``ops.arange``, a causal mask): a constant factor.
+* :func:`constant_tensors` — tensors the graph computes from no model input (a table or mask
+  built from ``ops.arange`` inside a traced call): a constant factor. Constants evaluated while
+  the model was built are not tensors of the graph at all; a product with one is linear too.
 * :func:`norm_statistics` — the factor ``1/rms(x)`` of an RMS norm written in raw ops
   (``x * rsqrt(mean(x²) + ε)``; Gemma's ``x * reciprocal(sqrt(mean(square(x)) + ε))``), held
   constant by AttnLRP's identity rule for norms; and the nodes that compute it.
+* :func:`factor_index` — the factor a product holds constant outright (a norm's 1/rms, a
+  constant, a gate or a factor broadcast over the other: a mixture of experts' routing weights),
+  and :func:`held_nodes` — the nodes that only feed such factors (a router's softmax and top-k),
+  which get no relevance and need no rule.
 * :func:`held_operand` — the factor CP-LRP holds constant in a product of two signals: the
   attention weights (a softmax output) or the activated gate of a gated MLP.
 

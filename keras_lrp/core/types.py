@@ -124,6 +124,8 @@ OP_RECIPROCAL = (_NP.Reciprocal,)
 OP_SQUARE = (_NP.Square,)
 OP_POWER = (_NP.Power,)
 OP_MEAN = (_NP.Mean,)
+#: A raw reshape.
+OP_RESHAPE = (_NP.Reshape,)
 #: A raw einsum (of two signals: a bilinear product; of a signal and a weight: a linear map).
 OP_EINSUM = (_NP.Einsum,)
 #: Raw sums and means over axes: linear, without bias.

@@ -491,15 +491,31 @@ def test_hard_sigmoid_gate_from_registered_raw_relu6(float64, registry):
 
 
 @pytest.mark.parametrize("multiply", ["layer", "ops"])
-def test_product_of_two_signals_is_an_error(float64, multiply):
+def test_product_of_two_signals_splits_uniformly(float64, multiply):
+    """A product of two signals, neither a gate (a gated MLP's up ⊙ act(gate) when both are
+    activated): AttnLRP's uniform rule, half of the product's relevance to each factor
+    (keras_lrp.layers.products.ProductRelevance), then the Z rule through the Dense layers,
+    against NumPy."""
+    keras.utils.set_random_seed(1)
     i = keras.Input((5,), name="x")
     a = L.Dense(4, activation="relu", name="a")(i)
     b = L.Dense(4, activation="relu", name="b")(i)
     m = L.Multiply(name="prod")([a, b]) if multiply == "layer" else keras.ops.multiply(a, b)
     model = keras.Model(i, L.Dense(3, name="out")(m))
-    name = "prod" if multiply == "layer" else _op_name(m)
-    with pytest.raises(ValueError, match=rf"'{name}'.*product of two signals"):
-        keras_lrp.create_analyzer("lrp.z", model)
+    x = np.random.default_rng(2).normal(size=(4, 5))
+    got = keras_lrp.create_analyzer("lrp.z", model).analyze(x)
+    (wa, ba), (wb, bb), (wo, bo) = (model.get_layer(n).get_weights() for n in ("a", "b", "out"))
+    za, zb = x @ wa + ba, x @ wb + bb
+    ya, yb = np.maximum(za, 0), np.maximum(zb, 0)
+    prod = ya * yb
+    out = prod @ wo + bo
+    r_out = np.where(out == out.max(1, keepdims=True), out, 0.0)
+    r_prod = prod * ((r_out / out) @ wo.T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_a = np.where(za > 0, r_prod / 2, 0.0)  # ReLU: identity where it passes
+        r_b = np.where(zb > 0, r_prod / 2, 0.0)
+        want = x * ((np.nan_to_num(r_a / za)) @ wa.T) + x * ((np.nan_to_num(r_b / zb)) @ wb.T)
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
 
 
 # ============================================================== 3. element-wise preprocessing

@@ -20,7 +20,7 @@ import keras  # noqa: E402
 
 import keras_lrp  # noqa: E402
 
-FAST = ("llama", "gemma")
+FAST = ("llama",)
 #: extra cases: Gemma 3 with sliding-window attention shorter than the prompt (the window is a
 #: mask, traced with the rest; its local layers use RoPE at 1e4)
 VARIANTS = {"gemma3_window": ("gemma3", {"use_sliding_window_attention": True,
@@ -86,14 +86,16 @@ def test_open_length(float64):
     a = keras_lrp.create_analyzer("lrp.z", lm, neuron_selection_mode="index")
     rng = np.random.default_rng(0)
     results = {}
+    fixed = {}
     for t in (5, 8, 5):
         x = {"token_ids": rng.integers(0, hub_lm.V, (2, t)).astype("int32"),
              "padding_mask": np.ones((2, t), "int32")}
         got = _tokens(lm, a.analyze(x, neuron_selection=[(t - 1) * hub_lm.V + 3] * 2))
-        fixed = keras_lrp.create_analyzer("lrp.z", hub_lm.static(lm, t),
-                                          neuron_selection_mode="index")
-        want = _tokens(lm, fixed.analyze(x, neuron_selection=[(t - 1) * hub_lm.V + 3] * 2))
         assert got.shape == (2, t)
+        if t not in fixed:  # against the analyzer of the model called on that fixed length
+            fixed[t] = keras_lrp.create_analyzer("lrp.z", hub_lm.static(lm, t),
+                                                 neuron_selection_mode="index")
+        want = _tokens(lm, fixed[t].analyze(x, neuron_selection=[(t - 1) * hub_lm.V + 3] * 2))
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
         results.setdefault(t, id(a.for_length(t)))
         assert id(a.for_length(t)) == results[t]  # built once per length

@@ -39,7 +39,7 @@ def _tokens(model, r):
     return r[[t.name for t in model.inputs].index("token_ids")]
 
 
-@pytest.mark.parametrize("attention", ["attnlrp", "cp"])
+@pytest.mark.parametrize("attention", ["attnlrp", pytest.param("cp", marks=pytest.mark.slow)])
 def test_explain_generation(lm, attention, tmp_path):
     gen = keras_lrp.explain_generation("lrp.z", lm, PROMPT, CONTINUATION, attention=attention)
     ids = np.concatenate([PROMPT, CONTINUATION])
