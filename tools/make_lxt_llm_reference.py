@@ -80,40 +80,25 @@ COMMON = dict(
     attention_dropout=0.0,
 )
 
+#: Gemma 3's extras, every layer global.
+GEMMA3 = dict(
+    layer_types=["full_attention", "full_attention"],
+    sliding_window=64,
+    rope_local_base_freq=10000.0,
+    rope_theta=1_000_000.0,  # keras-hub's Gemma 3 fixes its global layers' RoPE at 1e6
+    query_pre_attn_scalar=8,
+    hidden_activation="gelu_pytorch_tanh",
+    attn_logit_softcapping=None,  # transformers 4.53.3's Gemma3 never applies it anyway
+)
+
 FAMILIES = {
     "llama": ("llama", "LlamaConfig", "LlamaForCausalLM", {}),
     "qwen2": ("qwen2", "Qwen2Config", "Qwen2ForCausalLM", dict(use_sliding_window=False)),
     "qwen3": ("qwen3", "Qwen3Config", "Qwen3ForCausalLM", dict(use_sliding_window=False)),
-    "gemma3": (
-        "gemma3",
-        "Gemma3TextConfig",
-        "Gemma3ForCausalLM",
-        dict(
-            layer_types=["full_attention", "full_attention"],
-            sliding_window=64,
-            rope_local_base_freq=10000.0,
-            rope_theta=1_000_000.0,  # keras-hub's Gemma 3 fixes its global layers' RoPE at 1e6
-            query_pre_attn_scalar=8,
-            hidden_activation="gelu_pytorch_tanh",
-            attn_logit_softcapping=None,
-            final_logit_softcapping=None,
-        ),
-    ),
-    "gemma3_softcap": (
-        "gemma3",
-        "Gemma3TextConfig",
-        "Gemma3ForCausalLM",
-        dict(
-            layer_types=["full_attention", "full_attention"],
-            sliding_window=64,
-            rope_local_base_freq=10000.0,
-            rope_theta=1_000_000.0,  # keras-hub's Gemma 3 fixes its global layers' RoPE at 1e6
-            query_pre_attn_scalar=8,
-            hidden_activation="gelu_pytorch_tanh",
-            attn_logit_softcapping=None,  # transformers 4.53.3's Gemma3 never applies it anyway
-            final_logit_softcapping=3.0,
-        ),
-    ),
+    "gemma3": ("gemma3", "Gemma3TextConfig", "Gemma3ForCausalLM",
+               dict(GEMMA3, final_logit_softcapping=None)),
+    "gemma3_softcap": ("gemma3", "Gemma3TextConfig", "Gemma3ForCausalLM",
+                       dict(GEMMA3, final_logit_softcapping=3.0)),
 }
 
 

@@ -175,7 +175,7 @@ linear.LINEAR_OPS.insert(0, (KernelEinsum, lambda layer: linear.LinearOp(
     layer, layer.apply_kernel, layer.kernel)))
 
 
-def _open_reshapes(nodes: List[Node], first: int) -> None:
+def _rewrite_traced_ops(nodes: List[Node], first: int) -> None:
     """Rewrite the ops a trace left (from ``nodes[first]`` on) that a replay cannot run or the
     rules cannot see: raw reshapes to a shape holding ``None`` become :class:`ReshapeKeeping`,
     einsums of a tensor and a weight :class:`KernelEinsum`."""
@@ -403,7 +403,7 @@ def trace_blocks(graph: Graph) -> None:
                 fn, tids = _trace(node, shapes, dtypes)
                 first = len(nodes)
                 swaps += list(zip(node.outputs, graph_mod.walk(fn, tids, graph, nodes)))
-                _open_reshapes(nodes, first)
+                _rewrite_traced_ops(nodes, first)
         graph.nodes = nodes
         for old, new in swaps:
             graph.replace_tensor(old, new)
