@@ -100,7 +100,9 @@ def whole(inputs, tmp_path_factory):
     return klio.load_relevances(out)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("sig", [
+    pytest.param(signal.SIGKILL, id="SIGKILL", marks=pytest.mark.process),  # not the backend's
+    pytest.param(signal.SIGTERM, id="SIGTERM")])
 def test_three_stops_then_resume_equals_one_run(inputs, whole, tmp_path, sig):
     rng = np.random.default_rng(int(sig))
     out, kept = tmp_path / "out.h5", 0
@@ -128,6 +130,7 @@ def test_three_stops_then_resume_equals_one_run(inputs, whole, tmp_path, sig):
     assert_same(klio.load_relevances(out), whole)
 
 
+@pytest.mark.process
 def test_second_signal_stops_at_once_and_keeps_what_is_on_disk(inputs, whole, tmp_path):
     rng, out = np.random.default_rng(7), tmp_path / "out.h5"
     code, err = _stop_when(_cli(inputs, out), out, 20, signal.SIGTERM, rng,
@@ -161,6 +164,7 @@ def test_second_signal_during_cleanup_exits_at_once(tmp_path):
     assert "stopping now" in proc.stderr and time.monotonic() - start < 5
 
 
+@pytest.mark.process
 def test_a_second_run_on_the_same_out_is_refused(inputs, whole, tmp_path, capsys):
     out = tmp_path / "out.h5"
     proc = subprocess.Popen(_cli(inputs, out), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
