@@ -102,7 +102,7 @@ def _gradient(times_input: bool) -> Callable:
 def _wrapped(wrapper, **fixed) -> Callable:
     """A wrapper over a gradient (iNNvestigate's SmoothGrad and IntegratedGradients)."""
     def make(model, postprocess=None, name="", kwargs=None, output_relevance="one", **params):
-        run = {k: params.pop(k) for k in ("neuron_selection_mode", "jit_compile", "output")}
+        run = {k: params.pop(k) for k in _RUN_KWARGS}
         inner = Gradient(model, postprocess=postprocess, name="gradient",
                          kwargs={"postprocess": postprocess, **run}, **run)
         return wrapper(inner, name=name, **params)
@@ -215,8 +215,8 @@ ANALYZERS: Dict[str, Entry] = {
 COMMON_KWARGS = {"neuron_selection_mode": "max_activation", "output_relevance": None,
                  "input_layer_rule": None, "until_layer_idx": None, "until_layer_rule": None,
                  "rule_map": None, "jit_compile": False, "output": None,
-                 "gate_rule": None, "attention": None}
-_RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output")
+                 "gate_rule": None, "attention": None, "forward_check": True}
+_RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output", "forward_check")
 
 
 def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
@@ -237,7 +237,8 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
             (layer classes, names or predicates, rule or relevance layer), in front of the
             analyzer's own; ``layer_map`` is its deprecated old name), ``jit_compile``,
             ``output``, ``gate_rule`` (LSTM gates: "signal", "half" or "proportional"),
-            ``attention`` ("attnlrp" or "cp").
+            ``attention`` ("attnlrp" or "cp"), ``forward_check`` (check at build, on a probe
+            batch, that the analysis explains the user's model; default True).
 
     Raises:
         ValueError: unknown name (valid names listed) or keyword (valid keywords listed).

@@ -19,9 +19,16 @@ import numpy as np
 from keras import ops
 
 from keras_lrp import backend
+from keras_lrp.attribution import verify
 from keras_lrp.attribution.running import Runner
 from keras_lrp.attribution.serialize import save_analyzer
-from keras_lrp.canonizers.base import DEFAULT_CANONIZERS, LOW_PRECISION, canonize
+from keras_lrp.canonizers.base import (
+    DEFAULT_CANONIZERS,
+    LOW_PRECISION,
+    StripSoftmax,
+    canonize,
+    unfuse_output_softmax,
+)
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core.stabilize import positive
 
@@ -83,6 +90,9 @@ class Analyzer(Runner):
             (from max(logit, 0)) or ``"one"``.
         output: the explained output of a multi-output model (index or output layer name).
         jit_compile: compile the analysis with XLA.
+        forward_check: check at build that the forward pass the analysis explains is the
+            user's model, on a probe batch (:mod:`keras_lrp.attribution.verify`); an error
+            names the first layer that differs.
         name: the analyzer's name, for reports and saving.
         kwargs: the keyword arguments ``create_analyzer(name, model, **kwargs)`` rebuilds this
             analyzer from (see :meth:`get_config`).
@@ -90,10 +100,16 @@ class Analyzer(Runner):
 
     #: The canonizers of an analyzer without a composite.
     canonizers = DEFAULT_CANONIZERS
+    #: Whether the analysis needs the rewritten graph (LRP's relevance layers do). Analyzers
+    #: that only differentiate or read the model (gradient, input, random) explain the user's
+    #: own layers instead, less the output softmax (in float32 clones where a layer computes
+    #: in 16 bits).
+    rewrites = True
 
     def __init__(self, model: keras.Model, neuron_selection_mode: str = "max_activation",
                  output_relevance: str = "logit", output=None, jit_compile: bool = False,
-                 name: str = "lrp", kwargs: Optional[Dict[str, Any]] = None):
+                 name: str = "lrp", kwargs: Optional[Dict[str, Any]] = None,
+                 forward_check: bool = True):
         if neuron_selection_mode not in NEURON_SELECTION_MODES:
             raise ValueError(f"neuron_selection_mode must be one of {NEURON_SELECTION_MODES}, "
                              f"got {neuron_selection_mode!r}.")
@@ -113,7 +129,12 @@ class Analyzer(Runner):
         self._kwargs = dict(kwargs or {})
         self._options = dict(neuron_selection_mode=neuron_selection_mode,
                              output_relevance=output_relevance, output=output,
-                             jit_compile=jit_compile, name=name, kwargs=kwargs)
+                             jit_compile=jit_compile, name=name, kwargs=kwargs,
+                             forward_check=forward_check)
+        #: The user's graph before any rewrite (nested models inlined): the forward check's
+        #: reference, made of the user's own layers.
+        self.reference_graph = graph_mod.extract(model)
+        graph_mod.inline(self.reference_graph)
         self.graph = self.prepare_graph()
         self.output_index = self._output_index(output)
         self._functions: Dict[bool, Any] = {}
@@ -121,16 +142,75 @@ class Analyzer(Runner):
         relevances, layerwise = self.build()
         self._make_models(relevances, layerwise)
         backend.check_build(self._function(False), self.relevance_model)  # shape errors now
+        self._forward_pending = bool(forward_check)
+        #: Whether the forward check compared the analysis with the model (see
+        #: :meth:`check_forward`).
+        self.forward_checked = False
+        if forward_check:
+            self.check_forward()
+
+    def check_forward(self, xs=None) -> None:
+        """Check that :attr:`forward_model` computes the user's model on ``xs`` (the first
+        rows of a batch; default: a probe batch), up to the stripped softmax.
+
+        Raises:
+            ForwardMismatch: naming the first layer whose output differs, with both values.
+        """
+        if self._direct:
+            self._forward_pending, self.forward_checked = False, True
+            return  # the user's own layers: nothing was rewritten
+        probe = xs is None
+        xs = verify.probe_batch(self.inputs) if probe else \
+            [np.asarray(a)[:verify.PROBE_ROWS] for a in xs]
+        xs = [ops.convert_to_tensor(a) for a in xs]
+        try:
+            self.forward_checked = verify.check_forward(
+                self.name, self.model_name, self.reference_graph, self.graph, self.forward_model,
+                self.graph.outputs[self.output_index], self._reference_dtype(), xs)
+        except verify.ForwardMismatch:
+            raise
+        except Exception:  # noqa: BLE001 - the model cannot run on the probe: wait for data
+            if not probe:
+                raise
+            return
+        self._forward_pending = False
+
+    def _low_precision(self) -> Optional[str]:
+        """The least precise 16-bit compute dtype among the model's layers, or ``None``."""
+        dtypes = {getattr(n.layer, "compute_dtype", None) for n in self.reference_graph.nodes}
+        low = [d for d in LOW_PRECISION if d in dtypes]
+        return low[-1] if low else None
+
+    def _reference_dtype(self):
+        """The dtype the forward check's tolerance is set by: a 16-bit layer's, or the
+        explained output's."""
+        explained = self.graph.outputs[self.output_index]
+        return self._low_precision() or self.reference_graph.dtypes().get(explained) or "float32"
 
     # -- building -----------------------------------------------------------------------------
     def prepare_graph(self):
-        """The private, canonized copy of the model's graph."""
-        return canonize(graph_mod.extract(self.model), self.canonizers, self.check)
+        """The private, canonized copy of the model's graph (from :attr:`reference_graph`); for an
+        analyzer without :attr:`rewrites`, the reference less its output softmax."""
+        self._direct = not self.rewrites and self._low_precision() is None
+        if self._direct:
+            graph = self.reference_graph.snapshot()
+            StripSoftmax().apply(graph)
+            unfuse_output_softmax(graph)
+            return graph
+        return canonize(self.reference_graph.snapshot(), self.canonizers, self.check)
 
     def trace_forward(self, inputs):
-        """The explained output of the canonized model on the symbolic ``inputs``."""
+        """The explained output of the canonized model on the symbolic ``inputs`` (of the
+        user's own layers, through :class:`~keras_lrp.core.graph.GraphCall`, without
+        :attr:`rewrites`)."""
+        explained = self.graph.outputs[self.output_index]
+        if self._direct:
+            self._values = {}
+            return graph_mod.GraphCall(self.graph, explained, name=f"{self._prefix}_model",
+                                       dtype=inputs[0].dtype, autocast=False)(
+                one_or_list(inputs))
         self._values = graph_mod.replay(self.graph, inputs)
-        return self._values[self.graph.outputs[self.output_index]]
+        return self._values[explained]
 
     def check(self, graph) -> None:
         """Raise for layers this analyzer cannot explain (on the user's layers, before any

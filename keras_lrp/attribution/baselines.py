@@ -18,6 +18,8 @@ class InputAnalyzer(Analyzer):
         R_i = x_i
     """
 
+    rewrites = False  # reads the inputs only (Analyzer.rewrites)
+
     def build(self):
         return [ops.convert_to_tensor(x) * 1 for x in self.inputs], {}
 
@@ -35,6 +37,8 @@ class RandomAnalyzer(Analyzer):
         seed: makes the noise reproducible (two analyzers with one seed draw the same noise).
         **kwargs: see :class:`~keras_lrp.attribution.base.Analyzer`.
     """
+
+    rewrites = False  # the inputs and noise only (Analyzer.rewrites)
 
     def __init__(self, model: keras.Model, stddev: float = 1.0, seed: Optional[int] = None,
                  **kwargs):

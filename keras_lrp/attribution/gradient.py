@@ -50,7 +50,8 @@ class InputGradient(keras.layers.Layer):
 
 
 class Gradient(Analyzer):
-    """The gradient of the explained output, on the same cleaned (softmax-free) model.
+    """The gradient of the explained output of the user's own model (its layers, less the
+    output softmax; no rewrite, so any model the backend can differentiate).
 
     Formula:
         R_i = ∂y/∂x_i  (``times_input``: x_i ∂y/∂x_i, Shrikumar et al. 2016), then |R| or R²
@@ -63,6 +64,8 @@ class Gradient(Analyzer):
         **kwargs: see :class:`~keras_lrp.attribution.base.Analyzer`; ``output_relevance``
             defaults to ``"one"`` (the plain gradient).
     """
+
+    rewrites = False  # the user's own layers (Analyzer.rewrites)
 
     def __init__(self, model: keras.Model, times_input: bool = False,
                  postprocess: Optional[str] = None, output_relevance: str = "one", **kwargs):

@@ -23,7 +23,7 @@ from keras import ops
 
 from keras_lrp.composites import Composite, Context
 from keras_lrp.core import types
-from keras_lrp.core.graph import Graph, Node
+from keras_lrp.core.graph import Graph, Node, UniqueNames
 from keras_lrp.layers.structural import IdentityRelevance, ProportionalRelevance, RouteRelevance
 from keras_lrp.rules.base import Rule
 
@@ -67,6 +67,10 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
     for node in graph.nodes:
         call_index[id(node)] = calls.get(node.layer.name, 0)
         calls[node.layer.name] = call_index[id(node)] + 1
+    # relevance layers are named after their forward layer, never onto a name in use (a layer
+    # named "output" would meet the start's "output_relevance")
+    names = UniqueNames({n.layer.name for n in graph.nodes} | {x.name for x in inputs}
+                        | {start._keras_history.operation.name})
     sums = 0
     for node in reversed(graph.nodes):
         r_outs = [relevance.get(t) for t in node.outputs]
@@ -83,14 +87,13 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
                   for t, r in zip(node.outputs, r_outs)]
         k = call_index[id(node)]
         layerwise[f"{node.layer.name}_{k}" if k else node.layer.name] = r_outs[0]
-        if k:
-            rel.name = f"{rel.name}_{k}"
+        rel.name = names(f"{rel.name}_{k}" if k else rel.name)
         out = rel([value(t) for t in node.inputs] + [value(t) for t in node.outputs] + r_outs)
         out = out if isinstance(out, (list, tuple)) else [out]
         for tid, r in zip(node.inputs, out):
             if tid in relevance:  # several readers: sum their relevance
                 sums += 1
-                r = keras.layers.Add(name=f"relevance_sum_{sums}",
+                r = keras.layers.Add(name=names(f"relevance_sum_{sums}"),
                                      dtype=relevance[tid].dtype)([relevance[tid], r])
             relevance[tid] = r
     input_relevance = [relevance[tid] if tid in relevance else ops.zeros_like(x)

@@ -154,6 +154,8 @@ class Runner:
             args = batch + ([selection[start:start + size]]
                             if self.neuron_selection_mode == "index" else [])
             start += size
+            if getattr(self, "_forward_pending", False):  # the probe could not run the model
+                self.check_forward(batch)
             out = self._call(layerwise, args)
             if layerwise:
                 result = {k: backend.to_numpy(out[k]) for k in self.layer_names}

@@ -76,10 +76,16 @@ class Wrapper(Analyzer):
                          name=name)
 
     def prepare_graph(self):
+        self._direct = False
         return self.inner.graph
 
     def trace_forward(self, inputs):
         return self.inner.forward_model(one_or_list(inputs))
+
+    def check_forward(self, xs=None) -> None:
+        """The wrapped analyzer checked its forward pass when it was built."""
+        self._forward_pending = False
+        self.forward_checked = self.inner.forward_checked
 
     def clone(self, **overrides):
         return type(self)(self.analyzer.clone(**overrides), **self.params())

@@ -82,6 +82,7 @@ def canonize(graph: Graph, canonizers: Sequence[Canonizer],
     for canonizer in canonizers:
         if not canonizer.structural:
             canonizer.apply(graph)
+    graph_mod.unique_layer_names(graph)  # every layer is our copy now
     return graph
 
 
@@ -198,7 +199,25 @@ class StripSoftmax(Canonizer):
             if node is None or not types.is_softmax(node.layer) or consumers.get(out):
                 continue
             graph.nodes.remove(node)
-            graph.replace_tensor(out, node.inputs[0])
+            graph.replace_tensor(out, node.inputs[0], same=False)
+            graph.stripped[node.inputs[0]] = (node.layer, out)
+
+
+def unfuse_output_softmax(graph: Graph) -> None:
+    """A kernel layer with a fused softmax that writes a model output becomes a built copy
+    without it (the user's layer is left alone, the weights are the same): the one rewrite the
+    gradient family needs, which otherwise explains the user's own layers."""
+    producers, shapes = graph.producers(), graph.shapes()
+    for out in graph.outputs:
+        node = producers.get(out)
+        if node is None or not has_fused_activation(node.layer) or \
+                types.layer_activation(node.layer) != "softmax":
+            continue
+        layer = node.layer
+        linear = type(layer).from_config({**layer.get_config(), "activation": None})
+        linear.build(shapes[node.inputs[0]])
+        linear.set_weights(layer.get_weights())
+        node.layer = linear
 
 
 class FoldBatchNorm(Canonizer):
@@ -217,7 +236,8 @@ class FoldBatchNorm(Canonizer):
             src = producers.get(bn.inputs[0])
             if (src is None or not isinstance(src.layer, types.BATCHNORM_FOLDABLE)
                     or uses[id(src.layer)] != 1 or uses[id(bn.layer)] != 1
-                    or len(consumers[bn.inputs[0]]) != 1 or src.weights is None
+                    or len(consumers[bn.inputs[0]]) != 1 or bn.inputs[0] in graph.outputs
+                    or src.weights is None
                     or bn.weights is None):
                 continue
             rank = len(src.out_shapes[0]) if src.out_shapes and src.out_shapes[0] else None
@@ -227,8 +247,11 @@ class FoldBatchNorm(Canonizer):
             old = src.layer
             src.layer = type(old).from_config({**old.get_config(), "use_bias": True})
             src.weights = _fold_weights(old, src.weights, scale, shift)
+            # the folded layer writes the BatchNormalization's tensor (its own output had no
+            # other reader), so every tensor id keeps its meaning for the forward check
+            src.outputs, src.out_shapes = list(bn.outputs), list(bn.out_shapes)
+            src.out_dtypes = list(bn.out_dtypes) or src.out_dtypes
             graph.nodes.remove(bn)
-            graph.replace_tensor(bn.outputs[0], src.outputs[0])
 
 
 def _channel_axis(layer) -> int:
@@ -306,4 +329,5 @@ DEFAULT_CANONIZERS = (InlineNested(), TraceBlocks(), UntieHeads(), ExpandAttenti
 __all__ = ["Canonizer", "DEFAULT_CANONIZERS", "ExpandAttention", "FoldBatchNorm", "InlineNested",
            "LOW_PRECISION", "SplitActivations", "SplitSeparable", "StripSoftmax", "TraceBlocks",
            "UntieHeads",
-           "analysis_dtype", "canonize", "clone_layers", "has_fused_activation"]
+           "analysis_dtype", "canonize", "clone_layers", "has_fused_activation",
+           "unfuse_output_softmax"]

@@ -43,6 +43,8 @@ class Node:
     weights: Any = None
     #: dtypes of the outputs, as in the source model (may be empty for nodes canonizers add).
     out_dtypes: List[Any] = dataclasses.field(default_factory=list)
+    #: The nested models the node was inlined from, outermost first ("" at the top level).
+    scope: str = ""
 
 
 @dataclasses.dataclass
@@ -53,6 +55,10 @@ class Graph:
     output_names: List[str]
     nodes: List[Node]
     _ids: Any = dataclasses.field(default_factory=lambda: itertools.count(0))
+    #: new tensor id → the id it replaced with the same values (:meth:`replace_tensor`).
+    aliases: Dict[int, int] = dataclasses.field(default_factory=dict)
+    #: output id → (the softmax layer removed after it, the id of the softmax's output).
+    stripped: Dict[int, Any] = dataclasses.field(default_factory=dict)
 
     def new_tensor(self) -> int:
         return next(self._ids)
@@ -84,8 +90,19 @@ class Graph:
         """tensor id → the node that writes it."""
         return {tid: node for node in self.nodes for tid in node.outputs}
 
-    def replace_tensor(self, old: int, new: int) -> None:
-        """Make every reader of tensor ``old`` read ``new`` instead."""
+    def snapshot(self) -> Graph:
+        """A copy whose node list and nodes later edits of this graph leave alone (the nodes'
+        layers and arguments are shared: canonizers replace them, never edit them in place)."""
+        return dataclasses.replace(self, inputs=list(self.inputs), outputs=list(self.outputs),
+                                   output_names=list(self.output_names),
+                                   nodes=[dataclasses.replace(n) for n in self.nodes],
+                                   aliases=dict(self.aliases), stripped=dict(self.stripped))
+
+    def replace_tensor(self, old: int, new: int, same: bool = True) -> None:
+        """Make every reader of tensor ``old`` read ``new`` instead (``same``: ``new`` holds
+        the same values, so :attr:`aliases` records it)."""
+        if same and new != old:
+            self.aliases.setdefault(new, old)
         swap = lambda v: Ref(new) if isinstance(v, Ref) and v.tid == old else v  # noqa: E731
         for node in self.nodes:
             if old in node.inputs:
@@ -93,6 +110,40 @@ class Graph:
                 node.args = tree.map_structure(swap, node.args)
                 node.kwargs = tree.map_structure(swap, node.kwargs)
         self.outputs = [new if t == old else t for t in self.outputs]
+
+
+class UniqueNames:
+    """Hands out layer names no other layer of one Keras model has: ``base``, else
+    ``base_2``, ``base_3``, … (Keras refuses a model in which two layers share a name)."""
+
+    def __init__(self, taken=()):
+        self.taken = set(taken)
+
+    def __call__(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+
+def unique_layer_names(graph: Graph, ours=lambda layer: True) -> None:
+    """Rename, on the graph's own copies (``ours``), every layer whose name another layer of
+    the graph already has: two nested models may each hold a ``head``, and one block called at
+    several depths is traced into parts of equal names. The first keeps its name; the rest get
+    the nested model's or a counter's suffix. A layer called at several places is one layer."""
+    seen, names = set(), UniqueNames()
+    # the outer model's layers keep their names; a nested one's yields, prefixed by its model
+    for node in sorted(graph.nodes, key=lambda n: bool(n.scope)):
+        layer = node.layer
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if layer.name in names.taken and ours(layer):
+            layer.name = names(f"{node.scope}_{layer.name}" if node.scope else layer.name)
+        else:
+            names.taken.add(layer.name)
 
 
 def functional_of(model):
@@ -133,7 +184,11 @@ def inline(graph: Graph) -> bool:
         nodes, swaps = [], []
         for node in graph.nodes:
             if types.is_model(node.layer):
+                first = len(nodes)
                 outs = walk(functional_of(node.layer), node.inputs, graph, nodes)
+                scope = f"{node.scope}_{node.layer.name}" if node.scope else node.layer.name
+                for inner in nodes[first:]:
+                    inner.scope = scope
                 swaps += list(zip(node.outputs, outs))
             else:
                 nodes.append(node)
@@ -189,11 +244,22 @@ def node_call(node: Node):
     return call
 
 
-def replay(graph: Graph, inputs: List[Any]) -> Dict[int, Any]:
-    """Call every node's layer on ``inputs`` (symbolic or eager); tensor id → value."""
+def needed_nodes(graph: Graph, output: int) -> List[Node]:
+    """The nodes ``output`` depends on, in graph order."""
+    needed, keep = {output}, []
+    for node in reversed(graph.nodes):
+        if any(t in needed for t in node.outputs):
+            keep.append(node)
+            needed.update(node.inputs)
+    return keep[::-1]
+
+
+def replay(graph: Graph, inputs: List[Any], upto: Optional[int] = None) -> Dict[int, Any]:
+    """Call every node's layer on ``inputs`` (symbolic or eager), or only those tensor ``upto``
+    depends on; tensor id → value."""
     values: Dict[int, Any] = dict(zip(graph.inputs, inputs))
     fill = lambda v: values[v.tid] if isinstance(v, Ref) else v  # noqa: E731
-    for node in graph.nodes:
+    for node in graph.nodes if upto is None else needed_nodes(graph, upto):
         with warnings.catch_warnings():  # masks travel as explicit arguments in this graph
             warnings.filterwarnings("ignore", message=".*does not support masking")
             out = node.layer(*tree.map_structure(fill, node.args),
@@ -210,6 +276,24 @@ def replay(graph: Graph, inputs: List[Any]) -> Dict[int, Any]:
             node.layer.set_weights(node.weights)
             node.weights = None
     return values
+
+
+class GraphCall(keras.layers.Layer):
+    """The user's own layers called in graph order up to tensor ``output``: the model as one
+    layer, with no copy and no rewrite (the gradient family differentiates it). Called on
+    symbolic inputs, it adds no node to the user's layers (they run inside its call); it tracks
+    them, so their variables are the analysis' (a compiled JAX analysis takes them as
+    arguments)."""
+
+    def __init__(self, graph: Graph, output: int, **kwargs):
+        super().__init__(**kwargs)
+        self._graph, self._output = graph, output
+        self.user_layers = list({id(n.layer): n.layer for n in needed_nodes(graph, output)
+                                 if types.is_layer(n.layer)}.values())
+
+    def call(self, inputs):
+        xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        return replay(self._graph, xs, upto=self._output)[self._output]
 
 
 # ------------------------------------------------------------------------- static analyses

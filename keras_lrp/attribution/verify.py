@@ -1,0 +1,168 @@
+"""The forward check: an analysis explains the user's model, or says where it does not.
+
+Every analyzer explains the forward graph it rewrote from the user's model (canonized: nested
+models inlined, blocks traced, activations split, batch norms folded, the output softmax
+stripped). A rewrite that read a layer wrongly (a subclass whose ``call`` ignores the
+``activation`` it was given, a preprocessing layer whose state a copy lost) would explain
+another network, silently. So at build, :func:`check_forward` runs both on a probe batch:
+
+* the reference: the user's own layers, called in the model's graph order (no copy, no
+  rewrite), up to the explained tensor (the logits where the softmax was stripped);
+* the analysis: the analyzer's ``forward_model``.
+
+They must agree to ``tol · max |reference|`` with ``tol = √ε`` of the reference's compute dtype
+(3.5e-4 in float32, 1.5e-8 in float64, 0.031 in float16): rewrites are exact up to rounding,
+and folding a batch norm into a kernel moves float32 results by a few ε per layer. Where they
+differ, the error names the first tensor (in graph order) whose values differ, the layer that
+writes it, both values and what to do. A model whose inputs have open sizes beyond the batch
+is probed at size :data:`OPEN_SIZE`; where the model cannot run at that size, the check waits
+for the first batch analyzed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import numpy as np
+
+from keras_lrp import backend
+from keras_lrp.core import graph as graph_mod
+from keras_lrp.core.graph import Graph
+
+#: The size given to an open axis (``None`` beyond the batch) in the probe batch.
+OPEN_SIZE = 8
+#: Rows of the probe batch (two, so that a rewrite mixing samples shows).
+PROBE_ROWS = 2
+
+
+class ForwardMismatch(ValueError):
+    """The analysis' forward pass is not the user's model (see :func:`check_forward`)."""
+
+
+def tolerance(dtype) -> float:
+    """√ε of a float dtype (float32: 3.5e-4): the relative agreement asked of a rewrite."""
+    name = str(dtype)
+    if "bfloat16" in name:
+        return float(np.sqrt(2.0 ** -7))
+    return float(np.sqrt(np.finfo(name if "float" in name else "float32").eps))
+
+
+def probe_batch(specs, seed: int = 0) -> List[np.ndarray]:
+    """A batch of :data:`PROBE_ROWS` rows for inputs ``specs``: standard normal floats, ones for
+    integer and boolean inputs (a token id and a mask valid for any vocabulary)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for spec in specs:
+        shape = (PROBE_ROWS,) + tuple(OPEN_SIZE if d is None else int(d)
+                                      for d in tuple(spec.shape)[1:])
+        dtype = str(spec.dtype)
+        if "float" in dtype:
+            out.append(rng.standard_normal(shape).astype(dtype))
+        else:
+            out.append(np.ones(shape, "bool" if dtype == "bool" else dtype))
+    return out
+
+
+def _numpy(value) -> Optional[np.ndarray]:
+    try:
+        return np.asarray(backend.to_numpy(value), dtype="float64")
+    except Exception:  # noqa: BLE001 - not a tensor (a shape tuple, None)
+        return None
+
+
+def _differs(got, want, tol: float) -> bool:
+    if got is None or want is None:
+        return False
+    if got.shape != want.shape:
+        return True
+    finite = np.isfinite(want)
+    if not np.array_equal(finite, np.isfinite(got)):
+        return True
+    if not finite.any():
+        return False
+    scale = float(np.max(np.abs(want[finite])))
+    return bool(np.max(np.abs(got[finite] - want[finite])) > tol * scale + 1e-30)
+
+
+def _show(values: np.ndarray) -> str:
+    flat = values.reshape(-1)
+    head = ", ".join(f"{v:.4g}" for v in flat[:4])
+    return f"[{head}{', …' if flat.size > 4 else ''}] (shape {tuple(values.shape)})"
+
+
+def check_forward(name: str, model_name: str, reference: Graph, analysis: Graph,
+                  forward_model, explained: int, dtype, xs: List[Any]) -> bool:
+    """Raise :class:`ForwardMismatch` if ``forward_model(xs)`` is not the reference graph's
+    tensor ``explained`` on ``xs`` (see the module docstring). Returns whether there was a
+    model tensor to compare with (a rewrite that made the output anew leaves none).
+
+    Args:
+        name: the analyzer's name; ``model_name``: the model's, for the message.
+        reference: the user's graph before any rewrite (nested models inlined).
+        analysis: the canonized graph the analysis explains.
+        forward_model: the analysis' forward model.
+        explained: the tensor id of the explained output in both graphs.
+        dtype: the reference's compute dtype (the tolerance's).
+        xs: the probe batch, one array per input.
+    """
+    tol = tolerance(dtype)
+    got = forward_model(xs[0] if len(xs) == 1 else list(xs))
+    known = set(reference.producers()) | set(reference.inputs)
+    target = _in_reference(analysis, explained, known)
+    if target not in known and explained in analysis.stripped:
+        # a fused softmax was split off and stripped: its input is no tensor of the model,
+        # so compare after the softmax
+        softmax, target = analysis.stripped[explained]
+        got = softmax(got)
+    if target not in known:
+        return False  # a rewrite made the output from scratch: nothing of the model to compare
+    want = _numpy(graph_mod.replay(reference, xs, upto=target)[target])
+    got = _numpy(got)
+    if not _differs(got, want, tol):
+        return True
+    raise ForwardMismatch(_message(name, model_name, reference, analysis, xs, got, want, tol))
+
+
+def _in_reference(analysis: Graph, tid: int, known) -> int:
+    """``tid``, or the reference tensor it replaced with the same values."""
+    while tid not in known and tid in analysis.aliases:
+        tid = analysis.aliases[tid]
+    return tid
+
+
+def _message(name, model_name, reference, analysis, xs, got, want, tol) -> str:
+    scale = float(np.max(np.abs(want[np.isfinite(want)]))) if np.isfinite(want).any() else 0.0
+    err = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
+    where = _first_difference(reference, analysis, xs, tol)
+    head = (f"Analyzer {name!r} would explain another network than model '{model_name}': on a "
+            f"probe batch its forward output differs from the model's by {err:.3g} (max |output| "
+            f"{scale:.3g}, tolerance {tol:.2g} of it).")
+    return head + where + (
+        " keras-lrp reads a layer of a known class from its attributes; if a subclass's call() "
+        "computes something else, call keras_lrp.register_block(ThatClass) so that it is traced "
+        "from what call() computes, or give it its own rule with keras_lrp.register_layer. "
+        "Please report the model if the layer is a plain Keras one.")
+
+
+def _first_difference(reference: Graph, analysis: Graph, xs, tol) -> str:
+    try:
+        ref = graph_mod.replay(reference, xs)
+        ours = graph_mod.replay(analysis, xs)
+    except Exception:  # noqa: BLE001 - the diagnosis is best effort; the check stands
+        return ""
+    producers = reference.producers()
+    for node in analysis.nodes:
+        for tid in node.outputs:
+            original = _in_reference(analysis, tid, producers)
+            if original not in ref or tid not in ours or original not in producers:
+                continue
+            want, got = _numpy(ref[original]), _numpy(ours[tid])
+            if _differs(got, want, tol):
+                layer = producers[original].layer
+                return (f" The first layer whose output differs is '{layer.name}' "
+                        f"({type(layer).__name__}): the model gives {_show(want)}, the analysis "
+                        f"{_show(got)}.")
+    return ""
+
+
+__all__ = ["ForwardMismatch", "OPEN_SIZE", "check_forward", "probe_batch", "tolerance"]
