@@ -197,7 +197,12 @@ class Analyzer(Runner):
             StripSoftmax().apply(graph)
             unfuse_output_softmax(graph)
             return graph
-        return canonize(self.reference_graph.snapshot(), self.canonizers, self.check)
+        return canonize(self.reference_graph.snapshot(), self.canonizers, self.check,
+                        self.explicit)
+
+    #: ``explicit(node, graph)``: whether the analysis' rules name a layer, so that a foreign
+    #: layer they do not name is traced into its parts (LRP sets it; ``None``: keep them).
+    explicit = None
 
     def trace_forward(self, inputs):
         """The explained output of the canonized model on the symbolic ``inputs`` (of the

@@ -6,7 +6,7 @@ import keras
 
 from keras_lrp.attribution.base import Analyzer
 from keras_lrp.attribution.reverse import reverse
-from keras_lrp.composites import Composite
+from keras_lrp.composites import Composite, Context
 
 
 class LRP(Analyzer):
@@ -29,6 +29,13 @@ class LRP(Analyzer):
 
     def check(self, graph) -> None:
         self.composite.check(graph, self.model)
+
+    def explicit(self, node, graph) -> bool:
+        """Whether the composite names ``node``'s layer (one context per state of the graph)."""
+        key = (id(graph.nodes), len(graph.nodes))
+        if getattr(self, "_context_key", None) != key:
+            self._context, self._context_key = Context(graph, self.model), key
+        return self.composite.maps(node, self._context)
 
     def build(self):
         rev = reverse(self.graph, self.composite, self._values,

@@ -106,7 +106,7 @@ def check_forward(name: str, model_name: str, reference: Graph, analysis: Graph,
         xs: the probe batch, one array per input.
     """
     tol = tolerance(dtype)
-    got = forward_model(xs[0] if len(xs) == 1 else list(xs))
+    got = forward_model(xs[0] if len(xs) == 1 else list(xs), training=False)
     known = set(reference.producers()) | set(reference.inputs)
     target = _in_reference(analysis, explained, known)
     if target not in known and explained in analysis.stripped:
@@ -116,7 +116,7 @@ def check_forward(name: str, model_name: str, reference: Graph, analysis: Graph,
         got = softmax(got)
     if target not in known:
         return False  # a rewrite made the output from scratch: nothing of the model to compare
-    want = _numpy(graph_mod.replay(reference, xs, upto=target)[target])
+    want = _numpy(graph_mod.replay(reference, xs, upto=target, training=False)[target])
     got = _numpy(got)
     if not _differs(got, want, tol):
         return True
@@ -146,8 +146,8 @@ def _message(name, model_name, reference, analysis, xs, got, want, tol) -> str:
 
 def _first_difference(reference: Graph, analysis: Graph, xs, tol) -> str:
     try:
-        ref = graph_mod.replay(reference, xs)
-        ours = graph_mod.replay(analysis, xs)
+        ref = graph_mod.replay(reference, xs, training=False)
+        ours = graph_mod.replay(analysis, xs, training=False)
     except Exception:  # noqa: BLE001 - the diagnosis is best effort; the check stands
         return ""
     producers = reference.producers()

@@ -33,6 +33,7 @@ import numpy as np
 
 from keras_lrp.canonizers.attention import expand_attention
 from keras_lrp.canonizers.blocks import copy_layer, trace_blocks
+from keras_lrp.canonizers.copying import inference_config
 from keras_lrp.canonizers.heads import untie_heads
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import types
@@ -70,9 +71,12 @@ class InlineNested(Canonizer):
 
 
 def canonize(graph: Graph, canonizers: Sequence[Canonizer],
-             check: Optional[Callable[[Graph], None]] = None) -> Graph:
+             check: Optional[Callable[[Graph], None]] = None,
+             explicit: Optional[Callable] = None) -> Graph:
     """Run the structural canonizers, ``check`` (on the user's layers), clone every layer, then
-    run the other canonizers in order. Returns the edited graph."""
+    run the other canonizers in order. ``explicit(node, graph)`` says whether the composite
+    names a layer (:attr:`keras_lrp.core.graph.Graph.explicit`). Returns the edited graph."""
+    graph.explicit = explicit
     for canonizer in canonizers:
         if canonizer.structural:
             canonizer.apply(graph)
@@ -103,7 +107,7 @@ def _clone(layer, **overrides):
         clone._inbound_nodes, clone._outbound_nodes = [], []
         return clone
     if overrides:
-        return type(layer).from_config({**layer.get_config(), **overrides})
+        return type(layer).from_config({**inference_config(layer), **overrides})
     return copy_layer(layer, "float32" if analysis_dtype(layer) == "float32" else None)
 
 
@@ -115,7 +119,8 @@ def clone_layers(graph: Graph) -> None:
         layer = node.layer
         if id(layer) not in clones:
             clones[id(layer)] = _clone(layer)
-            if types.is_layer(layer) and layer.weights:
+            if types.is_layer(layer) and layer.weights and \
+                    not getattr(clones[id(layer)], "_lrp_shares_weights", False):
                 node.weights = layer.get_weights()
         node.layer = clones[id(layer)]
 
@@ -128,8 +133,7 @@ def has_fused_activation(layer) -> bool:
     """
     if not (isinstance(layer, types.ACTIVATION_SPLITTABLE) or is_kernel_layer(layer)):
         return False
-    return ("activation" in layer.get_config()
-            and types.layer_activation(layer) not in ("", "linear"))
+    return types.layer_activation(layer) not in ("", "linear")
 
 
 class SplitActivations(Canonizer):
@@ -143,7 +147,7 @@ class SplitActivations(Canonizer):
             if id(layer) not in replaced and not has_fused_activation(layer):
                 continue
             if id(layer) not in replaced:
-                linear = type(layer).from_config({**layer.get_config(), "activation": None})
+                linear = type(layer).from_config({**inference_config(layer), "activation": None})
                 act = keras.layers.Activation(layer.activation, name=f"{layer.name}_activation",
                                               dtype=layer.dtype_policy)
                 act.split_from = layer.name  # composites may treat it as part of the layer
@@ -214,7 +218,7 @@ def unfuse_output_softmax(graph: Graph) -> None:
                 types.layer_activation(node.layer) != "softmax":
             continue
         layer = node.layer
-        linear = type(layer).from_config({**layer.get_config(), "activation": None})
+        linear = type(layer).from_config({**inference_config(layer), "activation": None})
         linear.build(shapes[node.inputs[0]])
         linear.set_weights(layer.get_weights())
         node.layer = linear
@@ -245,7 +249,7 @@ class FoldBatchNorm(Canonizer):
                 continue
             scale, shift = _bn_affine_numpy(bn.layer, bn.weights)
             old = src.layer
-            src.layer = type(old).from_config({**old.get_config(), "use_bias": True})
+            src.layer = type(old).from_config({**inference_config(old), "use_bias": True})
             src.weights = _fold_weights(old, src.weights, scale, shift)
             # the folded layer writes the BatchNormalization's tensor (its own output had no
             # other reader), so every tensor id keeps its meaning for the forward check

@@ -21,14 +21,15 @@ module, so keras-hub is never imported here) and the classes passed to
 
 from __future__ import annotations
 
-import inspect
 from typing import List
 
 import keras
 import numpy as np
 from keras import ops, tree
 
+from keras_lrp.canonizers import copying
 from keras_lrp.canonizers.attention import cached_mha
+from keras_lrp.canonizers.kernels import rewrite_kernel_ops
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import linear, types
 from keras_lrp.core.graph import Graph, Node, Ref
@@ -72,8 +73,43 @@ def _from_keras_hub(layer, names) -> bool:
 
 
 def is_traced(layer) -> bool:
+    """Layers always traced: keras-hub's blocks, registered classes, GroupQueryAttention, and
+    subclasses of Keras layers that override ``call`` (:func:`overrides_call`)."""
     return _from_keras_hub(layer, KERAS_HUB_TRACED + ("ViTPatchingAndEmbedding",)) or \
-        isinstance(layer, tuple(REGISTERED) + types.GROUP_QUERY_ATTENTION)
+        isinstance(layer, tuple(REGISTERED) + types.GROUP_QUERY_ATTENTION) or \
+        overrides_call(layer)
+
+
+def is_foreign(layer) -> bool:
+    """A layer whose class is neither Keras' nor keras-lrp's (yours, keras-hub's): traced into
+    its parts unless a composite entry names it (:func:`trace_blocks`)."""
+    module = type(layer).__module__
+    return types.is_layer(layer) and not types.is_model(layer) and \
+        not module.startswith(("keras.src.", "keras_lrp.", "keras."))
+
+
+def overrides_call(layer) -> bool:
+    """A class of yours derived from a Keras layer (``Conv2D``) whose ``call`` is its own: its
+    attributes (``activation="relu"``) need not say what it computes, so it is traced from what
+    ``call`` runs, unless you registered it (:func:`keras_lrp.register_layer`,
+    :func:`keras_lrp.register_linear`, ``rule_map``)."""
+    if not is_foreign(layer) or type(layer).__module__.startswith("keras_hub"):
+        return False
+    base = next((c for c in type(layer).__mro__[1:]
+                 if c.__module__.startswith("keras.src.layers")), None)
+    if base is None or base in (keras.layers.Layer, keras.layers.InputLayer):
+        return False
+    return type(layer).call is not base.call and not linear.is_registered(layer)
+
+
+def auto_traced(node: Node, graph: Graph) -> bool:
+    """Whether ``node``'s layer is traced: :func:`is_traced`, or a foreign layer no entry of
+    the analysis' composite names (``graph.explicit``; without one, foreign layers stay)."""
+    if is_traced(node.layer):
+        return not (graph.explicit is not None and overrides_call(node.layer)
+                    and graph.explicit(node, graph))
+    return graph.explicit is not None and is_foreign(node.layer) and \
+        not graph.explicit(node, graph)
 
 
 def is_position_embedding(node, ctx=None) -> bool:
@@ -197,54 +233,7 @@ def _rewrite_traced_ops(nodes: List[Node], first: int) -> None:
             node.weights = [np.asarray(keras.ops.convert_to_numpy(weights[0]))]
 
 
-def _copy(layer, dtype=None):
-    """A fresh instance of ``layer``'s class, built like it (its weights are loaded after).
-
-    From its config where that round trip works; keys the constructor refuses (keras-hub's
-    ViTEncoderBlock writes ``key_dim`` into a config it cannot read) are dropped. Where it does
-    not (keras-hub's ``LlamaTransformerDecoder.get_config`` raises, ``Qwen3TransformerDecoder``'s
-    omits ``head_dim``), the constructor's arguments are read off the layer's attributes of the
-    same names; :func:`_trace_with` then checks that the copy has the layer's weight shapes.
-    """
-    try:
-        config = layer.get_config()
-    except Exception:  # noqa: BLE001 - a broken get_config: rebuild from attributes
-        config = None
-    if config is not None and dtype is not None and "dtype" in config:
-        config["dtype"] = dtype
-    if config is not None:
-        try:
-            return type(layer).from_config(config)
-        except TypeError:
-            accepted = inspect.signature(type(layer).__init__).parameters
-            base = set(inspect.signature(keras.layers.Layer.__init__).parameters)
-            try:
-                return type(layer).from_config(
-                    {k: v for k, v in config.items()
-                     if k in accepted or k in base or k == "dtype"})
-            except TypeError:
-                pass
-    return _copy_from_attributes(layer, dtype)
-
-
-def _copy_from_attributes(layer, dtype=None):
-    params = inspect.signature(type(layer).__init__).parameters
-    kwargs = {name: getattr(layer, name) for name, p in params.items()
-              if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-              and hasattr(layer, name) and not isinstance(getattr(layer, name), property)}
-    kwargs.update(name=layer.name, dtype=layer.dtype_policy if dtype is None else dtype)
-    missing = [name for name, p in params.items() if name not in kwargs and name != "self"
-               and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if missing:
-        raise ValueError(
-            f"keras-lrp could not copy layer '{layer.name}' ({type(layer).__name__}) to trace "
-            f"it: its get_config round trip fails and it has no attribute for the constructor "
-            f"argument(s) {', '.join(missing)}. Fix the layer's get_config, or register a "
-            "relevance layer for it.")
-    return type(layer)(**kwargs)
-
-
-copy_layer = _copy
+copy_layer = copying.copy_layer
 
 
 def _same_weights(layer, copy) -> bool:
@@ -270,24 +259,56 @@ def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
     kwargs.pop("training", None)
     copy = layer
     if not getattr(layer, "_lrp_private", False):  # a user's layer: trace a copy
-        copy = _copy(layer)
-        copy(*args, **kwargs)  # builds it
-        if not _same_weights(layer, copy):
-            copy = _copy_from_attributes(layer)
-            copy(*args, **kwargs)
-        if not _same_weights(layer, copy):
-            raise ValueError(
-                f"keras-lrp could not copy layer '{layer.name}' ({type(layer).__name__}) to "
-                "trace it: a copy built from its config has other weights "
-                f"({[tuple(w.shape) for w in copy.weights]} instead of "
-                f"{[tuple(w.shape) for w in layer.weights]}). Fix the layer's get_config.")
-        copy.set_weights(layer.get_weights())
+        copy = _built_copy(layer, args, kwargs)
+    patched = []
     for sub in copy._flatten_layers(include_self=False):
         if cached_mha(sub) and not hasattr(sub, "_lrp_spec"):
             sub._lrp_spec = True
             sub.compute_output_spec = _without_cache(sub.compute_output_spec)
+            patched.append(sub)
+    shared = _user_sublayers(copy)
     fn = keras.Model([symbolic[t] for t in tids], copy.call(*args, **kwargs))
+    fn._lrp_restore = lambda: _restore(shared, patched)
+    fn._lrp_user_layers = {id(sub) for sub, _, _ in shared}
     return fn, tids, copy, args, kwargs
+
+
+def _built_copy(layer, args, kwargs):
+    """A copy of ``layer`` with its weights, called once on the trace's inputs (built): from
+    its config or constructor where that gives the layer's weight shapes, else the user's own
+    layer object in a shallow shell (:func:`keras_lrp.canonizers.copying.shallow_copy`)."""
+    copy = copy_layer(layer)
+    if getattr(copy, "_lrp_shares_weights", False):
+        return copy
+    try:
+        copy(*args, **kwargs)  # builds it
+        if not _same_weights(layer, copy):
+            copy = copying.copy_from_attributes(layer)
+            copy(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - a copy that cannot run: trace the layer itself
+        return copying.shallow_copy(layer)
+    if not _same_weights(layer, copy):
+        return copying.shallow_copy(layer)
+    copy.set_weights(layer.get_weights())
+    return copy
+
+
+def _user_sublayers(copy) -> list:
+    """(layer, node counts) of the user's layers a shallow copy's call will call on symbolic
+    tensors: the nodes that adds are removed once the trace is read (:func:`_restore`)."""
+    if not getattr(copy, "_lrp_shares_weights", False):
+        return []
+    return [(sub, len(sub._inbound_nodes), len(sub._outbound_nodes))
+            for sub in copy._flatten_layers(include_self=False)]
+
+
+def _restore(shared, patched) -> None:
+    for sub, n_in, n_out in shared:
+        del sub._inbound_nodes[n_in:]
+        del sub._outbound_nodes[n_out:]
+    for sub in patched:
+        if not getattr(sub, "_lrp_private", False) and "compute_output_spec" in vars(sub):
+            del sub.compute_output_spec, sub._lrp_spec
 
 
 def _trace(node: Node, shapes: dict, dtypes: dict):
@@ -305,14 +326,18 @@ def _trace(node: Node, shapes: dict, dtypes: dict):
         except Exception:  # noqa: BLE001
             raise ValueError(
                 f"keras-lrp could not trace layer '{node.layer.name}' "
-                f"({type(node.layer).__name__}) into its parts: {error}. Tracing needs static "
-                "shapes except the batch size: build the model on keras.Input((T, ...)) with a "
-                "fixed sequence length.") from error
+                f"({type(node.layer).__name__}) into its parts: {error}. Tracing calls the "
+                "layer on symbolic inputs with static shapes except the batch size (build the "
+                "model on keras.Input((T, ...)) with a fixed length); or give the layer a rule: "
+                f"rule_map=[({type(node.layer).__name__}, keras_lrp.rules.IdentityRelevance)] "
+                "(element-wise), RouteRelevance (moves values), ProportionalRelevance (a "
+                "bias-free linear map), or keras_lrp.register_linear for a kernel.") from error
         _check_batch_free(node.layer, fn, copy, args, kwargs)
     for sub in fn.layers:  # sublayer names repeat across blocks: prefix the block's
-        if not isinstance(sub, keras.layers.InputLayer):
-            sub.name = f"{node.layer.name}_{sub.name}"
-            sub._lrp_private = True  # ours: a nested composite is traced without a copy
+        if isinstance(sub, keras.layers.InputLayer) or id(sub) in fn._lrp_user_layers:
+            continue  # a user's own sublayer keeps its name (its copy is renamed if need be)
+        sub.name = f"{node.layer.name}_{sub.name}"
+        sub._lrp_private = True  # ours: a nested composite is traced without a copy
     return fn, tids
 
 
@@ -384,9 +409,9 @@ def refine_shapes(graph: Graph) -> None:
 
 def trace_blocks(graph: Graph) -> None:
     """Replace every traced composite layer's call by its parts, recursively."""
-    if any(is_traced(n.layer) for n in graph.nodes):
+    if any(auto_traced(n, graph) for n in graph.nodes):
         refine_shapes(graph)
-    while any(is_traced(n.layer) for n in graph.nodes):
+    while any(auto_traced(n, graph) for n in graph.nodes):
         for node in graph.nodes:
             reason = KERAS_HUB_REFUSED.get(type(node.layer).__name__)
             if reason and _from_keras_hub(node.layer, KERAS_HUB_REFUSED):
@@ -395,7 +420,7 @@ def trace_blocks(graph: Graph) -> None:
         # the nodes a pass adds are read only by the next pass: shapes and dtypes once per pass
         nodes, swaps, shapes, dtypes = [], [], graph.shapes(), graph.dtypes()
         for node in graph.nodes:
-            if not is_traced(node.layer):
+            if not auto_traced(node, graph):
                 nodes.append(node)
             elif _from_keras_hub(node.layer, ("ViTPatchingAndEmbedding",)):
                 swaps += list(zip(node.outputs, _vit_embedding(node, graph, shapes, nodes)))
@@ -403,10 +428,16 @@ def trace_blocks(graph: Graph) -> None:
                 fn, tids = _trace(node, shapes, dtypes)
                 first = len(nodes)
                 swaps += list(zip(node.outputs, graph_mod.walk(fn, tids, graph, nodes)))
+                fn._lrp_restore()  # the trace is read: the user's layers lose its nodes
+                for part in nodes[first:]:
+                    part.scope = f"{node.scope}_{node.layer.name}" if node.scope else \
+                        node.layer.name
                 _rewrite_traced_ops(nodes, first)
+                rewrite_kernel_ops(nodes, first, graph)
         graph.nodes = nodes
         for old, new in swaps:
             graph.replace_tensor(old, new)
+        graph_mod.inline(graph)  # a block's own nested models (a Sequential MLP)
 
 
 __all__ = ["AddConstant", "KERAS_HUB_TRACED", "KernelEinsum", "PrependToken", "ReshapeKeeping",

@@ -27,6 +27,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import keras
 
 from keras_lrp import rules as rules_mod
+from keras_lrp.canonizers import blocks
 from keras_lrp.canonizers.attention import PRODUCTS, AdditiveScores
 from keras_lrp.canonizers.base import DEFAULT_CANONIZERS, has_fused_activation
 from keras_lrp.composites.registry import BASE_MAP, REGISTRY, matches, unsupported_error
@@ -230,6 +231,23 @@ class Composite:
                 return rule
         return None
 
+    def maps(self, node: Node, ctx: Context) -> bool:
+        """Whether an entry names this node's layer (catch-all keys such as
+        ``keras.layers.Layer`` do not count): a layer of a class no entry names is traced into
+        its parts (:func:`keras_lrp.canonizers.blocks.trace_blocks`). The user's own entries
+        also keep a subclass that overrides ``call`` whole."""
+        if is_kernel_layer(node.layer) and not blocks.overrides_call(node.layer):
+            return True
+        entries = self.entries() if not blocks.overrides_call(node.layer) else \
+            list(self.user_map) + self.registry.entries()
+        kernel = takes_rule(node.layer)
+        for key, rule in entries:
+            if key in CATCH_ALL or (isinstance(rule, rules_mod.Rule) and not kernel):
+                continue
+            if matches(key, node, ctx):
+                return True
+        return False
+
     def check(self, graph: Graph, model=None) -> None:
         """Raise an error naming the first layer no entry serves; runs on the user's layers
         before anything is cloned."""
@@ -289,6 +307,10 @@ class Composite:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+#: Keys that match every layer: they say what to do with the rest, not which layers are known.
+CATCH_ALL = (keras.Operation, keras.layers.Layer)
 
 
 def takes_rule(layer) -> bool:

@@ -123,7 +123,13 @@ BASE_MAP: List[Tuple[Any, type]] = [
            "softmax"), SoftmaxRelevance),
     (Where(types.ACTIVATION, _elementwise_activation, "element-wise"), IdentityRelevance),
     (types.ELEMENTWISE + types.PREPROCESSING + types.APP_ELEMENTWISE + types.OP_ACTIVATIONS
-     + types.OP_ELEMENTWISE_LINEAR, IdentityRelevance),
+     + types.OP_ELEMENTWISE_LINEAR + types.RANDOM_AUGMENTATION, IdentityRelevance),
+    # interpolation is a fixed linear map (the Z rule through it, like average pooling);
+    # nearest-neighbour resizing and crops move values
+    (Where(types.RESAMPLING, lambda node, ctx: getattr(node.layer, "interpolation", "")
+           == "nearest", "nearest"), RouteRelevance),
+    (types.RESAMPLING, ProportionalRelevance),
+    (types.CROPPING, RouteRelevance),
     (SoftCap, SoftCapRelevance),
     (types.NORMALIZATION, LayerNormRelevance),
     (AttentionSoftmax, SoftmaxRelevance),
@@ -145,8 +151,8 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (types.ROUTE + types.MAX_POOLING, RouteRelevance),
     (types.LINEAR_MERGE + types.AVERAGE_POOLING + types.APP_LINEAR_MERGE, ProportionalRelevance),
     (Where(types.MULTIPLY, _held_factor, "a gate or a constant factor"), GateRelevance),
-    (Where(types.MULTIPLY + types.OP_EINSUM, _tensor_args(2), "two signals"),
-     ProductRelevance),
+    (Where(types.MULTIPLY + types.OP_EINSUM + types.OP_BILINEAR, _tensor_args(2),
+           "two signals"), ProductRelevance),
     # an einsum of one tensor and constants is a bias-free linear map: the Z rule (a weight
     # variable inside a traced block becomes a KernelEinsum, which takes the composite's rule)
     (Where(types.OP_EINSUM, _tensor_args(1), "a tensor and constants"), ProportionalRelevance),

@@ -59,6 +59,9 @@ class Graph:
     aliases: Dict[int, int] = dataclasses.field(default_factory=dict)
     #: output id → (the softmax layer removed after it, the id of the softmax's output).
     stripped: Dict[int, Any] = dataclasses.field(default_factory=dict)
+    #: ``explicit(node, graph)``: whether the analysis' composite names the node's layer (a
+    #: foreign layer it does not name is traced into its parts); ``None``: no composite.
+    explicit: Any = None
 
     def new_tensor(self) -> int:
         return next(self._ids)
@@ -254,16 +257,20 @@ def needed_nodes(graph: Graph, output: int) -> List[Node]:
     return keep[::-1]
 
 
-def replay(graph: Graph, inputs: List[Any], upto: Optional[int] = None) -> Dict[int, Any]:
+def replay(graph: Graph, inputs: List[Any], upto: Optional[int] = None,
+           training: Optional[bool] = None) -> Dict[int, Any]:
     """Call every node's layer on ``inputs`` (symbolic or eager), or only those tensor ``upto``
-    depends on; tensor id → value."""
+    depends on; tensor id → value. ``training`` is passed to the layers that take it (an
+    augmentation layer called outside a model defaults to training)."""
     values: Dict[int, Any] = dict(zip(graph.inputs, inputs))
     fill = lambda v: values[v.tid] if isinstance(v, Ref) else v  # noqa: E731
     for node in graph.nodes if upto is None else needed_nodes(graph, upto):
+        kwargs = tree.map_structure(fill, node.kwargs)
+        if training is not None and getattr(node.layer, "_call_has_training_arg", False):
+            kwargs["training"] = training  # as a Functional call overrides what was recorded
         with warnings.catch_warnings():  # masks travel as explicit arguments in this graph
             warnings.filterwarnings("ignore", message=".*does not support masking")
-            out = node.layer(*tree.map_structure(fill, node.args),
-                             **tree.map_structure(fill, node.kwargs))
+            out = node.layer(*tree.map_structure(fill, node.args), **kwargs)
         dense = not any(getattr(values[t], "sparse", False) for t in node.inputs)
         for tid, value in zip(node.outputs, tree.flatten(out)):
             if dense and isinstance(value, keras.KerasTensor) and value.sparse:
@@ -293,7 +300,7 @@ class GraphCall(keras.layers.Layer):
 
     def call(self, inputs):
         xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        return replay(self._graph, xs, upto=self._output)[self._output]
+        return replay(self._graph, xs, upto=self._output, training=False)[self._output]
 
 
 # ------------------------------------------------------------------------- static analyses

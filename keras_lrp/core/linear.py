@@ -202,6 +202,12 @@ def linear_op(layer) -> Optional[LinearOp]:
     return None
 
 
+def is_registered(layer) -> bool:
+    """Whether :func:`register_linear` taught a class of ``layer`` (not Keras' own)."""
+    return any(isinstance(layer, cls) for cls, _ in LINEAR_OPS
+               if not cls.__module__.startswith("keras"))
+
+
 def is_kernel_layer(layer) -> bool:
     """True for layers whose relevance is given by an LRP rule on a kernel."""
     return any(isinstance(layer, cls) for cls, _ in LINEAR_OPS)

@@ -66,6 +66,16 @@ ELEMENTWISE = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropo
                L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Masking)
 #: Element-wise affine preprocessing (an offset can make values negative).
 PREPROCESSING = (L.Rescaling, L.Normalization)
+#: Augmentation layers: the identity at inference (RandomCrop, which crops and resizes there,
+#: is in RESAMPLING).
+RANDOM_AUGMENTATION = tuple(getattr(L, n) for n in dir(L)
+                            if n.startswith("Random") and n != "RandomCrop")
+#: Fixed linear resampling at inference: interpolation (Resizing, RandomCrop), patches.
+RESAMPLING = (L.Resizing, L.RandomCrop, keras.src.ops.image.ExtractPatches)
+#: Crops: routing.
+CROPPING = (L.CenterCrop,)
+#: Products of two tensors that are bilinear in them (matmul, dot).
+OP_BILINEAR = (_NP.Matmul, _NP.Dot, _NP.Tensordot, L.Dot)
 NORMALIZATION = (L.LayerNormalization,) + tuple(
     c for c in (getattr(L, "RMSNormalization", None),) if c)
 BATCHNORM = (L.BatchNormalization,)
