@@ -432,6 +432,7 @@ def trace_blocks(graph: Graph) -> None:
                 for part in nodes[first:]:
                     part.scope = f"{node.scope}_{node.layer.name}" if node.scope else \
                         node.layer.name
+                    part.traced_from = node.traced_from or node.layer
                 _rewrite_traced_ops(nodes, first)
                 rewrite_kernel_ops(nodes, first, graph)
         graph.nodes = nodes

@@ -273,7 +273,7 @@ class Composite:
                 raise ValueError(f"No LRP rule applies to layer '{node.layer.name}' "
                                  f"({type(node.layer).__name__}); pass rule=... or a rule_map "
                                  "entry.")
-            raise unsupported_error(node.layer, self.registry)
+            raise unsupported_error(node.layer, self.registry, traced_from=node.traced_from)
         problem = rule.check_node(node, graph) if not isinstance(rule, rules_mod.Rule) \
             else sequence_problem(node.layer, self.gate_rule)
         if problem:

@@ -288,9 +288,16 @@ def register_rule(layer: Any, rule: Any) -> None:
     REGISTRY.rules.insert(0, (layer, rules_mod.get(rule)))
 
 
-def unsupported_error(layer, registry: Registry = REGISTRY, detail: str = "") -> ValueError:
-    """The error for a layer no composite entry serves, listing what is supported."""
+def unsupported_error(layer, registry: Registry = REGISTRY, detail: str = "",
+                      traced_from=None) -> ValueError:
+    """The error for a layer no composite entry serves, listing what is supported. For a part
+    of a traced layer (``traced_from``), it names that layer, the part, and the recipes for the
+    layer."""
     cls = type(layer)
+    if traced_from is not None:
+        part = (f": its call() was traced into its parts, and part '{layer.name}' "
+                f"({cls.__module__}.{cls.__name__}){detail} has no rule")
+        layer, cls, detail = traced_from, type(traced_from), part
     return ValueError(
         f"keras-lrp has no relevance mapping for layer '{layer.name}' of class "
         f"{cls.__module__}.{cls.__name__}{detail}. Supported: kernel layers (Dense, "

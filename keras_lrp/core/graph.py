@@ -45,6 +45,8 @@ class Node:
     out_dtypes: List[Any] = dataclasses.field(default_factory=list)
     #: The nested models the node was inlined from, outermost first ("" at the top level).
     scope: str = ""
+    #: The layer whose traced ``call`` the node is a part of (``None`` if not traced).
+    traced_from: Any = None
 
 
 @dataclasses.dataclass

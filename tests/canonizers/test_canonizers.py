@@ -612,17 +612,17 @@ class _Double(keras.layers.Layer):
         return 2.0 * x
 
 
-def test_unsupported_linear_layer_rescued_as_advised(float64):
-    """Following the message's advice for a bias-free linear layer makes the model analyzable,
-    with the proportional (Z) rule through it."""
+def test_unknown_linear_layer_traced_or_rescued_as_advised(float64):
+    """A layer no entry names is traced into its parts (here 2.0 * x: the identity); the
+    message's advice for a bias-free linear layer (the proportional Z rule through it) gives
+    the same relevance in float64."""
     model = _with_layer(_Double(name="resc"))  # linear, not in the layer map
     _randomize(model, _rng(50))
-    with pytest.raises(ValueError, match=r"register_layer\(_Double, "
-                                         r"keras_lrp\.rules\.IdentityRelevance\)"):
-        keras_lrp.create_analyzer("lrp.z", model)
     x = _rng(51).normal(size=(2, 4))
+    traced = keras_lrp.create_analyzer("lrp.z", model).analyze(x)
     got = keras_lrp.create_analyzer("lrp.z", model, rule_map=[
         (_Double, keras_lrp.rules.ProportionalRelevance)]).analyze(x, layerwise=True)
+    np.testing.assert_allclose(traced, got["x"], rtol=RTOL, atol=ATOL)
     # proportional through x ↦ 2x: R_in = x·2/(2x + 1e-100·sign)·R = R in float64
     np.testing.assert_allclose(got["d"], got["resc"], rtol=RTOL, atol=ATOL)
     W, b = model.get_layer("d").get_weights()
