@@ -15,16 +15,18 @@ import keras
 import numpy as np
 from keras import tree
 
-from keras_lrp.canonizers.blocks import is_traced
+from keras_lrp.canonizers.blocks import is_foreign, is_traced
 
 
 def open_length(model) -> bool:
     """Whether ``model`` has an input with an unknown size beyond the batch axis and a layer
-    keras-lrp traces into its parts (a keras-hub transformer block)."""
+    keras-lrp may trace into its parts (a keras-hub transformer block, a layer of yours: a
+    position embedding sized by ``ops.shape`` needs the length)."""
     inputs = getattr(model, "inputs", None) or []
     if not any(None in tuple(t.shape)[1:] for t in inputs):
         return False
-    return any(is_traced(layer) for layer in model._flatten_layers(include_self=False))
+    return any(is_traced(layer) or is_foreign(layer)
+               for layer in model._flatten_layers(include_self=False))
 
 
 def fixed_length(model, length: int):

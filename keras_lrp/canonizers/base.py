@@ -8,7 +8,8 @@ is not a canonizer. The defaults (:data:`DEFAULT_CANONIZERS`), structural first:
 
 1. :class:`InlineNested` — a nested model's layers become nodes of the outer graph.
 2. :class:`TraceBlocks` — composite layers (keras-hub's transformer blocks, classes given to
-   :func:`keras_lrp.register_block`) become the layers and ops their ``call`` runs
+   :func:`keras_lrp.register_block`, layers of yours no composite entry names, Keras subclasses
+   that override ``call``) become the layers and ops their ``call`` runs
    (:mod:`keras_lrp.canonizers.blocks`).
 3. :class:`UntieHeads` — a reversed ``ReversibleEmbedding`` (a tied LM head) becomes a Dense
    with kernel Eᵀ (:mod:`keras_lrp.canonizers.heads`).

@@ -55,11 +55,12 @@ REGISTERED: List[type] = []
 
 
 def register_block(layer_class: type) -> None:
-    """Trace every call of ``layer_class`` into the layers and ops its ``call`` runs.
+    """Trace every call of ``layer_class`` into the layers and ops its ``call`` runs, even where
+    a composite entry names the class (a layer no entry names is traced anyway).
 
-    For composite layers built from layers keras-lrp knows (your own transformer block); the
-    class must be re-creatable from its config (``get_config``/``from_config``) and its ``call``
-    must not read the batch size.
+    For composite layers built from layers and ops keras-lrp knows (your own transformer block);
+    its ``call`` must not read the batch size. No ``get_config`` is needed: the trace runs on a
+    copy where one can be made, else on the layer itself, sharing its weights.
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
         raise TypeError(f"register_block needs a keras.layers.Layer subclass, got "
@@ -85,7 +86,7 @@ def is_foreign(layer) -> bool:
     its parts unless a composite entry names it (:func:`trace_blocks`)."""
     module = type(layer).__module__
     return types.is_layer(layer) and not types.is_model(layer) and \
-        not module.startswith(("keras.src.", "keras_lrp.", "keras."))
+        not types.is_keras_module(module) and not module.startswith("keras_lrp.")
 
 
 def overrides_call(layer) -> bool:
@@ -95,8 +96,7 @@ def overrides_call(layer) -> bool:
     :func:`keras_lrp.register_linear`, ``rule_map``)."""
     if not is_foreign(layer) or type(layer).__module__.startswith("keras_hub"):
         return False
-    base = next((c for c in type(layer).__mro__[1:]
-                 if c.__module__.startswith("keras.src.layers")), None)
+    base = types.keras_layer_base(layer)
     if base is None or base in (keras.layers.Layer, keras.layers.InputLayer):
         return False
     return type(layer).call is not base.call and not linear.is_registered(layer)
@@ -108,7 +108,10 @@ def auto_traced(node: Node, graph: Graph) -> bool:
     if is_traced(node.layer):
         return not (graph.explicit is not None and overrides_call(node.layer)
                     and graph.explicit(node, graph))
+    # a subclass of a Keras layer that keeps its call (keras-hub's attention, embeddings) is
+    # that layer: the later canonizers and the base map serve it
     return graph.explicit is not None and is_foreign(node.layer) and \
+        types.keras_layer_base(node.layer) is keras.layers.Layer and \
         not graph.explicit(node, graph)
 
 

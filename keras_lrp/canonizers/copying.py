@@ -22,8 +22,7 @@ import inspect
 
 import keras
 
-#: The module prefix of Keras' preprocessing layers (state beyond weights: copied shallow).
-PREPROCESSING_MODULE = "keras.src.layers.preprocessing"
+from keras_lrp.core import types
 
 
 def shallow_copy(layer):
@@ -53,7 +52,7 @@ def copy_layer(layer, dtype=None):
     """A copy of ``layer`` (see the module docstring); ``dtype`` overrides its dtype policy
     where the copy is made from a config or the constructor. Weights are loaded afterwards
     (except into a shallow copy, which shares them)."""
-    if type(layer).__module__.startswith(PREPROCESSING_MODULE):
+    if types.is_preprocessing_layer(layer):  # state beyond weights: copied shallow
         return shallow_copy(layer)
     try:
         config = inference_config(layer)
@@ -112,5 +111,5 @@ def copy_from_attributes(layer, dtype=None):
     return copy
 
 
-__all__ = ["PREPROCESSING_MODULE", "copy_from_attributes", "copy_layer", "inference_config",
+__all__ = ["copy_from_attributes", "copy_layer", "inference_config",
            "shallow_copy"]

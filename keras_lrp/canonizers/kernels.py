@@ -21,16 +21,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lrp.core import linear
+from keras_lrp.core import linear, types
 from keras_lrp.core.graph import Node
 
-_NP, _NN = keras.src.ops.numpy, keras.src.ops.nn
 #: Raw ops linear in their tensor argument when the other one is a weight: the weight's
 #: position may be either (``matmul(W, x)``).
-KERNEL_OPS = (_NP.Matmul, _NP.Dot, _NP.Tensordot, _NN.Conv, _NN.DepthwiseConv,
-              _NN.ConvTranspose)
+KERNEL_OPS = types.OP_KERNEL
 #: The ops that add a bias.
-BIAS_OPS = (_NP.Add,)
+BIAS_OPS = types.OP_BIAS
 
 
 class KernelOp(keras.layers.Layer):

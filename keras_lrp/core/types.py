@@ -76,6 +76,30 @@ RESAMPLING = (L.Resizing, L.RandomCrop, keras.src.ops.image.ExtractPatches)
 CROPPING = (L.CenterCrop,)
 #: Products of two tensors that are bilinear in them (matmul, dot).
 OP_BILINEAR = (_NP.Matmul, _NP.Dot, _NP.Tensordot, L.Dot)
+#: Raw ops linear in their tensor argument when the other is a weight (a traced layer's own
+#: kernel: :mod:`keras_lrp.canonizers.kernels`), and the op adding a bias after one.
+OP_KERNEL = (_NP.Matmul, _NP.Dot, _NP.Tensordot, _NN.Conv, _NN.DepthwiseConv, _NN.ConvTranspose)
+OP_BIAS = (_NP.Add,)
+#: Where Keras' own layers and its preprocessing layers live.
+KERAS_LAYERS_MODULE = "keras.src.layers"
+KERAS_PREPROCESSING_MODULE = "keras.src.layers.preprocessing"
+
+
+def is_preprocessing_layer(layer) -> bool:
+    """One of Keras' preprocessing layers (their state is not all in weights)."""
+    return type(layer).__module__.startswith(KERAS_PREPROCESSING_MODULE)
+
+
+def keras_layer_base(layer):
+    """The nearest of Keras' own layer classes ``layer``'s class derives from (``Layer`` for a
+    plain custom layer), or ``None``."""
+    return next((c for c in type(layer).__mro__[1:]
+                 if c.__module__.startswith(KERAS_LAYERS_MODULE)), None)
+
+
+def is_keras_module(module: str) -> bool:
+    """A module of Keras itself."""
+    return module.startswith(("keras.src.", "keras.")) or module == "keras"
 NORMALIZATION = (L.LayerNormalization,) + tuple(
     c for c in (getattr(L, "RMSNormalization", None),) if c)
 BATCHNORM = (L.BatchNormalization,)

@@ -245,3 +245,29 @@ def test_resizing_and_center_crop_conserve(interpolation, float64):
                                rtol=tol)
     np.testing.assert_allclose(r, data * _grad(model, data, 0), rtol=tol,
                                atol=tol * np.abs(r).max())
+
+
+class TokenAndPosition(L.Layer):
+    """keras.io's text transformer: positions from ops.arange(ops.shape(x)[-1])."""
+
+    def __init__(self, maxlen, vocab, dim):
+        super().__init__()
+        self.tokens, self.positions = L.Embedding(vocab, dim), L.Embedding(maxlen, dim)
+
+    def call(self, x):
+        return self.tokens(x) + self.positions(ops.arange(0, ops.shape(x)[-1]))
+
+
+def test_a_position_embedding_of_any_length_is_traced_per_length():
+    """On keras.Input((None,)), each length gets its traced analysis; the positions are a
+    constant (no relevance), so under the IB rule Σ R over the tokens is the logit."""
+    keras.utils.set_random_seed(9)
+    x = keras.Input((None,), dtype="int32")
+    h = L.GlobalAveragePooling1D()(TokenAndPosition(32, 50, 8)(x))
+    model = keras.Model(x, L.Dense(2, use_bias=False)(h))
+    a = keras_lrp.create_analyzer("lrp.z_IB", model, neuron_selection_mode="index")
+    for length in (5, 9):
+        ids = RNG.integers(1, 50, size=(2, length)).astype("int32")
+        r = a.analyze(ids, neuron_selection=1)
+        assert r.shape == (2, length)
+        np.testing.assert_allclose(r.sum(axis=1), _np(model(ids))[:, 1], rtol=1e-4, atol=1e-6)

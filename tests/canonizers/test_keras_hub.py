@@ -178,11 +178,11 @@ def test_registered_composite_layer_is_traced(float64):
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(size=w.shape) for w in model.weights])
     x = rng.normal(size=(3, 4))
-    with pytest.raises(ValueError, match="layer 'block' of class"):
-        keras_lrp.create_analyzer("lrp.z", model)
+    unregistered = keras_lrp.create_analyzer("lrp.z", model).analyze(x)  # traced by default
     with keras_lrp.composites.registry.REGISTRY.scoped():
         keras_lrp.register_block(Block)
         r = keras_lrp.create_analyzer("lrp.z", model).analyze(x)
+    np.testing.assert_allclose(unregistered, r, rtol=1e-12)
     W = model.get_layer("block").inner.get_weights()[0]
     Wo = model.get_layer("out").get_weights()[0]
     logits = x @ (np.eye(4) + W) @ Wo
