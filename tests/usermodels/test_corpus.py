@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from helpers import BACKEND, at_precision, autodiff, keras_dtype
 from keras import ops
-from usermodels.corpus import INPUTS, MODELS
 
 import keras_lrp
+from usermodels.corpus import INPUTS, MODELS
 
 FAMILIES = ["lrp.epsilon", "lrp.alpha_1_beta_0_IB", "lrp.z", "lrp.epsilon_plus"]
 #: Models keras-lrp refuses, with what the refusal must name.
