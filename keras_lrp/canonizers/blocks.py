@@ -155,17 +155,27 @@ class AddConstant(keras.layers.Layer):
 class ReshapeKeeping(keras.layers.Layer):
     """``ops.reshape(x, shape)`` where ``shape`` was read off a tensor in a symbolic trace and
     holds ``None`` (the batch, a sequence axis a layer left open). One ``None`` is the size that
-    fits (−1); with several, ``None`` at position i is the input's size there (Gemma's rotary
-    embedding reshapes to ``ops.shape(x)``)."""
+    fits (−1); the batch and one more: the batch, and the size that fits there (MiT's H·W);
+    else ``None`` at position i is the input's size there (Gemma's rotary embedding reshapes to
+    ``ops.shape(x)``)."""
 
     def __init__(self, newshape=(), **kwargs):
         super().__init__(**kwargs)
         self.newshape = [None if d is None else int(d) for d in newshape]
 
     def _target(self, shape):
-        if sum(d is None for d in self.newshape) == 1:
-            return [-1 if d is None else d for d in self.newshape]
-        return [shape[i] if d is None else d for i, d in enumerate(self.newshape)]
+        new = list(self.newshape)
+        rest = [k for k, d in enumerate(new[1:], 1) if d is None or d == -1]
+        static = [d for d in shape[1:] if isinstance(d, int)]
+        if new[0] is None and len(rest) == 1 and len(static) == len(shape) - 1:
+            # the batch, and one open size: the size that fits, from the input's static sizes
+            # (MiT's reshape to (B, -1, C) with B read off a symbolic shape)
+            known = int(np.prod([d for k, d in enumerate(new[1:], 1) if k not in rest]))
+            new[rest[0]] = int(np.prod(static)) // known
+            return [-1] + new[1:]
+        if sum(d is None for d in new) == 1 and -1 not in new:
+            return [-1 if d is None else d for d in new]
+        return [shape[k] if d is None else d for k, d in enumerate(new)]
 
     def call(self, x):
         return ops.reshape(x, self._target(ops.shape(x)))
@@ -326,10 +336,12 @@ def _trace(node: Node, shapes: dict, dtypes: dict):
     except Exception as error:  # noqa: BLE001 - any failure of the symbolic call
         try:
             fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, 1)
-        except Exception:  # noqa: BLE001
+        except Exception as again:  # noqa: BLE001
+            detail = f"{error}" if str(again) == str(error) else \
+                f"{error} (with a batch of 1: {again})"
             raise ValueError(
                 f"keras-lrp could not trace layer '{node.layer.name}' "
-                f"({type(node.layer).__name__}) into its parts: {error}. Tracing calls the "
+                f"({type(node.layer).__name__}) into its parts: {detail}. Tracing calls the "
                 "layer on symbolic inputs with static shapes except the batch size (build the "
                 "model on keras.Input((T, ...)) with a fixed length); or give the layer a rule: "
                 f"rule_map=[({type(node.layer).__name__}, keras_lrp.rules.IdentityRelevance)] "
@@ -355,12 +367,19 @@ def _check_batch_free(layer, fn, copy, args, kwargs) -> None:
 
     values = {id(kt): sample(kt) for kt in fn.inputs}
     fill = lambda v: values[id(v)] if isinstance(v, keras.KerasTensor) else v  # noqa: E731
-    want = copy(*tree.map_structure(fill, args), **tree.map_structure(fill, kwargs))
-    got = fn([values[id(kt)] for kt in fn.inputs])
+    refusal = ValueError(
+        f"Layer '{layer.name}' ({type(layer).__name__}) reads the batch size in its call (its "
+        "trace on a batch of 1 does not run on a batch of 2: a class token broadcast to the "
+        "batch, say), so keras-lrp cannot trace it into its parts. Give it a rule with "
+        f"rule_map=[({type(layer).__name__}, …)] or keras_lrp.register_layer.")
+    try:
+        want = copy(*tree.map_structure(fill, args), **tree.map_structure(fill, kwargs))
+        got = fn([values[id(kt)] for kt in fn.inputs])
+    except Exception as error:  # noqa: BLE001 - the batch-1 trace fails on a batch of 2
+        raise refusal from error
     for w, g in zip(tree.flatten(want), tree.flatten(got)):
         if tuple(w.shape) != tuple(g.shape) or not np.allclose(w, g, rtol=1e-4, atol=1e-5):
-            raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) reads the batch "
-                             "size in its call, so keras-lrp cannot trace it into its parts.")
+            raise refusal
 
 
 def _vit_embedding(node: Node, graph: Graph, shapes: dict, nodes: list) -> List[int]:
@@ -430,17 +449,17 @@ def trace_blocks(graph: Graph) -> None:
             else:
                 fn, tids = _trace(node, shapes, dtypes)
                 first = len(nodes)
-                swaps += list(zip(node.outputs, graph_mod.walk(fn, tids, graph, nodes)))
+                outs = graph_mod.walk(fn, tids, graph, nodes)
+                swaps += list(zip(node.outputs, outs))
                 fn._lrp_restore()  # the trace is read: the user's layers lose its nodes
                 for part in nodes[first:]:
                     part.scope = f"{node.scope}_{node.layer.name}" if node.scope else \
                         node.layer.name
                     part.traced_from = node.traced_from or node.layer
                 _rewrite_traced_ops(nodes, first)
-                rewrite_kernel_ops(nodes, first, graph)
+                rewrite_kernel_ops(nodes, first, graph, keep=set(outs))
         graph.nodes = nodes
-        for old, new in swaps:
-            graph.replace_tensor(old, new)
+        graph.replace_tensors(swaps)
         graph_mod.inline(graph)  # a block's own nested models (a Sequential MLP)
 
 

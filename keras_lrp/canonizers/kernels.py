@@ -86,9 +86,10 @@ def _value(variable) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(variable))
 
 
-def rewrite_kernel_ops(nodes: List[Node], first: int, graph) -> None:
+def rewrite_kernel_ops(nodes: List[Node], first: int, graph, keep=()) -> None:
     """Turn the kernel-op nodes from ``nodes[first]`` on into :class:`KernelOp` nodes, each
-    with the bias added right after it folded in (see the module docstring)."""
+    with the bias added right after it folded in (see the module docstring), unless its output
+    is in ``keep`` (a trace's result, which readers outside the trace read)."""
     readers = {}
     for node in nodes[first:]:
         for tid in node.inputs:
@@ -100,7 +101,7 @@ def rewrite_kernel_ops(nodes: List[Node], first: int, graph) -> None:
             continue
         kernel = node.args[at]
         weights = [_value(kernel)]
-        bias_node = _bias_after(node, readers, graph)
+        bias_node = None if node.outputs[0] in keep else _bias_after(node, readers, graph)
         bias_shape = None
         if bias_node is not None:
             bias = next(a for a in bias_node.args if isinstance(a, keras.Variable))

@@ -103,6 +103,18 @@ class Graph:
                                    nodes=[dataclasses.replace(n) for n in self.nodes],
                                    aliases=dict(self.aliases), stripped=dict(self.stripped))
 
+    def replace_tensors(self, swaps) -> None:
+        """:meth:`replace_tensor` for each ``(old, new)`` pair, where a ``new`` may itself be
+        an ``old`` of another pair (a traced layer that returns its input, fed by another
+        traced layer): each reader ends at the last tensor of its chain."""
+        mapping = dict(swaps)
+        for old in mapping:
+            new, seen = mapping[old], {old}
+            while new in mapping and new not in seen:
+                seen.add(new)
+                new = mapping[new]
+            self.replace_tensor(old, new)
+
     def replace_tensor(self, old: int, new: int, same: bool = True) -> None:
         """Make every reader of tensor ``old`` read ``new`` instead (``same``: ``new`` holds
         the same values, so :attr:`aliases` records it)."""
@@ -198,8 +210,7 @@ def inline(graph: Graph) -> bool:
             else:
                 nodes.append(node)
         graph.nodes = nodes
-        for old, new in swaps:
-            graph.replace_tensor(old, new)
+        graph.replace_tensors(swaps)
         changed = True
     return changed
 
@@ -300,9 +311,33 @@ class GraphCall(keras.layers.Layer):
         self.user_layers = list({id(n.layer): n.layer for n in needed_nodes(graph, output)
                                  if types.is_layer(n.layer)}.values())
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        # at inference whatever the caller says: a layer of the user's that takes no training
+        # argument (keras-hub's SpatialPyramidPooling) still runs its BatchNormalization in
+        # the call context this sets, never updating its statistics
         xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         return replay(self._graph, xs, upto=self._output, training=False)[self._output]
+
+
+class _Inference(keras.layers.Layer):
+    """Runs :func:`replay` inside a Keras call with ``training=False`` (see
+    :func:`replay_at_inference`)."""
+
+    def __init__(self, graph: Graph, upto: Optional[int], **kwargs):
+        super().__init__(**kwargs)
+        self._graph, self._upto = graph, upto
+
+    def call(self, inputs, training=None):
+        return replay(self._graph, list(inputs), upto=self._upto, training=False)
+
+
+def replay_at_inference(graph: Graph, inputs: List[Any], upto: Optional[int] = None
+                        ) -> Dict[int, Any]:
+    """:func:`replay` on eager values at inference: inside a Keras call with
+    ``training=False``, so that every nested layer (even one inside a layer whose ``call`` takes
+    no ``training``) runs in inference mode and no state (a BatchNormalization's moving
+    statistics) changes."""
+    return _Inference(graph, upto, autocast=False)(list(inputs), training=False)
 
 
 # ------------------------------------------------------------------------- static analyses

@@ -125,7 +125,7 @@ except ImportError:  # pragma: no cover
 #: Element-wise activations called as raw keras.ops in functional code.
 OP_ACTIVATIONS = (_NN.Relu, _NN.Relu6, _NN.Sigmoid, _NN.HardSigmoid, _NN.Softplus, _NN.Softsign,
                   _NN.Silu, _NN.HardSilu, _NN.LogSigmoid, _NN.LeakyRelu, _NN.Elu, _NN.Selu,
-                  _NN.Gelu, _NN.Celu, _NP.Tanh)
+                  _NN.Gelu, _NN.Celu, _NP.Tanh, keras.src.activations.activations.ReLU)
 #: Raw element-wise linear maps without bias (−x, as in RoPE's rotate-half): relevance passes
 #: unchanged.
 OP_ELEMENTWISE_LINEAR = (_NP.Negative,)
@@ -139,7 +139,7 @@ OP_ARITHMETIC = (_NP.Add, _NP.Subtract, _NP.Multiply, _NP.Divide, _NP.TrueDivide
 #: keras-hub's blocks): relevance is routed back.
 OP_SELECT = tuple(getattr(_NP, n) for n in (
     "GetItem", "ExpandDims", "Squeeze", "Reshape", "Transpose", "BroadcastTo", "Tile", "Repeat",
-    "Concatenate", "Stack", "Where", "TakeAlongAxis", "Take", "Moveaxis", "Swapaxes")
+    "Concatenate", "Stack", "Where", "TakeAlongAxis", "Take", "Moveaxis", "Swapaxes", "Pad")
     if hasattr(_NP, n))
 #: Raw element-wise minimum and maximum.
 OP_MINMAX = (_NP.Minimum, _NP.Maximum)
