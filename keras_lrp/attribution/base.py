@@ -160,20 +160,24 @@ class Analyzer(Runner):
             self._forward_pending, self.forward_checked = False, True
             return  # the user's own layers: nothing was rewritten
         probe = xs is None
-        xs = verify.probe_batch(self.inputs) if probe else \
-            [np.asarray(a)[:verify.PROBE_ROWS] for a in xs]
-        xs = [ops.convert_to_tensor(a) for a in xs]
-        try:
-            self.forward_checked = verify.check_forward(
-                self.name, self.model_name, self.reference_graph, self.graph, self.forward_model,
-                self.graph.outputs[self.output_index], self._reference_dtype(), xs)
-        except verify.ForwardMismatch:
-            raise
-        except Exception:  # noqa: BLE001 - the model cannot run on the probe: wait for data
-            if not probe:
+        batches = [verify.probe_batch(self.inputs, small=True), verify.probe_batch(self.inputs)] \
+            if probe else [[np.asarray(a)[:verify.PROBE_ROWS] for a in xs]]
+        for i, batch in enumerate(batches):
+            if i and all(np.shape(a) == np.shape(b) for a, b in zip(batch, batches[0])):
+                break  # the small probe was the full one
+            try:
+                self.forward_checked = verify.check_forward(
+                    self.name, self.model_name, self.reference_graph, self.graph,
+                    self.graph.outputs[self.output_index], self._reference_dtype(),
+                    [ops.convert_to_tensor(a) for a in batch])
+            except verify.ForwardMismatch:
                 raise
+            except Exception:  # noqa: BLE001 - the model cannot run on this probe
+                if not probe:
+                    raise
+                continue  # the next probe, or wait for data
+            self._forward_pending = False
             return
-        self._forward_pending = False
 
     def _low_precision(self) -> Optional[str]:
         """The least precise 16-bit compute dtype among the model's layers, or ``None``."""

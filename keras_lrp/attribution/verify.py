@@ -8,7 +8,7 @@ another network, silently. So at build, :func:`check_forward` runs both on a pro
 
 * the reference: the user's own layers, called in the model's graph order (no copy, no
   rewrite), up to the explained tensor (the logits where the softmax was stripped);
-* the analysis: the analyzer's ``forward_model``.
+* the analysis: the layers of the analyzer's ``forward_model``, in its graph order.
 
 They must agree to ``tol · max |reference|`` with ``tol = √ε`` of the reference's compute dtype
 (3.5e-4 in float32, 1.5e-8 in float64 on TensorFlow, 0.031 in float16; off TensorFlow, where
@@ -18,7 +18,9 @@ and folding a batch norm into a kernel moves float32 results by a few ε per lay
 differ, the error names the first tensor (in graph order) whose values differ, the layer that
 writes it, both values and what to do. A model whose inputs have open sizes beyond the batch
 is probed at size :data:`OPEN_SIZE`; where the model cannot run at that size, the check waits
-for the first batch analyzed.
+for the first batch analyzed. Images are probed at most :data:`SMALL_SIDE` pixels a side first
+(the rewrites do not depend on the size, and ResNet50's check then costs a few percent of its
+build), at their own size where the layers need it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from keras_lrp.core.graph import Graph
 OPEN_SIZE = 8
 #: Rows of the probe batch (two, so that a rewrite mixing samples shows).
 PROBE_ROWS = 2
+#: The largest spatial side of the small probe tried first (32: ResNet50's five stride-2
+#: stages leave one pixel).
+SMALL_SIDE = 32
 
 
 class ForwardMismatch(ValueError):
@@ -55,14 +60,19 @@ def tolerance(dtype, backend_name: Optional[str] = None) -> float:
     return float(np.sqrt(np.finfo(name if "float" in name else "float32").eps))
 
 
-def probe_batch(specs, seed: int = 0) -> List[np.ndarray]:
+def probe_batch(specs, seed: int = 0, small: bool = False) -> List[np.ndarray]:
     """A batch of :data:`PROBE_ROWS` rows for inputs ``specs``: standard normal floats, ones for
-    integer and boolean inputs (a token id and a mask valid for any vocabulary)."""
+    integer and boolean inputs (a token id and a mask valid for any vocabulary). ``small``:
+    images (inputs of rank ≥ 3 beyond the batch) at most :data:`SMALL_SIDE` on each spatial
+    side, where the layers allow (a convolutional network: the same rewrites, at a fraction of
+    the cost)."""
     rng = np.random.default_rng(seed)
     out = []
     for spec in specs:
-        shape = (PROBE_ROWS,) + tuple(OPEN_SIZE if d is None else int(d)
-                                      for d in tuple(spec.shape)[1:])
+        dims = [OPEN_SIZE if d is None else int(d) for d in tuple(spec.shape)[1:]]
+        if small and len(dims) >= 3:
+            dims = [min(d, SMALL_SIDE) for d in dims[:-1]] + dims[-1:]
+        shape = (PROBE_ROWS,) + tuple(dims)
         dtype = str(spec.dtype)
         if "float" in dtype:
             out.append(rng.standard_normal(shape).astype(dtype))
@@ -99,22 +109,22 @@ def _show(values: np.ndarray) -> str:
 
 
 def check_forward(name: str, model_name: str, reference: Graph, analysis: Graph,
-                  forward_model, explained: int, dtype, xs: List[Any]) -> bool:
-    """Raise :class:`ForwardMismatch` if ``forward_model(xs)`` is not the reference graph's
-    tensor ``explained`` on ``xs`` (see the module docstring). Returns whether there was a
-    model tensor to compare with (a rewrite that made the output anew leaves none).
+                  explained: int, dtype, xs: List[Any]) -> bool:
+    """Raise :class:`ForwardMismatch` if the analysis graph's tensor ``explained`` is not the
+    reference graph's on ``xs`` (see the module docstring). Returns whether there was a model
+    tensor to compare with (a rewrite that made the output anew leaves none).
 
     Args:
         name: the analyzer's name; ``model_name``: the model's, for the message.
         reference: the user's graph before any rewrite (nested models inlined).
-        analysis: the canonized graph the analysis explains.
-        forward_model: the analysis' forward model.
+        analysis: the canonized graph the analysis explains (its layers are the analyzer's
+            forward model's).
         explained: the tensor id of the explained output in both graphs.
         dtype: the reference's compute dtype (the tolerance's).
         xs: the probe batch, one array per input.
     """
     tol = tolerance(dtype)
-    got = forward_model(xs[0] if len(xs) == 1 else list(xs), training=False)
+    got = graph_mod.replay_at_inference(analysis, xs, upto=explained)[explained]
     known = set(reference.producers()) | set(reference.inputs)
     target = _in_reference(analysis, explained, known)
     if target not in known and explained in analysis.stripped:
@@ -173,4 +183,5 @@ def _first_difference(reference: Graph, analysis: Graph, xs, tol) -> str:
     return ""
 
 
-__all__ = ["ForwardMismatch", "OPEN_SIZE", "check_forward", "probe_batch", "tolerance"]
+__all__ = ["ForwardMismatch", "OPEN_SIZE", "PROBE_ROWS", "SMALL_SIDE", "check_forward",
+           "probe_batch", "tolerance"]
