@@ -12,7 +12,8 @@ them) explained by every LRP family and the gradient, with numbers checked indep
 
 The full product (every family on every model) runs by default on TensorFlow; the other backends
 run the first family and the gradient (what differs between backends is the seam, which the
-reference tests cover rule by rule).
+reference tests cover rule by rule), and the float64 identities run on TensorFlow only (Keras
+computes float64 partly in float32 elsewhere).
 """
 
 import keras
@@ -85,14 +86,14 @@ def test_corpus_model_is_explained(name, method):
         assert np.isfinite(r).all()
         assert np.abs(r).max() > 0  # never a silent zero map
     if method == "gradient":
-        xs = [ops.convert_to_tensor(a) for a in _arrays(x, model)]
+        xs = _arrays(x, model)  # NumPy: autodiff makes the backend's tensors itself
         logits = _logits(model, x).reshape(len(xs[0]), -1)
         top = logits.argmax(axis=1)
         mask = np.eye(logits.shape[1])[top].astype(_arrays(x, model)[0].dtype)
 
         def explained(*ts):
             out = model(ts[0] if len(ts) == 1 else list(ts), training=False)
-            return ops.sum(ops.reshape(out, (len(top), -1)) * mask)
+            return ops.sum(ops.reshape(out, (len(top), -1)) * ops.convert_to_tensor(mask))
 
         expected = autodiff(explained, *xs)
         for r, e in zip(relevance, expected):
@@ -109,6 +110,10 @@ CONSERVING = [m for m in MODELS if m not in REFUSED and
               _model(m)[0].corpus_conserves]
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="Keras computes float64 only on "
+                    "TensorFlow (on JAX and PyTorch partly in float32, where LRP-0's unguarded "
+                    "ratios near z = 0 lose the identities: separable_resnet's residual sums "
+                    "cancel)")
 @pytest.mark.parametrize("name", CONSERVING)
 def test_corpus_conservation_and_lrp0_in_float64(name, float64):
     model, x = _model(name, "float64")
