@@ -131,10 +131,6 @@ class Analyzer(Runner):
                              output_relevance=output_relevance, output=output,
                              jit_compile=jit_compile, name=name, kwargs=kwargs,
                              forward_check=forward_check)
-        #: The user's graph before any rewrite (nested models inlined): the forward check's
-        #: reference, made of the user's own layers.
-        self.reference_graph = graph_mod.extract(model)
-        graph_mod.inline(self.reference_graph)
         self.graph = self.prepare_graph()
         self.output_index = self._output_index(output)
         self._functions: Dict[bool, Any] = {}
@@ -195,6 +191,10 @@ class Analyzer(Runner):
     def prepare_graph(self):
         """The private, canonized copy of the model's graph (from :attr:`reference_graph`); for an
         analyzer without :attr:`rewrites`, the reference less its output softmax."""
+        #: The user's graph before any rewrite (nested models inlined): the forward check's
+        #: reference, made of the user's own layers.
+        self.reference_graph = graph_mod.extract(self.model)
+        graph_mod.inline(self.reference_graph)
         self._direct = not self.rewrites and self._low_precision() is None
         if self._direct:
             graph = self.reference_graph.snapshot()

@@ -76,7 +76,7 @@ class Wrapper(Analyzer):
                          name=name)
 
     def prepare_graph(self):
-        self._direct = False
+        self._direct, self.reference_graph = False, self.inner.reference_graph
         return self.inner.graph
 
     def trace_forward(self, inputs):

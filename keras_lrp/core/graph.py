@@ -145,11 +145,12 @@ class UniqueNames:
         return name
 
 
-def unique_layer_names(graph: Graph, ours=lambda layer: True) -> None:
-    """Rename, on the graph's own copies (``ours``), every layer whose name another layer of
-    the graph already has: two nested models may each hold a ``head``, and one block called at
-    several depths is traced into parts of equal names. The first keeps its name; the rest get
-    the nested model's or a counter's suffix. A layer called at several places is one layer."""
+def unique_layer_names(graph: Graph) -> None:
+    """Rename every layer whose name another layer of the graph already has (the graph's own
+    copies: call it after cloning). Two nested models may each hold a ``head``, and one block
+    called at several depths is traced into parts of equal names. The first keeps its name; the
+    rest get the nested model's or a counter's suffix. A layer called at several places is one
+    layer."""
     seen, names = set(), UniqueNames()
     # the outer model's layers keep their names; a nested one's yields, prefixed by its model
     for node in sorted(graph.nodes, key=lambda n: bool(n.scope)):
@@ -157,7 +158,7 @@ def unique_layer_names(graph: Graph, ours=lambda layer: True) -> None:
         if id(layer) in seen:
             continue
         seen.add(id(layer))
-        if layer.name in names.taken and ours(layer):
+        if layer.name in names.taken:
             layer.name = names(f"{node.scope}_{layer.name}" if node.scope else layer.name)
         else:
             names.taken.add(layer.name)
@@ -298,37 +299,34 @@ def replay(graph: Graph, inputs: List[Any], upto: Optional[int] = None,
     return values
 
 
-class GraphCall(keras.layers.Layer):
-    """The user's own layers called in graph order up to tensor ``output``: the model as one
-    layer, with no copy and no rewrite (the gradient family differentiates it). Called on
-    symbolic inputs, it adds no node to the user's layers (they run inside its call); it tracks
-    them, so their variables are the analysis' (a compiled JAX analysis takes them as
-    arguments)."""
-
-    def __init__(self, graph: Graph, output: int, **kwargs):
-        super().__init__(**kwargs)
-        self._graph, self._output = graph, output
-        self.user_layers = list({id(n.layer): n.layer for n in needed_nodes(graph, output)
-                                 if types.is_layer(n.layer)}.values())
-
-    def call(self, inputs, training=None):
-        # at inference whatever the caller says: a layer of the user's that takes no training
-        # argument (keras-hub's SpatialPyramidPooling) still runs its BatchNormalization in
-        # the call context this sets, never updating its statistics
-        xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        return replay(self._graph, xs, upto=self._output, training=False)[self._output]
-
-
 class _Inference(keras.layers.Layer):
-    """Runs :func:`replay` inside a Keras call with ``training=False`` (see
-    :func:`replay_at_inference`)."""
+    """Runs :func:`replay` inside a Keras call with ``training=False``: every nested layer, even
+    one inside a layer whose ``call`` takes no ``training`` (keras-hub's SpatialPyramidPooling),
+    then runs its BatchNormalization at inference, never updating its statistics."""
 
     def __init__(self, graph: Graph, upto: Optional[int], **kwargs):
         super().__init__(**kwargs)
         self._graph, self._upto = graph, upto
 
     def call(self, inputs, training=None):
-        return replay(self._graph, list(inputs), upto=self._upto, training=False)
+        xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        return replay(self._graph, xs, upto=self._upto, training=False)
+
+
+class GraphCall(_Inference):
+    """The user's own layers called in graph order up to tensor ``output``, at inference: the
+    model as one layer, with no copy and no rewrite (the gradient family differentiates it).
+    Called on symbolic inputs, it adds no node to the user's layers (they run inside its call);
+    it tracks them, so their variables are the analysis' (a compiled JAX analysis takes them as
+    arguments)."""
+
+    def __init__(self, graph: Graph, output: int, **kwargs):
+        super().__init__(graph, output, **kwargs)
+        self.user_layers = list({id(n.layer): n.layer for n in needed_nodes(graph, output)
+                                 if types.is_layer(n.layer)}.values())
+
+    def call(self, inputs, training=None):
+        return super().call(inputs)[self._upto]
 
 
 def replay_at_inference(graph: Graph, inputs: List[Any], upto: Optional[int] = None
