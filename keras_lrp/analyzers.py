@@ -27,7 +27,7 @@ from keras_lrp.attribution import (
     RandomAnalyzer,
     SmoothGrad,
 )
-from keras_lrp.attribution.lengths import PerLength, open_length
+from keras_lrp.attribution.lengths import PerLength, check_buckets, open_length
 from keras_lrp.attribution.serialize import read_analyzer
 from keras_lrp.composites.registry import Where
 from keras_lrp.core import types
@@ -46,6 +46,8 @@ class Entry:
         defaults: defaults this analyzer gives to common keywords.
         anchor: whose definition the name follows (iNNvestigate, Zennit, keras-lrp).
         family: ``"lrp"``, ``"gradient"`` (the gradient family) or ``"baseline"``.
+        pads: whether the analyzer explains inputs padded to a longer length (the wrappers
+            do not: on a model of open length they are built per exact length).
     """
 
     description: str
@@ -55,6 +57,7 @@ class Entry:
     defaults: Dict[str, Any] = dataclasses.field(default_factory=dict)
     anchor: str = "iNNvestigate"
     family: str = "lrp"
+    pads: bool = True
 
 
 def _uniform(rule: Callable, description: str, **params) -> Entry:
@@ -204,10 +207,10 @@ ANALYZERS: Dict[str, Entry] = {
     "integrated_gradients": Entry(
         "integrated gradients along the path from reference_inputs", {
             "steps": 64, "reference_inputs": 0.0, **_POST},
-        analyzer=_wrapped(IntegratedGradients), family="gradient"),
+        analyzer=_wrapped(IntegratedGradients), family="gradient", pads=False),
     "smoothgrad": Entry("the mean gradient over noisy copies of the input", {
         "augment_by_n": 64, "noise_scale": 1.0, "seed": None, **_POST},
-        analyzer=_wrapped(SmoothGrad), family="gradient"),
+        analyzer=_wrapped(SmoothGrad), family="gradient", pads=False),
 }
 
 #: Keyword arguments every analyzer accepts (LRP analyzers all of them; the gradient baselines
@@ -215,7 +218,11 @@ ANALYZERS: Dict[str, Entry] = {
 COMMON_KWARGS = {"neuron_selection_mode": "max_activation", "output_relevance": None,
                  "input_layer_rule": None, "until_layer_idx": None, "until_layer_rule": None,
                  "rule_map": None, "jit_compile": False, "output": None,
-                 "gate_rule": None, "attention": None, "forward_check": True}
+                 "gate_rule": None, "attention": None, "forward_check": True,
+                 "buckets": "pow2", "patience": 32, "max_analyses": 8}
+#: The keywords of models with an open sequence length
+#: (:class:`~keras_lrp.attribution.lengths.PerLength`); other models ignore them.
+LENGTH_KWARGS = {k: COMMON_KWARGS[k] for k in ("buckets", "patience", "max_analyses")}
 _RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output", "forward_check")
 
 
@@ -262,11 +269,22 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     common = {k: kwargs.get(k, entry.defaults.get(k, v)) for k, v in COMMON_KWARGS.items()}
     if common["until_layer_idx"] is None and "until_layer_rule" not in kwargs:
         common["until_layer_rule"] = None  # an analyzer's default rule waits for the index
-    if open_length(model):  # one analyzer per prompt length, made when first met
-        return PerLength(lambda fixed: create_analyzer(name, fixed, **kwargs), model, name,
-                         kwargs)
+    lengths = {k: kwargs.get(k, v) for k, v in LENGTH_KWARGS.items()}
+    check_buckets(**lengths)
+    if open_length(model):  # analyses for a few lengths, made when first met
+        return PerLength(lambda fixed, axes: _build(name, fixed, kwargs, common, params, axes),
+                         model, name, kwargs, pads=entry.pads, **lengths)
+    return _build(name, model, kwargs, common, params)
+
+
+def _build(name, model, kwargs, common, params, length_axes=None) -> Analyzer:
+    """The analyzer ``name`` for a model of fixed length (``length_axes``: see
+    :class:`~keras_lrp.attribution.base.Analyzer`)."""
+    entry = ANALYZERS[name]
     run = {k: common[k] for k in _RUN_KWARGS}
     run.update(name=name, kwargs=dict(kwargs))
+    if length_axes is not None:
+        run["length_axes"] = length_axes
     if entry.analyzer is not None:
         return entry.analyzer(model, output_relevance=common["output_relevance"] or "one",
                                 **params, **run)

@@ -13,13 +13,19 @@ key/value cache (as LXT recommends for explaining generation):
   :class:`~keras_lrp.canonizers.heads.LogSoftmax` appended to the model.
 
 :meth:`Generation.save_heatmaps` writes both as token heatmaps (PNG and HTML).
+
+Calls for the same model and analyzer reuse the analyzers made before (the last
+:data:`REUSED`). On a model of open length these are
+:class:`~keras_lrp.attribution.lengths.PerLength` analyzers, whose analyses serve every length
+up to the longest one built: a continuation of growing length costs no build per token.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -129,6 +135,26 @@ def _token_relevance(model, relevance):
     return relevance
 
 
+#: The analyzers explain_generation made, by (model, analyzer name, keywords), most recently
+#: used last; at most :data:`REUSED` are kept. A model of open length gets
+#: :class:`~keras_lrp.attribution.lengths.PerLength` analyzers, so a continuation of growing
+#: length reuses their analyses instead of building one per length.
+_MADE: collections.OrderedDict[Any, Dict[str, Any]] = collections.OrderedDict()
+REUSED = 4
+
+
+def _reused(model, name: str, kw) -> Dict[str, Any]:
+    """The analyzers made before for ``model`` with ``name`` and ``kw`` (a dict to fill)."""
+    key = (id(model), name, repr(sorted(kw.items())))
+    entry = _MADE.pop(key, None)
+    if entry is None or entry["model"] is not model:  # a new model at a reused id
+        entry = {"model": model}
+    _MADE[key] = entry
+    while len(_MADE) > REUSED:
+        _MADE.popitem(last=False)
+    return entry
+
+
 def explain_generation(analyzer: Any, causal_lm: keras.Model, prompt_ids, generated_ids,
                        span: Optional[Sequence[int]] = None, **kwargs) -> Generation:
     """Explain a causal LM's continuation of a prompt (see the module docstring).
@@ -181,13 +207,17 @@ def explain_generation(analyzer: Any, causal_lm: keras.Model, prompt_ids, genera
     rows = logits[0, positions].astype("float64")
     peak = rows.max(-1)
     log_probs = explained - (peak + np.log(np.exp(rows - peak[:, None]).sum(-1)))
+    made = _reused(causal_lm, name, kw)
     if isinstance(analyzer, str):
-        analyzer = create_analyzer(name, causal_lm, **kw)
+        analyzer = made.get("logits") or made.setdefault(
+            "logits", create_analyzer(name, causal_lm, **kw))
     per_token = _token_relevance(causal_lm, analyzer.analyze(
         _inputs(causal_lm, ids, g), neuron_selection=index))
-    lp_model = keras.Model(causal_lm.input, LogSoftmax(name="log_probs")(causal_lm.output),
-                           name=f"{causal_lm.name}_log_probs")
-    lp = create_analyzer(name, lp_model, **kw)
+    if "log_probs" not in made:
+        lp_model = keras.Model(causal_lm.input, LogSoftmax(name="log_probs")(causal_lm.output),
+                               name=f"{causal_lm.name}_log_probs")
+        made["log_probs"] = (lp_model, create_analyzer(name, lp_model, **kw))
+    lp_model, lp = made["log_probs"]
     span_rows = _token_relevance(lp_model, lp.analyze(
         _inputs(causal_lm, ids, len(span)), neuron_selection=index[span]))
     return Generation(ids=ids, prompt_length=p, per_token=np.asarray(per_token),

@@ -12,7 +12,7 @@ computes: :class:`~keras_lrp.attribution.lrp.LRP` builds the reverse graph of a 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import keras
 import numpy as np
@@ -44,22 +44,49 @@ class OutputRelevance(keras.layers.Layer):
         (``"positive_logit"``, Deep Taylor's) or  R_k = m_k  (``"one"``), with m the
         selection mask: one-hot of argmax_k y_k (``max_activation``), one-hot of the given index
         (``index``) or all ones (``all``).
+
+        With ``length_axes`` (inputs padded to a longer length, see
+        :mod:`keras_lrp.attribution.lengths`), the last input holds each row's real length n
+        and only outputs at positions p < n along those axes may be selected: m_k is zeroed at
+        the padded positions, and ``max_activation`` takes its argmax over the real ones.
     """
 
-    def __init__(self, mode: str = "max_activation", start: str = "logit", **kwargs):
+    def __init__(self, mode: str = "max_activation", start: str = "logit",
+                 length_axes: Sequence[int] = (), **kwargs):
         super().__init__(**kwargs)
         self.mode, self.start = mode, start
+        self.length_axes = tuple(int(a) for a in length_axes)
+
+    def _real(self, logits, lengths):
+        """1 at the outputs whose positions along :attr:`length_axes` are below the row's
+        length, else 0 (flattened like the logits)."""
+        shape = tuple(logits.shape)
+        real = None
+        for axis in self.length_axes:
+            where = [1] * len(shape)
+            where[axis] = shape[axis]
+            positions = ops.reshape(ops.arange(shape[axis], dtype="int32"), where)
+            bound = ops.reshape(ops.cast(lengths, "int32"), (-1,) + (1,) * (len(shape) - 1))
+            inside = ops.less(positions, bound)
+            real = inside if real is None else ops.logical_and(real, inside)
+        real = ops.broadcast_to(real, ops.shape(logits))
+        return ops.reshape(real, (-1, int(np.prod(shape[1:]))))
 
     def call(self, inputs):
         logits = inputs[0]
         n = int(np.prod(logits.shape[1:]))
         flat = ops.reshape(logits, (-1, n))
+        real = self._real(logits, inputs[-1]) if self.length_axes else None
         if self.mode == "all":
             mask = ops.ones_like(flat)
         elif self.mode == "max_activation":
-            mask = ops.one_hot(ops.argmax(flat, axis=-1), n, dtype=flat.dtype)
+            scores = flat if real is None else ops.where(
+                real, flat, ops.full_like(flat, -np.inf))
+            mask = ops.one_hot(ops.argmax(scores, axis=-1), n, dtype=flat.dtype)
         else:
             mask = ops.one_hot(ops.cast(inputs[1], "int32"), n, dtype=flat.dtype)
+        if real is not None:
+            mask = mask * ops.cast(real, mask.dtype)
         if self.start == "one":
             relevance = mask
         else:  # "logit", or "positive_logit" (Deep Taylor explains max(y, 0))
@@ -70,7 +97,8 @@ class OutputRelevance(keras.layers.Layer):
         return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode, "start": self.start}
+        return {**super().get_config(), "mode": self.mode, "start": self.start,
+                "length_axes": self.length_axes}
 
 
 def one_or_list(tensors):
@@ -93,6 +121,10 @@ class Analyzer(Runner):
         forward_check: check at build that the forward pass the analysis explains is the
             user's model, on a probe batch (:mod:`keras_lrp.attribution.verify`); an error
             names the first layer that differs.
+        length_axes: the explained output's axes that index the positions of inputs padded
+            to this model's length (:class:`~keras_lrp.attribution.lengths.PerLength` sets
+            them): the analysis then explains only outputs at the real positions, below
+            :attr:`valid_length` (see :class:`OutputRelevance`).
         name: the analyzer's name, for reports and saving.
         kwargs: the keyword arguments ``create_analyzer(name, model, **kwargs)`` rebuilds this
             analyzer from (see :meth:`get_config`).
@@ -109,7 +141,7 @@ class Analyzer(Runner):
     def __init__(self, model: keras.Model, neuron_selection_mode: str = "max_activation",
                  output_relevance: str = "logit", output=None, jit_compile: bool = False,
                  name: str = "lrp", kwargs: Optional[Dict[str, Any]] = None,
-                 forward_check: bool = True):
+                 forward_check: bool = True, length_axes: Optional[Sequence[int]] = None):
         if neuron_selection_mode not in NEURON_SELECTION_MODES:
             raise ValueError(f"neuron_selection_mode must be one of {NEURON_SELECTION_MODES}, "
                              f"got {neuron_selection_mode!r}.")
@@ -123,6 +155,11 @@ class Analyzer(Runner):
         self.neuron_selection_mode = neuron_selection_mode
         self.output_relevance = output_relevance
         self.jit_compile = jit_compile
+        #: The explained output's position axes (``length_axes``), or ``None``.
+        self.length_axes = None if length_axes is None else tuple(int(a) for a in length_axes)
+        #: The real length of the padded inputs of the next call (with :attr:`length_axes`;
+        #: ``None``: every position is real).
+        self.valid_length: Optional[int] = None
         #: The ``tf.distribute`` strategy in whose scope the analyzer was created (the default
         #: strategy, one replica, otherwise); see :attr:`num_replicas`.
         self.strategy = backend.current_strategy()
@@ -130,7 +167,7 @@ class Analyzer(Runner):
         self._options = dict(neuron_selection_mode=neuron_selection_mode,
                              output_relevance=output_relevance, output=output,
                              jit_compile=jit_compile, name=name, kwargs=kwargs,
-                             forward_check=forward_check)
+                             forward_check=forward_check, length_axes=length_axes)
         self.graph = self.prepare_graph()
         self.output_index = self._output_index(output)
         self._functions: Dict[bool, Any] = {}
@@ -258,6 +295,10 @@ class Analyzer(Runner):
         if self.neuron_selection_mode == "index":
             self._selection_input = keras.Input(batch_shape=(None,), dtype="int32",
                                                 name="neuron_selection")
+        self._length_input = None
+        if self.length_axes is not None:
+            self._length_input = keras.Input(batch_shape=(None,), dtype="int32",
+                                             name="valid_length")
         self.logits = self.trace_forward(self.inputs)
         self.forward_model = keras.Model(one_or_list(self.inputs), self.logits,
                                          name=f"{self._prefix}_forward")
@@ -266,17 +307,24 @@ class Analyzer(Runner):
     def _prefix(self) -> str:
         return re.sub(r"[^A-Za-z0-9_]+", "_", self.name).strip("_")
 
+    def output_relevance_layer(self, layer_name: str = "output_relevance") -> OutputRelevance:
+        """The layer making the relevance at the explained output from ``[logits] +`` the
+        inputs after the data (see :class:`OutputRelevance`)."""
+        return OutputRelevance(self.neuron_selection_mode, self.output_relevance,
+                               length_axes=self.length_axes or (), name=layer_name,
+                               dtype=self.logits.dtype)
+
     def start_relevance(self, layer_name: str = "output_relevance"):
         """The symbolic relevance at the explained output (see :class:`OutputRelevance`)."""
-        return OutputRelevance(self.neuron_selection_mode, self.output_relevance,
-                               name=layer_name, dtype=self.logits.dtype)(
-            [self.logits] + ([self._selection_input] if self._selection_input is not None
-                             else []))
+        return self.output_relevance_layer(layer_name)([self.logits] + self.run_inputs())
+
+    def run_inputs(self):
+        """The symbolic inputs after the data: the selection and the valid length, if any."""
+        return [t for t in (self._selection_input, self._length_input) if t is not None]
 
     def model_inputs(self):
-        """The symbolic inputs of the relevance model: the data, then the selection if any."""
-        return self.inputs + ([self._selection_input] if self._selection_input is not None
-                              else [])
+        """The symbolic inputs of the relevance model: the data, then :meth:`run_inputs`."""
+        return self.inputs + self.run_inputs()
 
     def _make_models(self, relevances, layerwise):
         inputs = one_or_list(self.model_inputs())

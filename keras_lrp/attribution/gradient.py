@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from keras_lrp import backend
-from keras_lrp.attribution.base import Analyzer, OutputRelevance
+from keras_lrp.attribution.base import Analyzer
 
 POSTPROCESS = (None, "abs", "square")
 
@@ -77,8 +77,7 @@ class Gradient(Analyzer):
 
     def build(self):
         refuse_integer_inputs(self, "gradient")
-        start = OutputRelevance(self.neuron_selection_mode, self.output_relevance,
-                                name="gradient_selection", dtype=self.logits.dtype)
+        start = self.output_relevance_layer("gradient_selection")
         out = InputGradient(self.forward_model, start, self.times_input, name=self._prefix,
                             dtype=self.inputs[0].dtype)(self.model_inputs())
         grads = list(out) if isinstance(out, (list, tuple)) else [out]

@@ -153,6 +153,10 @@ class Runner:
             size = batch[0].shape[0]
             args = batch + ([selection[start:start + size]]
                             if self.neuron_selection_mode == "index" else [])
+            if getattr(self, "_length_input", None) is not None:  # padded inputs' real length
+                length = np.iinfo("int32").max if self.valid_length is None \
+                    else self.valid_length  # None: every position is real
+                args.append(np.full((size,), length, "int32"))
             start += size
             if getattr(self, "_forward_pending", False):  # the probe could not run the model
                 self.check_forward(batch)

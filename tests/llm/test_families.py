@@ -78,12 +78,13 @@ def test_family(family):
 
 
 def test_open_length(float64):
-    """A causal LM on keras.Input((None,)) is explained for prompts of any length: one analyzer
-    per length, reused for a second prompt of a seen length, equal to the analyzer of the same
-    model called on inputs of that fixed length."""
+    """A causal LM on keras.Input((None,)) is explained for prompts of any length: with
+    ``buckets="exact"``, one analyzer per length, reused for a second prompt of a seen length,
+    equal to the analyzer of the same model called on inputs of that fixed length (the padded
+    buckets are tests/llm/test_buckets.py's)."""
     keras.utils.set_random_seed(11)
     lm = hub_lm.causal_lm("llama")
-    a = keras_lrp.create_analyzer("lrp.z", lm, neuron_selection_mode="index")
+    a = keras_lrp.create_analyzer("lrp.z", lm, neuron_selection_mode="index", buckets="exact")
     rng = np.random.default_rng(0)
     results = {}
     fixed = {}
