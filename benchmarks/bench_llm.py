@@ -21,6 +21,15 @@ counter reset between them).
         [--repeats 5] [--scaling]
 
 ``--scaling`` also prints the ratios for half and double the length and the depth.
+
+``--variable N`` times issue 28's case instead: N prompts of random lengths in
+[``--min-length``, ``--max-length``] (default 8…256, batch 1, one by one) on the model of open
+length, each prompt's largest logit explained (``max_activation``). The reference is the
+gradient of that logit w.r.t. the token embeddings, one ``tf.function`` with
+``reduce_retracing`` (its traces included). Each LRP row is a fresh ``lrp.z`` analyzer with one
+``buckets`` setting, its builds included: ``exact`` (one analysis per length, as before issue
+28), ``pow2`` (the default) and one bucket at the longest length. Prints the total time, its
+ratio to the gradients' total, and the number of builds.
 """
 
 from __future__ import annotations
@@ -111,13 +120,70 @@ def measure(layers, dim, heads, vocab, length, batch, repeats, memory=True):
     return medians, builds, peaks
 
 
+def max_logit_gradient(lm):
+    """A compiled function of any length: token ids → ∂ max(logits) / ∂ embeddings."""
+    bb = lm.backbone
+    e = keras.Input((None, bb.hidden_dim), name="embedded")
+    m = keras.Input((None,), dtype="int32", name="padding_mask")
+    x = e
+    for block in bb.transformer_layers:
+        x = block(x, decoder_padding_mask=m)
+    head = keras.Model([e, m], bb.token_embedding(bb.layer_norm(x), reverse=True))
+
+    @tf.function(reduce_retracing=True)
+    def grad(ids):
+        emb = bb.token_embedding(ids)
+        with tf.GradientTape() as tape:
+            tape.watch(emb)
+            logits = head([emb, tf.ones_like(ids)])
+            y = tf.reduce_sum(tf.reduce_max(tf.reshape(logits, (tf.shape(logits)[0], -1)), -1))
+        return tape.gradient(y, emb)
+
+    return grad
+
+
+def variable(args) -> None:
+    lm = llama(args.layers, args.dim, args.heads, args.vocab)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(args.min_length, args.max_length + 1, args.variable)
+    prompts = [rng.integers(0, args.vocab, (1, t)).astype("int32") for t in lengths]
+    grad = max_logit_gradient(lm)
+    start = time.perf_counter()
+    for ids in prompts:
+        grad(tf.constant(ids)).numpy()
+    gradient = time.perf_counter() - start
+    print(f"keras-hub LlamaCausalLM, {args.layers} layers, hidden {args.dim}, vocabulary "
+          f"{args.vocab}; {args.variable} prompts of random lengths {args.min_length}…"
+          f"{args.max_length} ({len(set(lengths.tolist()))} distinct), batch 1, one by one; "
+          f"{os.cpu_count()} CPUs")
+    print("| explained by | total s | ÷ the gradients' total | builds |")
+    print("|---|---|---|---|")
+    print(f"| gradient (reference) | {gradient:.1f} | 1.00 | |")
+    settings = [("exact", "exact")] if not args.skip_exact else []
+    settings += [("pow2", "pow2"), (f"[{args.max_length}]", [args.max_length])]
+    for label, buckets in settings:
+        a = keras_lrp.create_analyzer("lrp.z", lm, buckets=buckets)
+        start = time.perf_counter()
+        for ids in prompts:
+            a.analyze({"token_ids": ids, "padding_mask": np.ones_like(ids)})
+        total = time.perf_counter() - start
+        print(f"| lrp.z, buckets={label} | {total:.1f} | {total / gradient:.2f} | {a.builds} |",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag, default in (("layers", 4), ("dim", 256), ("heads", 8), ("vocab", 1000),
                           ("length", 256), ("batch", 8), ("repeats", 5)):
         parser.add_argument(f"--{flag}", type=int, default=default)
     parser.add_argument("--scaling", action="store_true")
+    for flag, default in (("variable", 0), ("min-length", 8), ("max-length", 256)):
+        parser.add_argument(f"--{flag}", type=int, default=default)
+    parser.add_argument("--skip-exact", action="store_true",
+                        help="with --variable: leave out buckets='exact' (a build per length)")
     args = parser.parse_args()
+    if args.variable:
+        return variable(args)
     shapes = [(args.layers, args.length)]
     if args.scaling:
         shapes += [(args.layers, args.length // 2), (args.layers, args.length * 2),

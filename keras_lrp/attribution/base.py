@@ -74,17 +74,26 @@ class OutputRelevance(keras.layers.Layer):
 
     def call(self, inputs):
         logits = inputs[0]
-        n = int(np.prod(logits.shape[1:]))
-        flat = ops.reshape(logits, (-1, n))
+        static = None not in tuple(logits.shape[1:])  # else an open length (a sequence tagger)
+        n = int(np.prod(logits.shape[1:])) if static else ops.shape(
+            ops.reshape(logits, (ops.shape(logits)[0], -1)))[1]
+        flat = ops.reshape(logits, (-1, n) if static else (ops.shape(logits)[0], -1))
         real = self._real(logits, inputs[-1]) if self.length_axes else None
+
+        def one_hot(index):
+            if static:
+                return ops.one_hot(index, n, dtype=flat.dtype)
+            return ops.cast(ops.equal(ops.expand_dims(ops.arange(n, dtype="int32"), 0),
+                                      ops.expand_dims(ops.cast(index, "int32"), 1)), flat.dtype)
+
         if self.mode == "all":
             mask = ops.ones_like(flat)
         elif self.mode == "max_activation":
             scores = flat if real is None else ops.where(
                 real, flat, ops.full_like(flat, -np.inf))
-            mask = ops.one_hot(ops.argmax(scores, axis=-1), n, dtype=flat.dtype)
+            mask = one_hot(ops.argmax(scores, axis=-1))
         else:
-            mask = ops.one_hot(ops.cast(inputs[1], "int32"), n, dtype=flat.dtype)
+            mask = one_hot(ops.cast(inputs[1], "int32"))
         if real is not None:
             mask = mask * ops.cast(real, mask.dtype)
         if self.start == "one":

@@ -188,7 +188,8 @@ class PerLength:
                     short, long = (tree.flatten(fixed_length(self.model, k).outputs)
                                    for k in (n, m))
                 except Exception as e:  # noqa: BLE001 - the model does not run at these
-                    error = f"model does not run at lengths {n} and {m} ({e})"
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                    error = f"the model does not run at lengths {n} and {m} ({first})"
                     continue
                 try:
                     axes = [padding.output_length_axes(s, t, n, m, f"output {i}")

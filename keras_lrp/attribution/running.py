@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+import keras
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -65,11 +66,21 @@ class Runner:
                 functools.partial(_run, model), model, jit_compile=self.jit_compile)
         return self._functions[layerwise]
 
-    def _selection(self, neuron_selection, batch: int):
+    def _output_size(self, arrays) -> int:
+        """How many values the explained output has per sample, for inputs like ``arrays``
+        (read off the model called symbolically where its length is open)."""
+        shape = tuple(self.logits.shape[1:])
+        if None in shape:
+            specs = [keras.KerasTensor((1,) + a.shape[1:], dtype=str(a.dtype)) for a in arrays]
+            shape = tuple(self.forward_model.compute_output_spec(
+                specs[0] if len(specs) == 1 else specs).shape[1:])
+        return int(np.prod(shape))
+
+    def _selection(self, neuron_selection, batch: int, arrays=()):
         if neuron_selection is None:
             raise ValueError("neuron_selection_mode='index' needs analyze(x, "
                              "neuron_selection=i) with an int or one index per sample.")
-        n = int(np.prod(self.logits.shape[1:]))
+        n = self._output_size(arrays)
         sel = np.asarray(neuron_selection)
         if sel.ndim == 0:
             sel = np.full((batch,), sel)
@@ -142,7 +153,7 @@ class Runner:
         arrays = as_arrays(x, self.inputs, self.model_name, allow_nonfinite)
         n = arrays[0].shape[0]
         if self.neuron_selection_mode == "index":
-            selection = self._selection(neuron_selection, n)[skip:]
+            selection = self._selection(neuron_selection, n, arrays)[skip:]
         elif neuron_selection is not None:
             raise ValueError(f"neuron_selection is only used with neuron_selection_mode='index'"
                              f" (this analyzer uses {self.neuron_selection_mode!r}).")
