@@ -229,10 +229,11 @@ _RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output", "forward_check"
 def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     """Create the analyzer ``name`` for ``model`` (iNNvestigate-compatible).
 
-    A model whose inputs have an open sequence length and keras-hub transformer blocks (a
+    A model whose inputs have an open sequence length and a layer traced into its parts (a
     causal LM built on ``keras.Input((None,), "int32")``) gets a
-    :class:`~keras_lrp.attribution.lengths.PerLength`: one analyzer per prompt length, built
-    when that length is first analysed and reused after.
+    :class:`~keras_lrp.attribution.lengths.PerLength`: analyses built for a few bucket lengths
+    when first needed, the inputs padded to them where padding leaves the model's outputs
+    unchanged (``buckets``, ``patience``, ``max_analyses``).
 
     Args:
         name: a key of :data:`ANALYZERS`, e.g. ``"lrp.epsilon"`` or ``"lrp.alpha_1_beta_0_IB"``.
@@ -245,7 +246,9 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
             analyzer's own; ``layer_map`` is its deprecated old name), ``jit_compile``,
             ``output``, ``gate_rule`` (LSTM gates: "signal", "half" or "proportional"),
             ``attention`` ("attnlrp" or "cp"), ``forward_check`` (check at build, on a probe
-            batch, that the analysis explains the user's model; default True).
+            batch, that the analysis explains the user's model; default True), ``buckets``
+            ("pow2", "exact" or a list of lengths), ``patience`` and ``max_analyses`` (models
+            of open length, see :mod:`keras_lrp.attribution.lengths`).
 
     Raises:
         ValueError: unknown name (valid names listed) or keyword (valid keywords listed).

@@ -17,6 +17,13 @@ from keras_lrp.attribution.base import Analyzer, one_or_list
 from keras_lrp.attribution.gradient import refuse_integer_inputs
 
 
+def _sample_shape(x) -> tuple:
+    """One sample's shape: static sizes as ints, an open length (a sequence of any length) as
+    the traced tensor's size."""
+    static, dynamic = tuple(x.shape[1:]), ops.shape(x)[1:]
+    return tuple(d if d is not None else t for d, t in zip(static, dynamic))
+
+
 class AugmentReduce(keras.layers.Layer):
     """Runs ``inner`` on every input repeated ``n`` times along the batch axis (sample-major),
     augmented by ``augment``, and reduces each sample's ``n`` results with ``reduce``."""
@@ -33,12 +40,12 @@ class AugmentReduce(keras.layers.Layer):
     def call(self, inputs):
         xs, extra = list(inputs[:self.n_inputs]), list(inputs[self.n_inputs:])
         repeated = [ops.reshape(ops.repeat(ops.expand_dims(x, 1), self.n, axis=1),
-                                (-1,) + tuple(x.shape[1:])) for x in xs]
+                                (-1,) + _sample_shape(x)) for x in xs]
         augmented = [self.augment(x, r) for x, r in zip(xs, repeated)]
         extra = [ops.repeat(e, self.n, axis=0) for e in extra]
         out = self.inner(one_or_list(augmented + extra))
         out = list(out) if isinstance(out, (list, tuple)) else [out]
-        results = [self.reduce(x, ops.reshape(r, (-1, self.n) + tuple(x.shape[1:])))
+        results = [self.reduce(x, ops.reshape(r, (-1, self.n) + _sample_shape(x)))
                    for x, r in zip(xs, out)]
         return one_or_list(results)
 
@@ -174,9 +181,10 @@ class IntegratedGradients(Wrapper):
             raise ValueError(f"IntegratedGradients needs steps >= 1, got {steps!r}.")
         self.reference = np.asarray(reference_inputs)
         for spec in analyzer.inputs:
+            # an open length: the reference must broadcast to every length (size 1 there)
+            sample = tuple(1 if d is None else d for d in spec.shape[1:])
             try:
-                fits = np.broadcast_shapes(self.reference.shape, tuple(spec.shape[1:])) == tuple(
-                    spec.shape[1:])
+                fits = np.broadcast_shapes(self.reference.shape, sample) == sample
             except ValueError:
                 fits = False
             if not fits:

@@ -44,12 +44,13 @@ def _close(got, want):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_padded_equals_unpadded_on_causal_lms(float64, family):
     """Two prompt lengths (5 and 11) share the analysis built for 16; their relevances equal
-    the unpadded analyses', for logits chosen by index (a different position per row) and by
-    max_activation (the argmax over the real positions only: the padded ones are excluded)."""
+    the unpadded analyses', for logits chosen by index (a different position per row) and, on
+    Llama, by max_activation (the argmax over the real positions only: the padded ones are
+    excluded; the same code on every family)."""
     keras.utils.set_random_seed(5)
     lm = _lm(family)
     rng = np.random.default_rng(1)
-    for mode in ("index", "max_activation"):
+    for mode in ("index", "max_activation") if family in FAST else ("index",):
         padded = keras_lrp.create_analyzer("lrp.z", lm, neuron_selection_mode=mode)
         exact = keras_lrp.create_analyzer("lrp.z", lm, neuron_selection_mode=mode,
                                           buckets="exact")
