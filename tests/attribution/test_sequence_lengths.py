@@ -85,8 +85,7 @@ def test_a_tagger_explains_a_chosen_position_at_any_length(float64):
 def test_wrappers_at_any_length(float64, wrapper):
     """SmoothGrad and integrated gradients over an LRP analyzer of a Conv1D model on
     Input((None, 3)) (their reshapes read the open length at run time; they raised TensorFlow's
-    TypeError), equal to the same wrapper over the model at that fixed length (SmoothGrad: a
-    first call with the same seed on both, so the same noise)."""
+    TypeError), equal to the same wrapper over the model at that fixed length."""
     from keras_lrp.attribution.wrappers import IntegratedGradients, SmoothGrad
 
     keras.utils.set_random_seed(4)
@@ -94,15 +93,15 @@ def test_wrappers_at_any_length(float64, wrapper):
 
     def wrap(m):
         inner = keras_lrp.create_analyzer("lrp.epsilon", m)
-        return SmoothGrad(inner, augment_by_n=4, noise_scale=0.1, seed=3) \
+        # noise 0: the mean of four copies run through the reshapes (whether a backend draws
+        # at build, which moves a seed's noise, does not enter)
+        return SmoothGrad(inner, augment_by_n=4, noise_scale=0.0) \
             if wrapper == "smoothgrad" else IntegratedGradients(inner, steps=4)
 
     a = wrap(model)
     rng = np.random.default_rng(5)
     for t in (6, 10):
         x = rng.normal(size=(2, t, 3))
-        if wrapper == "smoothgrad":  # the noise of a first call, as the fixed one's
-            a = wrap(model)
         want = wrap(_fixed(model, t)).analyze(x)
         np.testing.assert_allclose(a.analyze(x), want, rtol=1e-9,
                                    atol=1e-12 * np.abs(want).max())
