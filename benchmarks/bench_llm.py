@@ -66,15 +66,21 @@ def fixed(lm, length):
     return keras.Model(ins, lm(ins))
 
 
-def embedding_gradient(lm, length):
-    """A compiled function: (token ids, flat index) → ∂ logits[index] / ∂ embeddings."""
+def embedding_head(lm, length):
+    """The backbone's blocks, final norm and tied head on (embeddings, padding mask) of
+    ``length`` tokens (``None``: any length)."""
     bb = lm.backbone
     e = keras.Input((length, bb.hidden_dim), name="embedded")
     m = keras.Input((length,), dtype="int32", name="padding_mask")
     x = e
     for block in bb.transformer_layers:
         x = block(x, decoder_padding_mask=m)
-    head = keras.Model([e, m], bb.token_embedding(bb.layer_norm(x), reverse=True))
+    return keras.Model([e, m], bb.token_embedding(bb.layer_norm(x), reverse=True))
+
+
+def embedding_gradient(lm, length):
+    """A compiled function: (token ids, flat index) → ∂ logits[index] / ∂ embeddings."""
+    bb, head = lm.backbone, embedding_head(lm, length)
 
     @tf.function(jit_compile=False, reduce_retracing=True)
     def grad(ids, index):
@@ -122,13 +128,7 @@ def measure(layers, dim, heads, vocab, length, batch, repeats, memory=True):
 
 def max_logit_gradient(lm):
     """A compiled function of any length: token ids → ∂ max(logits) / ∂ embeddings."""
-    bb = lm.backbone
-    e = keras.Input((None, bb.hidden_dim), name="embedded")
-    m = keras.Input((None,), dtype="int32", name="padding_mask")
-    x = e
-    for block in bb.transformer_layers:
-        x = block(x, decoder_padding_mask=m)
-    head = keras.Model([e, m], bb.token_embedding(bb.layer_norm(x), reverse=True))
+    bb, head = lm.backbone, embedding_head(lm, None)
 
     @tf.function(reduce_retracing=True)
     def grad(ids):

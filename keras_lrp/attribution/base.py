@@ -75,9 +75,12 @@ class OutputRelevance(keras.layers.Layer):
     def call(self, inputs):
         logits = inputs[0]
         static = None not in tuple(logits.shape[1:])  # else an open length (a sequence tagger)
-        n = int(np.prod(logits.shape[1:])) if static else ops.shape(
-            ops.reshape(logits, (ops.shape(logits)[0], -1)))[1]
-        flat = ops.reshape(logits, (-1, n) if static else (ops.shape(logits)[0], -1))
+        if static:
+            n = int(np.prod(logits.shape[1:]))
+            flat = ops.reshape(logits, (-1, n))
+        else:
+            flat = ops.reshape(logits, (ops.shape(logits)[0], -1))
+            n = ops.shape(flat)[1]
         real = self._real(logits, inputs[-1]) if self.length_axes else None
 
         def one_hot(index):

@@ -28,8 +28,9 @@ import numpy as np
 from keras import tree
 
 from keras_lrp.attribution import padding
+from keras_lrp.attribution.running import check_indices, concatenate, stream_batches
 from keras_lrp.canonizers.blocks import is_foreign, is_traced
-from keras_lrp.io.inputs import is_batch_stream, stream
+from keras_lrp.io.inputs import is_batch_stream
 
 #: The smallest bucket of ``buckets="pow2"``.
 MIN_BUCKET = 16
@@ -122,7 +123,9 @@ class PerLength:
     # -- lengths ---------------------------------------------------------------------------------
     def length_of(self, x) -> int:
         """The sequence length of ``x`` (a dict by input name, a list or one array)."""
-        arrays = self._arrays(x)
+        return self._length(self._arrays(x))
+
+    def _length(self, arrays: List[np.ndarray]) -> int:
         lengths = {int(a.shape[i]) for a, ax in zip(arrays, self._axes) for i in ax}
         if len(lengths) != 1:
             raise ValueError(f"Model '{self.model_name}' takes sequences of any length, but "
@@ -245,11 +248,8 @@ class PerLength:
         axes = analyzer.length_axes or ()
         shape = tuple(length if a + 1 in axes else d for a, d in enumerate(shape_built))
         sel = np.asarray(neuron_selection)
-        n = int(np.prod(shape))
-        if not np.issubdtype(sel.dtype, np.integer) or sel.min() < 0 or sel.max() >= n:
-            raise ValueError(f"neuron_selection must hold integer indices in [0, {n}) (the "
-                             f"output of shape {shape} at length {length}); got "
-                             f"{sel.tolist() if sel.size <= 10 else sel}.")
+        check_indices(sel, int(np.prod(shape)), f" (the output of shape {shape} at length "
+                      f"{length})")
         return np.ravel_multi_index(np.unravel_index(sel, shape), shape_built)
 
     # -- running ------------------------------------------------------------------------------
@@ -257,15 +257,8 @@ class PerLength:
                 batch_size: Optional[int] = None, allow_nonfinite: bool = False):
         """:meth:`keras_lrp.attribution.base.Analyzer.analyze` with the analysis serving
         ``x``'s length (the exact length for ``layerwise``)."""
-        parts = [r for _, r in self.iter_analyze(x, neuron_selection, batch_size,
-                                                 allow_nonfinite, layerwise)]
-        if not parts:
-            raise ValueError("analyze got no samples: the dataset or generator was empty.")
-        if layerwise:
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        if isinstance(parts[0], list):
-            return [np.concatenate(group) for group in zip(*parts)]
-        return np.concatenate(parts)
+        return concatenate([r for _, r in self.iter_analyze(
+            x, neuron_selection, batch_size, allow_nonfinite, layerwise)], layerwise)
 
     def iter_analyze(self, x, neuron_selection: Optional[Any] = None,
                      batch_size: Optional[int] = None, allow_nonfinite: bool = False,
@@ -273,17 +266,12 @@ class PerLength:
         """:meth:`keras_lrp.attribution.base.Analyzer.iter_analyze`; a dataset's or
         generator's batches may each have their own length."""
         if is_batch_stream(x):
-            for batch in stream(x):
-                rows = len(batch[0] if isinstance(batch, list) else batch)
-                if skip >= rows:
-                    skip -= rows
-                    continue
+            for batch, rows_skipped in stream_batches(x, skip):
                 yield from self.iter_analyze(batch, neuron_selection, batch_size,
-                                             allow_nonfinite, layerwise, skip)
-                skip = 0
+                                             allow_nonfinite, layerwise, rows_skipped)
             return
         arrays = self._arrays(x)
-        length = self.length_of(x)
+        length = self._length(arrays)
         built = length if layerwise else self._padded_length(arrays, length)
         analyzer = self.for_length(length, built)
         feed = padding.pad(arrays, self._axes, built) if built != length else arrays
@@ -311,8 +299,8 @@ class PerLength:
 
     def conservation(self, x, neuron_selection: Optional[Any] = None):
         """:meth:`keras_lrp.attribution.base.Analyzer.conservation` at ``x``'s exact length."""
-        return self.for_length(self.length_of(x), self.length_of(x)).conservation(
-            x, neuron_selection)
+        length = self.length_of(x)
+        return self.for_length(length, length).conservation(x, neuron_selection)
 
     def get_config(self) -> Dict[str, Any]:
         """``{"name": …, "kwargs": …}``, as :meth:`keras_lrp.Analyzer.get_config`."""

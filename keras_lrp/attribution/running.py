@@ -36,6 +36,37 @@ def _run(model, *args):
     return model(args[0] if len(args) == 1 else list(args), training=False)
 
 
+def concatenate(parts: List[Any], layerwise: bool):
+    """What ``analyze`` returns, from the per-batch results of ``iter_analyze``."""
+    if not parts:
+        raise ValueError("analyze got no samples: the dataset or generator was empty.")
+    if layerwise:
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if isinstance(parts[0], list):
+        return [np.concatenate(group) for group in zip(*parts)]
+    return np.concatenate(parts)
+
+
+def stream_batches(x, skip: int) -> Iterator[Tuple[Any, int]]:
+    """A dataset's or generator's batches, each with the rows to skip in it: the batches
+    wholly before row ``skip`` are read and dropped."""
+    for batch in stream(x):
+        rows = len(batch[0] if isinstance(batch, list) else batch)
+        if skip >= rows:
+            skip -= rows
+            continue
+        yield batch, skip
+        skip = 0
+
+
+def check_indices(sel: np.ndarray, n: int, where: str = "") -> None:
+    """Raise ValueError unless ``sel`` holds integer indices in [0, n) (``where``: the
+    output they index, for the message)."""
+    if not np.issubdtype(sel.dtype, np.integer) or sel.min() < 0 or sel.max() >= n:
+        raise ValueError(f"neuron_selection must hold integer indices in [0, {n}){where}; got "
+                         f"{sel.tolist() if sel.size <= 10 else sel}.")
+
+
 class Runner:
     """Runs a built relevance model on data, one compiled TensorFlow graph per output kind."""
 
@@ -88,9 +119,7 @@ class Runner:
         if sel.shape[0] != batch:
             raise ValueError(f"neuron_selection has {sel.shape[0]} entries for a batch of "
                              f"{batch}; give one int or one index per sample.")
-        if not np.issubdtype(sel.dtype, np.integer) or sel.min() < 0 or sel.max() >= n:
-            raise ValueError(f"neuron_selection must hold integer indices in [0, {n}); got "
-                             f"{sel.tolist() if sel.size <= 10 else sel}.")
+        check_indices(sel, n)
         return sel.astype("int32")
 
     def analyze(self, x: Inputs, neuron_selection: Selection = None, layerwise: bool = False,
@@ -114,15 +143,8 @@ class Runner:
         Returns:
             A NumPy array shaped like ``x`` (a list for multi-input models), or the dict.
         """
-        parts = [rel for _, rel in self.iter_analyze(x, neuron_selection, batch_size,
-                                                     allow_nonfinite, layerwise)]
-        if not parts:
-            raise ValueError("analyze got no samples: the dataset or generator was empty.")
-        if layerwise:
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        if isinstance(parts[0], list):
-            return [np.concatenate(group) for group in zip(*parts)]
-        return np.concatenate(parts)
+        return concatenate([rel for _, rel in self.iter_analyze(
+            x, neuron_selection, batch_size, allow_nonfinite, layerwise)], layerwise)
 
     def iter_analyze(self, x: Inputs, neuron_selection: Selection = None,
                      batch_size: Optional[int] = None, allow_nonfinite: bool = False,
@@ -141,14 +163,9 @@ class Runner:
             if neuron_selection is not None and np.ndim(neuron_selection) > 0:
                 raise ValueError("With a dataset or generator, neuron_selection must be one int "
                                  "for every sample (or None).")
-            for batch in stream(x):
-                rows = len(batch[0] if isinstance(batch, list) else batch)
-                if skip >= rows:
-                    skip -= rows
-                    continue
+            for batch, rows_skipped in stream_batches(x, skip):
                 yield from self.iter_analyze(batch, neuron_selection, batch_size,
-                                             allow_nonfinite, layerwise, skip)
-                skip = 0
+                                             allow_nonfinite, layerwise, rows_skipped)
             return
         arrays = as_arrays(x, self.inputs, self.model_name, allow_nonfinite)
         n = arrays[0].shape[0]
