@@ -28,8 +28,10 @@ import numpy as np
 from keras import ops, tree
 
 from keras_lrp.canonizers import copying
+from keras_lrp.canonizers import trace_rewrites as rewrites
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.canonizers.kernels import rewrite_kernel_ops
+from keras_lrp.canonizers.trace_rewrites import KernelEinsum, ReshapeKeeping
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import linear, types
 from keras_lrp.core.graph import Graph, Node, Ref
@@ -152,100 +154,6 @@ class AddConstant(keras.layers.Layer):
         return {**super().get_config(), "value": self.value}
 
 
-class ReshapeKeeping(keras.layers.Layer):
-    """``ops.reshape(x, shape)`` where ``shape`` was read off a tensor in a symbolic trace and
-    holds ``None`` (the batch, a sequence axis a layer left open). One ``None`` is the size that
-    fits (−1); the batch and one more: the batch, and the size that fits there (MiT's H·W);
-    else ``None`` at position i is the input's size there (Gemma's rotary embedding reshapes to
-    ``ops.shape(x)``)."""
-
-    def __init__(self, newshape=(), **kwargs):
-        super().__init__(**kwargs)
-        self.newshape = [None if d is None else int(d) for d in newshape]
-
-    def _target(self, shape):
-        new = list(self.newshape)
-        rest = [k for k, d in enumerate(new[1:], 1) if d is None or d == -1]
-        static = [d for d in shape[1:] if isinstance(d, int)]
-        if new[0] is None and len(rest) == 1 and len(static) == len(shape) - 1:
-            # the batch, and one open size: the size that fits, from the input's static sizes
-            # (MiT's reshape to (B, -1, C) with B read off a symbolic shape)
-            known = int(np.prod([d for k, d in enumerate(new[1:], 1) if k not in rest]))
-            new[rest[0]] = int(np.prod(static)) // known
-            return [-1] + new[1:]
-        if sum(d is None for d in new) == 1 and -1 not in new:
-            return [-1 if d is None else d for d in new]
-        return [shape[k] if d is None else d for k, d in enumerate(new)]
-
-    def call(self, x):
-        return ops.reshape(x, self._target(ops.shape(x)))
-
-    def compute_output_spec(self, x):
-        target = self._target(x.shape)
-        if -1 in target:
-            known = [d for d in target if d != -1]
-            total = None if None in x.shape else int(np.prod(x.shape))
-            fill = None if total is None or None in known else total // int(np.prod(known))
-            target = [fill if d == -1 else d for d in target]
-        return keras.KerasTensor(target, dtype=x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "newshape": self.newshape}
-
-
-class KernelEinsum(keras.layers.Layer):
-    """``ops.einsum(equation, x, W)`` (or ``(W, x)``) with a weight W, written in a block's call
-    (Mixtral's experts): a linear map of x, so the composite's linear rule serves it like an
-    EinsumDense (:data:`keras_lrp.core.linear.LINEAR_OPS`)."""
-
-    def __init__(self, equation: str = "", kernel_shape=(), kernel_first: bool = False,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.equation, self.kernel_first = equation, bool(kernel_first)
-        self.kernel_shape = [int(d) for d in kernel_shape]
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(shape=tuple(self.kernel_shape), name="kernel",
-                                      initializer="zeros")
-
-    def apply_kernel(self, x, kernel):
-        return ops.einsum(self.equation, kernel, x) if self.kernel_first else \
-            ops.einsum(self.equation, x, kernel)
-
-    def call(self, x):
-        return self.apply_kernel(x, self.kernel)
-
-    def get_config(self):
-        return {**super().get_config(), "equation": self.equation,
-                "kernel_shape": self.kernel_shape, "kernel_first": self.kernel_first}
-
-
-linear.LINEAR_OPS.insert(0, (KernelEinsum, lambda layer: linear.LinearOp(
-    layer, layer.apply_kernel, layer.kernel)))
-
-
-def _rewrite_traced_ops(nodes: List[Node], first: int) -> None:
-    """Rewrite the ops a trace left (from ``nodes[first]`` on) that a replay cannot run or the
-    rules cannot see: raw reshapes to a shape holding ``None`` become :class:`ReshapeKeeping`,
-    einsums of a tensor and a weight :class:`KernelEinsum`."""
-    reshape, einsum = types.OP_RESHAPE, types.OP_EINSUM
-    for node in nodes[first:]:
-        shape = getattr(node.layer, "newshape", None)
-        if isinstance(node.layer, reshape) and isinstance(shape, (list, tuple)) and \
-                any(d is None for d in shape):
-            node.layer = ReshapeKeeping(shape, name=f"{node.layer.name}_keeping")
-        elif isinstance(node.layer, einsum) and len(node.inputs) == 1 and len(node.args) == 2:
-            weights = [a for a in node.args if isinstance(a, keras.Variable)]
-            if len(weights) != 1:
-                continue
-            first_is_kernel = isinstance(node.args[0], keras.Variable)
-            tensor = node.args[1] if first_is_kernel else node.args[0]
-            node.layer = KernelEinsum(node.layer.subscripts, tuple(weights[0].shape),
-                                      first_is_kernel, name=f"{node.layer.name}_kernel")
-            node.args, node.kwargs = (tensor,), {}
-            node.weights = [np.asarray(keras.ops.convert_to_numpy(weights[0]))]
-
-
 copy_layer = copying.copy_layer
 
 
@@ -280,10 +188,22 @@ def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
             sub.compute_output_spec = _without_cache(sub.compute_output_spec)
             patched.append(sub)
     shared = _user_sublayers(copy)
-    fn = keras.Model([symbolic[t] for t in tids], copy.call(*args, **kwargs))
+    out = copy.call(*args, **kwargs)
+    if not any(isinstance(v, keras.KerasTensor) for v in tree.flatten(out)):
+        _restore(shared, patched)
+        raise _DependsOnNoInput([np.asarray(ops.convert_to_numpy(v)) for v in tree.flatten(out)])
+    fn = keras.Model([symbolic[t] for t in tids], out)
     fn._lrp_restore = lambda: _restore(shared, patched)
     fn._lrp_user_layers = {id(sub) for sub, _, _ in shared}
     return fn, tids, copy, args, kwargs
+
+
+class _DependsOnNoInput(Exception):
+    """A traced call whose outputs depend on no input's values (``values``)."""
+
+    def __init__(self, values):
+        super().__init__("the call depends on no input")
+        self.values = values
 
 
 def _built_copy(layer, args, kwargs):
@@ -325,14 +245,19 @@ def _restore(shared, patched) -> None:
 
 
 def _trace(node: Node, shapes: dict, dtypes: dict):
-    """(functional model of the layer's call on symbolic inputs, the tensor ids it reads).
+    """(functional model of the layer's call on symbolic inputs, the tensor ids it reads, and
+    None or the layer's own call on values by tensor id).
 
-    The trace runs with an unknown batch size; if the call needs a concrete one (keras-hub's
-    causal mask broadcasts to it), it runs with batch 1 and is then checked on a batch of 2,
-    so that a call whose result depends on the batch size is an error, never a wrong graph.
+    The trace runs with an unknown batch size; if the call needs a concrete one (a class token
+    tiled to the batch), it runs with batch 1, and the call is returned so that its parts,
+    made batch-free (:mod:`keras_lrp.canonizers.trace_rewrites`), are checked against it on a batch
+    of 2: a call whose result depends on the batch size is an error, never a wrong graph.
     """
     try:
         fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, None)
+        call = None
+    except _DependsOnNoInput:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure of the symbolic call
         try:
             fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, 1)
@@ -347,39 +272,23 @@ def _trace(node: Node, shapes: dict, dtypes: dict):
                 f"rule_map=[({type(node.layer).__name__}, keras_lrp.rules.IdentityRelevance)] "
                 "(element-wise), RouteRelevance (moves values), ProportionalRelevance (a "
                 "bias-free linear map), or keras_lrp.register_linear for a kernel.") from error
-        _check_batch_free(node.layer, fn, copy, args, kwargs)
+        call = _own_call(fn, tids, copy, args, kwargs)
     for sub in fn.layers:  # sublayer names repeat across blocks: prefix the block's
         if isinstance(sub, keras.layers.InputLayer) or id(sub) in fn._lrp_user_layers:
             continue  # a user's own sublayer keeps its name (its copy is renamed if need be)
         sub.name = f"{node.layer.name}_{sub.name}"
         sub._lrp_private = True  # ours: a nested composite is traced without a copy
-    return fn, tids
+    return fn, tids, call
 
 
-def _check_batch_free(layer, fn, copy, args, kwargs) -> None:
-    rng = np.random.default_rng(0)
+def _own_call(fn, tids, copy, args, kwargs):
+    """The traced layer's own call on values given by tensor id (for the batch check)."""
+    slot = {id(kt): t for kt, t in zip(fn.inputs, tids)}
 
-    def sample(spec):
-        shape = (2,) + tuple(spec.shape[1:])
-        if "float" in str(spec.dtype):
-            return rng.normal(size=shape).astype(spec.dtype)
-        return np.ones(shape, spec.dtype)
-
-    values = {id(kt): sample(kt) for kt in fn.inputs}
-    fill = lambda v: values[id(v)] if isinstance(v, keras.KerasTensor) else v  # noqa: E731
-    refusal = ValueError(
-        f"Layer '{layer.name}' ({type(layer).__name__}) reads the batch size in its call (its "
-        "trace on a batch of 1 does not run on a batch of 2: a class token broadcast to the "
-        "batch, say), so keras-lrp cannot trace it into its parts. Give it a rule with "
-        f"rule_map=[({type(layer).__name__}, …)] or keras_lrp.register_layer.")
-    try:
-        want = copy(*tree.map_structure(fill, args), **tree.map_structure(fill, kwargs))
-        got = fn([values[id(kt)] for kt in fn.inputs])
-    except Exception as error:  # noqa: BLE001 - the batch-1 trace fails on a batch of 2
-        raise refusal from error
-    for w, g in zip(tree.flatten(want), tree.flatten(got)):
-        if tuple(w.shape) != tuple(g.shape) or not np.allclose(w, g, rtol=1e-4, atol=1e-5):
-            raise refusal
+    def call(values):
+        fill = lambda v: values[slot[id(v)]] if isinstance(v, keras.KerasTensor) else v  # noqa: E731
+        return copy(*tree.map_structure(fill, args), **tree.map_structure(fill, kwargs))
+    return call
 
 
 def _vit_embedding(node: Node, graph: Graph, shapes: dict, nodes: list) -> List[int]:
@@ -447,7 +356,15 @@ def trace_blocks(graph: Graph) -> None:
             elif _from_keras_hub(node.layer, ("ViTPatchingAndEmbedding",)):
                 swaps += list(zip(node.outputs, _vit_embedding(node, graph, shapes, nodes)))
             else:
-                fn, tids = _trace(node, shapes, dtypes)
+                try:
+                    fn, tids, call = _trace(node, shapes, dtypes)
+                except _DependsOnNoInput as constant:
+                    node.layer = rewrites.ShapeConstant(constant.values,
+                                                        name=f"{node.layer.name}_constant")
+                    node.args, node.kwargs = (Ref(node.inputs[0]),), {}
+                    node.inputs = node.inputs[:1]
+                    nodes.append(node)
+                    continue
                 first = len(nodes)
                 outs = graph_mod.walk(fn, tids, graph, nodes)
                 swaps += list(zip(node.outputs, outs))
@@ -456,8 +373,11 @@ def trace_blocks(graph: Graph) -> None:
                     part.scope = f"{node.scope}_{node.layer.name}" if node.scope else \
                         node.layer.name
                     part.traced_from = node.traced_from or node.layer
-                _rewrite_traced_ops(nodes, first)
+                rewrites.rewrite_traced_ops(nodes, first, graph, batch_one=call is not None)
                 rewrite_kernel_ops(nodes, first, graph, keep=set(outs))
+                if call is not None:
+                    rewrites.check_batch_free(node.layer, call, nodes[first:], tids, outs,
+                                           shapes, dtypes)
         graph.nodes = nodes
         graph.replace_tensors(swaps)
         graph_mod.inline(graph)  # a block's own nested models (a Sequential MLP)

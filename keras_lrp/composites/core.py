@@ -259,7 +259,7 @@ class Composite:
                 continue  # stripped
             if has_fused_activation(layer):
                 name = types.layer_activation(layer)
-                if name not in types.ELEMENTWISE_ACTIVATIONS and name != "softmax":
+                if not types.is_elementwise_function(layer.activation) and name != "softmax":
                     raise unsupported_error(layer, self.registry, f" (its fused activation "
                                                                   f"'{name}' is not element-wise)")
             self._resolve(node, ctx, graph)

@@ -16,13 +16,9 @@ import keras
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
 from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask, RepeatHeads
-from keras_lrp.canonizers.blocks import (
-    AddConstant,
-    PrependToken,
-    ReshapeKeeping,
-    is_position_embedding,
-)
+from keras_lrp.canonizers.blocks import AddConstant, PrependToken, is_position_embedding
 from keras_lrp.canonizers.heads import LogSoftmax, SoftCap
+from keras_lrp.canonizers.trace_rewrites import BatchConstant, ReshapeKeeping, ShapeConstant
 from keras_lrp.core import linear, patterns, types
 from keras_lrp.layers import (
     GateRelevance,
@@ -58,7 +54,8 @@ class Where:
 
 
 def _elementwise_activation(node, ctx) -> bool:
-    return types.layer_activation(node.layer) in types.ELEMENTWISE_ACTIVATIONS
+    act = getattr(node.layer, "activation", None)
+    return act is not None and types.is_elementwise_function(act)
 
 
 def _tensor_args(n: int):
@@ -138,6 +135,8 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (types.EMBEDDING, EmbeddingRelevance),
     (types.MASK_OPS + types.OP_SHAPE_ONLY + (KerasMask,), ZeroRelevance),
     (is_position_embedding, ZeroRelevance),
+    (ShapeConstant, ZeroRelevance),
+    (BatchConstant, ZeroRelevance),
     (PrependToken, RouteRelevance),
     (ReshapeKeeping, RouteRelevance),
     (RepeatHeads, RouteRelevance),

@@ -34,11 +34,13 @@ PASS_THROUGH = (keras.layers.Dropout, keras.layers.Identity) + types.OP_CAST
 
 
 def constant_tensors(graph: Graph) -> Set[int]:
-    """The ids of tensors that depend on no model input."""
+    """The ids of tensors that depend on no model input (a layer whose class says
+    ``depends_on_no_input`` reads its input's shape only)."""
     live = set(graph.inputs)
     out = set()
     for node in graph.nodes:
-        depends = any(t in live for t in node.inputs)
+        depends = any(t in live for t in node.inputs) and \
+            not getattr(node.layer, "depends_on_no_input", False)
         (live if depends else out).update(node.outputs)
     return out
 

@@ -219,6 +219,51 @@ def layer_activation(layer) -> str:
     return activation_name(act) if act is not None else ""
 
 
+#: Element-wise functions found by :func:`is_elementwise_function` (by id: lambdas included).
+_ELEMENTWISE_FOUND: dict = {}
+
+
+def is_elementwise_function(fn) -> bool:
+    """Whether activation ``fn`` is element-wise: a named one
+    (:data:`ELEMENTWISE_ACTIVATIONS`), or a function of yours or keras-hub's (CLIP's
+    ``quick_gelu(x) = x·σ(1.702x)``) that acts as one scalar function on every entry, tested on
+    a probe: f keeps the shape and commutes with flattening, with permuting the entries and with
+    taking each entry alone. Softmax-like functions (which mix entries) fail the test."""
+    name = activation_name(fn)
+    if name in ELEMENTWISE_ACTIVATIONS:
+        return True
+    if name in ("softmax", "log_softmax") or not callable(fn):
+        return False
+    if id(fn) not in _ELEMENTWISE_FOUND:
+        _ELEMENTWISE_FOUND[id(fn)] = (fn, _acts_elementwise(fn))
+    return _ELEMENTWISE_FOUND[id(fn)][1]
+
+
+def _acts_elementwise(fn) -> bool:
+    import warnings
+
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(scale=2.0, size=(3, 4, 5)).astype("float32")
+    flat = x.reshape(-1)
+    perm = np.random.default_rng(1).permutation(flat.size)
+
+    def run(v):
+        return np.asarray(keras.ops.convert_to_numpy(fn(keras.ops.convert_to_tensor(v))))
+
+    try:
+        with warnings.catch_warnings():  # a softmax over a probe axis of size 1 warns
+            warnings.simplefilter("ignore")
+            y = run(x)
+            if y.shape != x.shape or not np.all(np.isfinite(y)):
+                return False
+            y = y.reshape(-1)
+            pairs = ((run(flat), y), (run(flat[perm]), y[perm]), (run(flat[:, None]), y))
+    except Exception:  # noqa: BLE001 - a function that cannot run on a probe is not known
+        return False
+    return all(np.allclose(a.reshape(-1), b, rtol=1e-5, atol=1e-6) for a, b in pairs)
+
+
 def is_softmax(layer) -> bool:
     """A ``Softmax`` layer or ``Activation("softmax")``."""
     return isinstance(layer, SOFTMAX) or (isinstance(layer, ACTIVATION)

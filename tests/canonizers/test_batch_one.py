@@ -1,0 +1,116 @@
+"""Layers of yours whose ``call`` reads the batch size, and activation functions of yours.
+
+A class token tiled to the batch (``ops.tile(token, (ops.shape(x)[0], 1, 1))``, as DeiT, CLIP
+and DINOv2 write it) and a reshape to ``(batch_size, -1, d)`` cannot be traced symbolically;
+they are traced on a batch of 1 and made batch-free (:mod:`keras_lrp.canonizers.batch_one`).
+Before, every such layer was refused. Checked against the Z rule written out in NumPy float64
+on a batch of 3, and a layer whose result really depends on the batch size is still refused.
+
+An activation given as a function of yours (CLIP's ``quick_gelu``) is element-wise when a probe
+shows it (:func:`keras_lrp.core.types.is_elementwise_function`): the identity rule, as for
+GELU; before, it was refused. A function that mixes entries is still refused.
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_lrp
+from keras_lrp.core.types import is_elementwise_function
+
+L = keras.layers
+T, D, F = 4, 5, 3
+
+
+class TiledClassToken(L.Layer):
+    """keras.io style: a learned token tiled to the batch, then a reshape that reads it."""
+
+    def build(self, input_shape):
+        self.token = self.add_weight(shape=(1, 1, input_shape[-1]), name="token")
+
+    def call(self, x):
+        batch = ops.shape(x)[0]
+        token = ops.tile(self.token, (batch, 1, 1))
+        return ops.reshape(ops.concatenate([token, x], axis=1), (batch, -1, x.shape[-1]))
+
+
+class BatchScaled(L.Layer):
+    """Scales by the batch size: its trace on a batch of 1 is another function."""
+
+    def call(self, x):
+        return x * ops.cast(ops.shape(x)[0], x.dtype)
+
+
+def _token_model(layer):
+    x = keras.Input((T, F))
+    h = L.Dense(D, use_bias=False, name="embed")(x)
+    h = layer(h)
+    p = L.GlobalAveragePooling1D(name="pool")(h)
+    return keras.Model(x, L.Dense(2, use_bias=False, name="head")(p))
+
+
+def test_a_class_token_tiled_to_the_batch_is_traced_and_takes_the_z_rule(float64):
+    model = _token_model(TiledClassToken(name="cls"))
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    x = rng.normal(size=(3, T, F))
+    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
+    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                               rtol=1e-12)
+    W, token, V = (np.asarray(w) for w in (model.get_layer("embed").kernel,
+                                          model.get_layer("cls").token,
+                                          model.get_layer("head").kernel))
+    assert np.abs(token).max() > 0
+    # LRP-0 without biases: the head gives p_j V_jk; the mean gives each row seq_ij V_jk/(T+1)
+    # (the token's row is absorbed); the embedding gives x_ia W_aj V_jk / (T+1) summed over j
+    expected = x * (W @ V[:, 1])[None, None, :] / (T + 1)
+    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                               atol=1e-12)
+
+
+def test_a_layer_whose_result_depends_on_the_batch_is_refused():
+    model = _token_model(BatchScaled(name="scaled"))
+    with pytest.raises(ValueError, match="'scaled' .*reads the batch size.*rule_map"):
+        keras_lrp.create_analyzer("lrp.epsilon", model)
+
+
+def quick_gelu(x):
+    return x * ops.sigmoid(1.702 * x)
+
+
+def test_an_element_wise_function_of_yours_takes_the_identity_rule(float64):
+    keras.utils.set_random_seed(2)
+    x_in = keras.Input((F,))
+    h = L.Dense(D, use_bias=False, activation=quick_gelu, name="hidden")(x_in)
+    model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(h))
+    x = np.random.default_rng(1).normal(size=(3, F))
+    W, V = (np.asarray(w) for w in model.get_weights())
+    z = x @ W
+    a = quick_gelu(z)
+    a = np.asarray(a)
+    # LRP-0: R_a = a_j V_j1; identity through the activation; R_x = Σ_j x_i W_ij / z_j R_j
+    r_z = a * V[:, 1]
+    expected = x * ((r_z / z) @ W.T)
+    got = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index").analyze(
+        x, neuron_selection=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_a_function_that_mixes_entries_is_refused():
+    def centred(x):
+        return x - ops.mean(x, axis=-1, keepdims=True)
+
+    x_in = keras.Input((F,))
+    model = keras.Model(x_in, L.Dense(2)(L.Activation(centred, name="centred")(x_in)))
+    with pytest.raises(ValueError, match="centred"):
+        keras_lrp.create_analyzer("lrp.epsilon", model)
+
+
+@pytest.mark.parametrize("fn,expected", [
+    (quick_gelu, True), (lambda x: ops.tanh(x) * 2.0, True),
+    (lambda x: ops.softmax(x, axis=-1), False), (lambda x: ops.cumsum(x, axis=-1), False),
+    (lambda x: x - ops.mean(x, axis=0, keepdims=True), False),
+    (lambda x: x[..., :1] * x, False)])
+def test_the_element_wise_probe(fn, expected):
+    assert is_elementwise_function(fn) is expected
