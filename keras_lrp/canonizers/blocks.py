@@ -8,13 +8,13 @@ same weights) is called on symbolic inputs, and the layers and ops it runs becom
 analysis graph, where the composite's rules and the attention expansion reach them.
 
 What is traced: the keras-hub blocks in :data:`KERAS_HUB_TRACED` (matched by class name and
-module, so keras-hub is never imported here) and the classes passed to
-:func:`register_block`. A few keras-hub layers are rewritten by hand instead, because their
-``call`` reads the batch size (which a symbolic trace does not know):
+module, so keras-hub is never imported here), the classes passed to :func:`register_block`,
+and any layer of yours or keras-hub's that no composite entry names. A call that reads the
+batch size is traced on a batch of 1 and made batch-free; a call that depends on no input
+becomes a constant; a block returning ``(y, None)`` loses its ``None``
+(:mod:`keras_lrp.canonizers.trace_rewrites`). Kept by hand:
 
-* ``ViTPatchingAndEmbedding`` → Conv2D patches, Reshape, :class:`PrependToken` (the class
-  token, a learned constant: its share of relevance is absorbed like a bias) and
-  :class:`AddConstant` (the position embedding, also absorbed in proportion: the Z rule).
+* ``ViTPatchingAndEmbedding`` (:mod:`keras_lrp.canonizers.vit_embedding`);
 * ``PositionEmbedding`` (keras-hub) only reads its input's shape: zero relevance to the input,
   so the positions' share of an Add stops there, like a bias.
 """
@@ -32,6 +32,7 @@ from keras_lrp.canonizers import trace_rewrites as rewrites
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.canonizers.kernels import rewrite_kernel_ops
 from keras_lrp.canonizers.trace_rewrites import KernelEinsum, ReshapeKeeping
+from keras_lrp.canonizers.vit_embedding import AddConstant, PrependToken, vit_embedding
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import linear, types
 from keras_lrp.core.graph import Graph, Node, Ref
@@ -122,38 +123,6 @@ def is_position_embedding(node, ctx=None) -> bool:
     return _from_keras_hub(node.layer, ("PositionEmbedding",))
 
 
-class PrependToken(keras.layers.Layer):
-    """Concatenate a learned token (a constant here) in front of the sequence: (B, T, d) →
-    (B, T+1, d). Relevance: the sequence keeps its rows, the token's row is absorbed."""
-
-    def __init__(self, token=None, **kwargs):
-        super().__init__(**kwargs)
-        self.token = None if token is None else np.asarray(token, np.float64).tolist()
-
-    def call(self, x):
-        token = ops.convert_to_tensor(np.asarray(self.token), dtype=x.dtype)
-        token = ops.reshape(token, (1, 1, -1)) + ops.zeros_like(x[:, :1, :])
-        return ops.concatenate([token, x], axis=1)
-
-    def get_config(self):
-        return {**super().get_config(), "token": self.token}
-
-
-class AddConstant(keras.layers.Layer):
-    """x + c for a constant c broadcast over the batch (a position embedding). Relevance: the
-    Z rule, R_x = x / (x + c) · R; the constant's share is absorbed like a bias."""
-
-    def __init__(self, value=None, **kwargs):
-        super().__init__(**kwargs)
-        self.value = None if value is None else np.asarray(value, np.float64).tolist()
-
-    def call(self, x):
-        return x + ops.convert_to_tensor(np.asarray(self.value), dtype=x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "value": self.value}
-
-
 copy_layer = copying.copy_layer
 
 
@@ -169,6 +138,55 @@ def _without_cache(compute_output_spec):
     return spec
 
 
+def _none_as_placeholder(compute_output_spec):
+    """A block of yours or keras-hub's that returns ``(y, None)`` (DeiT's encoder block without
+    its attention scores) cannot be called on symbolic tensors inside a trace (Keras needs a
+    tensor for every output): the ``None`` becomes a placeholder its caller then ignores."""
+    def spec(*args, **kwargs):
+        out = compute_output_spec(*args, **kwargs)
+        if isinstance(out, (tuple, list)) and any(v is None for v in out):
+            return type(out)(keras.KerasTensor(()) if v is None else v for v in out)
+        return out
+    return spec
+
+
+def _patch_specs(copy) -> list:
+    """Make the sublayers of ``copy`` callable on symbolic tensors (:func:`_without_cache`,
+    :func:`_none_as_placeholder`); the patched ones, for :func:`_restore`."""
+    patched = []
+    for sub in copy._flatten_layers(include_self=False):
+        if hasattr(sub, "_lrp_spec") or not (cached_mha(sub) or is_foreign(sub)):
+            continue
+        spec = sub.compute_output_spec
+        spec = _without_cache(spec) if cached_mha(sub) else spec
+        sub.compute_output_spec = _none_as_placeholder(spec) if is_foreign(sub) else spec
+        sub._lrp_spec = True
+        patched.append(sub)
+    return patched
+
+
+def _split_outputs(out):
+    """(the symbolic outputs of a traced call, {position: value} of the others): a top-level
+    ``None`` or constant among a call's outputs (DeiT's encoder returns empty tensors for the
+    hidden states it does not keep) cannot be a functional model's output."""
+    items = list(out) if isinstance(out, (tuple, list)) else [out]
+    if all(isinstance(v, keras.KerasTensor) for v in items) or not any(
+            isinstance(v, keras.KerasTensor) for v in items) or any(
+            isinstance(v, (tuple, list, dict)) for v in items):
+        return out, {}
+    others = {i: None if v is None else np.asarray(ops.convert_to_numpy(v))
+              for i, v in enumerate(items) if not isinstance(v, keras.KerasTensor)}
+    return [v for v in items if isinstance(v, keras.KerasTensor)], others
+
+
+def _constant_outputs(node: Node, others: dict) -> List[Node]:
+    """:class:`~keras_lrp.canonizers.trace_rewrites.ShapeConstant` nodes for the constant
+    outputs of a traced call (:func:`_split_outputs`); a ``None`` output is read by no one."""
+    return [Node(rewrites.ShapeConstant([value], name=f"{node.layer.name}_constant_{i}"),
+                 (Ref(node.inputs[0]),), {}, node.inputs[:1], [node.outputs[i]],
+                 [value.shape]) for i, value in others.items() if value is not None]
+
+
 def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
     layer = node.layer
     tids = list(dict.fromkeys(node.inputs))
@@ -181,18 +199,23 @@ def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
     copy = layer
     if not getattr(layer, "_lrp_private", False):  # a user's layer: trace a copy
         copy = _built_copy(layer, args, kwargs)
-    patched = []
-    for sub in copy._flatten_layers(include_self=False):
-        if cached_mha(sub) and not hasattr(sub, "_lrp_spec"):
-            sub._lrp_spec = True
-            sub.compute_output_spec = _without_cache(sub.compute_output_spec)
-            patched.append(sub)
+    patched = _patch_specs(copy)
     shared = _user_sublayers(copy)
-    out = copy.call(*args, **kwargs)
+    try:
+        out = copy.call(*args, **kwargs)
+    except Exception:
+        _restore(shared, patched)
+        raise
     if not any(isinstance(v, keras.KerasTensor) for v in tree.flatten(out)):
         _restore(shared, patched)
         raise _DependsOnNoInput([np.asarray(ops.convert_to_numpy(v)) for v in tree.flatten(out)])
+    out, others = _split_outputs(out)
+    if others and len(tree.flatten(out)) + len(others) != len(node.outputs):
+        _restore(shared, patched)
+        raise ValueError(f"its call returns {len(tree.flatten(out)) + len(others)} outputs "
+                         f"where the model's graph has {len(node.outputs)}")
     fn = keras.Model([symbolic[t] for t in tids], out)
+    fn._lrp_others = others
     fn._lrp_restore = lambda: _restore(shared, patched)
     fn._lrp_user_layers = {id(sub) for sub, _, _ in shared}
     return fn, tids, copy, args, kwargs
@@ -291,31 +314,6 @@ def _own_call(fn, tids, copy, args, kwargs):
     return call
 
 
-def _vit_embedding(node: Node, graph: Graph, shapes: dict, nodes: list) -> List[int]:
-    """ViTPatchingAndEmbedding by hand (see the module docstring)."""
-    layer = node.layer
-    if getattr(layer, "data_format", "channels_last") == "channels_first":
-        raise ValueError(f"Layer '{layer.name}' (ViTPatchingAndEmbedding) uses channels_first; "
-                         "keras-lrp traces the channels_last layout only.")
-    x = node.inputs[0]
-    conv = type(layer.patch_embedding).from_config(
-        {**layer.patch_embedding.get_config(), "name": f"{layer.name}_patches"})
-    steps = [(conv, layer.patch_embedding.get_weights()),
-             (keras.layers.Reshape((-1, layer.hidden_dim), name=f"{layer.name}_tokens"), None)]
-    if layer.use_class_token:
-        steps.append((PrependToken(np.asarray(layer.class_token).reshape(-1),
-                                   name=f"{layer.name}_class_token"), None))
-    positions = np.asarray(layer.position_embedding.embeddings)
-    steps.append((AddConstant(positions, name=f"{layer.name}_positions"), None))
-    shape = shapes[x]
-    for step, weights in steps:
-        out = graph.new_tensor()
-        shape = tuple(step.compute_output_spec(keras.KerasTensor(shape)).shape)
-        nodes.append(Node(step, (Ref(x),), {}, [x], [out], [shape], weights=weights))
-        x = out
-    return [x]
-
-
 def refine_shapes(graph: Graph) -> None:
     """Fill in static shapes a nested model left open: a keras-hub backbone is built on
     (None, None) token inputs, so after inlining, its tensors know their sequence length only
@@ -354,7 +352,7 @@ def trace_blocks(graph: Graph) -> None:
             if not auto_traced(node, graph):
                 nodes.append(node)
             elif _from_keras_hub(node.layer, ("ViTPatchingAndEmbedding",)):
-                swaps += list(zip(node.outputs, _vit_embedding(node, graph, shapes, nodes)))
+                swaps += list(zip(node.outputs, vit_embedding(node, graph, shapes, nodes)))
             else:
                 try:
                     fn, tids, call = _trace(node, shapes, dtypes)
@@ -367,7 +365,9 @@ def trace_blocks(graph: Graph) -> None:
                     continue
                 first = len(nodes)
                 outs = graph_mod.walk(fn, tids, graph, nodes)
-                swaps += list(zip(node.outputs, outs))
+                swaps += list(zip([t for i, t in enumerate(node.outputs)
+                                   if i not in fn._lrp_others], outs))
+                nodes += _constant_outputs(node, fn._lrp_others)
                 fn._lrp_restore()  # the trace is read: the user's layers lose its nodes
                 for part in nodes[first:]:
                     part.scope = f"{node.scope}_{node.layer.name}" if node.scope else \

@@ -44,7 +44,7 @@ class BatchConstant(keras.layers.Layer):
     Relevance: none reaches the signal (:class:`~keras_lrp.layers.ZeroRelevance`); its output
     counts as a constant (:func:`keras_lrp.core.patterns.constant_tensors`): concatenated to
     the signal, its rows' share is absorbed like a bias (as :class:`~keras_lrp.canonizers.
-    blocks.PrependToken`'s class token); a product with it is linear in the other factor.
+    vit_embedding.PrependToken`'s class token); a product with it is linear in the other factor.
     """
 
     #: Read by :func:`keras_lrp.core.patterns.constant_tensors`.

@@ -16,9 +16,10 @@ import keras
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
 from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask, RepeatHeads
-from keras_lrp.canonizers.blocks import AddConstant, PrependToken, is_position_embedding
+from keras_lrp.canonizers.blocks import is_position_embedding
 from keras_lrp.canonizers.heads import LogSoftmax, SoftCap
 from keras_lrp.canonizers.trace_rewrites import BatchConstant, ReshapeKeeping, ShapeConstant
+from keras_lrp.canonizers.vit_embedding import AddConstant, PrependToken
 from keras_lrp.core import linear, patterns, types
 from keras_lrp.layers import (
     GateRelevance,

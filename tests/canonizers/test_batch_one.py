@@ -114,3 +114,55 @@ def test_a_function_that_mixes_entries_is_refused():
     (lambda x: x[..., :1] * x, False)])
 def test_the_element_wise_probe(fn, expected):
     assert is_elementwise_function(fn) is expected
+
+
+class ScoresToo(L.Layer):
+    """keras-hub style: returns ``(y, None)`` when no attention scores are asked for."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], D), name="kernel")
+
+    def call(self, x):
+        return ops.matmul(x, self.kernel), None
+
+
+class Encoder(L.Layer):
+    """Calls a block that returns ``(y, None)``, and returns empty hidden states it keeps none
+    of (DeiT's encoder)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.block = ScoresToo(name="block")
+
+    def call(self, x):
+        y, _ = self.block(x)
+        return y, ops.zeros((0, T, D))
+
+
+class PositionTable(L.Layer):
+    """A table computed from the input's shape only (DINOv3's rotary tables)."""
+
+    def call(self, x):
+        steps = ops.cast(ops.arange(1, ops.shape(x)[1] + 1), x.dtype)
+        return ops.reshape(steps, (1, -1, 1)) * ops.ones((1, 1, x.shape[-1]), x.dtype)
+
+
+def test_a_block_returning_none_and_a_table_from_the_shape_are_traced(float64):
+    x_in = keras.Input((T, F))
+    h, _ = Encoder(name="encoder")(x_in)
+    h = ops.multiply(h, PositionTable(name="table")(h))
+    model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
+        L.GlobalAveragePooling1D()(h)))
+    rng = np.random.default_rng(4)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    x = rng.normal(size=(3, T, F))
+    W, V = (np.asarray(w) for w in model.get_weights())
+    table = np.arange(1, T + 1, dtype="float64")[:, None]
+    # LRP-0: the table is a constant factor (all relevance to the signal), so each step's share
+    # is x_ta Σ_j W_aj c_t V_j1 / T (half of it, were the table taken for a second signal)
+    expected = x * (table * (W @ V[:, 1]))[None] / T
+    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
+    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                               atol=1e-12)

@@ -1,0 +1,90 @@
+"""keras-hub's vision towers whose embeddings read the batch size (a class token tiled to the
+batch) or whose MLP uses CLIP's ``quick_gelu``: DeiT (its encoder blocks return
+``(y, None)``), DINOv2, DINOv3 (rotary tables computed from the image's shape), CLIP's and
+MetaCLIP 2's vision encoders. Before, every LRP analysis of them
+was refused. Built from tiny configs with random weights; keras-hub is a test extra.
+
+Checked: the analysis' forward pass is the model's function (float64, 1e-9), and CP-LRP
+conserves the explained logit to 1e-8 with every bias, LayerNorm β, position embedding, class
+and register token zeroed (all act as biases) and ε = 1e-30; with them left in, relevance
+leaks into them (the conservation gap is not zero)."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lrp
+
+keras_hub = pytest.importorskip("keras_hub")
+M = keras_hub.models if keras_hub is not None else None
+L = keras.layers
+IMG = 16
+TOWER = dict(num_layers=1, num_heads=2, hidden_dim=8)
+#: Weights that act as biases (zeroed for the conservation check).
+BIAS_LIKE = ("bias", "beta", "position", "token", "class_embedding")
+
+
+def _dinov2():
+    return M.DINOV2Backbone(patch_size=8, intermediate_dim=16, image_shape=(IMG, IMG, 3),
+                            position_embedding_shape=(IMG, IMG, 3), **TOWER)
+
+
+def _dinov3():
+    return M.DINOV3Backbone(patch_size=8, intermediate_dim=16, num_register_tokens=2,
+                            image_shape=(IMG, IMG, 3), **TOWER)
+
+
+def _deit():
+    return M.DeiTBackbone(image_shape=(IMG, IMG, 3), patch_size=8, intermediate_dim=16, **TOWER)
+
+
+def _clip():
+    return M.CLIPVisionEncoder(patch_size=8, intermediate_dim=16, image_shape=(IMG, IMG, 3),
+                               **TOWER)
+
+
+def _metaclip2():
+    return M.MetaCLIP2VisionEncoder(patch_size=8, intermediate_dim=16,
+                                    image_shape=(IMG, IMG, 3), **TOWER)
+
+
+TOWERS = {"deit": _deit, "dinov2": _dinov2, "dinov3": _dinov3, "clip": _clip, "metaclip2": _metaclip2}
+
+
+def _model(name, zero_biases):
+    tower = TOWERS[name]()
+    image = keras.Input((IMG, IMG, 3), name="images")
+    out = tower(image)
+    if isinstance(out, dict):
+        out = out["sequence_output"]
+    model = keras.Model(image, L.Dense(3, name="head")(out[:, 0, :]))
+    rng = np.random.default_rng(1)
+    weights = []
+    for w in model.weights:
+        value = rng.normal(0, 0.4, w.shape)
+        if "gamma" in w.path or "lambda" in w.path:
+            value = 1 + 0.2 * value
+        if zero_biases and any(k in w.path for k in BIAS_LIKE):
+            value = np.zeros(w.shape)
+        if "int" in str(w.dtype):
+            value = np.asarray(w)
+        weights.append(value)
+    model.set_weights(weights)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(TOWERS))
+def test_cp_lrp_of_a_vision_tower_conserves_with_biases_zeroed(float64, name):
+    x = np.random.default_rng(0).normal(size=(3, IMG, IMG, 3))
+    for zero in (True, False):
+        model = _model(name, zero_biases=zero)
+        a = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30, attention="cp")
+        logits = model.predict(x, verbose=0)
+        np.testing.assert_allclose(np.asarray(a.forward_model(x)), logits, rtol=1e-9,
+                                   atol=1e-12)
+        total = a.analyze(x).reshape(3, -1).sum(axis=1)
+        gap = np.abs(total - logits.max(axis=1)).max()
+        if zero:
+            np.testing.assert_allclose(total, logits.max(axis=1), rtol=1e-8)
+        else:
+            assert gap > 1e-6  # biases, tokens and positions absorb a share
