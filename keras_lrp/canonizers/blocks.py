@@ -269,12 +269,14 @@ def _restore(shared, patched) -> None:
 
 def _trace(node: Node, shapes: dict, dtypes: dict):
     """(functional model of the layer's call on symbolic inputs, the tensor ids it reads, and
-    None or the layer's own call on values by tensor id).
+    None or (the layer's own call on values by tensor id, its twin trace, the check's batch)).
 
     The trace runs with an unknown batch size; if the call needs a concrete one (a class token
-    tiled to the batch), it runs with batch 1, and the call is returned so that its parts,
-    made batch-free (:mod:`keras_lrp.canonizers.trace_rewrites`), are checked against it on a batch
-    of 2: a call whose result depends on the batch size is an error, never a wrong graph.
+    tiled to the batch), it runs with a batch of 1 (or of the leading size the graph recorded,
+    :func:`_trace_on_a_batch`) and of twice that, the twin; the parts of the first are made
+    batch-free from what differs in the twin, then checked against the call on the larger batch
+    (:mod:`keras_lrp.canonizers.trace_rewrites`): a call whose result depends on the batch size
+    in any other way is an error, never a wrong graph.
     """
     try:
         fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, None)
@@ -282,26 +284,42 @@ def _trace(node: Node, shapes: dict, dtypes: dict):
     except _DependsOnNoInput:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of the symbolic call
-        try:
-            fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, 1)
-        except Exception as again:  # noqa: BLE001
-            detail = f"{error}" if str(again) == str(error) else \
-                f"{error} (with a batch of 1: {again})"
-            raise ValueError(
-                f"keras-lrp could not trace layer '{node.layer.name}' "
-                f"({type(node.layer).__name__}) into its parts: {detail}. Tracing calls the "
-                "layer on symbolic inputs with static shapes except the batch size (build the "
-                "model on keras.Input((T, ...)) with a fixed length); or give the layer a rule: "
-                f"rule_map=[({type(node.layer).__name__}, keras_lrp.rules.IdentityRelevance)] "
-                "(element-wise), RouteRelevance (moves values), ProportionalRelevance (a "
-                "bias-free linear map), or keras_lrp.register_linear for a kernel.") from error
+        fn, tids, copy, args, kwargs, batch = _trace_on_a_batch(node, shapes, dtypes, error)
         call = _own_call(fn, tids, copy, args, kwargs)
+        try:  # the same call on twice the batch: what differs reads the batch size
+            twin = _trace_with(node, shapes, dtypes, 2 * batch)[0]
+        except Exception:  # noqa: BLE001 - no twin: the trace is checked as it is
+            twin = None
+        call = (call, twin, 2 * batch)
     for sub in fn.layers:  # sublayer names repeat across blocks: prefix the block's
         if isinstance(sub, keras.layers.InputLayer) or id(sub) in fn._lrp_user_layers:
             continue  # a user's own sublayer keeps its name (its copy is renamed if need be)
         sub.name = f"{node.layer.name}_{sub.name}"
         sub._lrp_private = True  # ours: a nested composite is traced without a copy
     return fn, tids, call
+
+
+def _trace_on_a_batch(node: Node, shapes: dict, dtypes: dict, error):
+    """:func:`_trace_with` on a batch of 1, else on the leading size the graph recorded for the
+    layer's input (a window attention's batch × windows, which its call divides by the number
+    of windows), and that size."""
+    lead = (shapes.get(node.inputs[0]) or (None,))[0] if node.inputs else None
+    sizes = [1] + ([lead] if isinstance(lead, int) and lead > 1 else [])
+    failures = []
+    for batch in sizes:
+        try:
+            return _trace_with(node, shapes, dtypes, batch) + (batch,)
+        except Exception as again:  # noqa: BLE001
+            failures.append(f"with a batch of {batch}: {again}")
+    detail = "; ".join([str(error)] + [f for f in failures if str(error) not in f])
+    raise ValueError(
+        f"keras-lrp could not trace layer '{node.layer.name}' "
+        f"({type(node.layer).__name__}) into its parts: {detail}. Tracing calls the "
+        "layer on symbolic inputs with static shapes except the batch size (build the "
+        "model on keras.Input((T, ...)) with a fixed length); or give the layer a rule: "
+        f"rule_map=[({type(node.layer).__name__}, keras_lrp.rules.IdentityRelevance)] "
+        "(element-wise), RouteRelevance (moves values), ProportionalRelevance (a "
+        "bias-free linear map), or keras_lrp.register_linear for a kernel.") from error
 
 
 def _own_call(fn, tids, copy, args, kwargs):
@@ -336,6 +354,13 @@ def refine_shapes(graph: Graph) -> None:
             shapes.update(zip(node.outputs, new))
 
 
+def _reads_open(node: Node, replaced: set, shapes: dict) -> bool:
+    """Whether ``node`` reads a tensor of a block traced in this pass whose sizes a symbolic
+    call left open: the block's parts know them once refined (:func:`refine_shapes`)."""
+    return any(t in replaced and None in tuple(shapes.get(t) or (None, None))[1:]
+               for t in node.inputs)
+
+
 def trace_blocks(graph: Graph) -> None:
     """Replace every traced composite layer's call by its parts, recursively."""
     if any(auto_traced(n, graph) for n in graph.nodes):
@@ -348,9 +373,10 @@ def trace_blocks(graph: Graph) -> None:
                                  f"{reason}.")
         # the nodes a pass adds are read only by the next pass: shapes and dtypes once per pass
         nodes, swaps, shapes, dtypes = [], [], graph.shapes(), graph.dtypes()
+        replaced = set()  # outputs of the blocks this pass traces
         for node in graph.nodes:
-            if not auto_traced(node, graph):
-                nodes.append(node)
+            if not auto_traced(node, graph) or _reads_open(node, replaced, shapes):
+                nodes.append(node)  # (a block reading another's open sizes waits a pass)
             elif _from_keras_hub(node.layer, ("ViTPatchingAndEmbedding",)):
                 swaps += list(zip(node.outputs, vit_embedding(node, graph, shapes, nodes)))
             else:
@@ -363,24 +389,31 @@ def trace_blocks(graph: Graph) -> None:
                     node.inputs = node.inputs[:1]
                     nodes.append(node)
                     continue
+                call, twin, batch = call or (None, None, None)
                 first = len(nodes)
                 outs = graph_mod.walk(fn, tids, graph, nodes)
+                twin_parts = [] if call is not None else None
+                if twin is not None:
+                    graph_mod.walk(twin, tids, graph, twin_parts)
+                    twin._lrp_restore()
                 swaps += list(zip([t for i, t in enumerate(node.outputs)
                                    if i not in fn._lrp_others], outs))
+                replaced.update(node.outputs)
                 nodes += _constant_outputs(node, fn._lrp_others)
                 fn._lrp_restore()  # the trace is read: the user's layers lose its nodes
                 for part in nodes[first:]:
                     part.scope = f"{node.scope}_{node.layer.name}" if node.scope else \
                         node.layer.name
                     part.traced_from = node.traced_from or node.layer
-                rewrites.rewrite_traced_ops(nodes, first, graph, batch_one=call is not None)
+                rewrites.rewrite_traced_ops(nodes, first, graph, twin=twin_parts)
                 rewrite_kernel_ops(nodes, first, graph, keep=set(outs))
                 if call is not None:
                     rewrites.check_batch_free(node.layer, call, nodes[first:], tids, outs,
-                                           shapes, dtypes)
+                                              shapes, dtypes, batch)
         graph.nodes = nodes
         graph.replace_tensors(swaps)
         graph_mod.inline(graph)  # a block's own nested models (a Sequential MLP)
+        refine_shapes(graph)  # sizes a symbolic reshape left open (Swin's patch merging)
 
 
 __all__ = ["AddConstant", "KERAS_HUB_TRACED", "KernelEinsum", "PrependToken", "ReshapeKeeping",

@@ -95,38 +95,58 @@ class ShapeConstant(keras.layers.Layer):
         return {**super().get_config(), "values": self.values, "dtypes": self.dtypes}
 
 
-def _batch_one_constant(value) -> bool:
-    shape = getattr(value, "shape", None)
-    return not isinstance(value, (Ref, keras.Variable)) and shape is not None and \
-        len(shape) >= 2 and shape[0] == 1
+def rewrite_batch_one(nodes: List[Node], first: int, graph, twin: List[Node]) -> None:
+    """Make the parts of a batch-1 trace (``nodes[first:]``) batch-free, from what differs in
+    ``twin``, the same call traced on a batch of 2 (part by part; a twin that differs in its
+    parts leaves the trace as it is, for :func:`check_batch_free` to refuse):
 
-
-def rewrite_batch_one(nodes: List[Node], first: int, graph) -> None:
-    """Make the parts of a batch-1 trace (``nodes[first:]``) batch-free: each constant with a
-    leading size of 1 in the arguments of a part that reads a signal becomes the output of a
-    :class:`BatchConstant` called on that signal; a raw reshape to a leading size of 1 keeps
-    the batch there (``None``, which :func:`rewrite_traced_ops` turns into a
-    :class:`ReshapeKeeping`)."""
+    * a constant argument of a part that reads a signal, of size 1 there and 2 in the twin
+      along its leading axis (the tiled token, the repeated probe), becomes the output of a
+      :class:`BatchConstant` called on that signal;
+    * a raw reshape whose target differs in one size (``batch``, ``batch * heads``: ViTDet's
+      and Swin's windows) gets −1 there, the sizes the trace found elsewhere.
+    """
     parts = nodes[first:]
+    if len(twin) != len(parts) or any(type(a.layer) is not type(b.layer)
+                                      for a, b in zip(parts, twin)):
+        return
     del nodes[first:]
-    for node in parts:
-        layer = node.layer
-        if isinstance(layer, types.OP_RESHAPE) and node.inputs:
-            shape = getattr(layer, "newshape", None)
-            if isinstance(shape, (list, tuple)) and shape and shape[0] == 1:
-                layer.newshape = (None,) + tuple(shape[1:])
+    for node, other in zip(parts, twin):
+        if isinstance(node.layer, types.OP_RESHAPE) and node.inputs:
+            _reshape_to_any_batch(node, other)
         elif node.inputs and not isinstance(node.layer, _NOT_BROADCAST):
-            _broadcast_constants(node, nodes, graph)
+            _broadcast_constants(node, other, nodes, graph)
         nodes.append(node)
 
 
-def _broadcast_constants(node: Node, nodes: List[Node], graph) -> None:
-    """Replace each batch-1 constant in ``node``'s arguments by a :class:`BatchConstant` called
-    on the node's first signal (appended to ``nodes``)."""
+def _reshape_to_any_batch(node: Node, other: Node) -> None:
+    one, two = (getattr(n.layer, "newshape", None) for n in (node, other))
+    if not isinstance(one, (list, tuple)) or not isinstance(two, (list, tuple)) or \
+            len(one) != len(two):
+        return
+    differ = [k for k, (a, b) in enumerate(zip(one, two)) if a != b]
+    if len(differ) != 1:
+        return
+    traced = tuple(node.out_shapes[0]) if node.out_shapes else tuple(one)
+    node.layer.newshape = tuple(-1 if k == differ[0] else (d if d is not None else one[k])
+                                for k, d in enumerate(traced))
+
+
+def _batch_one_constant(value, twin) -> bool:
+    shape, other = getattr(value, "shape", None), getattr(twin, "shape", None)
+    return not isinstance(value, (Ref, keras.Variable)) and shape is not None and \
+        other is not None and len(shape) >= 1 and len(shape) == len(other) and \
+        shape[0] == 1 and other[0] == 2 and tuple(shape[1:]) == tuple(other[1:])
+
+
+def _broadcast_constants(node: Node, other: Node, nodes: List[Node], graph) -> None:
+    """Replace each batch-1 constant in ``node``'s arguments (:func:`_batch_one_constant`
+    against ``other``'s) by a :class:`BatchConstant` called on the node's first signal
+    (appended to ``nodes``)."""
     signal = node.inputs[0]
 
-    def to_batch(value):
-        if not _batch_one_constant(value):
+    def to_batch(value, twin):
+        if not _batch_one_constant(value, twin):
             return value
         tid, dtype = graph.new_tensor(), keras.backend.standardize_dtype(value.dtype)
         const = BatchConstant(np.asarray(ops.convert_to_numpy(value)), dtype=dtype,
@@ -135,8 +155,11 @@ def _broadcast_constants(node: Node, nodes: List[Node], graph) -> None:
                           [(None,) + tuple(value.shape[1:])], out_dtypes=[dtype]))
         return Ref(tid)
 
-    node.args = tree.map_structure(to_batch, node.args)
-    node.kwargs = tree.map_structure(to_batch, node.kwargs)
+    for key in ("args", "kwargs"):
+        mine, theirs = tree.flatten(getattr(node, key)), tree.flatten(getattr(other, key))
+        if len(mine) == len(theirs):
+            setattr(node, key, tree.pack_sequence_as(
+                getattr(node, key), [to_batch(v, w) for v, w in zip(mine, theirs)]))
     # a node's inputs are its tensor arguments in order (the reverse graph reads them so)
     node.inputs = [v.tid for v in tree.flatten((node.args, node.kwargs)) if isinstance(v, Ref)]
 
@@ -146,13 +169,13 @@ _NOT_BROADCAST = types.OP_ARITHMETIC + types.OP_MINMAX
 
 
 def check_batch_free(layer, call, parts: List[Node], tids: List[int], outs: List[int],
-                     shapes: Dict[int, tuple], dtypes: Dict[int, str]) -> None:
+                     shapes: Dict[int, tuple], dtypes: Dict[int, str], batch: int = 2) -> None:
     """Refuse ``layer`` unless its traced ``parts`` (reading ``tids``, giving ``outs``) equal
-    ``call`` (the layer's own call on the same values) on a batch of 2."""
+    ``call`` (the layer's own call on the same values) on a batch of ``batch``."""
     rng = np.random.default_rng(0)
 
     def sample(t):
-        shape, dtype = (2,) + tuple(shapes[t][1:]), str(dtypes.get(t) or "float32")
+        shape, dtype = (batch,) + tuple(shapes[t][1:]), str(dtypes.get(t) or "float32")
         if "float" in dtype:
             return rng.normal(size=shape).astype(dtype)
         return np.ones(shape, dtype)
@@ -247,13 +270,13 @@ linear.LINEAR_OPS.insert(0, (KernelEinsum, lambda layer: linear.LinearOp(
     layer, layer.apply_kernel, layer.kernel)))
 
 
-def rewrite_traced_ops(nodes: List[Node], first: int, graph, batch_one: bool = False) -> None:
+def rewrite_traced_ops(nodes: List[Node], first: int, graph, twin=None) -> None:
     """Rewrite the ops a trace left (from ``nodes[first]`` on) that a replay cannot run or the
     rules cannot see: raw reshapes to a shape holding ``None`` become :class:`ReshapeKeeping`,
     einsums of a tensor and a weight :class:`KernelEinsum`; a trace on a batch of 1 is first
     made batch-free (:func:`rewrite_batch_one`)."""
-    if batch_one:
-        rewrite_batch_one(nodes, first, graph)
+    if twin is not None:
+        rewrite_batch_one(nodes, first, graph, twin)
     reshape, einsum = types.OP_RESHAPE, types.OP_EINSUM
     for node in nodes[first:]:
         shape = getattr(node.layer, "newshape", None)

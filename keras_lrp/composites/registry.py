@@ -143,7 +143,7 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (RepeatHeads, RouteRelevance),
     (AddConstant, ProportionalRelevance),
     (types.OP_SELECT, RouteRelevance),
-    (types.OP_SPLIT, SplitRelevance),
+    (types.OP_SPLIT + types.OP_UNSTACK, SplitRelevance),
     (types.OP_CAST, IdentityRelevance),
     (Where(types.UPSAMPLING_2D, lambda node, ctx: node.layer.interpolation == "nearest",
            "nearest"), RouteRelevance),

@@ -139,7 +139,8 @@ OP_ARITHMETIC = (_NP.Add, _NP.Subtract, _NP.Multiply, _NP.Divide, _NP.TrueDivide
 #: keras-hub's blocks): relevance is routed back.
 OP_SELECT = tuple(getattr(_NP, n) for n in (
     "GetItem", "ExpandDims", "Squeeze", "Reshape", "Transpose", "BroadcastTo", "Tile", "Repeat",
-    "Concatenate", "Stack", "Where", "TakeAlongAxis", "Take", "Moveaxis", "Swapaxes", "Pad")
+    "Concatenate", "Stack", "Where", "TakeAlongAxis", "Take", "Moveaxis", "Swapaxes", "Pad",
+    "Roll")
     if hasattr(_NP, n))
 #: Raw element-wise minimum and maximum.
 OP_MINMAX = (_NP.Minimum, _NP.Maximum)
@@ -166,6 +167,8 @@ OP_EINSUM = (_NP.Einsum,)
 OP_REDUCTIONS = (_NP.Sum, _NP.Mean)
 #: A raw split into several outputs.
 OP_SPLIT = (_NP.Split,)
+#: A raw unstack along an axis (ViTDet's queries, keys and values).
+OP_UNSTACK = (keras.src.ops.core.Unstack,)
 #: A raw softmax.
 OP_SOFTMAX = (_NN.Softmax,)
 #: ``ops.dot_product_attention`` (keras-hub's attention on JAX and PyTorch).

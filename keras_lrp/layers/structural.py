@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_lrp import backend
+from keras_lrp.core import types
 from keras_lrp.core.patterns import factor_index
 from keras_lrp.core.stabilize import stabilize
 from keras_lrp.layers.base import RelevanceLayer, _batched
@@ -184,11 +185,13 @@ class RotaryRelevance(ProportionalRelevance):
 
 
 class SplitRelevance(RelevanceLayer):
-    """``ops.split`` (Gemma's rotary embedding splits the features in halves): each part's
-    relevance goes back to the slice it was cut from.
+    """``ops.split`` (Gemma's rotary embedding splits the features in halves) and
+    ``ops.unstack`` (ViTDet's queries, keys and values): each part's relevance goes back to the
+    slice it was cut from.
 
     Formula:
-        x = [x_1 | … | x_k] along the axis,   R_x = [R_1 | … | R_k]
+        split:    x = [x_1 | … | x_k] along the axis,   R_x = [R_1 | … | R_k]
+        unstack:  x = stack(x_1, …, x_k) along the axis,   R_x = stack(R_1, …, R_k)
     """
 
     multi_output = True
@@ -209,7 +212,8 @@ class SplitRelevance(RelevanceLayer):
 
     def call(self, inputs):
         x, rs = inputs[0], inputs[1 + self.n_outputs:]
-        return self.checked([x], [ops.concatenate(list(rs), axis=self.layer.axis)])
+        join = ops.stack if isinstance(self.layer, types.OP_UNSTACK) else ops.concatenate
+        return self.checked([x], [join(list(rs), axis=self.layer.axis)])
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)

@@ -1,8 +1,9 @@
 """keras-hub's vision towers whose embeddings read the batch size (a class token tiled to the
 batch) or whose MLP uses CLIP's ``quick_gelu``: DeiT (its encoder blocks return
-``(y, None)``), DINOv2, DINOv3 (rotary tables computed from the image's shape), CLIP's and
-MetaCLIP 2's vision encoders. Before, every LRP analysis of them
-was refused. Built from tiny configs with random weights; keras-hub is a test extra.
+``(y, None)``), Swin and ViTDet (window attention: reshapes to ``batch × windows``, a shifted
+window's ``ops.roll``, ViTDet's ``ops.unstack``), DINOv2, DINOv3 (rotary tables computed from
+the image's shape), CLIP's and MetaCLIP 2's vision encoders. Before, every LRP analysis of
+them was refused. Built from tiny configs with random weights; keras-hub is a test extra.
 
 Checked: the analysis' forward pass is the model's function (float64, 1e-9), and CP-LRP
 conserves the explained logit to 1e-8 with every bias, LayerNorm β, position embedding, class
@@ -48,7 +49,20 @@ def _metaclip2():
                                     image_shape=(IMG, IMG, 3), **TOWER)
 
 
-TOWERS = {"deit": _deit, "dinov2": _dinov2, "dinov3": _dinov3, "clip": _clip, "metaclip2": _metaclip2}
+def _swin():
+    return M.SwinTransformerBackbone(image_shape=(IMG, IMG, 3), embed_dim=8, depths=(2, 2),
+                                     num_heads=(2, 2), window_size=2, patch_size=2,
+                                     drop_path=0.0)
+
+
+def _vit_det():
+    return M.ViTDetBackbone(hidden_size=8, num_layers=2, intermediate_dim=16, num_heads=2,
+                            global_attention_layer_indices=[1], image_shape=(IMG, IMG, 3),
+                            patch_size=4, window_size=2, num_output_channels=8)
+
+
+TOWERS = {"deit": _deit, "swin": _swin, "vit_det": _vit_det, "dinov2": _dinov2,
+          "dinov3": _dinov3, "clip": _clip, "metaclip2": _metaclip2}
 
 
 def _model(name, zero_biases):
@@ -57,7 +71,8 @@ def _model(name, zero_biases):
     out = tower(image)
     if isinstance(out, dict):
         out = out["sequence_output"]
-    model = keras.Model(image, L.Dense(3, name="head")(out[:, 0, :]))
+    pooled = L.GlobalAveragePooling2D()(out) if len(out.shape) == 4 else out[:, 0, :]
+    model = keras.Model(image, L.Dense(3, name="head")(pooled))
     rng = np.random.default_rng(1)
     weights = []
     for w in model.weights:
