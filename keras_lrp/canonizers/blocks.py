@@ -179,6 +179,21 @@ def _split_outputs(out):
     return [v for v in items if isinstance(v, keras.KerasTensor)], others
 
 
+def _constant_nodes(node: Node, constant: _DependsOnNoInput) -> List[Node]:
+    """The node of a call that depends on no input, as constants read off its first input: a
+    :class:`~keras_lrp.canonizers.trace_rewrites.ShapeConstant`, or one
+    :class:`~keras_lrp.canonizers.trace_rewrites.BatchConstant` per output repeated to the
+    batch."""
+    x = node.inputs[0]
+    if not constant.per_row:
+        return [Node(rewrites.ShapeConstant(constant.values, name=f"{node.layer.name}_constant"),
+                     (Ref(x),), {}, [x], node.outputs, node.out_shapes)]
+    return [Node(rewrites.BatchConstant(v, dtype=str(v.dtype),
+                                        name=f"{node.layer.name}_constant_{i}"),
+                 (Ref(x),), {}, [x], [t], [(None,) + v.shape[1:]], out_dtypes=[str(v.dtype)])
+            for i, (v, t) in enumerate(zip(constant.values, node.outputs))]
+
+
 def _constant_outputs(node: Node, others: dict) -> List[Node]:
     """:class:`~keras_lrp.canonizers.trace_rewrites.ShapeConstant` nodes for the constant
     outputs of a traced call (:func:`_split_outputs`); a ``None`` output is read by no one."""
@@ -222,11 +237,27 @@ def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
 
 
 class _DependsOnNoInput(Exception):
-    """A traced call whose outputs depend on no input's values (``values``)."""
+    """A traced call whose outputs depend on no input's values (``values``); ``per_row``: they
+    are one row repeated to the batch (DeBERTa's relative embeddings), ``values`` that row."""
 
-    def __init__(self, values):
+    def __init__(self, values, per_row: bool = False):
         super().__init__("the call depends on no input")
-        self.values = values
+        self.values, self.per_row = values, per_row
+
+
+def _repeated_rows(node: Node, shapes: dict, dtypes: dict, one) -> None:
+    """Raise ``one`` (a batch-1 trace that depends on no input) as rows repeated to the batch,
+    if the call on a batch of 2 gives each row twice."""
+    try:
+        _trace_with(node, shapes, dtypes, 2)
+    except _DependsOnNoInput as two:
+        if len(two.values) == len(one.values) and all(
+                v.shape[:1] == (1,) and w.shape == (2,) + v.shape[1:] and
+                np.array_equal(np.broadcast_to(v, w.shape), w)
+                for v, w in zip(one.values, two.values)):
+            raise _DependsOnNoInput(one.values, per_row=True) from None
+    except Exception:  # noqa: BLE001 - not a constant on a batch of 2
+        return
 
 
 def _built_copy(layer, args, kwargs):
@@ -309,6 +340,10 @@ def _trace_on_a_batch(node: Node, shapes: dict, dtypes: dict, error):
     for batch in sizes:
         try:
             return _trace_with(node, shapes, dtypes, batch) + (batch,)
+        except _DependsOnNoInput as again:
+            if batch == 1:
+                _repeated_rows(node, shapes, dtypes, again)
+            failures.append(f"with a batch of {batch}: {again}")
         except Exception as again:  # noqa: BLE001
             failures.append(f"with a batch of {batch}: {again}")
     detail = "; ".join([str(error)] + [f for f in failures if str(error) not in f])
@@ -383,11 +418,7 @@ def trace_blocks(graph: Graph) -> None:
                 try:
                     fn, tids, call = _trace(node, shapes, dtypes)
                 except _DependsOnNoInput as constant:
-                    node.layer = rewrites.ShapeConstant(constant.values,
-                                                        name=f"{node.layer.name}_constant")
-                    node.args, node.kwargs = (Ref(node.inputs[0]),), {}
-                    node.inputs = node.inputs[:1]
-                    nodes.append(node)
+                    nodes += _constant_nodes(node, constant)
                     continue
                 call, twin, batch = call or (None, None, None)
                 first = len(nodes)

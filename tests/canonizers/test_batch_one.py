@@ -166,3 +166,35 @@ def test_a_block_returning_none_and_a_table_from_the_shape_are_traced(float64):
                                rtol=1e-12)
     np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
                                atol=1e-12)
+
+
+class RepeatedTable(L.Layer):
+    """A learned table repeated to the batch, whatever the input's values (DeBERTa's relative
+    embeddings)."""
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=tuple(input_shape[1:]), name="table")
+
+    def call(self, x):
+        return ops.repeat(ops.expand_dims(self.table, 0), ops.shape(x)[0], axis=0)
+
+
+def test_a_table_repeated_to_the_batch_absorbs_like_a_bias(float64):
+    x_in = keras.Input((T, F))
+    h = L.Dense(D, use_bias=False, name="embed")(x_in)
+    z = h + RepeatedTable(name="table")(h)
+    model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
+        L.GlobalAveragePooling1D()(z)))
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    x = rng.normal(size=(3, T, F))
+    W, V = (np.asarray(w) for w in (model.get_layer("embed").kernel,
+                                    model.get_layer("head").kernel))
+    # LRP-0: the mean gives z_tj V_j1 / T, the sum h + table gives h its share h_tj V_j1 / T,
+    # the embedding x_ta W_aj V_j1 / T summed over j
+    expected = x * (W @ V[:, 1])[None, None, :] / T
+    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
+    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                               atol=1e-12)
