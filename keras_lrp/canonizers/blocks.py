@@ -138,43 +138,31 @@ def _without_cache(compute_output_spec):
     return spec
 
 
-def _none_as_placeholder(compute_output_spec):
-    """A block of yours or keras-hub's that returns ``(y, None)`` (DeiT's encoder block without
-    its attention scores) cannot be called on symbolic tensors inside a trace (Keras needs a
-    tensor for every output): the ``None`` becomes a placeholder its caller then ignores."""
-    def spec(*args, **kwargs):
-        out = compute_output_spec(*args, **kwargs)
-        if isinstance(out, (tuple, list)) and any(v is None for v in out):
-            return type(out)(keras.KerasTensor(()) if v is None else v for v in out)
-        return out
-    return spec
-
-
 def _patch_specs(copy) -> list:
-    """Make the sublayers of ``copy`` callable on symbolic tensors (:func:`_without_cache`,
-    :func:`_none_as_placeholder`); the patched ones, for :func:`_restore`."""
+    """Make the sublayers of ``copy`` callable on symbolic tensors (:func:`_without_cache`);
+    the patched ones, for :func:`_restore`."""
     patched = []
     for sub in copy._flatten_layers(include_self=False):
-        if hasattr(sub, "_lrp_spec") or not (cached_mha(sub) or is_foreign(sub)):
-            continue
-        spec = sub.compute_output_spec
-        spec = _without_cache(spec) if cached_mha(sub) else spec
-        sub.compute_output_spec = _none_as_placeholder(spec) if is_foreign(sub) else spec
-        sub._lrp_spec = True
-        patched.append(sub)
+        if cached_mha(sub) and not hasattr(sub, "_lrp_spec"):
+            sub.compute_output_spec = _without_cache(sub.compute_output_spec)
+            sub._lrp_spec = True
+            patched.append(sub)
     return patched
 
 
 def _split_outputs(out):
-    """(the symbolic outputs of a traced call, {position: value} of the others): a top-level
-    ``None`` or constant among a call's outputs (DeiT's encoder returns empty tensors for the
-    hidden states it does not keep) cannot be a functional model's output."""
+    """(the symbolic outputs of a traced call, {position: value} of the constants among them;
+    positions count the outputs that are not ``None``, which Keras does not record): a
+    top-level ``None`` or constant among a call's outputs (DeiT's encoder returns empty tensors
+    for the hidden states it does not keep) cannot be a functional model's output."""
+    if isinstance(out, (tuple, list)) and any(v is None for v in out):
+        out = [v for v in out if v is not None]
     items = list(out) if isinstance(out, (tuple, list)) else [out]
     if all(isinstance(v, keras.KerasTensor) for v in items) or not any(
             isinstance(v, keras.KerasTensor) for v in items) or any(
             isinstance(v, (tuple, list, dict)) for v in items):
         return out, {}
-    others = {i: None if v is None else np.asarray(ops.convert_to_numpy(v))
+    others = {i: np.asarray(ops.convert_to_numpy(v))
               for i, v in enumerate(items) if not isinstance(v, keras.KerasTensor)}
     return [v for v in items if isinstance(v, keras.KerasTensor)], others
 
@@ -196,10 +184,10 @@ def _constant_nodes(node: Node, constant: _DependsOnNoInput) -> List[Node]:
 
 def _constant_outputs(node: Node, others: dict) -> List[Node]:
     """:class:`~keras_lrp.canonizers.trace_rewrites.ShapeConstant` nodes for the constant
-    outputs of a traced call (:func:`_split_outputs`); a ``None`` output is read by no one."""
+    outputs of a traced call (:func:`_split_outputs`)."""
     return [Node(rewrites.ShapeConstant([value], name=f"{node.layer.name}_constant_{i}"),
                  (Ref(node.inputs[0]),), {}, node.inputs[:1], [node.outputs[i]],
-                 [value.shape]) for i, value in others.items() if value is not None]
+                 [value.shape]) for i, value in others.items()]
 
 
 def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
@@ -217,7 +205,8 @@ def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
     patched = _patch_specs(copy)
     shared = _user_sublayers(copy)
     try:
-        out = copy.call(*args, **kwargs)
+        with types.none_free_nodes():
+            out = copy.call(*args, **kwargs)
     except Exception:
         _restore(shared, patched)
         raise
@@ -383,7 +372,7 @@ def refine_shapes(graph: Graph) -> None:
                                                  **tree.map_structure(spec, node.kwargs))
         except Exception:  # noqa: BLE001 - keep the shapes we have
             continue
-        new = [tuple(t.shape) for t in tree.flatten(out)]
+        new = [tuple(t.shape) for t in tree.flatten(out) if t is not None]
         if len(new) == len(node.outputs):
             node.out_shapes = new
             shapes.update(zip(node.outputs, new))

@@ -33,6 +33,7 @@ from keras_lrp.layers.attention import LogSoftmaxRelevance, SoftmaxRelevance
 from keras_lrp.layers.products import ProductRelevance
 from keras_lrp.layers.recurrent.relevance import EmbeddingRelevance, ZeroRelevance
 from keras_lrp.layers.structural import (
+    FourierRelevance,
     RMSNormRelevance,
     RotaryRelevance,
     SoftCapRelevance,
@@ -66,7 +67,7 @@ def _tensor_args(n: int):
 #: keras-hub's RMS norms (no centring, no bias): the identity rule.
 KERAS_HUB_RMS_NORMS = ("LlamaLayerNorm", "MistralLayerNormalization", "QwenLayerNorm",
                        "Qwen3LayerNorm", "Phi3LayerNorm", "MixtralLayerNormalization",
-                       "RMSNormalization", "Gemma3RMSNormalization")
+                       "RMSNormalization", "Gemma3RMSNormalization", "T5LayerNorm")
 #: keras-hub's rotary position embeddings.
 KERAS_HUB_ROTARY = ("RotaryEmbedding", "LlamaRotaryEmbedding")
 
@@ -144,6 +145,7 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (AddConstant, ProportionalRelevance),
     (types.OP_SELECT, RouteRelevance),
     (types.OP_SPLIT + types.OP_UNSTACK, SplitRelevance),
+    (types.OP_FFT, FourierRelevance),
     (types.OP_CAST, IdentityRelevance),
     (Where(types.UPSAMPLING_2D, lambda node, ctx: node.layer.interpolation == "nearest",
            "nearest"), RouteRelevance),

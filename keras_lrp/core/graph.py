@@ -286,7 +286,8 @@ def replay(graph: Graph, inputs: List[Any], upto: Optional[int] = None,
             warnings.filterwarnings("ignore", message=".*does not support masking")
             out = node.layer(*tree.map_structure(fill, node.args), **kwargs)
         dense = not any(getattr(values[t], "sparse", False) for t in node.inputs)
-        for tid, value in zip(node.outputs, tree.flatten(out)):
+        # a traced block's None outputs (DeiT's attention scores) are not the node's outputs
+        for tid, value in zip(node.outputs, [v for v in tree.flatten(out) if v is not None]):
             if dense and isinstance(value, keras.KerasTensor) and value.sparse:
                 # Keras marks x * c sparse when c is a constant (a tensor or number without a
                 # ``sparse`` attribute); the values are dense, and a layer called on a sparse

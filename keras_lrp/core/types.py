@@ -7,6 +7,8 @@ changes.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 
 L = keras.layers
@@ -167,6 +169,8 @@ OP_EINSUM = (_NP.Einsum,)
 OP_REDUCTIONS = (_NP.Sum, _NP.Mean)
 #: A raw split into several outputs.
 OP_SPLIT = (_NP.Split,)
+#: Raw Fourier transforms of (real, imaginary) parts (F-Net's token mixing).
+OP_FFT = tuple(getattr(_MATH, n) for n in ("FFT", "FFT2") if hasattr(_MATH, n))
 #: A raw unstack along an axis (ViTDet's queries, keys and values).
 OP_UNSTACK = (keras.src.ops.core.Unstack,)
 #: A raw softmax.
@@ -265,6 +269,30 @@ def _acts_elementwise(fn) -> bool:
     except Exception:  # noqa: BLE001 - a function that cannot run on a probe is not known
         return False
     return all(np.allclose(a.reshape(-1), b, rtol=1e-5, atol=1e-6) for a, b in pairs)
+
+
+@contextlib.contextmanager
+def none_free_nodes():
+    """Within: a layer called on symbolic tensors may return ``None`` among its outputs
+    (DeiT's encoder block returns ``(y, None)``, T5's attention ``(x, bias, None)`` without a
+    cache): Keras records only its tensors as the node's outputs, instead of refusing it."""
+    import keras.src.layers.layer as layer_module
+
+    base = layer_module.Node
+
+    class NoneFreeNode(base):
+        def __init__(self, operation, call_args=None, call_kwargs=None, outputs=None):
+            if outputs is not None:
+                flat = keras.tree.flatten(outputs)
+                if any(v is None for v in flat):
+                    outputs = [v for v in flat if v is not None]
+            super().__init__(operation, call_args, call_kwargs, outputs)
+
+    layer_module.Node = NoneFreeNode
+    try:
+        yield
+    finally:
+        layer_module.Node = base
 
 
 def is_softmax(layer) -> bool:

@@ -38,10 +38,12 @@ def _vjp(owner: RelevanceLayer, xs, cotangent):
 
 
 class IdentityRelevance(RelevanceLayer):
-    """Element-wise layers (activations, dropout, noise): relevance passes unchanged.
+    """Element-wise layers (activations, dropout, noise): relevance passes unchanged. An input
+    that the op broadcasts (a mask of shape (B, 1, 1, T) plus a bias of (B, H, T, T), as T5's
+    attention adds them) gets the sum of its copies' relevance.
 
     Formula:
-        R_i = R_i
+        R_i = R_i,   broadcast: R_i = Σ_{j a copy of i} R_j
     """
 
     @classmethod
@@ -53,7 +55,17 @@ class IdentityRelevance(RelevanceLayer):
         return None
 
     def propagate(self, xs, z, relevance):
-        return [relevance]
+        return [_unbroadcast(relevance, tuple(xs[0].shape))]
+
+
+def _unbroadcast(r, shape):
+    """``r`` summed over the axes along which an input of ``shape`` was broadcast to it."""
+    extra = len(r.shape) - len(shape)
+    if extra > 0:
+        r = ops.sum(r, axis=tuple(range(extra)))
+    axes = tuple(k for k, (a, b) in enumerate(zip(shape, r.shape))
+                 if a == 1 and b is not None and b > 1)
+    return ops.sum(r, axis=axes, keepdims=True) if axes else r
 
 
 class RouteRelevance(RelevanceLayer):
@@ -166,8 +178,8 @@ class RMSNormRelevance(IdentityRelevance):
     """An RMS norm held at its statistic: AttnLRP's identity rule (Achtibat et al., ICML 2024).
 
     With the rms held constant the layer is the diagonal map y_i = x_i · g_i / rms(x) (keras-hub's
-    Llama, Mistral, Qwen, Phi-3 and Mixtral norms; Gemma's with g = 1 + scale), so the Z rule on it
-    passes every element's relevance through unchanged.
+    Llama, Mistral, Qwen, Phi-3, Mixtral and T5 norms; Gemma's with g = 1 + scale), so the Z rule
+    on it passes every element's relevance through unchanged.
 
     Formula:
         y = x ⊙ g / √(mean(x²) + ε),   R_x = x ⊙ (g/rms) · R / y = R
@@ -236,3 +248,26 @@ class SoftCapRelevance(RelevanceLayer):
         cap = ops.convert_to_tensor(self.layer.cap, dtype=x.dtype)
         t = ops.tanh(x / cap)
         return [x * (1.0 - t * t) * relevance / stabilize(z)]
+
+
+class FourierRelevance(RelevanceLayer):
+    """``ops.fft2`` / ``ops.fft`` on (real, imaginary) parts (F-Net's token mixing, which keeps
+    the real part; Lee-Thorp et al. 2022): for fixed sizes a linear map without bias, so the Z
+    rule, summed over the outputs (a discarded imaginary part carries no relevance).
+
+    Formula:
+        (z_re, z_im) = F(x_re, x_im),   R_u = u ⊙ Σ_o J_{o,u}ᵀ (R_o / z_o),   u ∈ {x_re, x_im}
+        (z_o stabilised by the default ε·sign)
+    """
+
+    multi_output = True
+
+    def call(self, inputs):
+        xs, zs, rs = inputs[:2], inputs[2:4], inputs[4:6]
+        _, pullback = backend.vjp(lambda re, im: tuple(self.forward_fn([re, im])), *xs)
+        grads = pullback(tuple(r / stabilize(z) for r, z in zip(rs, zs)))
+        return self.checked(xs, [ops.zeros_like(x) if g is None else x * g
+                                 for x, g in zip(xs, grads)])
+
+    def compute_output_spec(self, inputs):
+        return [keras.KerasTensor(x.shape, dtype=self.compute_dtype) for x in inputs[:2]]

@@ -198,3 +198,72 @@ def test_a_table_repeated_to_the_batch_absorbs_like_a_bias(float64):
                                rtol=1e-12)
     np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
                                atol=1e-12)
+
+
+class FourierMixing(L.Layer):
+    """F-Net's token mixing: the real part of the 2-D FFT over (tokens, features)."""
+
+    def call(self, x):
+        real, _ = ops.fft2((ops.cast(x, "float32"), ops.zeros_like(ops.cast(x, "float32"))))
+        return ops.cast(real, x.dtype)
+
+
+def test_fourier_mixing_takes_the_z_rule():
+    # float32: Keras' FFT runs in float32, as F-Net casts to it
+    x_in = keras.Input((T, F))
+    h = L.Dense(D, use_bias=False, name="embed")(x_in)
+    mixed = FourierMixing(name="fourier")(h)
+    model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
+        L.GlobalAveragePooling1D()(mixed)))
+    rng = np.random.default_rng(6)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.weights])
+    x = rng.normal(size=(3, T, F)).astype("float32")
+    W, V = (np.asarray(w, "float64") for w in (model.get_layer("embed").kernel,
+                                               model.get_layer("head").kernel))
+    # a linear network without bias: LRP-0 is gradient x input; Re(FFT2) is its own adjoint on
+    # real arrays (the DFT's cosine and sine parts are symmetric), so the gradient at the
+    # embedding is Re(FFT2(G)) with G_tj = V_j1 / T, and at the input that times Wᵀ
+    g = np.fft.fft2(np.broadcast_to(V[:, 1] / T, (T, D))).real @ W.T
+    expected = x.astype("float64") * g[None]
+    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
+    got = a.analyze(x, neuron_selection=1)
+    # float32 FFT sums of T·D terms: 1e-4 relative to the largest relevance
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(got.sum(axis=(1, 2)), model.predict(x, verbose=0)[:, 1],
+                               rtol=1e-4)
+
+
+class MaskedScores(L.Layer):
+    """T5's attention bias: a (B, 1, 1, T) padding mask added to a (1, H, T, T) table."""
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(1, 2, T, T), name="table")
+
+    def call(self, x):
+        mask = ops.reshape(ops.sum(x, axis=-1), (-1, 1, 1, T))
+        return ops.sum(mask + self.table, axis=(1, 2))
+
+
+def test_an_input_broadcast_by_an_element_wise_op_gets_its_copies_relevance(float64):
+    x_in = keras.Input((T, F))
+    s = MaskedScores(name="scores")(L.Dense(D, use_bias=False, name="embed")(x_in))
+    model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(s))
+    rng = np.random.default_rng(7)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    x = rng.normal(size=(3, T, F))
+    W, table, V = (np.asarray(w) for w in (model.get_layer("embed").kernel,
+                                          model.get_layer("scores").table,
+                                          model.get_layer("head").kernel))
+    # NumPy, the rules written out: the head's Z rule; the sums' (proportional); mask + table
+    # is an element-wise affine map of the mask (the identity rule: the table takes nothing),
+    # so the mask gets the sum over its copies (2 heads x T rows); the feature sum and the
+    # embedding take the Z rule
+    m = (x @ W).sum(-1)                                   # (B, T)
+    z = m[:, None, None, :] + table                       # (B, 2, T, T)
+    s_ = z.sum(axis=(1, 2))                               # (B, T)
+    r_s = s_ * V[:, 1]                                    # head: s_t V_t1
+    r_m = (z / s_[:, None, None, :] * r_s[:, None, None, :]).sum(axis=(1, 2))
+    expected = x * W.sum(axis=1)[None, None, :] * (r_m / m)[:, :, None]
+    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
+    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                               atol=1e-12)

@@ -1,0 +1,74 @@
+"""keras-hub's text encoders that were refused before: F-Net (its token mixing is the real part
+of a 2-D FFT, :class:`~keras_lrp.layers.structural.FourierRelevance`) and T5's encoder (its
+blocks return ``(x, position_bias)`` and its attention ``(x, bias, None)``, its norm is an RMS
+norm, its padding mask is broadcast over heads and rows). Built from tiny configs with random
+weights; keras-hub is a test extra.
+
+Checked in float32 (F-Net's layer casts to float32 for its FFT; T5's attention does not build
+in float64): the analysis' forward pass is the model's (1e-5), and CP-LRP conserves the
+explained logit to 1e-4 (float32 sums over a few hundred terms) with every bias, LayerNorm β
+and position embedding zeroed and ε = 1e-30."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lrp
+
+keras_hub = pytest.importorskip("keras_hub")
+L = keras.layers
+T, V = 8, 40
+#: Weights that act as biases (zeroed for the conservation check).
+BIAS_LIKE = ("bias", "beta", "position")
+TEXT = dict(vocabulary_size=V, num_layers=1, hidden_dim=8, intermediate_dim=16)
+
+
+def _f_net():
+    bb = keras_hub.models.FNetBackbone(**TEXT, max_sequence_length=T)
+    ins = {n: keras.Input((T,), dtype="int32", name=n) for n in ("token_ids", "segment_ids")}
+    return keras.Model(ins, L.Dense(3, name="head")(
+        L.GlobalAveragePooling1D()(bb(ins)["sequence_output"])))
+
+
+def _t5_encoder():
+    bb = keras_hub.models.T5Backbone(**TEXT, num_heads=2)
+    keys = ("encoder_token_ids", "encoder_padding_mask")
+    enc = keras.Model({k: bb._inputs_struct[k] for k in keys},
+                      bb._outputs_struct["encoder_sequence_output"])
+    ins = {k: keras.Input((T,), dtype="int32", name=k) for k in keys}
+    return keras.Model(ins, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(enc(ins))))
+
+
+ENCODERS = {"f_net": _f_net, "t5_encoder": _t5_encoder}
+
+
+def _inputs(model, rng, n=3):
+    out = {}
+    for spec in model.inputs:
+        name = spec.name
+        if "mask" in name:
+            out[name] = np.ones((n, T), "int32")
+        elif "segment" in name:
+            out[name] = np.zeros((n, T), "int32")
+        else:
+            out[name] = rng.integers(1, V, (n, T)).astype("int32")
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_cp_lrp_of_a_text_encoder_conserves_with_biases_zeroed(name):
+    model = ENCODERS[name]()
+    rng = np.random.default_rng(1)
+    model.set_weights([np.zeros(w.shape) if any(k in w.path for k in BIAS_LIKE) else
+                       (1 + 0.2 * rng.normal(size=w.shape)) if "gamma" in w.path or
+                       "layer_norm" in w.path else rng.normal(0, 0.4, w.shape)
+                       for w in model.weights])
+    x = _inputs(model, np.random.default_rng(0))
+    logits = model.predict(x, verbose=0)
+    a = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30, attention="cp")
+    np.testing.assert_allclose(np.asarray(a.forward_model(x)), logits, rtol=1e-5, atol=1e-6)
+    r = a.analyze(x)
+    total = sum(np.asarray(part).reshape(3, -1).sum(axis=1)
+                for part in (r.values() if isinstance(r, dict) else
+                             r if isinstance(r, list) else [r]))
+    np.testing.assert_allclose(total, logits.max(axis=1), rtol=1e-4)
