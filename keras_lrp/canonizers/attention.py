@@ -176,13 +176,20 @@ def _causal(t, s):
     return ops.expand_dims(ops.greater_equal(rows, ops.expand_dims(ops.arange(s), 0)), 0)
 
 
+#: keras-hub's MultiHeadAttention with an optional key/value cache (Whisper's builds its key
+#: projection without a bias, and is otherwise the same).
+CACHED_MHA = ("CachedMultiHeadAttention", "WhisperCachedMultiHeadAttention")
+
+
 def cached_mha(layer) -> bool:
-    """keras-hub's CachedMultiHeadAttention: MultiHeadAttention with an optional key/value
-    cache, and only an explicit ``attention_mask`` (the cache is refused per call)."""
-    return (isinstance(layer, keras.layers.MultiHeadAttention)
-            and type(layer).__name__ == "CachedMultiHeadAttention"
-            and type(layer)._compute_attention
-            is keras.layers.MultiHeadAttention._compute_attention)
+    """keras-hub's CachedMultiHeadAttention (:data:`CACHED_MHA`): MultiHeadAttention with an
+    optional key/value cache, and only an explicit ``attention_mask`` (the cache is refused per
+    call)."""
+    cls = type(layer)
+    base = next((c for c in cls.__mro__ if c.__name__ == CACHED_MHA[0]), None)
+    return (isinstance(layer, keras.layers.MultiHeadAttention) and cls.__name__ in CACHED_MHA
+            and base is not None and cls.call is base.call
+            and cls._compute_attention is keras.layers.MultiHeadAttention._compute_attention)
 
 
 def attention_problem(layer) -> Optional[str]:

@@ -356,16 +356,19 @@ def _own_call(fn, tids, copy, args, kwargs):
     return call
 
 
-def refine_shapes(graph: Graph) -> None:
+def refine_shapes(graph: Graph, changed=()) -> None:
     """Fill in static shapes a nested model left open: a keras-hub backbone is built on
     (None, None) token inputs, so after inlining, its tensors know their sequence length only
     from the outer model's inputs. Each node's output spec is recomputed from its inputs'
-    (``compute_output_spec`` runs the call on placeholders and records nothing)."""
-    shapes, dtypes = graph.shapes(), graph.dtypes()
+    (``compute_output_spec`` runs the call on placeholders and records nothing); so is that
+    of every node reading a tensor in ``changed`` (whose traced shape differs from the one the
+    model recorded: SigLIP's vision embedding reports one token too many), and on downstream."""
+    shapes, dtypes, changed = graph.shapes(), graph.dtypes(), set(changed)
     spec = lambda v: keras.KerasTensor(shapes[v.tid], dtype=dtypes.get(v.tid)) \
         if isinstance(v, Ref) else v  # noqa: E731
     for node in graph.nodes:
-        if all(d is not None for shape in node.out_shapes for d in (shape or ())[1:]):
+        if all(d is not None for shape in node.out_shapes for d in (shape or ())[1:]) and \
+                not any(t in changed for t in node.inputs):
             continue
         try:
             out = node.layer.compute_output_spec(*tree.map_structure(spec, node.args),
@@ -374,6 +377,8 @@ def refine_shapes(graph: Graph) -> None:
             continue
         new = [tuple(t.shape) for t in tree.flatten(out) if t is not None]
         if len(new) == len(node.outputs):
+            changed.update(t for t, a, b in zip(node.outputs, node.out_shapes, new)
+                           if tuple(a or ())[1:] != b[1:])
             node.out_shapes = new
             shapes.update(zip(node.outputs, new))
 
@@ -433,7 +438,11 @@ def trace_blocks(graph: Graph) -> None:
         graph.nodes = nodes
         graph.replace_tensors(swaps)
         graph_mod.inline(graph)  # a block's own nested models (a Sequential MLP)
-        refine_shapes(graph)  # sizes a symbolic reshape left open (Swin's patch merging)
+        traced = graph.shapes()
+        # sizes a symbolic reshape left open (Swin's patch merging), and a block whose traced
+        # output differs from the size the model recorded
+        refine_shapes(graph, [new for old, new in swaps if old in shapes and new in traced and
+                              tuple(shapes[old])[1:] != tuple(traced[new])[1:]])
 
 
 __all__ = ["AddConstant", "KERAS_HUB_TRACED", "KernelEinsum", "PrependToken", "ReshapeKeeping",

@@ -1,7 +1,9 @@
-"""keras-hub's text encoders that were refused before: F-Net (its token mixing is the real part
-of a 2-D FFT, :class:`~keras_lrp.layers.structural.FourierRelevance`) and T5's encoder (its
-blocks return ``(x, position_bias)`` and its attention ``(x, bias, None)``, its norm is an RMS
-norm, its padding mask is broadcast over heads and rows). Built from tiny configs with random
+"""keras-hub's text and audio encoders that were refused before: Whisper's encoder (its
+attention is keras-hub's cached MultiHeadAttention without a key bias), F-Net (its token
+mixing is the real part of a 2-D FFT, :class:`~keras_lrp.layers.structural.FourierRelevance`)
+and T5's encoder (its blocks return ``(x, position_bias)`` and its attention
+``(x, bias, None)``, its norm is an RMS norm, its padding mask is broadcast over heads and
+rows). Built from tiny configs with random
 weights; keras-hub is a test extra.
 
 Checked in float32 (F-Net's layer casts to float32 for its FFT; T5's attention does not build
@@ -39,14 +41,26 @@ def _t5_encoder():
     return keras.Model(ins, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(enc(ins))))
 
 
-ENCODERS = {"f_net": _f_net, "t5_encoder": _t5_encoder}
+def _whisper_encoder():
+    bb = keras_hub.models.WhisperBackbone(**TEXT, num_heads=2, num_mels=4,
+                                          max_encoder_sequence_length=2 * T,
+                                          max_decoder_sequence_length=T)
+    enc = keras.Model({"encoder_features": bb._inputs_struct["encoder_features"]},
+                      bb._outputs_struct["encoder_sequence_output"])
+    ins = {"encoder_features": keras.Input((2 * T, 4), name="encoder_features")}
+    return keras.Model(ins, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(enc(ins))))
+
+
+ENCODERS = {"f_net": _f_net, "t5_encoder": _t5_encoder, "whisper_encoder": _whisper_encoder}
 
 
 def _inputs(model, rng, n=3):
     out = {}
     for spec in model.inputs:
         name = spec.name
-        if "mask" in name:
+        if "features" in name:
+            out[name] = rng.normal(size=(n,) + tuple(spec.shape[1:])).astype("float32")
+        elif "mask" in name:
             out[name] = np.ones((n, T), "int32")
         elif "segment" in name:
             out[name] = np.zeros((n, T), "int32")

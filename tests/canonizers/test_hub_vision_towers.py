@@ -2,7 +2,9 @@
 batch) or whose MLP uses CLIP's ``quick_gelu``: DeiT (its encoder blocks return
 ``(y, None)``), Swin and ViTDet (window attention: reshapes to ``batch × windows``, a shifted
 window's ``ops.roll``, ViTDet's ``ops.unstack``), DINOv2, DINOv3 (rotary tables computed from
-the image's shape), CLIP's and MetaCLIP 2's vision encoders. Before, every LRP analysis of
+the image's shape), CLIP's, MetaCLIP 2's and SigLIP's vision encoders (SigLIP pools with a
+learned probe repeated to the batch as the attention's query, and its embedding reports one
+token more than it makes). Before, every LRP analysis of
 them was refused. Built from tiny configs with random weights; keras-hub is a test extra.
 
 Checked: the analysis' forward pass is the model's function (float64, 1e-9), and CP-LRP
@@ -44,6 +46,11 @@ def _clip():
                                **TOWER)
 
 
+def _siglip():
+    return M.SigLIPVisionEncoder(patch_size=8, intermediate_dim=16, image_shape=(IMG, IMG, 3),
+                                 **TOWER)
+
+
 def _metaclip2():
     return M.MetaCLIP2VisionEncoder(patch_size=8, intermediate_dim=16,
                                     image_shape=(IMG, IMG, 3), **TOWER)
@@ -62,7 +69,7 @@ def _vit_det():
 
 
 TOWERS = {"deit": _deit, "swin": _swin, "vit_det": _vit_det, "dinov2": _dinov2,
-          "dinov3": _dinov3, "clip": _clip, "metaclip2": _metaclip2}
+          "dinov3": _dinov3, "clip": _clip, "metaclip2": _metaclip2, "siglip": _siglip}
 
 
 def _model(name, zero_biases):
@@ -71,7 +78,8 @@ def _model(name, zero_biases):
     out = tower(image)
     if isinstance(out, dict):
         out = out["sequence_output"]
-    pooled = L.GlobalAveragePooling2D()(out) if len(out.shape) == 4 else out[:, 0, :]
+    pooled = L.GlobalAveragePooling2D()(out) if len(out.shape) == 4 else \
+        out[:, 0, :] if len(out.shape) == 3 else out
     model = keras.Model(image, L.Dense(3, name="head")(pooled))
     rng = np.random.default_rng(1)
     weights = []
