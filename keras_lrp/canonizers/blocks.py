@@ -139,14 +139,18 @@ def _without_cache(compute_output_spec):
 
 
 def _patch_specs(copy) -> list:
-    """Make the sublayers of ``copy`` callable on symbolic tensors (:func:`_without_cache`);
-    the patched ones, for :func:`_restore`."""
+    """Make the sublayers of ``copy`` callable on symbolic tensors (:func:`_without_cache`,
+    :func:`~keras_lrp.core.types.spec_from_call`); the patched ones, for :func:`_restore`."""
     patched = []
     for sub in copy._flatten_layers(include_self=False):
-        if cached_mha(sub) and not hasattr(sub, "_lrp_spec"):
-            sub.compute_output_spec = _without_cache(sub.compute_output_spec)
-            sub._lrp_spec = True
-            patched.append(sub)
+        if hasattr(sub, "_lrp_spec") or not (cached_mha(sub) or is_foreign(sub)):
+            continue
+        # a foreign layer's spec from its call: its own compute_output_shape (never used when
+        # your model was built, since it ran inside its parent's call) may be wrong
+        sub.compute_output_spec = _without_cache(sub.compute_output_spec) if cached_mha(sub) \
+            else types.spec_from_call(sub)
+        sub._lrp_spec = True
+        patched.append(sub)
     return patched
 
 

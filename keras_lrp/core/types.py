@@ -273,9 +273,10 @@ def _acts_elementwise(fn) -> bool:
 
 @contextlib.contextmanager
 def none_free_nodes():
-    """Within: a layer called on symbolic tensors may return ``None`` among its outputs
-    (DeiT's encoder block returns ``(y, None)``, T5's attention ``(x, bias, None)`` without a
-    cache): Keras records only its tensors as the node's outputs, instead of refusing it."""
+    """Within (a block's trace): a layer called on symbolic tensors may return ``None`` among
+    its outputs (DeiT's encoder block returns ``(y, None)``, T5's attention ``(x, bias, None)``
+    without a cache): Keras records only its tensors as the node's outputs, instead of refusing
+    it; and ``keras.ops.ndim`` of a symbolic tensor is its static rank."""
     import keras.src.layers.layer as layer_module
 
     base = layer_module.Node
@@ -288,11 +289,22 @@ def none_free_nodes():
                     outputs = [v for v in flat if v is not None]
             super().__init__(operation, call_args, call_kwargs, outputs)
 
+    ndim = keras.ops.ndim
     layer_module.Node = NoneFreeNode
+    # a KerasTensor's rank is static: RoFormer's rotary layer tests ``ops.ndim(x) or …``
+    keras.ops.ndim = lambda x: len(x.shape) if isinstance(x, keras.KerasTensor) else ndim(x)
     try:
         yield
     finally:
         layer_module.Node = base
+        keras.ops.ndim = ndim
+
+
+def spec_from_call(layer):
+    """``layer``'s output spec computed by running its ``call`` on placeholders, as Keras does
+    for a layer without its own ``compute_output_shape`` (ESM's rotary embedding inherits one
+    that returns one shape for its two outputs)."""
+    return keras.src.ops.operation.Operation.compute_output_spec.__get__(layer)
 
 
 def is_softmax(layer) -> bool:

@@ -267,3 +267,45 @@ def test_an_input_broadcast_by_an_element_wise_op_gets_its_copies_relevance(floa
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
     np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
                                atol=1e-12)
+
+
+class TwoOutputs(L.Layer):
+    """Returns two tensors, though its compute_output_shape (inherited, as ESM's rotary layer
+    inherits one) says one: Keras never asks it when the layer runs inside another's call."""
+
+    def call(self, q, k):
+        return q * 2.0, k * 3.0
+
+    def compute_output_shape(self, q_shape, k_shape=None):
+        return q_shape
+
+
+class RankScaled(L.Layer):
+    """Reads its input's rank with ``ops.ndim`` (RoFormer's rotary layer does)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pair = TwoOutputs(name="pair")
+
+    def call(self, x):
+        a, b = self.pair(x, x)
+        return (a + b) * float(ops.ndim(x))
+
+
+def test_a_sublayer_spec_from_its_call_and_a_static_rank(float64):
+    x_in = keras.Input((T, F))
+    h = RankScaled(name="scaled")(L.Dense(D, use_bias=False, name="embed")(x_in))
+    model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
+        L.GlobalAveragePooling1D()(h)))
+    rng = np.random.default_rng(8)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    x = rng.normal(size=(3, T, F))
+    W, V = (np.asarray(w) for w in model.get_weights())
+    # a linear network without bias: LRP-0 is gradient x input, (2 + 3) * rank 3 = 15 times
+    # the embedding's
+    expected = x * 15.0 * (W @ V[:, 1])[None, None, :] / T
+    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
+    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                               atol=1e-12)

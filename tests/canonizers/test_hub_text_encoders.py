@@ -1,4 +1,6 @@
-"""keras-hub's text and audio encoders that were refused before: Whisper's encoder (its
+"""keras-hub's text and audio encoders that were refused before: ESM and RoFormerV2 (their
+rotary layers return two tensors where their output spec says one, or test ``ops.ndim(x)``),
+Whisper's encoder (its
 attention is keras-hub's cached MultiHeadAttention without a key bias), F-Net (its token
 mixing is the real part of a 2-D FFT, :class:`~keras_lrp.layers.structural.FourierRelevance`)
 and T5's encoder (its blocks return ``(x, position_bias)`` and its attention
@@ -51,7 +53,26 @@ def _whisper_encoder():
     return keras.Model(ins, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(enc(ins))))
 
 
-ENCODERS = {"f_net": _f_net, "t5_encoder": _t5_encoder, "whisper_encoder": _whisper_encoder}
+def _backbone_mean(bb, names):
+    ins = {n: keras.Input((T,), dtype="int32", name=n) for n in names}
+    out = bb(ins)
+    out = out["sequence_output"] if isinstance(out, dict) else out
+    return keras.Model(ins, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(out)))
+
+
+def _esm():
+    return _backbone_mean(keras_hub.models.ESMBackbone(**TEXT, num_heads=2,
+                                                       max_sequence_length=2 * T),
+                          ("token_ids",))
+
+
+def _roformer_v2():
+    return _backbone_mean(keras_hub.models.RoformerV2Backbone(**TEXT, num_heads=2, head_size=4),
+                          ("token_ids", "segment_ids", "padding_mask"))
+
+
+ENCODERS = {"esm": _esm, "roformer_v2": _roformer_v2, "f_net": _f_net, "t5_encoder": _t5_encoder,
+            "whisper_encoder": _whisper_encoder}
 
 
 def _inputs(model, rng, n=3):
