@@ -340,9 +340,12 @@ def _trace_on_a_batch(node: Node, shapes: dict, dtypes: dict, error):
         except Exception as again:  # noqa: BLE001
             failures.append(f"with a batch of {batch}: {again}")
     detail = "; ".join([str(error)] + [f for f in failures if str(error) not in f])
+    raw = "cannot be used as input to a" in detail  # tf.gather, jax.image on a KerasTensor
+    why = (" (its call uses the backend's own functions, not keras.ops: only keras.ops "
+           "can be traced)") if raw else ""
     raise ValueError(
         f"keras-lrp could not trace layer '{node.layer.name}' "
-        f"({type(node.layer).__name__}) into its parts: {detail}. Tracing calls the "
+        f"({type(node.layer).__name__}) into its parts{why}: {detail}. Tracing calls the "
         "layer on symbolic inputs with static shapes except the batch size (build the "
         "model on keras.Input((T, ...)) with a fixed length); or give the layer a rule: "
         f"rule_map=[({type(node.layer).__name__}, keras_lrp.rules.IdentityRelevance)] "

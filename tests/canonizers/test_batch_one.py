@@ -308,3 +308,21 @@ def test_a_sublayer_spec_from_its_call_and_a_static_rank(float64):
                                rtol=1e-12)
     np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
                                atol=1e-12)
+
+
+class BackendCall(L.Layer):
+    """Calls TensorFlow's own function on its input (keras-hub's DeBERTa calls tf.gather)."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.abs(x)
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow",
+                    reason="a TensorFlow function in the layer's call")
+def test_a_call_to_the_backends_own_function_is_refused_by_name():
+    x_in = keras.Input((T, F))
+    model = keras.Model(x_in, L.Dense(2)(L.Flatten()(BackendCall(name="raw")(x_in))))
+    with pytest.raises(ValueError, match="'raw' .*the backend's own functions, not keras.ops"):
+        keras_lrp.create_analyzer("lrp.epsilon", model)
