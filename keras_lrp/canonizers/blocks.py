@@ -9,10 +9,10 @@ analysis graph, where the composite's rules and the attention expansion reach th
 
 What is traced: the keras-hub blocks in :data:`KERAS_HUB_TRACED` (matched by class name and
 module, so keras-hub is never imported here), the classes passed to :func:`register_block`,
-and any layer of yours or keras-hub's that no composite entry names. A call that reads the
-batch size is traced on a batch of 1 and made batch-free; a call that depends on no input
-becomes a constant; a block returning ``(y, None)`` loses its ``None``
-(:mod:`keras_lrp.canonizers.trace_rewrites`). Kept by hand:
+and any layer of yours or keras-hub's that no composite entry names. Each call is traced by
+:mod:`keras_lrp.canonizers.tracing` (a call that reads the batch size on a batch and its twin,
+a call that depends on no input as a constant, ``None`` outputs dropped), and what the trace
+leaves is rewritten by :mod:`keras_lrp.canonizers.trace_rewrites`. Kept by hand:
 
 * ``ViTPatchingAndEmbedding`` (:mod:`keras_lrp.canonizers.vit_embedding`);
 * ``PositionEmbedding`` (keras-hub) only reads its input's shape: zero relevance to the input,
@@ -171,17 +171,16 @@ def trace_blocks(graph: Graph) -> None:
                 swaps += list(zip(node.outputs, vit_embedding(node, graph, shapes, nodes)))
             else:
                 try:
-                    fn, tids, call = tracing.trace(node, shapes, dtypes)
+                    fn, tids, batched = tracing.trace(node, shapes, dtypes)
                 except tracing.DependsOnNoInput as constant:
                     nodes += tracing.constant_nodes(node, constant)
                     continue
-                call, twin, batch = call or (None, None, None)
                 first = len(nodes)
                 outs = graph_mod.walk(fn, tids, graph, nodes)
-                twin_parts = [] if call is not None else None
-                if twin is not None:
-                    graph_mod.walk(twin, tids, graph, twin_parts)
-                    twin._lrp_restore()
+                twin_parts = None if batched is None else []
+                if batched is not None and batched.twin is not None:
+                    graph_mod.walk(batched.twin, tids, graph, twin_parts)
+                    batched.twin._lrp_restore()
                 swaps += list(zip([t for i, t in enumerate(node.outputs)
                                    if i not in fn._lrp_others], outs))
                 replaced.update(node.outputs)
@@ -193,9 +192,9 @@ def trace_blocks(graph: Graph) -> None:
                     part.traced_from = node.traced_from or node.layer
                 rewrites.rewrite_traced_ops(nodes, first, graph, twin=twin_parts)
                 rewrite_kernel_ops(nodes, first, graph, keep=set(outs))
-                if call is not None:
-                    rewrites.check_batch_free(node.layer, call, nodes[first:], tids, outs,
-                                              shapes, dtypes, batch)
+                if batched is not None:
+                    rewrites.check_batch_free(node.layer, batched.call, nodes[first:], tids,
+                                              outs, shapes, dtypes, batched.batch)
         graph.nodes = nodes
         graph.replace_tensors(swaps)
         graph_mod.inline(graph)  # a block's own nested models (a Sequential MLP)

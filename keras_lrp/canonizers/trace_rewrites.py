@@ -10,16 +10,16 @@ layers and ops it runs. Some of what it reads needs a rewrite:
   becomes :class:`ShapeConstant`, whose outputs count as constants: a product with them holds
   them, like RoPE's tables;
 * **a call that reads the batch size** (a class token tiled to the batch,
-  ``ops.tile(token, (ops.shape(x)[0], 1, 1))``, then a reshape to ``(batch_size, -1, d)``:
-  DeiT's, CLIP's and DINOv2's embeddings) cannot be traced with an unknown batch, so it is
-  traced on a batch of 1, and that trace holds a 1 where the call read the batch size. Two
-  rewrites make it batch-free (:func:`rewrite_batch_one`): a batch-1 constant in a part's
-  arguments (the token a concatenation prepends, the probe an attention pooling queries with)
-  becomes a :class:`BatchConstant`, broadcast to the signal's batch at run time, and a raw
-  reshape to a leading size of 1 keeps the batch there.
-  Whatever else a call does with the batch size is not guessed: the rewritten parts are run on
-  a batch of 2 next to the block itself (:func:`check_batch_free`), and a block whose parts
-  differ is refused, never explained as another network.
+  ``ops.tile(token, (ops.shape(x)[0], 1, 1))``, a reshape to ``(batch_size, -1, d)``, a window
+  attention's reshape to ``batch × windows``) cannot be traced with an unknown batch, so
+  :mod:`keras_lrp.canonizers.tracing` traces it on a batch b and on 2b, the twin. What differs
+  between the two is made batch-free (:func:`rewrite_batch_one`): a constant that grows with
+  the batch (the token a concatenation prepends, the probe an attention pooling queries with)
+  becomes a :class:`BatchConstant`, broadcast to the signal's batch at run time, and a reshape
+  whose target differs in one size gets −1 there. Whatever else a call does with the batch
+  size is not guessed: the rewritten parts are run on a batch of 2b next to the block itself
+  (:func:`check_batch_free`), and a block whose parts differ is refused, never explained as
+  another network.
 """
 
 from __future__ import annotations
@@ -182,15 +182,15 @@ def check_batch_free(layer, call, parts: List[Node], tids: List[int], outs: List
 
     refusal = ValueError(
         f"Layer '{layer.name}' ({type(layer).__name__}) reads the batch size in its call in a "
-        "way keras-lrp cannot trace (its trace on a batch of 1 does not equal the layer on a "
-        "batch of 2), so keras-lrp cannot trace it into its parts. Give it a rule with "
+        f"way keras-lrp cannot trace (its traced parts do not equal the layer on a batch of "
+        f"{batch}), so keras-lrp cannot trace it into its parts. Give it a rule with "
         f"rule_map=[({type(layer).__name__}, …)] or keras_lrp.register_layer.")
     try:
         values = {t: sample(t) for t in tids}
         want = call(values)
         got = graph_mod.replay(SimpleNamespace(inputs=list(values), nodes=parts),
                                list(values.values()))
-    except Exception as error:  # noqa: BLE001 - the batch-1 trace fails on a batch of 2
+    except Exception as error:  # noqa: BLE001 - the parts fail on the larger batch
         raise refusal from error
     for w, t in zip([v for v in tree.flatten(want) if v is not None], outs):
         g = got[t]

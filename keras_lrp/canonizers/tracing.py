@@ -12,7 +12,7 @@ the batch size is traced on a batch and its twin (:mod:`keras_lrp.canonizers.tra
 
 from __future__ import annotations
 
-from typing import List
+from typing import Callable, List, NamedTuple, Optional
 
 import keras
 import numpy as np
@@ -115,21 +115,20 @@ def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
         copy = _built_copy(layer, args, kwargs)
     patched = _patch_specs(copy)
     shared = _user_sublayers(copy)
-    try:
+    try:  # whatever fails, the user's layers lose the trace's nodes and patches
         with types.none_free_nodes():
             out = copy.call(*args, **kwargs)
+        if not any(isinstance(v, keras.KerasTensor) for v in tree.flatten(out)):
+            raise DependsOnNoInput([np.asarray(ops.convert_to_numpy(v))
+                                    for v in tree.flatten(out)])
+        out, others = _split_outputs(out)
+        if others and len(tree.flatten(out)) + len(others) != len(node.outputs):
+            raise ValueError(f"its call returns {len(tree.flatten(out)) + len(others)} outputs "
+                             f"where the model's graph has {len(node.outputs)}")
+        fn = keras.Model([symbolic[t] for t in tids], out)
     except Exception:
         _restore(shared, patched)
         raise
-    if not any(isinstance(v, keras.KerasTensor) for v in tree.flatten(out)):
-        _restore(shared, patched)
-        raise DependsOnNoInput([np.asarray(ops.convert_to_numpy(v)) for v in tree.flatten(out)])
-    out, others = _split_outputs(out)
-    if others and len(tree.flatten(out)) + len(others) != len(node.outputs):
-        _restore(shared, patched)
-        raise ValueError(f"its call returns {len(tree.flatten(out)) + len(others)} outputs "
-                         f"where the model's graph has {len(node.outputs)}")
-    fn = keras.Model([symbolic[t] for t in tids], out)
     fn._lrp_others = others
     fn._lrp_restore = lambda: _restore(shared, patched)
     fn._lrp_user_layers = {id(sub) for sub, _, _ in shared}
@@ -198,9 +197,19 @@ def _restore(shared, patched) -> None:
             del sub.compute_output_spec, sub._lrp_spec
 
 
+class BatchTrace(NamedTuple):
+    """What a trace of a call that reads the batch size brings along: the layer's own call on
+    values by tensor id, the twin trace on twice the batch (``None`` if it failed), and the
+    batch the parts are checked on."""
+
+    call: Callable
+    twin: Optional[keras.Model]
+    batch: int
+
+
 def trace(node: Node, shapes: dict, dtypes: dict):
     """(functional model of the layer's call on symbolic inputs, the tensor ids it reads, and
-    None or (the layer's own call on values by tensor id, its twin trace, the check's batch)).
+    None or a :class:`BatchTrace`).
 
     The trace runs with an unknown batch size; if the call needs a concrete one (a class token
     tiled to the batch), it runs with a batch of 1 (or of the leading size the graph recorded,
@@ -211,23 +220,22 @@ def trace(node: Node, shapes: dict, dtypes: dict):
     """
     try:
         fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, None)
-        call = None
+        batched = None
     except DependsOnNoInput:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of the symbolic call
         fn, tids, copy, args, kwargs, batch = _trace_on_a_batch(node, shapes, dtypes, error)
-        call = _own_call(fn, tids, copy, args, kwargs)
         try:  # the same call on twice the batch: what differs reads the batch size
             twin = _trace_with(node, shapes, dtypes, 2 * batch)[0]
         except Exception:  # noqa: BLE001 - no twin: the trace is checked as it is
             twin = None
-        call = (call, twin, 2 * batch)
+        batched = BatchTrace(_own_call(fn, tids, copy, args, kwargs), twin, 2 * batch)
     for sub in fn.layers:  # sublayer names repeat across blocks: prefix the block's
         if isinstance(sub, keras.layers.InputLayer) or id(sub) in fn._lrp_user_layers:
             continue  # a user's own sublayer keeps its name (its copy is renamed if need be)
         sub.name = f"{node.layer.name}_{sub.name}"
         sub._lrp_private = True  # ours: a nested composite is traced without a copy
-    return fn, tids, call
+    return fn, tids, batched
 
 
 def _trace_on_a_batch(node: Node, shapes: dict, dtypes: dict, error):
@@ -270,4 +278,5 @@ def _own_call(fn, tids, copy, args, kwargs):
     return call
 
 
-__all__ = ["DependsOnNoInput", "constant_nodes", "constant_outputs", "is_foreign", "trace"]
+__all__ = ["BatchTrace", "DependsOnNoInput", "constant_nodes", "constant_outputs", "is_foreign",
+           "trace"]

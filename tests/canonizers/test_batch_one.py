@@ -42,6 +42,16 @@ class BatchScaled(L.Layer):
         return x * ops.cast(ops.shape(x)[0], x.dtype)
 
 
+def _assert_lrp_z(model, x, expected):
+    """LRP-0 (``lrp.z``) of output 1 equals ``expected`` (float64: 1e-9), and the analysis'
+    forward pass is the model's (1e-12)."""
+    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
+    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                               atol=1e-12)
+
+
 def _token_model(layer):
     x = keras.Input((T, F))
     h = L.Dense(D, use_bias=False, name="embed")(x)
@@ -55,9 +65,6 @@ def test_a_class_token_tiled_to_the_batch_is_traced_and_takes_the_z_rule(float64
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(size=w.shape) for w in model.weights])
     x = rng.normal(size=(3, T, F))
-    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-12)
     W, token, V = (np.asarray(w) for w in (model.get_layer("embed").kernel,
                                           model.get_layer("cls").token,
                                           model.get_layer("head").kernel))
@@ -65,8 +72,7 @@ def test_a_class_token_tiled_to_the_batch_is_traced_and_takes_the_z_rule(float64
     # LRP-0 without biases: the head gives p_j V_jk; the mean gives each row seq_ij V_jk/(T+1)
     # (the token's row is absorbed); the embedding gives x_ia W_aj V_jk / (T+1) summed over j
     expected = x * (W @ V[:, 1])[None, None, :] / (T + 1)
-    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                               atol=1e-12)
+    _assert_lrp_z(model, x, expected)
 
 
 def test_a_layer_whose_result_depends_on_the_batch_is_refused():
@@ -160,11 +166,7 @@ def test_a_block_returning_none_and_a_table_from_the_shape_are_traced(float64):
     # LRP-0: the table is a constant factor (all relevance to the signal), so each step's share
     # is x_ta Σ_j W_aj c_t V_j1 / T (half of it, were the table taken for a second signal)
     expected = x * (table * (W @ V[:, 1]))[None] / T
-    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-12)
-    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                               atol=1e-12)
+    _assert_lrp_z(model, x, expected)
 
 
 class RepeatedTable(L.Layer):
@@ -192,11 +194,7 @@ def test_a_table_repeated_to_the_batch_absorbs_like_a_bias(float64):
     # LRP-0: the mean gives z_tj V_j1 / T, the sum h + table gives h its share h_tj V_j1 / T,
     # the embedding x_ta W_aj V_j1 / T summed over j
     expected = x * (W @ V[:, 1])[None, None, :] / T
-    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-12)
-    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                               atol=1e-12)
+    _assert_lrp_z(model, x, expected)
 
 
 class FourierMixing(L.Layer):
@@ -303,11 +301,7 @@ def test_a_sublayer_spec_from_its_call_and_a_static_rank(float64):
     # a linear network without bias: LRP-0 is gradient x input, (2 + 3) * rank 3 = 15 times
     # the embedding's
     expected = x * 15.0 * (W @ V[:, 1])[None, None, :] / T
-    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-12)
-    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                               atol=1e-12)
+    _assert_lrp_z(model, x, expected)
 
 
 class BackendCall(L.Layer):
