@@ -15,7 +15,9 @@ The primitives:
   none on PyTorch);
 * :func:`to_numpy` — a result as a NumPy array;
 * :func:`start` — start the framework's runtime (the CLI hides its start-up lines);
-* :func:`version` — the framework's version (recorded in results files).
+* :func:`version` — the framework's version (recorded in results files);
+* :func:`foreign_functions` — the framework functions a layer's call may use directly, each
+  with a reader into :mod:`~keras_lrp.backend.forms` (traced with ``keras.ops``).
 
 The module is chosen by the Keras backend: :mod:`~keras_lrp.backend.tensorflow`,
 :mod:`~keras_lrp.backend.jax` or :mod:`~keras_lrp.backend.torch`. Only the chosen one is
@@ -46,6 +48,7 @@ compile_model = _impl.compile_model
 current_strategy = _impl.current_strategy
 device_strategy = _impl.device_strategy
 distributed = _impl.distributed
+foreign_functions = _impl.foreign_functions
 num_replicas = _impl.num_replicas
 scan = _impl.scan
 start = _impl.start
@@ -62,5 +65,5 @@ def to_numpy(x) -> np.ndarray:
 
 
 __all__ = ["NAME", "SUPPORTED", "after", "check_build", "compile_function", "compile_model",
-           "current_strategy", "device_strategy", "distributed", "num_replicas", "scan", "start",
-           "to_numpy", "version", "vjp"]
+           "current_strategy", "device_strategy", "distributed", "foreign_functions",
+           "num_replicas", "scan", "start", "to_numpy", "version", "vjp"]

@@ -8,7 +8,9 @@
   compiled program as constants) and the state a call updates (the seed of SmoothGrad's noise)
   returned and written back, so each call draws new noise;
 * distribution is ``keras.distribution.DataParallel``: each batch is padded to a multiple of
-  the devices, sharded along its first axis, and the result sliced back in input order.
+  the devices, sharded along its first axis, and the result sliced back in input order;
+* a layer's call that resizes with ``jax.image`` is read as an interpolation
+  (:func:`foreign_functions`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 from keras import ops
+
+from keras_lrp.backend import forms
 
 NAME = "jax"
 
@@ -263,3 +267,35 @@ class _Distribution:
             yield self.distribution
         finally:
             keras.distribution.set_distribution(previous)
+
+
+# ------------------------------------------------------------- functions a layer may call directly
+def _shape_for(a, shape, axes):
+    """``shape`` (a resize's output shape) with ``a``'s sizes on the axes not resized."""
+    return tuple(int(d) if k in axes else a.shape[k] for k, d in enumerate(shape))
+
+
+def _scale_and_translate(original, image, shape, spatial_dims, scale, translation,
+                         method="linear", antialias=True, precision=None):
+    """``jax.image.scale_and_translate`` (keras-hub's Depth Anything resizes with it)."""
+    axes = tuple(int(d) for d in spatial_dims)
+    return forms.Resample(image, lambda a: np.asarray(original(
+        a, _shape_for(a, shape, axes), axes, scale, translation, method=method,
+        antialias=antialias, precision=precision)), axes)
+
+
+def _resize(original, image, shape, method, antialias=True, precision=None):
+    """``jax.image.resize``: an interpolation along the axes whose size changes."""
+    axes = tuple(k for k, (a, b) in enumerate(zip(image.shape, shape)) if a != b)
+    if not axes or None in [image.shape[k] for k in axes]:
+        raise forms.NoForm
+    return forms.Resample(image, lambda a: np.asarray(original(
+        a, _shape_for(a, shape, axes), method, antialias=antialias, precision=precision)),
+        axes)
+
+
+def foreign_functions():
+    """``(owner, attribute, reader)`` for the JAX functions whose calls on symbolic tensors
+    keras-lrp reads into :mod:`keras_lrp.backend.forms`."""
+    return [(jax.image, "scale_and_translate", _scale_and_translate),
+            (jax.image, "resize", _resize)]

@@ -2,7 +2,8 @@
 
 Every TensorFlow call keras-lrp makes is here: the backward product (``tf.GradientTape``), the
 recurrent scan (``tf.scan``), the ordering hint (``tf.control_dependencies``), the compiled run
-(``tf.function``), ``tf.distribute`` and the framework's version.
+(``tf.function``), ``tf.distribute``, the framework's version, and what ``tf.gather`` and the
+image resizes compute when a layer's call uses them (:func:`foreign_functions`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from keras_lrp.backend import forms
 
 NAME = "tensorflow"
 
@@ -123,3 +126,34 @@ def device_strategy(n: Optional[int], error: Callable[[str], Exception]):
                                 "process; pass --devices on a fresh start.") from None
             names = [f"/cpu:{i}" for i in range(n)]
     return tf.distribute.MirroredStrategy(names)
+
+
+# ------------------------------------------------------------- functions a layer may call directly
+def _gather(original, params, indices, validate_indices=None, axis=None, batch_dims=0,
+            name=None):
+    """``tf.gather``: ``ops.take`` without batch dimensions, ``ops.take_along_axis`` where
+    every axis but the gathered one is a batch axis (DeBERTaV3's relative attention)."""
+    rank = len(indices.shape)
+    batch_dims = batch_dims + rank if batch_dims < 0 else batch_dims
+    axis = batch_dims if axis is None else (axis + len(params.shape) if axis < 0 else axis)
+    if batch_dims == 0:
+        return forms.Take(params, indices, axis)
+    if rank == len(params.shape) and batch_dims == rank - 1 == axis:
+        return forms.TakeAlong(params, indices, axis)
+    raise forms.NoForm
+
+
+def _resize(original, images, size, *args, **kwargs):
+    """``tf.image.resize`` / ``tf.compat.v1.image.resize`` (an interpolation along the height
+    and width of NHWC or HWC images; keras-hub's Depth Anything resizes with align_corners)."""
+    if kwargs.get("preserve_aspect_ratio") or len(images.shape) not in (3, 4):
+        raise forms.NoForm
+    axes = (1, 2) if len(images.shape) == 4 else (0, 1)
+    return forms.Resample(images, lambda a: original(a, size, *args, **kwargs).numpy(), axes)
+
+
+def foreign_functions():
+    """``(owner, attribute, reader)`` for the TensorFlow functions whose calls on symbolic
+    tensors keras-lrp reads into :mod:`keras_lrp.backend.forms`."""
+    return [(tf, "gather", _gather), (tf.image, "resize", _resize),
+            (tf.compat.v1.image, "resize", _resize)]

@@ -5,7 +5,9 @@
   input with no path to the output gets ``None``, never a silent zero;
 * the compiled run is eager, under ``torch.no_grad`` (``torch.compile`` is not used: Keras'
   own layers trace poorly through it, and eager already costs about what a gradient costs);
-* there is one device and no distribution: a distribution is an error.
+* there is one device and no distribution: a distribution is an error;
+* a layer's call that resizes with ``torch.nn.functional.interpolate`` is read as an
+  interpolation (:func:`foreign_functions`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import keras
 import numpy as np
 import torch
 from keras import ops
+
+from keras_lrp.backend import forms
 
 NAME = "torch"
 
@@ -140,3 +144,19 @@ def device_strategy(n: Optional[int], error: Callable[[str], Exception]):
 class _OneDevice:
     def scope(self):
         return contextlib.nullcontext()
+
+
+# ------------------------------------------------------------- functions a layer may call directly
+def _interpolate(original, input, *args, **kwargs):
+    """``torch.nn.functional.interpolate`` on channels-first images (keras-hub's Depth
+    Anything): an interpolation along every axis after the channels."""
+    if len(input.shape) < 3:
+        raise forms.NoForm
+    return forms.Resample(input, lambda a: original(torch.from_numpy(a), *args, **kwargs)
+                          .numpy(), tuple(range(2, len(input.shape))))
+
+
+def foreign_functions():
+    """``(owner, attribute, reader)`` for the PyTorch functions whose calls on symbolic tensors
+    keras-lrp reads into :mod:`keras_lrp.backend.forms`."""
+    return [(torch.nn.functional, "interpolate", _interpolate)]

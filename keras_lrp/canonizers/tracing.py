@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops, tree
 
-from keras_lrp.canonizers import copying
+from keras_lrp.canonizers import copying, foreign_calls
 from keras_lrp.canonizers import trace_rewrites as rewrites
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.core import types
@@ -45,12 +45,22 @@ def _without_cache(compute_output_spec):
     return spec
 
 
+def _open_einsum_dense(layer) -> bool:
+    """An ``EinsumDense`` built with an open size in its output shape (DeBERTaV3's
+    projections, built on token inputs of any length): its spec keeps that size open even on
+    inputs that fix it, where the trace needs it (``ops.arange(ops.shape(q)[1])``)."""
+    return isinstance(layer, keras.layers.EinsumDense) and \
+        None in tuple(getattr(layer, "partial_output_shape", None) or ())
+
+
 def _patch_specs(copy) -> list:
-    """Make the sublayers of ``copy`` callable on symbolic tensors (:func:`_without_cache`,
-    :func:`~keras_lrp.core.types.spec_from_call`); the patched ones, for :func:`_restore`."""
+    """Make the sublayers of ``copy`` callable on symbolic tensors with the shapes they compute
+    (:func:`_without_cache`, :func:`~keras_lrp.core.types.spec_from_call` for foreign layers and
+    :func:`_open_einsum_dense`); the patched ones, for :func:`_restore`."""
     patched = []
     for sub in copy._flatten_layers(include_self=False):
-        if hasattr(sub, "_lrp_spec") or not (cached_mha(sub) or is_foreign(sub)):
+        if hasattr(sub, "_lrp_spec") or not (cached_mha(sub) or is_foreign(sub)
+                                             or _open_einsum_dense(sub)):
             continue
         # a foreign layer's spec from its call: its own compute_output_shape (never used when
         # your model was built, since it ran inside its parent's call) may be wrong
@@ -102,6 +112,13 @@ def constant_outputs(node: Node, others: dict) -> List[Node]:
 
 
 def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
+    """:func:`_trace_call` with the framework functions a call may use directly traced through
+    their ``keras.ops`` form (:func:`~keras_lrp.canonizers.foreign_calls.keras_forms`)."""
+    with foreign_calls.keras_forms():
+        return _trace_call(node, shapes, dtypes, batch)
+
+
+def _trace_call(node: Node, shapes: dict, dtypes: dict, batch):
     layer = node.layer
     tids = list(dict.fromkeys(node.inputs))
     symbolic = {t: keras.Input(batch_shape=(batch,) + tuple(shapes[t][1:]), dtype=dtypes.get(t))

@@ -17,6 +17,7 @@ from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
 from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask, RepeatHeads
 from keras_lrp.canonizers.blocks import is_position_embedding
+from keras_lrp.canonizers.foreign_calls import LinearResample
 from keras_lrp.canonizers.heads import LogSoftmax, SoftCap
 from keras_lrp.canonizers.trace_rewrites import BatchConstant, ReshapeKeeping, ShapeConstant
 from keras_lrp.canonizers.vit_embedding import AddConstant, PrependToken
@@ -127,7 +128,7 @@ BASE_MAP: List[Tuple[Any, type]] = [
     # nearest-neighbour resizing and crops move values
     (Where(types.RESAMPLING, lambda node, ctx: getattr(node.layer, "interpolation", "")
            == "nearest", "nearest"), RouteRelevance),
-    (types.RESAMPLING, ProportionalRelevance),
+    (types.RESAMPLING + (LinearResample,), ProportionalRelevance),
     (types.CROPPING, RouteRelevance),
     (SoftCap, SoftCapRelevance),
     (types.NORMALIZATION, LayerNormRelevance),

@@ -5,8 +5,9 @@ attention is keras-hub's cached MultiHeadAttention without a key bias), F-Net (i
 mixing is the real part of a 2-D FFT, :class:`~keras_lrp.layers.structural.FourierRelevance`)
 and T5's encoder (its blocks return ``(x, position_bias)`` and its attention
 ``(x, bias, None)``, its norm is an RMS norm, its padding mask is broadcast over heads and
-rows). Built from tiny configs with random
-weights; keras-hub is a test extra.
+rows), and DeBERTaV3 (its disentangled attention gathers its relative scores with ``tf.gather``
+on TensorFlow, :mod:`keras_lrp.canonizers.foreign_calls`, and its projections were built for
+any length). Built from tiny configs with random weights; keras-hub is a test extra.
 
 Checked in float32 (F-Net's layer casts to float32 for its FFT; T5's attention does not build
 in float64): the analysis' forward pass is the model's (1e-5), and CP-LRP conserves the
@@ -71,8 +72,15 @@ def _roformer_v2():
                           ("token_ids", "segment_ids", "padding_mask"))
 
 
+def _deberta_v3():
+    return _backbone_mean(keras_hub.models.DebertaV3Backbone(**TEXT, num_heads=2,
+                                                             max_sequence_length=T,
+                                                             bucket_size=4),
+                          ("token_ids", "padding_mask"))
+
+
 ENCODERS = {"esm": _esm, "roformer_v2": _roformer_v2, "f_net": _f_net, "t5_encoder": _t5_encoder,
-            "whisper_encoder": _whisper_encoder}
+            "whisper_encoder": _whisper_encoder, "deberta_v3": _deberta_v3}
 
 
 def _inputs(model, rng, n=3):
