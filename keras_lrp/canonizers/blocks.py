@@ -144,11 +144,22 @@ def refine_shapes(graph: Graph, changed=()) -> None:
             shapes.update(zip(node.outputs, new))
 
 
-def _reads_open(node: Node, replaced: set, shapes: dict) -> bool:
-    """Whether ``node`` reads a tensor of a block traced in this pass whose sizes a symbolic
-    call left open: the block's parts know them once refined (:func:`refine_shapes`)."""
-    return any(t in replaced and None in tuple(shapes.get(t) or (None, None))[1:]
-               for t in node.inputs)
+def _reads_stale(node: Node, stale: set) -> bool:
+    """Whether ``node`` reads an output of a block traced in this pass (``stale``) whose sizes
+    the model left open or recorded wrong (keras-hub's XLNet records its (B, T, T) attention
+    masks as (B, T)): the block's parts know them once refined (:func:`refine_shapes`)."""
+    return any(t in stale for t in node.inputs)
+
+
+def _stale_outputs(node: Node, parts: List[Node], swaps: dict, shapes: dict) -> set:
+    """The outputs of ``node`` (traced into ``parts``; ``swaps``: its outputs' new ids) whose
+    traced sizes are open or differ from those the model recorded."""
+    traced = {t: s for part in parts for t, s in zip(part.outputs, part.out_shapes)}
+
+    def differs(t):
+        old, new = tuple(shapes.get(t) or (None, None))[1:], traced.get(swaps.get(t, t))
+        return None in old or new is None or tuple(new)[1:] != old
+    return {t for t in node.outputs if differs(t)}
 
 
 def trace_blocks(graph: Graph) -> None:
@@ -163,10 +174,10 @@ def trace_blocks(graph: Graph) -> None:
                                  f"{reason}.")
         # the nodes a pass adds are read only by the next pass: shapes and dtypes once per pass
         nodes, swaps, shapes, dtypes = [], [], graph.shapes(), graph.dtypes()
-        replaced = set()  # outputs of the blocks this pass traces
+        stale = set()  # outputs of the blocks this pass traces whose sizes the model got wrong
         for node in graph.nodes:
-            if not auto_traced(node, graph) or _reads_open(node, replaced, shapes):
-                nodes.append(node)  # (a block reading another's open sizes waits a pass)
+            if not auto_traced(node, graph) or _reads_stale(node, stale):
+                nodes.append(node)  # (a block reading another's stale sizes waits a pass)
             elif _from_keras_hub(node.layer, ("ViTPatchingAndEmbedding",)):
                 swaps += list(zip(node.outputs, vit_embedding(node, graph, shapes, nodes)))
             else:
@@ -181,20 +192,26 @@ def trace_blocks(graph: Graph) -> None:
                 if batched is not None and batched.twin is not None:
                     graph_mod.walk(batched.twin, tids, graph, twin_parts)
                     batched.twin._lrp_restore()
-                swaps += list(zip([t for i, t in enumerate(node.outputs)
-                                   if i not in fn._lrp_others], outs))
-                replaced.update(node.outputs)
-                nodes += tracing.constant_outputs(node, fn._lrp_others)
+                renamed = dict(zip([t for i, t in enumerate(node.outputs)
+                                    if i not in fn._lrp_others], outs))
+                swaps += list(renamed.items())
+                nodes += tracing.constant_outputs(node, fn, batched and batched.twin)
+                stale |= _stale_outputs(node, nodes[first:], renamed, shapes)
                 fn._lrp_restore()  # the trace is read: the user's layers lose its nodes
                 for part in nodes[first:]:
                     part.scope = f"{node.scope}_{node.layer.name}" if node.scope else \
                         node.layer.name
                     part.traced_from = node.traced_from or node.layer
-                rewrites.rewrite_traced_ops(nodes, first, graph, twin=twin_parts)
+                batch = None if batched is None else batched.batch // 2
+                kept = rewrites.rewrite_traced_ops(
+                    nodes, first, graph, twin=twin_parts,
+                    in_shapes={t: (batch,) + tuple(shapes[t][1:]) for t in tids})
                 rewrite_kernel_ops(nodes, first, graph, keep=set(outs))
-                if batched is not None:
+                if batched is not None or kept:  # (kept: batch sizes read at run time)
+                    batched = batched or tracing.BatchTrace(fn._lrp_call, None, 2)
                     rewrites.check_batch_free(node.layer, batched.call, nodes[first:], tids,
-                                              outs, shapes, dtypes, batched.batch)
+                                              [renamed.get(t, t) for t in node.outputs],
+                                              shapes, dtypes, batched.batch)
         graph.nodes = nodes
         graph.replace_tensors(swaps)
         graph_mod.inline(graph)  # a block's own nested models (a Sequential MLP)

@@ -16,6 +16,7 @@ import keras
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
 from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask, RepeatHeads
+from keras_lrp.canonizers.batch_sizes import BroadcastKeeping, SliceKeeping
 from keras_lrp.canonizers.blocks import is_position_embedding
 from keras_lrp.canonizers.heads import LogSoftmax, SoftCap
 from keras_lrp.canonizers.trace_rewrites import BatchConstant, ReshapeKeeping, ShapeConstant
@@ -141,6 +142,8 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (BatchConstant, ZeroRelevance),
     (PrependToken, RouteRelevance),
     (ReshapeKeeping, RouteRelevance),
+    (SliceKeeping, RouteRelevance),
+    (BroadcastKeeping, RouteRelevance),
     (RepeatHeads, RouteRelevance),
     (AddConstant, ProportionalRelevance),
     (types.OP_SELECT, RouteRelevance),
