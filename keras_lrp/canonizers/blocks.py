@@ -9,6 +9,7 @@ analysis graph, where the composite's rules and the attention expansion reach th
 
 What is traced: the keras-hub blocks in :data:`KERAS_HUB_TRACED` (matched by class name and
 module, so keras-hub is never imported here), the classes passed to :func:`register_block`,
+keras-hub's MultiHeadAttention subclasses with a call of their own (:func:`own_attention`),
 and any layer of yours or keras-hub's that no composite entry names. Each call is traced by
 :mod:`keras_lrp.canonizers.tracing` (a call that reads the batch size on a batch and its twin,
 a call that depends on no input as a constant, ``None`` outputs dropped), and what the trace
@@ -28,6 +29,7 @@ from keras import tree
 
 from keras_lrp.canonizers import copying, tracing
 from keras_lrp.canonizers import trace_rewrites as rewrites
+from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.canonizers.kernels import rewrite_kernel_ops
 from keras_lrp.canonizers.trace_rewrites import KernelEinsum, ReshapeKeeping
 from keras_lrp.canonizers.tracing import is_foreign
@@ -80,7 +82,19 @@ def is_traced(layer) -> bool:
     subclasses of Keras layers that override ``call`` (:func:`overrides_call`)."""
     return _from_keras_hub(layer, KERAS_HUB_TRACED + ("ViTPatchingAndEmbedding",)) or \
         isinstance(layer, tuple(REGISTERED) + types.GROUP_QUERY_ATTENTION) or \
-        overrides_call(layer)
+        overrides_call(layer) or own_attention(layer)
+
+
+def own_attention(layer) -> bool:
+    """keras-hub's subclass of MultiHeadAttention with a ``call`` of its own (XLNet's
+    TwoStreamRelativeAttention: relative-position and segment scores, a relative shift): not
+    the attention the expansion knows (:func:`~keras_lrp.canonizers.attention.
+    attention_problem`), so its call is traced into its projections, products and softmax.
+    The cached MultiHeadAttention (:func:`~keras_lrp.canonizers.attention.cached_mha`) is
+    MultiHeadAttention with a cache, and stays for the expansion."""
+    return isinstance(layer, keras.layers.MultiHeadAttention) and \
+        type(layer).__module__.startswith("keras_hub") and \
+        type(layer).call is not keras.layers.MultiHeadAttention.call and not cached_mha(layer)
 
 
 def overrides_call(layer) -> bool:
