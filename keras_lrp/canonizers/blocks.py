@@ -9,6 +9,7 @@ analysis graph, where the composite's rules and the attention expansion reach th
 
 What is traced: the keras-hub blocks in :data:`KERAS_HUB_TRACED` (matched by class name and
 module, so keras-hub is never imported here), the classes passed to :func:`register_block`,
+keras-hub's MultiHeadAttention subclasses with a call of their own (:func:`own_attention`),
 and any layer of yours or keras-hub's that no composite entry names. Each call is traced by
 :mod:`keras_lrp.canonizers.tracing` (a call that reads the batch size on a batch and its twin,
 a call that depends on no input as a constant, ``None`` outputs dropped), and what the trace
@@ -28,6 +29,7 @@ from keras import tree
 
 from keras_lrp.canonizers import copying, tracing
 from keras_lrp.canonizers import trace_rewrites as rewrites
+from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.canonizers.kernels import rewrite_kernel_ops
 from keras_lrp.canonizers.trace_rewrites import KernelEinsum, ReshapeKeeping
 from keras_lrp.canonizers.tracing import is_foreign
@@ -80,7 +82,19 @@ def is_traced(layer) -> bool:
     subclasses of Keras layers that override ``call`` (:func:`overrides_call`)."""
     return _from_keras_hub(layer, KERAS_HUB_TRACED + ("ViTPatchingAndEmbedding",)) or \
         isinstance(layer, tuple(REGISTERED) + types.GROUP_QUERY_ATTENTION) or \
-        overrides_call(layer)
+        overrides_call(layer) or own_attention(layer)
+
+
+def own_attention(layer) -> bool:
+    """keras-hub's subclass of MultiHeadAttention with a ``call`` of its own (XLNet's
+    TwoStreamRelativeAttention: relative-position and segment scores, a relative shift): not
+    the attention the expansion knows (:func:`~keras_lrp.canonizers.attention.
+    attention_problem`), so its call is traced into its projections, products and softmax.
+    The cached MultiHeadAttention (:func:`~keras_lrp.canonizers.attention.cached_mha`) is
+    MultiHeadAttention with a cache, and stays for the expansion."""
+    return isinstance(layer, keras.layers.MultiHeadAttention) and \
+        type(layer).__module__.startswith("keras_hub") and \
+        type(layer).call is not keras.layers.MultiHeadAttention.call and not cached_mha(layer)
 
 
 def overrides_call(layer) -> bool:
@@ -144,11 +158,22 @@ def refine_shapes(graph: Graph, changed=()) -> None:
             shapes.update(zip(node.outputs, new))
 
 
-def _reads_open(node: Node, replaced: set, shapes: dict) -> bool:
-    """Whether ``node`` reads a tensor of a block traced in this pass whose sizes a symbolic
-    call left open: the block's parts know them once refined (:func:`refine_shapes`)."""
-    return any(t in replaced and None in tuple(shapes.get(t) or (None, None))[1:]
-               for t in node.inputs)
+def _reads_stale(node: Node, stale: set) -> bool:
+    """Whether ``node`` reads an output of a block traced in this pass (``stale``) whose sizes
+    the model left open or recorded wrong (keras-hub's XLNet records its (B, T, T) attention
+    masks as (B, T)): the block's parts know them once refined (:func:`refine_shapes`)."""
+    return any(t in stale for t in node.inputs)
+
+
+def _stale_outputs(node: Node, parts: List[Node], swaps: dict, shapes: dict) -> set:
+    """The outputs of ``node`` (traced into ``parts``; ``swaps``: its outputs' new ids) whose
+    traced sizes are open or differ from those the model recorded."""
+    traced = {t: s for part in parts for t, s in zip(part.outputs, part.out_shapes)}
+
+    def differs(t):
+        old, new = tuple(shapes.get(t) or (None, None))[1:], traced.get(swaps.get(t, t))
+        return None in old or new is None or tuple(new)[1:] != old
+    return {t for t in node.outputs if differs(t)}
 
 
 def trace_blocks(graph: Graph) -> None:
@@ -163,10 +188,10 @@ def trace_blocks(graph: Graph) -> None:
                                  f"{reason}.")
         # the nodes a pass adds are read only by the next pass: shapes and dtypes once per pass
         nodes, swaps, shapes, dtypes = [], [], graph.shapes(), graph.dtypes()
-        replaced = set()  # outputs of the blocks this pass traces
+        stale = set()  # outputs of the blocks this pass traces whose sizes the model got wrong
         for node in graph.nodes:
-            if not auto_traced(node, graph) or _reads_open(node, replaced, shapes):
-                nodes.append(node)  # (a block reading another's open sizes waits a pass)
+            if not auto_traced(node, graph) or _reads_stale(node, stale):
+                nodes.append(node)  # (a block reading another's stale sizes waits a pass)
             elif _from_keras_hub(node.layer, ("ViTPatchingAndEmbedding",)):
                 swaps += list(zip(node.outputs, vit_embedding(node, graph, shapes, nodes)))
             else:
@@ -181,20 +206,26 @@ def trace_blocks(graph: Graph) -> None:
                 if batched is not None and batched.twin is not None:
                     graph_mod.walk(batched.twin, tids, graph, twin_parts)
                     batched.twin._lrp_restore()
-                swaps += list(zip([t for i, t in enumerate(node.outputs)
-                                   if i not in fn._lrp_others], outs))
-                replaced.update(node.outputs)
-                nodes += tracing.constant_outputs(node, fn._lrp_others)
+                renamed = dict(zip([t for i, t in enumerate(node.outputs)
+                                    if i not in fn._lrp_others], outs))
+                swaps += list(renamed.items())
+                nodes += tracing.constant_outputs(node, fn, batched and batched.twin)
+                stale |= _stale_outputs(node, nodes[first:], renamed, shapes)
                 fn._lrp_restore()  # the trace is read: the user's layers lose its nodes
                 for part in nodes[first:]:
                     part.scope = f"{node.scope}_{node.layer.name}" if node.scope else \
                         node.layer.name
                     part.traced_from = node.traced_from or node.layer
-                rewrites.rewrite_traced_ops(nodes, first, graph, twin=twin_parts)
+                batch = None if batched is None else batched.batch // 2
+                kept = rewrites.rewrite_traced_ops(
+                    nodes, first, graph, twin=twin_parts,
+                    in_shapes={t: (batch,) + tuple(shapes[t][1:]) for t in tids})
                 rewrite_kernel_ops(nodes, first, graph, keep=set(outs))
-                if batched is not None:
+                if batched is not None or kept:  # (kept: batch sizes read at run time)
+                    batched = batched or tracing.BatchTrace(fn._lrp_call, None, 2)
                     rewrites.check_batch_free(node.layer, batched.call, nodes[first:], tids,
-                                              outs, shapes, dtypes, batched.batch)
+                                              [renamed.get(t, t) for t in node.outputs],
+                                              shapes, dtypes, batched.batch)
         graph.nodes = nodes
         graph.replace_tensors(swaps)
         graph_mod.inline(graph)  # a block's own nested models (a Sequential MLP)

@@ -15,22 +15,25 @@ layers and ops it runs. Some of what it reads needs a rewrite:
   :mod:`keras_lrp.canonizers.tracing` traces it on a batch b and on 2b, the twin. What differs
   between the two is made batch-free (:func:`rewrite_batch_one`): a constant that grows with
   the batch (the token a concatenation prepends, the probe an attention pooling queries with)
-  becomes a :class:`BatchConstant`, broadcast to the signal's batch at run time, and a reshape
-  whose target differs in one size gets −1 there. Whatever else a call does with the batch
-  size is not guessed: the rewritten parts are run on a batch of 2b next to the block itself
-  (:func:`check_batch_free`), and a block whose parts differ is refused, never explained as
-  another network.
+  becomes a :class:`BatchConstant`, broadcast to the signal's batch at run time, a reshape
+  whose target differs in one size gets −1 there, a slice or broadcast whose sizes differ reads
+  them off its input (:mod:`keras_lrp.canonizers.batch_sizes`), and a constant output whose
+  value differs is the call's own at run time (:class:`ShapeOutput`). Whatever else a call
+  does with the batch size is not guessed: the rewritten parts are run on a batch of 2b next
+  to the block itself (:func:`check_batch_free`), and a block whose parts differ is refused,
+  never explained as another network.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import keras
 import numpy as np
 from keras import ops, tree
 
+from keras_lrp.canonizers import batch_sizes
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import linear, types
 from keras_lrp.core.graph import Node, Ref
@@ -95,7 +98,42 @@ class ShapeConstant(keras.layers.Layer):
         return {**super().get_config(), "values": self.values, "dtypes": self.dtypes}
 
 
-def rewrite_batch_one(nodes: List[Node], first: int, graph, twin: List[Node]) -> None:
+class ShapeOutput(keras.layers.Layer):
+    """An output of a traced call that depends on no input's values but on the batch size
+    (XLNet's relative position table, laid out by batch, so that each row's positions depend on
+    how many rows there are): ``layer``'s own call at run time, its ``index``-th output.
+
+    Relevance: none reaches the inputs (:class:`~keras_lrp.layers.ZeroRelevance`); its output
+    counts as a constant (:func:`keras_lrp.core.patterns.constant_tensors`), like
+    :class:`ShapeConstant`'s, which it stands for where the twin traces' values differ.
+    """
+
+    #: Read by :func:`keras_lrp.core.patterns.constant_tensors`.
+    depends_on_no_input = True
+
+    def __init__(self, layer=None, index: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.layer, self.index = layer, int(index)
+
+    def call(self, *args, **kwargs):
+        return [v for v in tree.flatten(self.layer(*args, **kwargs)) if v is not None][self.index]
+
+    def compute_output_spec(self, *args, **kwargs):
+        out = self.layer.compute_output_spec(*args, **kwargs)
+        return [v for v in tree.flatten(out) if v is not None][self.index]
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index,
+                "layer": keras.saving.serialize_keras_object(self.layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(keras.saving.deserialize_keras_object(config.pop("layer")), **config)
+
+
+def rewrite_batch_one(nodes: List[Node], first: int, graph, twin: List[Node],
+                      shapes: Dict[int, tuple]) -> None:
     """Make the parts of a batch-1 trace (``nodes[first:]``) batch-free, from what differs in
     ``twin``, the same call traced on a batch of 2 (part by part; a twin that differs in its
     parts leaves the trace as it is, for :func:`check_batch_free` to refuse):
@@ -104,7 +142,9 @@ def rewrite_batch_one(nodes: List[Node], first: int, graph, twin: List[Node]) ->
       along its leading axis (the tiled token, the repeated probe), becomes the output of a
       :class:`BatchConstant` called on that signal;
     * a raw reshape whose target differs in one size (``batch``, ``batch * heads``: ViTDet's
-      and Swin's windows) gets −1 there, the sizes the trace found elsewhere.
+      and Swin's windows) gets −1 there, the sizes the trace found elsewhere;
+    * a raw slice or broadcast whose sizes differ reads them off its input at run time
+      (:func:`keras_lrp.canonizers.batch_sizes.keep_batch_size`; ``shapes``: the trace's).
     """
     parts = nodes[first:]
     if len(twin) != len(parts) or any(type(a.layer) is not type(b.layer)
@@ -114,6 +154,8 @@ def rewrite_batch_one(nodes: List[Node], first: int, graph, twin: List[Node]) ->
     for node, other in zip(parts, twin):
         if isinstance(node.layer, types.OP_RESHAPE) and node.inputs:
             _reshape_to_any_batch(node, other)
+        elif batch_sizes.keep_batch_size(node, shapes, other):
+            pass
         elif node.inputs and not isinstance(node.layer, _NOT_BROADCAST):
             _broadcast_constants(node, other, nodes, graph)
         nodes.append(node)
@@ -270,15 +312,23 @@ linear.LINEAR_OPS.insert(0, (KernelEinsum, lambda layer: linear.LinearOp(
     layer, layer.apply_kernel, layer.kernel)))
 
 
-def rewrite_traced_ops(nodes: List[Node], first: int, graph, twin=None) -> None:
-    """Rewrite the ops a trace left (from ``nodes[first]`` on) that a replay cannot run or the
-    rules cannot see: raw reshapes to a shape holding ``None`` become :class:`ReshapeKeeping`,
+def rewrite_traced_ops(nodes: List[Node], first: int, graph, twin=None,
+                       in_shapes: Optional[Dict[int, tuple]] = None) -> bool:
+    """Rewrite the ops a trace left (from ``nodes[first]`` on; ``in_shapes``: the shapes of the
+    tensors it reads, as traced) that a replay cannot run or the rules cannot see: raw reshapes
+    to a shape holding ``None`` become :class:`ReshapeKeeping`, slices and broadcasts to sizes
+    holding ``None`` read them off their input (:mod:`keras_lrp.canonizers.batch_sizes`),
     einsums of a tensor and a weight :class:`KernelEinsum`; a trace on a batch of 1 is first
-    made batch-free (:func:`rewrite_batch_one`)."""
+    made batch-free (:func:`rewrite_batch_one`). Whether a slice or broadcast was rewritten on
+    a trace with an unknown batch (what it assumed is then to be checked)."""
+    shapes = dict(in_shapes or {})
+    shapes.update((t, s) for node in nodes[first:] for t, s in zip(node.outputs, node.out_shapes))
     if twin is not None:
-        rewrite_batch_one(nodes, first, graph, twin)
+        rewrite_batch_one(nodes, first, graph, twin, shapes)
     reshape, einsum = types.OP_RESHAPE, types.OP_EINSUM
+    kept = False
     for node in nodes[first:]:
+        kept = batch_sizes.keep_batch_size(node, shapes) or kept
         shape = getattr(node.layer, "newshape", None)
         if isinstance(node.layer, reshape) and isinstance(shape, (list, tuple)) and \
                 any(d is None for d in shape):
@@ -293,8 +343,9 @@ def rewrite_traced_ops(nodes: List[Node], first: int, graph, twin=None) -> None:
                                       first_is_kernel, name=f"{node.layer.name}_kernel")
             node.args, node.kwargs = (tensor,), {}
             node.weights = [np.asarray(keras.ops.convert_to_numpy(weights[0]))]
+    return kept
 
 
-__all__ = ["BatchConstant", "KernelEinsum", "ReshapeKeeping", "ShapeConstant",
+__all__ = ["BatchConstant", "KernelEinsum", "ReshapeKeeping", "ShapeConstant", "ShapeOutput",
            "check_batch_free",
            "rewrite_batch_one", "rewrite_traced_ops"]

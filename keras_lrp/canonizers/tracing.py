@@ -46,9 +46,11 @@ def _without_cache(compute_output_spec):
 
 
 def _open_einsum_dense(layer) -> bool:
-    """An ``EinsumDense`` built with an open size in its output shape (DeBERTaV3's
-    projections, built on token inputs of any length): its spec keeps that size open even on
-    inputs that fix it, where the trace needs it (``ops.arange(ops.shape(q)[1])``)."""
+    """An ``EinsumDense`` built with open sizes in its ``output_shape`` (DeBERTaV3's
+    projections, built on token inputs of any length; XLNet's projection of the relative
+    positions, built on the tokens' shape and called on twice as many positions): its spec keeps
+    those sizes open even on inputs that fix them, where the trace needs them
+    (``ops.arange(ops.shape(q)[1])``) and its call knows them."""
     return isinstance(layer, keras.layers.EinsumDense) and \
         None in tuple(getattr(layer, "partial_output_shape", None) or ())
 
@@ -62,8 +64,9 @@ def _patch_specs(copy) -> list:
         if hasattr(sub, "_lrp_spec") or not (cached_mha(sub) or is_foreign(sub)
                                              or _open_einsum_dense(sub)):
             continue
-        # a foreign layer's spec from its call: its own compute_output_shape (never used when
-        # your model was built, since it ran inside its parent's call) may be wrong
+        # a foreign layer's spec from its call (and an open EinsumDense's): its own
+        # compute_output_shape (never used when your model was built, since it ran inside its
+        # parent's call) may be wrong
         sub.compute_output_spec = _without_cache(sub.compute_output_spec) if cached_mha(sub) \
             else types.spec_from_call(sub)
         sub._lrp_spec = True
@@ -103,12 +106,24 @@ def constant_nodes(node: Node, constant: DependsOnNoInput) -> List[Node]:
             for i, (v, t) in enumerate(zip(constant.values, node.outputs))]
 
 
-def constant_outputs(node: Node, others: dict) -> List[Node]:
-    """:class:`~keras_lrp.canonizers.trace_rewrites.ShapeConstant` nodes for the constant
-    outputs of a traced call (:func:`_split_outputs`)."""
-    return [Node(rewrites.ShapeConstant([value], name=f"{node.layer.name}_constant_{i}"),
-                 (Ref(node.inputs[0]),), {}, node.inputs[:1], [node.outputs[i]],
-                 [value.shape]) for i, value in others.items()]
+def constant_outputs(node: Node, fn, twin=None) -> List[Node]:
+    """Nodes for the constant outputs of a traced call (``fn``, :func:`_split_outputs`): each a
+    :class:`~keras_lrp.canonizers.trace_rewrites.ShapeConstant`, unless ``twin`` (the trace on
+    twice the batch) gives it another value: then the value depends on the batch size, and a
+    :class:`~keras_lrp.canonizers.trace_rewrites.ShapeOutput` computes it at run time."""
+    theirs = {} if twin is None else twin._lrp_others
+    out = []
+    for i, value in fn._lrp_others.items():
+        other = theirs.get(i, value)
+        same = other.shape == value.shape and np.array_equal(other, value)
+        layer = rewrites.ShapeConstant([value], name=f"{node.layer.name}_constant_{i}") \
+            if same else rewrites.ShapeOutput(fn._lrp_copy, i,
+                                              name=f"{node.layer.name}_batch_output_{i}")
+        args, kwargs, inputs = ((Ref(node.inputs[0]),), {}, node.inputs[:1]) if same else \
+            (node.args, node.kwargs, node.inputs)
+        out.append(Node(layer, args, kwargs, inputs, [node.outputs[i]],
+                        [(None,) + value.shape[1:] if not same else value.shape]))
+    return out
 
 
 def _trace_with(node: Node, shapes: dict, dtypes: dict, batch):
@@ -146,7 +161,7 @@ def _trace_call(node: Node, shapes: dict, dtypes: dict, batch):
     except Exception:
         _restore(shared, patched)
         raise
-    fn._lrp_others = others
+    fn._lrp_others, fn._lrp_copy = others, copy
     fn._lrp_restore = lambda: _restore(shared, patched)
     fn._lrp_user_layers = {id(sub) for sub, _, _ in shared}
     return fn, tids, copy, args, kwargs
@@ -238,6 +253,7 @@ def trace(node: Node, shapes: dict, dtypes: dict):
     try:
         fn, tids, copy, args, kwargs = _trace_with(node, shapes, dtypes, None)
         batched = None
+        fn._lrp_call = _own_call(fn, tids, copy, args, kwargs)  # to check what a rewrite assumed
     except DependsOnNoInput:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of the symbolic call

@@ -16,6 +16,7 @@ import keras
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
 from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask, RepeatHeads
+from keras_lrp.canonizers.batch_sizes import BroadcastKeeping, SliceKeeping
 from keras_lrp.canonizers.blocks import is_position_embedding
 from keras_lrp.canonizers.foreign_calls import LinearResample
 from keras_lrp.canonizers.heads import LogSoftmax, SoftCap
@@ -142,6 +143,8 @@ BASE_MAP: List[Tuple[Any, type]] = [
     (BatchConstant, ZeroRelevance),
     (PrependToken, RouteRelevance),
     (ReshapeKeeping, RouteRelevance),
+    (SliceKeeping, RouteRelevance),
+    (BroadcastKeeping, RouteRelevance),
     (RepeatHeads, RouteRelevance),
     (AddConstant, ProportionalRelevance),
     (types.OP_SELECT, RouteRelevance),

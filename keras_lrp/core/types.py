@@ -143,7 +143,7 @@ OP_SELECT = tuple(getattr(_NP, n) for n in (
     "GetItem", "ExpandDims", "Squeeze", "Reshape", "Transpose", "BroadcastTo", "Tile", "Repeat",
     "Concatenate", "Stack", "Where", "TakeAlongAxis", "Take", "Moveaxis", "Swapaxes", "Pad",
     "Roll")
-    if hasattr(_NP, n))
+    if hasattr(_NP, n)) + (keras.src.ops.core.Slice,)
 #: Raw element-wise minimum and maximum.
 OP_MINMAX = (_NP.Minimum, _NP.Maximum)
 #: Raw ops whose output depends only on their input's shape (``zeros_like``, ``ones_like``): they

@@ -320,3 +320,116 @@ def test_a_call_to_the_backends_own_function_is_refused_by_name():
     model = keras.Model(x_in, L.Dense(2)(L.Flatten()(BackendCall(name="raw")(x_in))))
     with pytest.raises(ValueError, match="'raw' .*the backend's own functions, not keras.ops"):
         keras_lrp.create_analyzer("lrp.epsilon", model)
+
+
+# ----------------------------------------- slices and broadcasts to sizes holding the batch
+
+
+def _linear_lrp_z(layer, x, numpy_layer, rows=T):
+    """LRP-0 of output 1 of embed → ``layer`` → mean over axis 1 → head, all bias-free and
+    linear: gradient × input, the gradient read off ``numpy_layer`` (the layer in NumPy) on
+    each basis input."""
+    x_in = keras.Input((T, F))
+    h = layer(L.Dense(D, use_bias=False, name="embed")(x_in))
+    model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
+        L.GlobalAveragePooling1D()(h)))
+    rng = np.random.default_rng(9)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    W, V = (np.asarray(w) for w in model.get_weights())
+
+    def forward(x):  # output 1 of the model, in NumPy
+        return (numpy_layer(x @ W).mean(axis=1) @ V)[:, 1]
+
+    basis = np.eye(T * F).reshape(T * F, T, F)
+    grad = np.stack([forward(e[None])[0] for e in basis]).reshape(T, F)
+    _assert_lrp_z(model, x, x * grad[None])
+    return model
+
+
+class RelativeShift(L.Layer):
+    """XLNet's relative shift in small: the batch moved inside, a reshape and a slice to sizes
+    read off ``ops.shape`` (batch included), then a term broadcast to ``ops.shape``."""
+
+    def call(self, x):                                          # (B, T, D)
+        y = ops.transpose(x, (1, 2, 0))                         # (T, D, B)
+        s = ops.shape(y)
+        y = ops.reshape(y, (s[1], s[0], s[2]))                  # (D, T, B)
+        y = ops.slice(y, (1, 0, 0), (s[1] - 1, s[0], s[2]))     # (D-1, T, B)
+        y = ops.transpose(y, (2, 1, 0))                         # (B, T, D-1)
+        return y + ops.broadcast_to(y[:, :1, :], ops.shape(y))
+
+
+def _relative_shift(h):
+    y = np.stack([row.reshape(D, T)[1:].T for row in h])       # (B, T, D-1)
+    return y + y[:, :1, :]
+
+
+def test_a_slice_and_a_broadcast_to_sizes_read_off_a_symbolic_batch_take_the_z_rule(float64):
+    x = np.random.default_rng(10).normal(size=(3, T, F))
+    model = _linear_lrp_z(RelativeShift(name="shift"), x, _relative_shift)
+    kinds = {type(n.layer).__name__ for n in
+             keras_lrp.create_analyzer("lrp.z", model).graph.nodes}
+    assert {"SliceKeeping", "BroadcastKeeping"} <= kinds
+
+
+class FlatRows(L.Layer):
+    """Every sample's steps in one axis (``batch * T``: its trace needs a batch), the whole
+    axis sliced, then a step broadcast to ``(batch, T, d)``."""
+
+    def call(self, x):                                          # (B, T, D)
+        b = ops.shape(x)[0]
+        flat = ops.slice(ops.reshape(x, (b * T, D)), (0, 1), (b * T, D - 1))
+        y = ops.reshape(flat, (b, T, D - 1))
+        return y + ops.broadcast_to(y[:, -1:, :], (b, T, D - 1))
+
+
+def _flat_rows(h):
+    y = h[:, :, 1:]
+    return y + y[:, -1:, :]
+
+
+def test_a_slice_and_a_broadcast_to_the_batch_of_a_batch_one_trace_take_the_z_rule(float64):
+    x = np.random.default_rng(11).normal(size=(3, T, F))
+    _linear_lrp_z(FlatRows(name="flat"), x, _flat_rows)
+
+
+class StepsPerSample(L.Layer):
+    """Keeps as many steps as the batch has samples: a size read off the batch on an axis that
+    is not the batch's."""
+
+    def call(self, x):
+        s = ops.shape(x)
+        return ops.slice(x, (0, 0, 0), (s[0], s[0], s[2]))
+
+
+def test_a_slice_whose_batch_size_is_not_its_axis_is_refused_by_name():
+    x_in = keras.Input((T, F))
+    model = keras.Model(x_in, L.Dense(2)(L.GlobalAveragePooling1D()(
+        StepsPerSample(name="steps")(x_in))))
+    with pytest.raises(ValueError, match="'steps' .*batch size to ops.slice .*'slice"):
+        keras_lrp.create_analyzer("lrp.epsilon", model)
+
+
+class BatchLaidTable(L.Layer):
+    """Returns its input and a table computed from the shape only, laid out by batch (XLNet's
+    relative positions): sample b's rows depend on b, so on the batch size."""
+
+    def call(self, x):
+        b = ops.shape(x)[0]
+        steps = ops.cast(ops.arange(b * T), x.dtype)
+        return x, ops.reshape(steps, (b, T, 1))
+
+
+def test_a_table_laid_out_by_batch_is_computed_at_run_time(float64):
+    x_in = keras.Input((T, F))
+    h, table = BatchLaidTable(name="table")(L.Dense(D, use_bias=False, name="embed")(x_in))
+    model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
+        L.GlobalAveragePooling1D()(h * table)))
+    rng = np.random.default_rng(12)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    x = rng.normal(size=(3, T, F))
+    W, V = (np.asarray(w) for w in model.get_weights())
+    # LRP-0: the table is a constant factor (all relevance to the signal): sample b's step t
+    # gets x_ta Σ_j W_aj V_j1 (b·T + t) / T
+    table = np.arange(3 * T, dtype="float64").reshape(3, T, 1)
+    _assert_lrp_z(model, x, x * table * (W @ V[:, 1])[None, None, :] / T)

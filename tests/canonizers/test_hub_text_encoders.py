@@ -5,14 +5,18 @@ attention is keras-hub's cached MultiHeadAttention without a key bias), F-Net (i
 mixing is the real part of a 2-D FFT, :class:`~keras_lrp.layers.structural.FourierRelevance`)
 and T5's encoder (its blocks return ``(x, position_bias)`` and its attention
 ``(x, bias, None)``, its norm is an RMS norm, its padding mask is broadcast over heads and
-rows), and DeBERTaV3 (its disentangled attention gathers its relative scores with ``tf.gather``
-on TensorFlow, :mod:`keras_lrp.canonizers.foreign_calls`, and its projections were built for
-any length). Built from tiny configs with random weights; keras-hub is a test extra.
+rows), DeBERTaV3 (its disentangled attention gathers its relative scores with ``tf.gather`` on
+TensorFlow, :mod:`keras_lrp.canonizers.foreign_calls`, and its projections were built for any
+length) and XLNet (its TwoStreamRelativeAttention, a MultiHeadAttention with its own call, is
+traced: the relative shift slices and broadcasts to sizes read off the batch, and its position
+table is laid out by batch). Built from tiny configs with random weights; keras-hub is a test
+extra.
 
 Checked in float32 (F-Net's layer casts to float32 for its FFT; T5's attention does not build
 in float64): the analysis' forward pass is the model's (1e-5), and CP-LRP conserves the
 explained logit to 1e-4 (float32 sums over a few hundred terms) with every bias, LayerNorm β
-and position embedding zeroed and ε = 1e-30."""
+and position embedding zeroed and ε = 1e-30 (XLNet's content, positional and segment
+attention biases are among the biases: they enter only the scores, which CP-LRP holds)."""
 
 import keras
 import numpy as np
@@ -79,8 +83,13 @@ def _deberta_v3():
                           ("token_ids", "padding_mask"))
 
 
+def _xlnet():
+    return _backbone_mean(keras_hub.models.XLNetBackbone(**TEXT, num_heads=2),
+                          ("token_ids", "padding_mask", "segment_ids"))
+
+
 ENCODERS = {"esm": _esm, "roformer_v2": _roformer_v2, "f_net": _f_net, "t5_encoder": _t5_encoder,
-            "whisper_encoder": _whisper_encoder, "deberta_v3": _deberta_v3}
+            "whisper_encoder": _whisper_encoder, "deberta_v3": _deberta_v3, "xlnet": _xlnet}
 
 
 def _inputs(model, rng, n=3):
