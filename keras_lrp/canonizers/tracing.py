@@ -22,14 +22,15 @@ from keras_lrp.canonizers import copying, foreign_calls
 from keras_lrp.canonizers import trace_rewrites as rewrites
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.core import types
-from keras_lrp.core.graph import Node, Ref
+from keras_lrp.core.graph import Node, Ref, is_subclassed
 
 
 def is_foreign(layer) -> bool:
-    """A layer whose class is neither Keras' nor keras-lrp's (yours, keras-hub's): traced into
-    its parts unless a composite entry names it (:func:`trace_blocks`)."""
+    """A layer whose class is neither Keras' nor keras-lrp's (yours, keras-hub's; a subclassed
+    model without a layer graph, :func:`~keras_lrp.core.graph.is_subclassed`): traced into its
+    parts unless a composite entry names it (:func:`trace_blocks`)."""
     module = type(layer).__module__
-    return types.is_layer(layer) and not types.is_model(layer) and \
+    return types.is_layer(layer) and (not types.is_model(layer) or is_subclassed(layer)) and \
         not types.is_keras_module(module) and not module.startswith("keras_lrp.")
 
 

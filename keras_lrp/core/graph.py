@@ -184,8 +184,43 @@ def functional_of(model):
     raise TypeError(f"Expected a keras.Model, got {type(model).__name__}: {model!r}.")
 
 
+def is_subclassed(model) -> bool:
+    """A ``keras.Model`` subclass with its own ``call`` and no layer graph (keras.io's
+    "subclassing" recipe): one node of the graph, traced into its parts like any layer of
+    yours (:mod:`keras_lrp.canonizers.tracing`)."""
+    return isinstance(model, keras.Model) and not isinstance(model, keras.Sequential) and \
+        not hasattr(model, "_nodes_by_depth")
+
+
+def _subclassed_graph(model) -> Graph:
+    """The graph of a subclassed model built on one input: the model, called once."""
+    shapes = [s for s in (getattr(model, "_build_shapes_dict", None) or {}).values()
+              if isinstance(s, (tuple, list)) and all(isinstance(d, (int, type(None))) for d in s)]
+    if not model.built or len(shapes) != 1 or len(shapes[0]) < 1:
+        raise TypeError(
+            f"Model '{model.name}' ({type(model).__name__}) is a subclassed model without a "
+            "layer graph, and keras-lrp cannot tell its input shape (it is read from the one "
+            "input the model was built on). Call the model once on a batch of one input "
+            "before creating an analyzer, or rebuild it with the functional API (inputs = "
+            "keras.Input(...); outputs = ...; keras.Model(inputs, outputs)).")
+    spec = keras.Input(batch_shape=(None,) + tuple(shapes[0][1:]), name=f"{model.name}_input")
+    out = model.compute_output_spec(spec)
+    if not isinstance(out, keras.KerasTensor):
+        raise TypeError(f"Model '{model.name}' ({type(model).__name__}) is a subclassed model "
+                        "with several outputs; keras-lrp explains one built on one input and "
+                        "returning one tensor. Rebuild it with the functional API.")
+    node = Node(model, (Ref(0),), {}, [0], [1], [tuple(out.shape)], out_dtypes=[out.dtype])
+    graph = Graph(inputs=[], outputs=[], input_specs=[spec], output_names=[model.name],
+                  nodes=[node])
+    graph.inputs, graph.outputs = [graph.new_tensor()], [graph.new_tensor()]
+    return graph
+
+
 def extract(model) -> Graph:
-    """Flatten ``model`` into a :class:`Graph`; a nested model is one node (see :func:`inline`)."""
+    """Flatten ``model`` into a :class:`Graph`; a nested model is one node (see :func:`inline`),
+    and so is a subclassed model (:func:`is_subclassed`)."""
+    if is_subclassed(model):
+        return _subclassed_graph(model)
     fn = functional_of(model)
     graph = Graph(inputs=[], outputs=[], input_specs=list(fn.inputs),
                   output_names=[_output_name(t) for t in fn.outputs], nodes=[])
@@ -198,10 +233,11 @@ def inline(graph: Graph) -> bool:
     """Replace every node calling a nested model by that model's own nodes, recursively (shared
     layers stay shared). Returns whether anything was inlined."""
     changed = False
-    while any(types.is_model(node.layer) for node in graph.nodes):
+    nested = lambda layer: types.is_model(layer) and not is_subclassed(layer)  # noqa: E731
+    while any(nested(node.layer) for node in graph.nodes):
         nodes, swaps = [], []
         for node in graph.nodes:
-            if types.is_model(node.layer):
+            if nested(node.layer):
                 first = len(nodes)
                 outs = walk(functional_of(node.layer), node.inputs, graph, nodes)
                 scope = f"{node.scope}_{node.layer.name}" if node.scope else node.layer.name

@@ -103,10 +103,17 @@ def test_subclassed_and_unbuilt_models():
         def call(self, x):
             return self.d(x)
 
+    unbuilt = Sub()
+    with pytest.raises(TypeError, match="subclassed model.*input shape.*Call the model once"):
+        keras_lrp.create_analyzer("lrp.z", unbuilt)
+    # built by a call: traced from its call(), LRP-0 of a bias-free linear map is x_i W_ik
     sub = Sub()
     sub(np.ones((1, 3)))
-    with pytest.raises(TypeError, match="subclassed model.*Rebuild it with the functional API"):
-        keras_lrp.create_analyzer("lrp.z", sub)
+    sub.d.bias.assign(np.zeros(2))
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    r = keras_lrp.create_analyzer("lrp.z", sub, neuron_selection_mode="index").analyze(
+        x, neuron_selection=1)
+    np.testing.assert_allclose(r, x * np.asarray(sub.d.kernel)[:, 1], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="has not been built.*keras.Input"):
         keras_lrp.create_analyzer("lrp.z", keras.Sequential([L.Dense(2)]))
 

@@ -29,7 +29,6 @@ FAMILIES = ["lrp.epsilon", "lrp.alpha_1_beta_0_IB", "lrp.z", "lrp.epsilon_plus"]
 #: Models keras-lrp refuses, with what the refusal must name.
 REFUSED = {
     "audio_melspectrogram": (ValueError, "mel_spectrogram"),  # an STFT magnitude: no rule
-    "subclassed_model": (TypeError, "subclassed model without a layer graph"),
 }
 #: Models Keras cannot build or run on a backend (none known today).
 NOT_ON = {}
