@@ -70,14 +70,21 @@ def _resize_model():
     return keras.Model(x, L.Dense(3, use_bias=False, name="head")(L.Flatten()(y)))
 
 
-def test_an_align_corners_resize_in_the_backends_words_takes_the_z_rule():
-    model = _resize_model()
-    rng = np.random.default_rng(0)
+def _lrp_z(model, shape, seed):
+    """Random weights and inputs of ``shape``; LRP-0 (``lrp.z``, by index) of ``model``, whose
+    forward pass is checked to be the model's; (the analyzer, the inputs)."""
+    rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.weights])
-    x = rng.normal(size=(2, H, W, C)).astype("float32")
+    x = rng.normal(size=shape).astype("float32")
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
     np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+    return a, x
+
+
+def test_an_align_corners_resize_in_the_backends_words_takes_the_z_rule():
+    model = _resize_model()
+    a, x = _lrp_z(model, (2, H, W, C), seed=0)
     # NumPy float64: y = A_h x A_wᵀ per channel; LRP-0 at the head R_y = y · V[:, 1]; through
     # the resize R_x[i] = Σ_j x_i A_ji / y_j · R_y[j]
     ah, aw = _align_corners(H, OUT[0]), _align_corners(W, OUT[1])
@@ -146,12 +153,7 @@ def test_tf_gather_with_batch_dims_is_take_along_axis_and_routes_relevance():
     x = keras.Input((heads, t, t))
     y = GatherAlongLast(name="c2p")(x)
     model = keras.Model(x, L.Dense(3, use_bias=False, name="head")(L.Flatten()(y)))
-    rng = np.random.default_rng(1)
-    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.weights])
-    xs = rng.normal(size=(3, heads, t, t)).astype("float32")
-    a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(np.asarray(a.forward_model(xs)), model.predict(xs, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    a, xs = _lrp_z(model, (3, heads, t, t), seed=1)
     # routing: y[b,h,i,j] = x[b,h,i,k(i,j)]; R_y = y · V[:, 1]; each x entry gets the sum of
     # its copies' relevance
     index = np.clip(np.arange(t)[:, None] - np.arange(t)[None, :] + 1, 0, t - 1)
