@@ -26,10 +26,11 @@ from typing import Dict, List, Optional
 import keras
 from keras import ops
 
+from keras_lrp.core import types
 from keras_lrp.core.graph import Node, Ref
 
 #: The raw ops whose sizes may hold the batch.
-_SLICE, _BROADCAST = keras.src.ops.core.Slice, keras.src.ops.numpy.BroadcastTo
+_SLICE, _BROADCAST = types.OP_SLICE, types.OP_BROADCAST
 
 
 def _sizes(open_sizes, shape) -> list:
@@ -95,7 +96,7 @@ def keep_batch_size(node: Node, shapes: Dict[int, tuple], other: Optional[Node] 
     Raises:
         ValueError: a size holds the batch where neither reads it off the op's input.
     """
-    if not isinstance(node.layer, (_SLICE, _BROADCAST)) or not node.inputs:
+    if not isinstance(node.layer, _SLICE + _BROADCAST) or not node.inputs:
         return False
     axes = _batch_axes(node, other)
     if not axes:

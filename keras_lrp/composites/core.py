@@ -32,8 +32,9 @@ from keras_lrp.canonizers.attention import PRODUCTS, AdditiveScores
 from keras_lrp.canonizers.base import DEFAULT_CANONIZERS, has_fused_activation
 from keras_lrp.composites.registry import BASE_MAP, REGISTRY, matches, unsupported_error
 from keras_lrp.core import types
-from keras_lrp.core.graph import Graph, Node, input_fed_nodes, node_call, nonnegative_tensors
+from keras_lrp.core.graph import Graph, Node, node_call
 from keras_lrp.core.linear import is_kernel_layer
+from keras_lrp.core.patterns import input_fed_nodes, nonnegative_tensors
 from keras_lrp.layers.attention import ATTENTION_MODES, AdditiveScoresRelevance, BilinearRelevance
 from keras_lrp.layers.base import RelevanceLayer
 from keras_lrp.layers.recurrent.cells import GATE_RULES

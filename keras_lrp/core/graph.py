@@ -15,7 +15,6 @@ import warnings
 from typing import Any, Dict, List, Optional
 
 import keras
-import numpy as np
 from keras import tree
 
 from keras_lrp.core import types
@@ -373,83 +372,3 @@ def replay_at_inference(graph: Graph, inputs: List[Any], upto: Optional[int] = N
     no ``training``) runs in inference mode and no state (a BatchNormalization's moving
     statistics) changes."""
     return _Inference(graph, upto, autocast=False)(list(inputs), training=False)
-
-
-# ------------------------------------------------------------------------- static analyses
-def nonnegative_tensors(graph: Graph) -> Dict[int, bool]:
-    """tensor id → True where the tensor is provably ≥ 0 (after a ReLU, through pooling, …)."""
-    known = {tid: False for tid in graph.inputs}
-    for node in graph.nodes:
-        flag = types.is_nonnegative_producer(node.layer,
-                                             all(known.get(t, False) for t in node.inputs))
-        for tid in node.outputs:
-            known[tid] = flag
-    return known
-
-
-def input_fed_nodes(graph: Graph, is_kernel) -> set:
-    """ids of the nodes accepted by ``is_kernel(layer)`` that are fed by a model input through
-    reshaping layers only (the "first layers" of an input-layer rule)."""
-    producers = graph.producers()
-
-    def from_input(tid) -> bool:
-        if tid in graph.inputs:
-            return True
-        node = producers.get(tid)
-        return (node is not None and isinstance(node.layer, types.RESHAPING)
-                and all(from_input(t) for t in node.inputs))
-
-    return {id(node) for node in graph.nodes
-            if is_kernel(node.layer) and node.inputs and all(from_input(t) for t in node.inputs)}
-
-
-def gate_index(node: Node, graph: Graph) -> Optional[int]:
-    """Which of a two-input product's inputs is the gate, or None if neither clearly is.
-
-    The gate is the input broadcast over the other (fewer elements: squeeze-and-excitation), or
-    else the one produced by a sigmoid-like activation or a capped ReLU.
-    """
-    if len(node.inputs) != 2:
-        return None
-    shapes = graph.shapes()
-    sizes = [_size(shapes.get(t)) for t in node.inputs]
-    if None not in sizes and sizes[0] != sizes[1]:
-        return int(np.argmin(sizes))
-    if None in sizes:  # open sizes: the factor of size 1 where the other is not, on every axis
-        broadcast = _broadcast_factor(*(shapes.get(t) for t in node.inputs))
-        if broadcast is not None:
-            return broadcast
-    producers = graph.producers()
-    gated = [i for i, t in enumerate(node.inputs) if _is_gate(t, producers)]
-    return gated[0] if len(gated) == 1 else None
-
-
-def _is_gate(tid, producers, depth: int = 0) -> bool:
-    """A gate, seen through reshapes and element-wise ops with constants (hard-sigmoid is
-    relu6(x + 3)/6)."""
-    node = producers.get(tid)
-    if node is None or depth > 8:
-        return False
-    if types.is_gate_producer(node.layer):
-        return True
-    passthrough = isinstance(node.layer, types.RESHAPE_LIKE) or (
-        not types.is_layer(node.layer) and len(node.inputs) == 1)
-    return passthrough and _is_gate(node.inputs[0], producers, depth + 1)
-
-
-def _broadcast_factor(a, b) -> Optional[int]:
-    """0 or 1 if that shape broadcasts over the other (a 1 wherever they differ), else None."""
-    if a is None or b is None or len(a) != len(b):
-        return None
-    ones = [(x == 1 and y != 1, y == 1 and x != 1) for x, y in zip(a[1:], b[1:])]
-    first, second = any(o[0] for o in ones), any(o[1] for o in ones)
-    differ = all(x == y or o[0] or o[1] for (x, y), o in zip(zip(a[1:], b[1:]), ones))
-    if differ and first != second:
-        return 0 if first else 1
-    return None
-
-
-def _size(shape) -> Optional[int]:
-    if shape is None or any(d is None for d in shape[1:]):
-        return None
-    return int(np.prod(shape[1:]))

@@ -173,6 +173,10 @@ OP_SPLIT = (_NP.Split,)
 OP_FFT = tuple(getattr(_MATH, n) for n in ("FFT", "FFT2") if hasattr(_MATH, n))
 #: A raw unstack along an axis (ViTDet's queries, keys and values).
 OP_UNSTACK = (keras.src.ops.core.Unstack,)
+#: A raw slice (``ops.slice``) and a raw broadcast (``ops.broadcast_to``), whose sizes a traced
+#: call may read off the batch (:mod:`keras_lrp.canonizers.batch_sizes`).
+OP_SLICE = (keras.src.ops.core.Slice,)
+OP_BROADCAST = (_NP.BroadcastTo,)
 #: A raw softmax.
 OP_SOFTMAX = (_NN.Softmax,)
 #: ``ops.dot_product_attention`` (keras-hub's attention on JAX and PyTorch).
