@@ -90,3 +90,14 @@ def test_moved_modules_warn_and_resolve(old, new):
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         keras_lrp.nonsense  # noqa: B018
+
+
+def test_zero_at_zero_moved_to_core_types_and_warns_at_its_old_place():
+    from keras_lrp.attribution import reverse
+    from keras_lrp.core import types
+
+    with pytest.warns(DeprecationWarning, match="keras_lrp.core.types.ZERO_AT_ZERO"):
+        old = reverse.ZERO_AT_ZERO
+    assert old is types.ZERO_AT_ZERO and "relu" in old and "sigmoid" not in old
+    with pytest.raises(AttributeError, match="no attribute 'NOTHING'"):
+        reverse.NOTHING  # noqa: B018

@@ -16,6 +16,7 @@ activation per layer, as a gradient does, instead of two (:func:`relu_stand_ins`
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Dict, List
 
 import keras
@@ -27,10 +28,14 @@ from keras_lrp.core.graph import Graph, Node, UniqueNames
 from keras_lrp.layers.structural import IdentityRelevance, ProportionalRelevance, RouteRelevance
 from keras_lrp.rules.base import Rule
 
-#: Element-wise activations with f(0) = 0 (relevance passes unchanged, zeros stay zeros).
-ZERO_AT_ZERO = frozenset({"linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "tanh",
-                          "silu", "swish", "hard_silu", "hard_swish", "mish", "softsign", "celu",
-                          "hard_tanh"})
+
+def __getattr__(name):
+    if name == "ZERO_AT_ZERO":  # moved to keras_lrp.core.types beside its twin
+        warnings.warn("keras_lrp.attribution.reverse.ZERO_AT_ZERO moved to "
+                      "keras_lrp.core.types.ZERO_AT_ZERO; the old name goes in the next release.",
+                      DeprecationWarning, stacklevel=2)
+        return types.ZERO_AT_ZERO
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass
@@ -141,7 +146,7 @@ def _keeps_zeros(node: Node, rel, known) -> bool:
 
 def _zero_at_zero(layer) -> bool:
     if isinstance(layer, types.ACTIVATION):
-        return types.layer_activation(layer) in ZERO_AT_ZERO
+        return types.layer_activation(layer) in types.ZERO_AT_ZERO
     if isinstance(layer, keras.layers.ReLU):
         return float(layer.threshold) == 0.0
     return isinstance(layer, types.ELEMENTWISE)

@@ -193,6 +193,10 @@ ELEMENTWISE_ACTIVATIONS = frozenset({
     "hard_tanh", "soft_shrink", "hard_shrink", "threshold", "gelu_approximate",
 })
 #: Activations whose output is never negative (rules may then skip x⁻ terms).
+#: Element-wise activations with f(0) = 0 (relevance passes unchanged, zeros stay zeros).
+ZERO_AT_ZERO = frozenset({"linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "tanh",
+                          "silu", "swish", "hard_silu", "hard_swish", "mish", "softsign", "celu",
+                          "hard_tanh"})
 NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus",
                                      "exponential"})
 #: Activations that make a tensor a gate in [0, 1].
