@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_lrp.cli.prepare import UsageError, _analyze_all, _check_out, _prepare
+from keras_lrp.cli.prepare import UsageError, analyze_all, check_out, prepare
 
 
 def _resume_point(writer, x) -> int:
@@ -34,11 +34,11 @@ def cmd_analyze(args) -> None:
     from keras_lrp.io import results as io
     from keras_lrp.plots import heatmap
 
-    _check_out(args.out, "--out")
+    check_out(args.out, "--out")
     if args.png:
-        _check_out(args.png, "--png", folder=True)
+        check_out(args.png, "--png", folder=True)
     vocab = _vocab(args.vocab)
-    model, x, options, analyzers = _prepare(args)
+    model, x, options, analyzers = prepare(args)
     if vocab is not None:
         from keras_lrp.plots import tokens
 
@@ -57,7 +57,7 @@ def cmd_analyze(args) -> None:
                           f"{', '.join(os.path.basename(p) for p in writer.removed_stale)}",
                           file=sys.stderr)
                 done = _resume_point(writer, x) if args.resume else 0
-                for xb, logits, rel in _analyze_all(analyzers, x, args.neuron, args.batch_size,
+                for xb, logits, rel in analyze_all(analyzers, x, args.neuron, args.batch_size,
                                                     skip=done):
                     neurons = logits.argmax(axis=1) if args.neuron is None else np.full(
                         len(xb), args.neuron)

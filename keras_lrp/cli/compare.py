@@ -7,7 +7,7 @@ import contextlib
 
 import numpy as np
 
-from keras_lrp.cli.prepare import UsageError, _analyze_all, _check_out, _prepare
+from keras_lrp.cli.prepare import UsageError, analyze_all, check_out, prepare
 
 
 def cmd_compare(args) -> None:
@@ -17,15 +17,15 @@ def cmd_compare(args) -> None:
     if len(args.method) < 2:
         raise UsageError("compare needs at least two --method arguments.")
     if args.png:
-        _check_out(args.png, "--png")
-    model, x, _, analyzers = _prepare(args)
+        check_out(args.png, "--png")
+    model, x, _, analyzers = prepare(args)
     with contextlib.closing(x):
         regions = x.shape[1] if x.ndim == 2 else int(np.prod(x.shape[1:3]))
         if args.steps > regions:
             raise UsageError(f"--steps {args.steps} exceeds the {regions} pixel-flipping regions "
                              f"of an input of shape {x.shape[1:]}; use --steps {regions} or "
                              "fewer.")
-        parts = list(_analyze_all(analyzers, x, args.neuron, args.batch_size))
+        parts = list(analyze_all(analyzers, x, args.neuron, args.batch_size))
     x = np.concatenate([p[0] for p in parts])
     relevances = {m: np.concatenate([p[2][m] for p in parts]) for m in args.method}
     logits = np.concatenate([p[1] for p in parts])

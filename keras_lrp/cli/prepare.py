@@ -80,7 +80,7 @@ def _progress(done: int, total: int, skipped: int = 0) -> None:
         print(f"\r  batch {done}/{total}{earlier}", end=end, file=sys.stderr, flush=True)
 
 
-def _check_out(path: str, option: str, folder: bool = False) -> None:
+def check_out(path: str, option: str, folder: bool = False) -> None:
     """Raise UsageError unless ``path`` can be written: a file (or, with ``folder``, a folder
     that exists or can be created) in a folder that exists and is writable."""
     p = Path(path)
@@ -116,7 +116,7 @@ def _build_analyzers(model, methods, options, neuron):
     return analyzers
 
 
-def _prepare(args):
+def prepare(args):
     """Model, inputs, options and analyzers, every one checked before any output exists."""
     repeated = sorted({m for m in args.method if args.method.count(m) > 1})
     if repeated:
@@ -138,7 +138,7 @@ def _prepare(args):
     return model, x, options, analyzers
 
 
-def _analyze_all(analyzers, x, neuron, batch_size, skip: int = 0):
+def analyze_all(analyzers, x, neuron, batch_size, skip: int = 0):
     """Yield ``(inputs, logits, {method: relevance})`` per batch of ``x[skip:]``."""
     forward = next(iter(analyzers.values())).forward_model
     n = len(x)

@@ -42,10 +42,10 @@ def replace(tmp, path) -> None:
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_folder(os.path.dirname(os.path.abspath(path)))
+    fsync_folder(os.path.dirname(os.path.abspath(path)))
 
 
-def _fsync_folder(folder: str) -> None:
+def fsync_folder(folder: str) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # a platform without directory handles (Windows): the rename stands

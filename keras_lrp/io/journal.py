@@ -37,7 +37,7 @@ import h5py
 import numpy as np
 
 from keras_lrp.io import lock
-from keras_lrp.io.atomic import _fsync_folder
+from keras_lrp.io.atomic import fsync_folder
 from keras_lrp.io.layout import chunks_for, datasets
 
 HEADER = "000000.h5"
@@ -242,7 +242,7 @@ class WorkFolder:
                 f.create_group("relevance", track_order=True)
             fsync_paths([header_path(new)])
             os.replace(new, self.path)
-            _fsync_folder(os.path.dirname(os.path.abspath(self.path)))
+            fsync_folder(os.path.dirname(os.path.abspath(self.path)))
         except BaseException:
             shutil.rmtree(new, ignore_errors=True)
             raise
@@ -306,7 +306,7 @@ class WorkFolder:
 
     def sync(self) -> None:
         fsync_paths(self._unsynced)
-        _fsync_folder(self.path)
+        fsync_folder(self.path)
         self._unsynced, self._last_sync = [], time.monotonic()
 
     def merge(self, target: str, compression) -> None:

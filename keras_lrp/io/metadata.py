@@ -93,7 +93,7 @@ def metadata_for(analyzers: Sequence[Any], model, kwargs_by_name: Optional[Mappi
             "model_weights_sha256": model_weights_hash(model), **_versions()}
 
 
-def _encode(metadata: Mapping[str, Any]) -> Dict[str, Any]:
+def encode(metadata: Mapping[str, Any]) -> Dict[str, Any]:
     attrs, json_keys = {}, []
     for key, value in metadata.items():
         if not isinstance(key, str) or key in (_MARK, _VERSION, _JSON_KEYS):
@@ -110,7 +110,7 @@ def _encode(metadata: Mapping[str, Any]) -> Dict[str, Any]:
     return attrs
 
 
-def _decode(attrs) -> Dict[str, Any]:
+def decode(attrs) -> Dict[str, Any]:
     json_keys, out = set(json.loads(attrs.get(_JSON_KEYS, "[]"))), {}
     for key, value in attrs.items():
         if key not in (_MARK, _VERSION, _JSON_KEYS):
@@ -120,7 +120,7 @@ def _decode(attrs) -> Dict[str, Any]:
     return out
 
 
-def _differing_keys(old: Mapping[str, Any], new: Mapping[str, Any],
+def differing_keys(old: Mapping[str, Any], new: Mapping[str, Any],
                     ignore: Sequence[str] = ()) -> List[str]:
     """Metadata keys (but :data:`VOLATILE_KEYS` and ``ignore``) whose values differ or that only
     one side has."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_lrp.io import journal
 from keras_lrp.io.layout import BATCH_KEYS, check_format, expected_keys, partial_path
-from keras_lrp.io.metadata import _decode, metadata_for, model_weights_hash
+from keras_lrp.io.metadata import decode, metadata_for, model_weights_hash
 from keras_lrp.io.writer import RelevanceWriter
 
 __all__ = ["RelevanceWriter", "Results", "load_relevances", "metadata_for", "model_weights_hash",
@@ -93,7 +93,7 @@ def load_relevances(path: Union[str, os.PathLike]) -> Results:
         check_format(f, path)
         return Results(relevance={k: v[()] for k, v in f["relevance"].items()},
                        **{k: f[k][()] if k in f else None for k in BATCH_KEYS},
-                       metadata=_decode(f.attrs))
+                       metadata=decode(f.attrs))
 
 
 def _load_work_folder(path: str) -> Results:
@@ -101,7 +101,7 @@ def _load_work_folder(path: str) -> Results:
     try:
         with h5py.File(header, "r") as f:
             check_format(f, path)
-            metadata = _decode(f.attrs)
+            metadata = decode(f.attrs)
     except OSError as e:
         raise ValueError(f"{path!r} is not the work folder of a keras-lrp run (no readable "
                          f"{header!r}: {e}).") from None

@@ -23,10 +23,10 @@ from keras_lrp.io.metadata import (
     _MARK,
     _VERSION,
     BACKEND_KEYS,
-    _decode,
-    _differing_keys,
-    _encode,
     _versions,
+    decode,
+    differing_keys,
+    encode,
 )
 
 
@@ -96,7 +96,7 @@ class RelevanceWriter:
         if not sync_every >= 0:
             raise ValueError(f"sync_every must be >= 0 seconds; got {sync_every!r}.")
         self.metadata = {**_versions(), **dict(metadata or {})}
-        self._attrs, self.compression = _encode(self.metadata), compression
+        self._attrs, self.compression = encode(self.metadata), compression
         self.partial_path = partial_path(self.path)
         self.tmp_path = f"{self.path}.tmp-{lock.tag()}"
         self._expected = expected_keys(self.metadata)
@@ -128,12 +128,12 @@ class RelevanceWriter:
         try:
             with h5py.File(self._work.header(), "r") as f:
                 check_format(f, p)
-                old, new = _decode(f.attrs), _decode(attrs)
+                old, new = decode(f.attrs), decode(attrs)
         except (OSError, ValueError, KeyError) as e:
             raise ValueError(f"Cannot resume from {p!r}: it is not a readable keras-lrp results "
                              f"file ({e}); it may have been cut short. To start over, {remedy}."
                              ) from None
-        keys = _differing_keys(old, new, ignore)
+        keys = differing_keys(old, new, ignore)
         if any(k in BACKEND_KEYS for k in keys):
             raise ValueError(
                 f"Cannot resume from {p!r}: it was made on Keras backend "

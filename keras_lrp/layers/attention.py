@@ -30,7 +30,7 @@ from keras_lrp.layers.base import RelevanceLayer
 ATTENTION_MODES = ("attnlrp", "cp")
 
 
-def _bilinear(fn, a, b, relevance, eps):
+def bilinear(fn, a, b, relevance, eps):
     """(R_a, R_b), each the full share: ``x ⊙ ∂/∂x ⟨fn(a, b), R / fn(a, b)⟩`` for x = a, b.
     ``a`` and ``b`` may be one tensor (self-attention without projections): they are copied, so
     that each gets the derivative through its own argument only."""
@@ -70,7 +70,7 @@ class BilinearRelevance(RelevanceLayer):
         if self.attention == "cp" and not combine:
             return _zeros(xs, self.compute_dtype)  # A is held constant: nothing reaches s
         fn = lambda u, w: self.layer.call(u, w, *rest)  # noqa: E731
-        r_a, r_b = _bilinear(fn, a, b, relevance, self.eps)
+        r_a, r_b = bilinear(fn, a, b, relevance, self.eps)
         if self.attention == "cp":
             return [ops.zeros_like(r_a), r_b] + _zeros(rest, self.compute_dtype)
         return [0.5 * r_a, 0.5 * r_b] + _zeros(rest, self.compute_dtype)

@@ -82,8 +82,8 @@ class RelevanceLayer(keras.layers.Layer):
             if not _compatible(tuple(r.shape), tuple(x.shape)):
                 raise ValueError(
                     f"Relevance layer '{self.name}' ({self!r}) returned relevance of shape "
-                    f"{_batched(r.shape)} for input {i} of layer '{_name(self.layer)}', whose "
-                    f"shape is {_batched(x.shape)}. Relevance must have its input's shape: the "
+                    f"{batched(r.shape)} for input {i} of layer '{_name(self.layer)}', whose "
+                    f"shape is {batched(x.shape)}. Relevance must have its input's shape: the "
                     "rule does not fit this layer (register another relevance layer for it).")
         return out[0] if len(out) == 1 else out
 
@@ -107,7 +107,7 @@ class RelevanceLayer(keras.layers.Layer):
         return type(self).__name__
 
 
-def _batched(shape) -> tuple:  # also used by layers.structural
+def batched(shape) -> tuple:  # also used by layers.structural
     """A static shape as the user's model declares it: the batch size unknown (the check runs
     on a concrete batch on JAX and PyTorch)."""
     shape = tuple(shape)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from keras import ops
 
 from keras_lrp.core.patterns import held_operand
-from keras_lrp.layers.attention import ATTENTION_MODES, _bilinear
+from keras_lrp.layers.attention import ATTENTION_MODES, bilinear
 from keras_lrp.layers.base import RelevanceLayer
 
 
@@ -61,7 +61,7 @@ class ProductRelevance(RelevanceLayer):
         """Nothing to build: a product has no weights."""
 
     def propagate(self, xs, z, relevance):
-        r_a, r_b = _bilinear(lambda a, b: self.forward_fn([a, b]), xs[0], xs[1], relevance,
+        r_a, r_b = bilinear(lambda a, b: self.forward_fn([a, b]), xs[0], xs[1], relevance,
                              None)
         if self.attention == "cp" and self.held is not None:
             return [ops.zeros_like(r) if i == self.held else r

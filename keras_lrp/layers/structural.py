@@ -9,7 +9,7 @@ from keras_lrp import backend
 from keras_lrp.core import types
 from keras_lrp.core.patterns import factor_index
 from keras_lrp.core.stabilize import stabilize
-from keras_lrp.layers.base import RelevanceLayer, _batched
+from keras_lrp.layers.base import RelevanceLayer, batched
 
 
 def _is_float(x) -> bool:
@@ -30,7 +30,7 @@ def _vjp(owner: RelevanceLayer, xs, cotangent):
         if g is None and _is_float(x):
             raise ValueError(
                 f"Layer '{getattr(owner.layer, 'name', owner.layer)}' ({type(owner).__name__}): "
-                f"its output does not depend on its input {i} (shape {_batched(x.shape)}), so "
+                f"its output does not depend on its input {i} (shape {batched(x.shape)}), so "
                 "relevance has no path back to it. Register a relevance layer that says what "
                 "that input receives (keras_lrp.register_layer), or remove the unused input.")
     return [ops.zeros(ops.shape(x), owner.compute_dtype) if g is None else g

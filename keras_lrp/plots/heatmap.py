@@ -157,7 +157,7 @@ def save_figure(fig: Figure, path: str, dpi: int = 100) -> None:
     write_atomically(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi))
 
 
-def _new_figure(width: float, height: float, **kwargs) -> Figure:
+def new_figure(width: float, height: float, **kwargs) -> Figure:
     fig = Figure(figsize=(width, height), **kwargs)
     FigureCanvasAgg(fig)
     return fig
@@ -275,7 +275,7 @@ def plot_grid(columns: Mapping[str, np.ndarray], inputs=None,
     xs = [x0 + j * 1.05 * pw + bar * (j >= ni) for j in range(cols)]
     y0 = _TOP + (height - _TOP - n * (ph + cap) - (n - 1) * 0.05 * ph) / 2
     ys = [y0 + i * (1.05 * ph + cap) for i in range(n)]  # panel tops, from the figure's top
-    fig = _new_figure(width, height)
+    fig = new_figure(width, height)
     axes = [[fig.add_axes([xs[j] / width, 1 - (ys[i] + ph) / height, pw / width, ph / height])
              for j in range(cols)] for i in range(n)]
     for j, (title, stack, cmap, caps) in enumerate(images):
@@ -324,7 +324,7 @@ def _bar_figure(series: Sequence[Tuple[np.ndarray, Optional[str]]], feature_name
     names = [str(s) for s in feature_names] if feature_names is not None else [
         f"x{i}" for i in range(f)]
     width = 0.8 / len(series)
-    fig = _new_figure(max(4.0, 0.4 * len(series) * f + 1.5), 2.5 * max(n, 1),
+    fig = new_figure(max(4.0, 0.4 * len(series) * f + 1.5), 2.5 * max(n, 1),
                       layout="constrained")
     for i, ax in enumerate(fig.subplots(max(n, 1), 1, squeeze=False)[:n, 0]):
         for j, (values, hatch) in enumerate(series):

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from keras_lrp.io.atomic import write_atomically
-from keras_lrp.plots.heatmap import _new_figure, save_figure
+from keras_lrp.plots.heatmap import new_figure, save_figure
 
 Row = Tuple[Sequence[str], np.ndarray]
 
@@ -83,7 +83,7 @@ def plot_tokens(rows: Sequence[Row], titles: Optional[Sequence[str]] = None,
     width = max((len(t) for t, _ in rows), default=1)
     char = max((len(tok) for t, _ in rows for tok in t), default=1)
     cell = 0.12 * char + 0.15
-    fig = _new_figure(max(3.0, cell * width + 0.4), 0.75 * max(len(rows), 1))
+    fig = new_figure(max(3.0, cell * width + 0.4), 0.75 * max(len(rows), 1))
     for k, ((tokens, relevance), scale) in enumerate(zip(rows, scales)):
         ax = fig.add_axes([0.01, 1 - (k + 1) / len(rows) + 0.02, 0.98, 0.9 / len(rows) - 0.3
                            / len(rows)])

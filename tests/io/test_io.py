@@ -130,7 +130,7 @@ def test_metadata_for_labelled_triples():
     assert meta["analyzer_kwargs"]["eps 0.1"] == {"epsilon": 0.1}
     assert meta["analyzer_settings"] == {}
     # a class is not JSON: it is stored as its repr, the rest round-trips
-    decoded = metadata._decode(metadata._encode(meta))
+    decoded = metadata.decode(metadata.encode(meta))
     assert decoded["analyzer_kwargs"]["lrp.z"]["rule_map"][0][1] == "Epsilon"
     assert "Dense" in decoded["analyzer_kwargs"]["lrp.z"]["rule_map"][0][0]
     assert decoded["analyzer_names"] == meta["analyzer_names"]
