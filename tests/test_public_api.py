@@ -101,3 +101,16 @@ def test_zero_at_zero_moved_to_core_types_and_warns_at_its_old_place():
     assert old is types.ZERO_AT_ZERO and "relu" in old and "sigmoid" not in old
     with pytest.raises(AttributeError, match="no attribute 'NOTHING'"):
         reverse.NOTHING  # noqa: B018
+
+
+@pytest.mark.parametrize("name", ["EmbeddingRelevance", "TimeDistributedRelevance",
+                                  "ZeroRelevance"])
+def test_sequence_layers_moved_out_of_recurrent_and_warn_at_their_old_path(name):
+    from keras_lrp import layers
+    from keras_lrp.layers import recurrent, sequence
+    from keras_lrp.layers.recurrent import relevance
+
+    assert getattr(layers, name) is getattr(sequence, name)
+    for old in (relevance, recurrent):
+        with pytest.warns(DeprecationWarning, match=f"keras_lrp.layers.sequence.{name}"):
+            assert getattr(old, name) is getattr(sequence, name)

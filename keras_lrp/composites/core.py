@@ -41,11 +41,11 @@ from keras_lrp.layers.recurrent.cells import GATE_RULES
 from keras_lrp.layers.recurrent.relevance import (
     BidirectionalRelevance,
     RecurrentRelevance,
-    TimeDistributedRelevance,
     bidirectional_problem,
     input_roles,
     recurrent_problem,
 )
+from keras_lrp.layers.sequence import TimeDistributedRelevance
 
 
 @dataclasses.dataclass

@@ -33,7 +33,7 @@ from keras_lrp.layers import (
 )
 from keras_lrp.layers.attention import LogSoftmaxRelevance, SoftmaxRelevance
 from keras_lrp.layers.products import ProductRelevance
-from keras_lrp.layers.recurrent.relevance import EmbeddingRelevance, ZeroRelevance
+from keras_lrp.layers.sequence import EmbeddingRelevance, ZeroRelevance
 from keras_lrp.layers.structural import (
     FourierRelevance,
     RMSNormRelevance,

@@ -1,9 +1,11 @@
 """Relevance layers for layers without an LRP rule of their own: the contract
 (:class:`RelevanceLayer`) and the structural ones (identity, routing, proportional, gates,
-normalisation), and the backward layers of the gradient family."""
+normalisation), those of token and sequence models (embeddings, masks, ``TimeDistributed``), and
+the backward layers of the gradient family."""
 
 from keras_lrp.layers.base import RelevanceLayer
 from keras_lrp.layers.gradient import DeconvnetReLU, GradientRelevance, GuidedReLU
+from keras_lrp.layers.sequence import EmbeddingRelevance, TimeDistributedRelevance, ZeroRelevance
 from keras_lrp.layers.structural import (
            GateRelevance,
            IdentityRelevance,
@@ -12,6 +14,6 @@ from keras_lrp.layers.structural import (
            RouteRelevance,
 )
 
-__all__ = ["DeconvnetReLU", "GradientRelevance", "GuidedReLU", "GateRelevance",
-           "IdentityRelevance", "LayerNormRelevance", "ProportionalRelevance",
-           "RelevanceLayer", "RouteRelevance"]
+__all__ = ["DeconvnetReLU", "EmbeddingRelevance", "GateRelevance", "GradientRelevance",
+           "GuidedReLU", "IdentityRelevance", "LayerNormRelevance", "ProportionalRelevance",
+           "RelevanceLayer", "RouteRelevance", "TimeDistributedRelevance", "ZeroRelevance"]
