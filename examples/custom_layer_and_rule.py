@@ -172,7 +172,7 @@ def main() -> None:
 
     model = halve_model()
     ours = keras_lrp.create_analyzer("lrp.z", model, rule_map=[
-        (Halve, keras_lrp.rules.ProportionalRelevance)]).analyze(x)
+        (Halve, keras_lrp.layers.ProportionalRelevance)]).analyze(x)
     np.testing.assert_allclose(ours, halve_by_hand(model, x.astype("float64")), rtol=1e-3,
                                atol=1e-5)
     print("a layer without a kernel, mapped for one analyzer, agrees with the hand computation")

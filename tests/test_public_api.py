@@ -114,3 +114,13 @@ def test_sequence_layers_moved_out_of_recurrent_and_warn_at_their_old_path(name)
     for old in (relevance, recurrent):
         with pytest.warns(DeprecationWarning, match=f"keras_lrp.layers.sequence.{name}"):
             assert getattr(old, name) is getattr(sequence, name)
+
+
+@pytest.mark.parametrize("name", ["GateRelevance", "IdentityRelevance", "LayerNormRelevance",
+                                  "ProportionalRelevance", "RouteRelevance"])
+def test_structural_layers_have_one_path_and_warn_under_rules(name):
+    from keras_lrp import layers, rules
+
+    assert name not in rules.__all__ and name in layers.__all__
+    with pytest.warns(DeprecationWarning, match=f"keras_lrp.layers.{name}"):
+        assert getattr(rules, name) is getattr(layers, name)

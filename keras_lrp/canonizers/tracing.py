@@ -297,7 +297,7 @@ def _trace_on_a_batch(node: Node, shapes: dict, dtypes: dict, error):
         f"({type(node.layer).__name__}) into its parts{why}: {detail}. Tracing calls the "
         "layer on symbolic inputs with static shapes except the batch size (build the "
         "model on keras.Input((T, ...)) with a fixed length); or give the layer a rule: "
-        f"rule_map=[({type(node.layer).__name__}, keras_lrp.rules.IdentityRelevance)] "
+        f"rule_map=[({type(node.layer).__name__}, keras_lrp.layers.IdentityRelevance)] "
         "(element-wise), RouteRelevance (moves values), ProportionalRelevance (a "
         "bias-free linear map), or keras_lrp.register_linear for a kernel.") from error
 

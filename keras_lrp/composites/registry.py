@@ -216,7 +216,7 @@ class Registry:
 
         Example:
             >>> with keras_lrp.composites.registry.REGISTRY.scoped():
-            ...     keras_lrp.register_layer(MyScaling, keras_lrp.rules.IdentityRelevance)
+            ...     keras_lrp.register_layer(MyScaling, keras_lrp.layers.IdentityRelevance)
         """
         saved = (list(self.rules), list(self.layers), list(linear.LINEAR_OPS),
                  list(blocks.REGISTERED))
@@ -259,13 +259,13 @@ def register_layer(layer_class: type, relevance: type) -> None:
     Args:
         layer_class: the Keras layer class, or ``keras.Operation`` class for ops called directly
             in functional code (subclasses match too).
-        relevance: one of :class:`~keras_lrp.rules.IdentityRelevance` (element-wise layers),
-            :class:`~keras_lrp.rules.RouteRelevance` (layers that move or select values) or
-            :class:`~keras_lrp.rules.ProportionalRelevance` (bias-free linear layers), or your
+        relevance: one of :class:`~keras_lrp.layers.IdentityRelevance` (element-wise layers),
+            :class:`~keras_lrp.layers.RouteRelevance` (layers that move or select values) or
+            :class:`~keras_lrp.layers.ProportionalRelevance` (bias-free linear layers), or your
             own :class:`~keras_lrp.rules.RelevanceLayer` subclass.
 
     Example:
-        >>> keras_lrp.register_layer(MyScaling, keras_lrp.rules.IdentityRelevance)
+        >>> keras_lrp.register_layer(MyScaling, keras_lrp.layers.IdentityRelevance)
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
         raise TypeError(f"register_layer needs a keras.layers.Layer (or keras.Operation) "
@@ -309,11 +309,11 @@ def unsupported_error(layer, registry: Registry = REGISTRY, detail: str = "",
         f"{cls.__module__}.{cls.__name__}{detail}. Supported: kernel layers (Dense, "
         "EinsumDense, convolutions, BatchNormalization, and those taught with "
         f"keras_lrp.register_linear) and {registry.supported()}. If the layer is element-wise, "
-        f"pass rule_map=[({cls.__name__}, keras_lrp.rules.IdentityRelevance)] to "
+        f"pass rule_map=[({cls.__name__}, keras_lrp.layers.IdentityRelevance)] to "
         f"create_analyzer (or keras_lrp.register_layer({cls.__name__}, "
-        "keras_lrp.rules.IdentityRelevance) for every analyzer); if it only moves or selects "
-        "values, use keras_lrp.rules.RouteRelevance; if it is a bias-free linear map, "
-        "keras_lrp.rules.ProportionalRelevance. Otherwise replace the layer with supported ones.")
+        "keras_lrp.layers.IdentityRelevance) for every analyzer); if it only moves or selects "
+        "values, use keras_lrp.layers.RouteRelevance; if it is a bias-free linear map, "
+        "keras_lrp.layers.ProportionalRelevance. Otherwise replace the layer with supported ones.")
 
 
 __all__ = ["BASE_MAP", "REGISTRY", "Registry", "Where", "matches", "register_layer",

@@ -1,7 +1,8 @@
 """LRP rules: one class per rule, each with its formula, and the name → rule registry.
 
-The structural relevance layers (:class:`IdentityRelevance`, :class:`RouteRelevance`, …) live in
-:mod:`keras_lrp.layers` and are re-exported here.
+The structural relevance layers (``IdentityRelevance``, ``RouteRelevance``, …) are not rules: their
+one import path is :mod:`keras_lrp.layers` (the old ``keras_lrp.rules.<name>`` warns for one
+release).
 
 A rule is given as a :class:`Rule` instance (``Epsilon(epsilon=0.1)``), a rule class, one of the
 names in :data:`RULES` (iNNvestigate's names included), or a ``(low, high)`` tuple, which means
@@ -11,14 +12,9 @@ names in :data:`RULES` (iNNvestigate's names included), or a ``(low, high)`` tup
 from __future__ import annotations
 
 import functools
+import warnings
 
-from keras_lrp.layers import (
-    GateRelevance,
-    IdentityRelevance,
-    LayerNormRelevance,
-    ProportionalRelevance,
-    RouteRelevance,
-)
+from keras_lrp import layers as _layers
 from keras_lrp.rules.alphabeta import AlphaBeta, ZPlus, ZPlusFast
 from keras_lrp.rules.base import TINY, RelevanceLayer, Rule, tiny
 from keras_lrp.rules.bounded import Bounded
@@ -70,8 +66,19 @@ def get(identifier, **params) -> Rule:
                      "or a keras_lrp.rules.Rule subclass or instance, or a (low, high) tuple.")
 
 
-__all__ = ["AlphaBeta", "Bounded", "Epsilon", "Flat", "Gamma", "GateRelevance",
-           "IdentityRelevance", "LayerNormRelevance",
-           "ProportionalRelevance", "RULES", "RelevanceLayer", "RouteRelevance", "Rule", "TINY",
-           "tiny",
-           "WSquare", "Z", "ZPlus", "ZPlusFast", "get"]
+#: The structural relevance layers once re-exported here (their path is keras_lrp.layers).
+_MOVED = ("GateRelevance", "IdentityRelevance", "LayerNormRelevance", "ProportionalRelevance",
+          "RouteRelevance")
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        warnings.warn(f"keras_lrp.rules.{name} is keras_lrp.layers.{name} (a relevance layer, not "
+                      "a rule); the old path goes in the next release.", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(_layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["AlphaBeta", "Bounded", "Epsilon", "Flat", "Gamma", "RULES", "RelevanceLayer", "Rule",
+           "TINY", "WSquare", "Z", "ZPlus", "ZPlusFast", "get", "tiny"]

@@ -125,6 +125,6 @@ def test_unsupported_layer_named_before_cloning(monkeypatch):
         keras_lrp.create_analyzer("lrp.epsilon", model)
     msg = str(err.value)
     assert "no relevance mapping for layer 'cube'" in msg and "Cube" in msg, msg
-    assert "keras_lrp.register_layer(Cube, keras_lrp.rules.IdentityRelevance)" in msg, msg
+    assert "keras_lrp.register_layer(Cube, keras_lrp.layers.IdentityRelevance)" in msg, msg
 
 

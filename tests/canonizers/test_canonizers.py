@@ -621,7 +621,7 @@ def test_unknown_linear_layer_traced_or_rescued_as_advised(float64):
     x = _rng(51).normal(size=(2, 4))
     traced = keras_lrp.create_analyzer("lrp.z", model).analyze(x)
     got = keras_lrp.create_analyzer("lrp.z", model, rule_map=[
-        (_Double, keras_lrp.rules.ProportionalRelevance)]).analyze(x, layerwise=True)
+        (_Double, keras_lrp.layers.ProportionalRelevance)]).analyze(x, layerwise=True)
     np.testing.assert_allclose(traced, got["x"], rtol=RTOL, atol=ATOL)
     # proportional through x ↦ 2x: R_in = x·2/(2x + 1e-100·sign)·R = R in float64
     np.testing.assert_allclose(got["d"], got["resc"], rtol=RTOL, atol=ATOL)

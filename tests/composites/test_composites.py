@@ -101,7 +101,7 @@ def test_structural_entry_overridden_for_one_analyzer(float64):
     output for that analyzer; the base map's LayerNormRelevance serves the next one."""
     model, x = _layernorm_model()
     override = keras_lrp.create_analyzer("lrp.z", model, rule_map=[
-        (L.LayerNormalization, rules.IdentityRelevance)]).analyze(x, layerwise=True)
+        (L.LayerNormalization, keras_lrp.layers.IdentityRelevance)]).analyze(x, layerwise=True)
     np.testing.assert_array_equal(override["d"], override["ln"])
     default = keras_lrp.create_analyzer("lrp.z", model).analyze(x, layerwise=True)
     np.testing.assert_array_equal(default["ln"], override["ln"])  # same relevance enters 'ln'
@@ -145,7 +145,7 @@ def test_wrong_relevance_shape_is_an_error_at_build_not_a_wrong_array():
     model = keras.Model(i, L.Dense(2, name="out")(L.LSTM(5, name="lstm")(i)))
     with pytest.raises(ValueError) as err:
         keras_lrp.create_analyzer("lrp.epsilon", model,
-                                  rule_map=[(L.LSTM, rules.IdentityRelevance)])
+                                  rule_map=[(L.LSTM, keras_lrp.layers.IdentityRelevance)])
     msg = str(err.value)
     assert "'lstm_relevance'" in msg and "IdentityRelevance" in msg and "'lstm'" in msg, msg
     assert "(None, 5)" in msg and "(None, 7, 3)" in msg, msg
@@ -181,7 +181,7 @@ def test_unknown_layer_error_lists_the_registry():
     i = keras.Input((4,), name="x")
     model = keras.Model(i, L.Dense(2)(_Cube(name="cube")(i)))
     with REGISTRY.scoped():
-        keras_lrp.register_layer(_Square, rules.IdentityRelevance)
+        keras_lrp.register_layer(_Square, keras_lrp.layers.IdentityRelevance)
         with pytest.raises(ValueError) as err:
             keras_lrp.create_analyzer("lrp.z", model)
     msg = str(err.value)

@@ -124,7 +124,7 @@ def test_example_layer_without_kernel_mapped_for_one_analyzer(example, float64):
     model = example.halve_model(seed=11)
     x = np.random.default_rng(12).normal(size=(4, 4))
     ours = keras_lrp.create_analyzer("lrp.z", model, rule_map=[
-        (example.Halve, keras_lrp.rules.ProportionalRelevance)]).analyze(x)
+        (example.Halve, keras_lrp.layers.ProportionalRelevance)]).analyze(x)
     np.testing.assert_allclose(ours, example.halve_by_hand(model, x), rtol=1e-9, atol=1e-12)
     # without the mapping, Halve is traced into its part x / 2 (the identity, which the Z rule
     # through x ↦ x/2 equals in float64): the same relevance

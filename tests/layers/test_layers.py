@@ -34,7 +34,7 @@ import keras_lrp
 from keras_lrp.composites import Composite  # noqa: E402
 from keras_lrp.composites.registry import REGISTRY  # noqa: E402
 from keras_lrp.core import types
-from keras_lrp.rules import IdentityRelevance, RelevanceLayer  # noqa: E402
+from keras_lrp.layers import IdentityRelevance, RelevanceLayer  # noqa: E402
 
 L = keras.layers
 RTOL, ATOL = 1e-9, 1e-11
@@ -843,10 +843,10 @@ def test_registration_takes_precedence_over_the_built_in_map(float64, registry):
         pass
 
     layer = _MyAdd()
-    assert _relevance_class(layer, 2) is keras_lrp.rules.ProportionalRelevance
-    keras_lrp.register_layer(_MyAdd, keras_lrp.rules.RouteRelevance)
-    assert _relevance_class(layer, 2) is keras_lrp.rules.RouteRelevance
-    assert _relevance_class(L.Add(), 2) is keras_lrp.rules.ProportionalRelevance
+    assert _relevance_class(layer, 2) is keras_lrp.layers.ProportionalRelevance
+    keras_lrp.register_layer(_MyAdd, keras_lrp.layers.RouteRelevance)
+    assert _relevance_class(layer, 2) is keras_lrp.layers.RouteRelevance
+    assert _relevance_class(L.Add(), 2) is keras_lrp.layers.ProportionalRelevance
 
 
 class _Twice(keras.Operation):
@@ -930,8 +930,8 @@ def test_register_layer_rejects_bad_arguments(registry, layer_class, relevance, 
 def test_register_layer_accepts_a_rule_class(registry):
     """Any RelevanceLayer subclass is accepted (rules are RelevanceLayers too)."""
     assert issubclass(keras_lrp.rules.Z, RelevanceLayer)
-    keras_lrp.register_layer(_SoftSign, keras_lrp.rules.ProportionalRelevance)
-    assert registry.layers == [(_SoftSign, keras_lrp.rules.ProportionalRelevance)]
+    keras_lrp.register_layer(_SoftSign, keras_lrp.layers.ProportionalRelevance)
+    assert registry.layers == [(_SoftSign, keras_lrp.layers.ProportionalRelevance)]
 
 
 # ============================================================== 8. misregistered two-input layer

@@ -9,7 +9,6 @@ from keras import layers as L
 from keras import ops
 
 import keras_lrp
-from keras_lrp import rules
 
 
 class TakeFirst(L.Layer):
@@ -39,7 +38,8 @@ def _two_branch_model():
     return keras.Model(a, L.Dense(2, name="out")(TakeFirst(name="take_first")([h1, h2])))
 
 
-@pytest.mark.parametrize("relevance", [rules.RouteRelevance, rules.ProportionalRelevance])
+@pytest.mark.parametrize("relevance", [keras_lrp.layers.RouteRelevance,
+                                       keras_lrp.layers.ProportionalRelevance])
 def test_unconnected_float_input_is_an_error_naming_the_layer(relevance):
     model = _two_branch_model()
     with pytest.raises(ValueError) as err:
@@ -54,7 +54,7 @@ def test_boolean_mask_input_gets_zero_relevance_not_an_error():
     m = keras.Input((4,), dtype="bool", name="m")
     model = keras.Model([x, m], L.Dense(2, name="out")(MaskedCopy(name="masked")([x, m])))
     analyzer = keras_lrp.create_analyzer("lrp.z", model, bias=False,
-                                         rule_map=[(MaskedCopy, rules.RouteRelevance)])
+                                         rule_map=[(MaskedCopy, keras_lrp.layers.RouteRelevance)])
     xs = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
     ms = np.array([[True, False, True, True]] * 3)
     rx, rm = analyzer.analyze([xs, ms])
