@@ -401,6 +401,9 @@ class StepsPerSample(L.Layer):
         s = ops.shape(x)
         return ops.slice(x, (0, 0, 0), (s[0], s[0], s[2]))
 
+    def compute_output_spec(self, x):  # JAX cannot infer it: the size is the unknown batch
+        return keras.KerasTensor((x.shape[0], x.shape[0], x.shape[2]), dtype=x.dtype)
+
 
 def test_a_slice_whose_batch_size_is_not_its_axis_is_refused_by_name():
     x_in = keras.Input((T, F))
