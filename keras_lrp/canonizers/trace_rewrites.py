@@ -81,21 +81,29 @@ class ShapeConstant(keras.layers.Layer):
     #: Read by :func:`keras_lrp.core.patterns.constant_tensors`.
     depends_on_no_input = True
 
-    def __init__(self, values=(), dtypes=None, **kwargs):
+    def __init__(self, values=(), dtypes=None, shapes=None, **kwargs):
         super().__init__(**kwargs)
         self.dtypes = list(dtypes) if dtypes else [str(np.asarray(v).dtype) for v in values]
+        # the shapes too: an empty array's list ([]) forgets them (DeiT's (0, T, d) outputs)
+        self.shapes = [list(s) for s in shapes] if shapes else \
+            [list(np.shape(v)) for v in values]
         self.values = [np.asarray(v).tolist() for v in values]
 
+    def _arrays(self):
+        return [np.asarray(v, d).reshape(s)
+                for v, d, s in zip(self.values, self.dtypes, self.shapes)]
+
     def call(self, x):
-        out = [ops.convert_to_tensor(np.asarray(v, d)) for v, d in zip(self.values, self.dtypes)]
+        out = [ops.convert_to_tensor(a) for a in self._arrays()]
         return out[0] if len(out) == 1 else tuple(out)
 
     def compute_output_spec(self, x):
-        out = [keras.KerasTensor(np.shape(v), dtype=d) for v, d in zip(self.values, self.dtypes)]
+        out = [keras.KerasTensor(a.shape, dtype=str(a.dtype)) for a in self._arrays()]
         return out[0] if len(out) == 1 else tuple(out)
 
     def get_config(self):
-        return {**super().get_config(), "values": self.values, "dtypes": self.dtypes}
+        return {**super().get_config(), "values": self.values, "dtypes": self.dtypes,
+                "shapes": self.shapes}
 
 
 class ShapeOutput(keras.layers.Layer):

@@ -436,3 +436,16 @@ def test_a_table_laid_out_by_batch_is_computed_at_run_time(float64):
     # gets x_ta Σ_j W_aj V_j1 (b·T + t) / T
     table = np.arange(3 * T, dtype="float64").reshape(3, T, 1)
     _assert_lrp_z(model, x, x * table * (W @ V[:, 1])[None, None, :] / T)
+
+
+def test_a_shape_constant_keeps_the_shape_of_an_empty_output():
+    """DeiT's encoder returns (0, T, d) arrays for the hidden states it keeps none of: their
+    list form ([]) forgets the shape, which the constant must keep (through its config too)."""
+    from keras_lrp.canonizers.trace_rewrites import ShapeConstant
+
+    table = np.arange(6.0).reshape(2, 3)
+    const = ShapeConstant([np.zeros((0, T, D)), table], name="consts")
+    again = ShapeConstant.from_config(const.get_config())
+    for layer in (const, again):
+        empty, full = (np.asarray(ops.convert_to_numpy(v)) for v in layer(np.ones((2, T))))
+        assert empty.shape == (0, T, D) and np.array_equal(full, table)
