@@ -33,6 +33,7 @@ import keras
 import numpy as np
 from keras import ops, tree
 
+from keras_lrp import backend
 from keras_lrp.canonizers import batch_sizes
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import linear, types
@@ -243,8 +244,8 @@ def check_batch_free(layer, call, parts: List[Node], tids: List[int], outs: List
     except Exception as error:  # noqa: BLE001 - the parts fail on the larger batch
         raise refusal from error
     for w, t in zip([v for v in tree.flatten(want) if v is not None], outs):
-        g = got[t]
-        if tuple(w.shape) != tuple(g.shape) or not np.allclose(w, g, rtol=1e-4, atol=1e-5):
+        w, g = backend.to_numpy(w), backend.to_numpy(got[t])  # (a torch tensor may need grad)
+        if w.shape != g.shape or not np.allclose(w, g, rtol=1e-4, atol=1e-5):
             raise refusal
 
 

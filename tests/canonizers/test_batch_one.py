@@ -449,3 +449,17 @@ def test_a_shape_constant_keeps_the_shape_of_an_empty_output():
     for layer in (const, again):
         empty, full = (np.asarray(ops.convert_to_numpy(v)) for v in layer(np.ones((2, T))))
         assert empty.shape == (0, T, D) and np.array_equal(full, table)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's grad mode")
+def test_the_batch_check_runs_with_torch_grad_enabled():
+    """Outside the tests (which run PyTorch without grad), a layer's call returns tensors that
+    require grad: the batch check compares them as NumPy arrays all the same."""
+    import torch
+
+    model = _token_model(TiledClassToken(name="cls"))
+    x = np.random.default_rng(0).normal(size=(3, T, F)).astype("float32")
+    with torch.enable_grad():
+        a = keras_lrp.create_analyzer("lrp.epsilon", model)
+    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
