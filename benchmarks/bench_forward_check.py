@@ -1,7 +1,7 @@
 """What the build-time forward check costs: an analyzer's build with and without it, on
 keras.applications' ResNet50 (random weights, 224×224) on the Keras backend in use.
 
-The check (``keras_lrp.attribution.verify``) runs the user's layers and the analysis' forward
+The check (``keras_lrp.analyzers.verify``) runs the user's layers and the analysis' forward
 model on a probe batch of two rows; only on a mismatch does it replay both graphs layer by
 layer. Reports, from one run, the median build time with ``forward_check=True`` and ``False``
 (interleaved, so load on the shared machine hits both alike), the median time of the check
@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_lrp  # noqa: E402
-from keras_lrp.attribution import verify  # noqa: E402
+from keras_lrp.analyzers import verify  # noqa: E402
 from keras_lrp.core import graph as graph_mod  # noqa: E402
 
 

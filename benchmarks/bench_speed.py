@@ -78,7 +78,7 @@ def build_phases():
     """Seconds spent in each phase of building an analyzer: canonize (extract and clone),
     replay (the forward graph), reverse (the relevance layers, symbolically), trace (the
     TensorFlow graph of the analysis, made at build time so that shape errors surface there)."""
-    from keras_lrp.attribution import LRP, Analyzer
+    from keras_lrp.analyzers import LRP, Analyzer
 
     phases = collections.OrderedDict()
     originals = {}

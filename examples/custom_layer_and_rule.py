@@ -15,7 +15,7 @@ entry, a gradient-family method is one analyzer class.
    ``rule_map=[(Halve, ProportionalRelevance)]``, for this analyzer only
    (``keras_lrp.register_layer`` would teach every analyzer).
 5. A custom gradient-family method, ``VarGrad`` (Adebayo et al. 2018): the variance of an
-   attribution over noisy copies of the input, one :class:`keras_lrp.attribution.Wrapper` subclass
+   attribution over noisy copies of the input, one :class:`keras_lrp.analyzers.Wrapper` subclass
    that runs over any analyzer. On a linear model, input × gradient under noise ε ~ N(0, σ²) is
    (x + ε) ⊙ w, whose variance is σ² w².
 
@@ -111,7 +111,7 @@ class Halve(keras.layers.Layer):
         return x / 2.0
 
 
-class VarGrad(keras_lrp.attribution.Wrapper):
+class VarGrad(keras_lrp.analyzers.Wrapper):
     """VarGrad: the variance of an attribution over noisy inputs (Adebayo et al. 2018).
 
     Formula:

@@ -8,7 +8,7 @@ Four nouns explain the library, one folder each:
 * **composites** (:mod:`keras_lrp.composites`): which rule or relevance layer each layer gets;
 * **canonizers** (:mod:`keras_lrp.canonizers`): exact rewrites of a clone of the model (softmax
   stripped, activations split, BatchNorm folded, blocks traced, attention expanded);
-* **analyzers** (:mod:`keras_lrp.attribution`): build the relevance model once and run it;
+* **analyzers** (:mod:`keras_lrp.analyzers`): build the relevance model once and run it;
   :func:`create_analyzer` makes one from iNNvestigate's names.
 
 Example:
@@ -24,29 +24,30 @@ from keras_lrp.version import __version__
 # Public names, imported on first use: ``import keras_lrp`` stays cheap and does not start
 # TensorFlow, so the command line can silence TensorFlow's start-up messages before it loads.
 _PUBLIC = {
-    "ANALYZERS": "keras_lrp.analyzers",
-    "create_analyzer": "keras_lrp.analyzers",
-    "load_analyzer": "keras_lrp.analyzers",
-    "Analyzer": "keras_lrp.attribution.base",
-    "Attributor": "keras_lrp.attribution.base",
-    "LRP": "keras_lrp.attribution.lrp",
-    "Gradient": "keras_lrp.attribution.gradient",
-    "IntegratedGradients": "keras_lrp.attribution.wrappers",
-    "SmoothGrad": "keras_lrp.attribution.wrappers",
-    "ConservationReport": "keras_lrp.attribution.report",
+    "ANALYZERS": "keras_lrp.analyzers.names",
+    "create_analyzer": "keras_lrp.analyzers.names",
+    "load_analyzer": "keras_lrp.analyzers.names",
+    "Analyzer": "keras_lrp.analyzers.base",
+    "Attributor": "keras_lrp.analyzers.base",
+    "LRP": "keras_lrp.analyzers.lrp",
+    "Gradient": "keras_lrp.analyzers.gradient",
+    "IntegratedGradients": "keras_lrp.analyzers.wrappers",
+    "SmoothGrad": "keras_lrp.analyzers.wrappers",
+    "ConservationReport": "keras_lrp.analyzers.report",
     "register_layer": "keras_lrp.composites.registry",
     "register_rule": "keras_lrp.composites.registry",
     "register_linear": "keras_lrp.core.linear",
     "register_block": "keras_lrp.canonizers.blocks",
     "explain_generation": "keras_lrp.generation",
 }
-_SUBMODULES = {"attribution", "backend", "canonizers", "cli", "composites", "core", "demos", "io",
+_SUBMODULES = {"analyzers", "backend", "canonizers", "cli", "composites", "core", "demos", "io",
                "layers", "plots", "rules"}
 #: Names of 0.x that moved: old name → (module, new name). Each works for one more release and
 #: warns with a DeprecationWarning naming its replacement.
 _DEPRECATED = {
     "register_composite": ("keras_lrp.canonizers.blocks", "register_block"),
-    "gradients": ("keras_lrp.attribution.gradient", None),
+    "attribution": ("keras_lrp.analyzers", None),
+    "gradients": ("keras_lrp.analyzers.gradient", None),
     "heatmap": ("keras_lrp.plots.heatmap", None),
     "tokens": ("keras_lrp.plots.tokens", None),
     "recurrent": ("keras_lrp.layers.recurrent.cells", None),

@@ -16,7 +16,7 @@ key/value cache (as LXT recommends for explaining generation):
 
 Calls for the same model and analyzer reuse the analyzers made before (the last
 :data:`REUSED`). On a model of open length these are
-:class:`~keras_lrp.attribution.lengths.PerLength` analyzers, whose analyses serve every length
+:class:`~keras_lrp.analyzers.lengths.PerLength` analyzers, whose analyses serve every length
 up to the longest one built: a continuation of growing length costs no build per token.
 """
 
@@ -137,7 +137,7 @@ def _token_relevance(model, relevance):
 
 #: The analyzers explain_generation made, by (model, analyzer name, keywords), most recently
 #: used last; at most :data:`REUSED` are kept. A model of open length gets
-#: :class:`~keras_lrp.attribution.lengths.PerLength` analyzers, so a continuation of growing
+#: :class:`~keras_lrp.analyzers.lengths.PerLength` analyzers, so a continuation of growing
 #: length reuses their analyses instead of building one per length.
 _MADE: collections.OrderedDict[Any, Dict[str, Any]] = collections.OrderedDict()
 REUSED = 4

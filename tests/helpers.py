@@ -123,7 +123,7 @@ def no_build(monkeypatch, what="extract"):
     def fail(*args, **kwargs):
         raise AssertionError(f"the check came after {what}")
     if what == "extract":
-        monkeypatch.setattr(keras_lrp.attribution.base.graph_mod, "extract", fail)
+        monkeypatch.setattr(keras_lrp.analyzers.base.graph_mod, "extract", fail)
     else:
         monkeypatch.setattr(keras_lrp.canonizers.base, "clone_layers", fail)
 

@@ -77,7 +77,7 @@ def test_relevance_layer_target_is_the_old_name_of_layer():
 
 @pytest.mark.parametrize("old,new", [("heatmap", "keras_lrp.plots.heatmap"),
                                      ("tokens", "keras_lrp.plots.tokens"),
-                                     ("gradients", "keras_lrp.attribution.gradient"),
+                                     ("gradients", "keras_lrp.analyzers.gradient"),
                                      ("recurrent", "keras_lrp.layers.recurrent.cells")])
 def test_moved_modules_warn_and_resolve(old, new):
     import importlib
@@ -93,7 +93,7 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 def test_zero_at_zero_moved_to_core_types_and_warns_at_its_old_place():
-    from keras_lrp.attribution import reverse
+    from keras_lrp.analyzers import reverse
     from keras_lrp.core import types
 
     with pytest.warns(DeprecationWarning, match="keras_lrp.core.types.ZERO_AT_ZERO"):
@@ -124,3 +124,23 @@ def test_structural_layers_have_one_path_and_warn_under_rules(name):
     assert name not in rules.__all__ and name in layers.__all__
     with pytest.warns(DeprecationWarning, match=f"keras_lrp.layers.{name}"):
         assert getattr(rules, name) is getattr(layers, name)
+
+
+def test_the_old_attribution_package_warns_and_is_the_new_one():
+    """keras_lrp.attribution moved to keras_lrp.analyzers: the old names are the new modules,
+    and importing the old package warns once (one release)."""
+    import importlib
+    import sys
+    import warnings
+
+    import keras_lrp.analyzers.lengths as new
+
+    sys.modules.pop("keras_lrp.attribution", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("keras_lrp.attribution.lengths")
+        from keras_lrp.attribution import LRP
+    assert old is new
+    assert LRP is keras_lrp.analyzers.LRP
+    assert any(issubclass(w.category, DeprecationWarning) and "keras_lrp.analyzers" in
+               str(w.message) for w in caught)

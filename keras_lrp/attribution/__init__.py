@@ -1,23 +1,23 @@
-"""Analyzers: build an attribution model once, then run it on data.
+"""Deprecated: the analyzers moved to :mod:`keras_lrp.analyzers` (one name for one concept).
 
-* :mod:`~keras_lrp.attribution.base`: :class:`Analyzer`, the contract every method shares
-  (canonized copy, relevance model, compiled run, neuron selection);
-* :mod:`~keras_lrp.attribution.running`: batching, streams, layer-wise output, conservation;
-* :mod:`~keras_lrp.attribution.lrp` and :mod:`~keras_lrp.attribution.reverse`: LRP's reverse
-  graph of relevance layers;
-* :mod:`~keras_lrp.attribution.gradient`, :mod:`~keras_lrp.attribution.wrappers`,
-  :mod:`~keras_lrp.attribution.baselines`: the gradient family, SmoothGrad and
-  IntegratedGradients over any analyzer, and the input/random baselines;
-* :mod:`~keras_lrp.attribution.report`, :mod:`~keras_lrp.attribution.evaluate`: the
-  conservation report and pixel-flipping curves;
-* :mod:`~keras_lrp.attribution.serialize`: an analyzer saved to one file.
+``import keras_lrp.attribution`` and ``keras_lrp.attribution.<module>`` keep working for one
+release: each old module name is the new module itself (``keras_lrp.attribution.lengths is
+keras_lrp.analyzers.lengths``), and importing this package warns once with a
+DeprecationWarning.
 """
 
-from keras_lrp.attribution.base import Analyzer, Attributor, OutputRelevance, one_or_list
-from keras_lrp.attribution.baselines import InputAnalyzer, RandomAnalyzer
-from keras_lrp.attribution.gradient import Gradient
-from keras_lrp.attribution.lrp import LRP
-from keras_lrp.attribution.wrappers import IntegratedGradients, SmoothGrad, Wrapper
+import importlib
+import sys
+import warnings
 
-__all__ = ["Analyzer", "Attributor", "Gradient", "InputAnalyzer", "IntegratedGradients", "LRP",
-           "OutputRelevance", "RandomAnalyzer", "SmoothGrad", "Wrapper", "one_or_list"]
+warnings.warn("keras_lrp.attribution moved to keras_lrp.analyzers; the old name goes in the next "
+              "release.", DeprecationWarning, stacklevel=2)
+
+_MODULES = ("base", "baselines", "evaluate", "gradient", "lengths", "lrp", "padding", "report",
+            "reverse", "running", "serialize", "verify", "wrappers")
+
+for _name in _MODULES:
+    sys.modules[f"{__name__}.{_name}"] = importlib.import_module(f"keras_lrp.analyzers.{_name}")
+
+from keras_lrp.analyzers import *  # noqa: E402,F401,F403 - the old package's names
+from keras_lrp.analyzers import __all__  # noqa: E402,F401

@@ -11,7 +11,7 @@ from keras_lrp.cli.prepare import UsageError, analyze_all, check_out, prepare
 
 
 def cmd_compare(args) -> None:
-    from keras_lrp.attribution import evaluate
+    from keras_lrp.analyzers import evaluate
     from keras_lrp.plots import heatmap
 
     if len(args.method) < 2:

@@ -121,7 +121,7 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
 def aopc_table(forward, x, relevances: Dict[str, np.ndarray], predictions, steps: int):
     """{label: pixel-flipping AOPC} of each relevance on ``forward`` (pixels set to 0, most
     relevant first), with a seeded random ordering added as ``"random (baseline)"``."""
-    from keras_lrp.attribution import evaluate
+    from keras_lrp.analyzers import evaluate
 
     model_fn = lambda batch: forward(batch)  # noqa: E731
     rng = np.random.default_rng(0)

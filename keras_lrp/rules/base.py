@@ -32,7 +32,7 @@ class Rule(RelevanceLayer):
     PARAMS: dict = {}
     #: Whether the relevance this rule gives each input is that input times something finite
     #: (R_i = x_i · c_i): then an input that is 0 gets exactly 0 (see
-    #: :mod:`keras_lrp.attribution.reverse`).
+    #: :mod:`keras_lrp.analyzers.reverse`).
     x_proportional = False
 
     def __init__(self, layer=None, **kwargs):

@@ -435,7 +435,7 @@ def test_float64_model_under_float32_policy(zoo):
 
 
 # ------------------------------------------------------------------- 4. model untouched
-@pytest.mark.slow  # ~9 s; the user's model is also checked by default in tests/attribution
+@pytest.mark.slow  # ~9 s; the user's model is also checked by default in tests/analyzers
 def test_model_unchanged_by_analysis():
     """Analysing MobileNetV3Small (BatchNorm folded, softmax stripped, SE gates, Rescaling in
     the clone) leaves the user's model bit-identical: weights, layers and predictions."""

@@ -266,7 +266,7 @@ def test_analyze_png_writes_heatmap(batched):
 
 def test_compare_table_matches_in_process(compared, model, x):
     import keras_lrp
-    from keras_lrp.attribution import evaluate
+    from keras_lrp.analyzers import evaluate
 
     proc, _ = compared
     rows = {}

@@ -194,7 +194,7 @@ def test_position_embedding_absorbs_its_share(vit):
 def test_transformer_demo(tmp_path, vit):
     """The demo's AOPC table: AttnLRP's equals the one computed here, and every method beats the
     random ordering on the ViT."""
-    from keras_lrp.attribution import evaluate
+    from keras_lrp.analyzers import evaluate
     from keras_lrp.demos.transformer import run_transformer_demo
 
     aopc = run_transformer_demo(out_dir=tmp_path / "out",

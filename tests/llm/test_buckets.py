@@ -1,4 +1,4 @@
-"""Prompts of any length without a build per length (keras_lrp.attribution.lengths): a model of
+"""Prompts of any length without a build per length (keras_lrp.analyzers.lengths): a model of
 open length is explained by analyses built for a few lengths, its inputs padded to them.
 
 The oracle is the same analyzer with ``buckets="exact"`` (one analysis per length, the inputs
@@ -14,8 +14,8 @@ keras_hub = pytest.importorskip("keras_hub")
 import hub_lm  # noqa: E402
 
 import keras_lrp  # noqa: E402
-from keras_lrp.attribution.base import OutputRelevance  # noqa: E402
-from keras_lrp.attribution.lengths import MIN_BUCKET, PerLength  # noqa: E402
+from keras_lrp.analyzers.base import OutputRelevance  # noqa: E402
+from keras_lrp.analyzers.lengths import MIN_BUCKET, PerLength  # noqa: E402
 
 FAST = ("llama",)
 #: the causal LM families of tests/llm/test_families.py, and GPT-2 (learned positions)

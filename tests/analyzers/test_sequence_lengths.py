@@ -10,7 +10,7 @@ import pytest
 from keras import layers as L
 
 import keras_lrp
-from keras_lrp.attribution.lengths import PerLength
+from keras_lrp.analyzers.lengths import PerLength
 
 BACKEND = keras.backend.backend()
 
@@ -86,7 +86,7 @@ def test_wrappers_at_any_length(float64, wrapper):
     """SmoothGrad and integrated gradients over an LRP analyzer of a Conv1D model on
     Input((None, 3)) (their reshapes read the open length at run time; they raised TensorFlow's
     TypeError), equal to the same wrapper over the model at that fixed length."""
-    from keras_lrp.attribution.wrappers import IntegratedGradients, SmoothGrad
+    from keras_lrp.analyzers.wrappers import IntegratedGradients, SmoothGrad
 
     keras.utils.set_random_seed(4)
     model = _conv()

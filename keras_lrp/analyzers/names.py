@@ -18,17 +18,13 @@ import numpy as np
 
 from keras_lrp import composites as C
 from keras_lrp import rules as R
-from keras_lrp.attribution import (
-    LRP,
-    Analyzer,
-    Gradient,
-    InputAnalyzer,
-    IntegratedGradients,
-    RandomAnalyzer,
-    SmoothGrad,
-)
-from keras_lrp.attribution.lengths import PerLength, check_buckets, open_length
-from keras_lrp.attribution.serialize import read_analyzer
+from keras_lrp.analyzers.base import Analyzer
+from keras_lrp.analyzers.baselines import InputAnalyzer, RandomAnalyzer
+from keras_lrp.analyzers.gradient import Gradient
+from keras_lrp.analyzers.lengths import PerLength, check_buckets, open_length
+from keras_lrp.analyzers.lrp import LRP
+from keras_lrp.analyzers.serialize import read_analyzer
+from keras_lrp.analyzers.wrappers import IntegratedGradients, SmoothGrad
 from keras_lrp.composites.registry import Where
 from keras_lrp.core import types
 from keras_lrp.layers import DeconvnetReLU, GradientRelevance, GuidedReLU
@@ -221,7 +217,7 @@ COMMON_KWARGS = {"neuron_selection_mode": "max_activation", "output_relevance": 
                  "gate_rule": None, "attention": None, "forward_check": True,
                  "buckets": "pow2", "patience": 32, "max_analyses": 8}
 #: The keywords of models with an open sequence length
-#: (:class:`~keras_lrp.attribution.lengths.PerLength`); other models ignore them.
+#: (:class:`~keras_lrp.analyzers.lengths.PerLength`); other models ignore them.
 LENGTH_KWARGS = {k: COMMON_KWARGS[k] for k in ("buckets", "patience", "max_analyses")}
 _RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output", "forward_check")
 
@@ -231,7 +227,7 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
 
     A model whose inputs have an open sequence length and a layer traced into its parts (a
     causal LM built on ``keras.Input((None,), "int32")``) gets a
-    :class:`~keras_lrp.attribution.lengths.PerLength`: analyses built for a few bucket lengths
+    :class:`~keras_lrp.analyzers.lengths.PerLength`: analyses built for a few bucket lengths
     when first needed, the inputs padded to them where padding leaves the model's outputs
     unchanged (``buckets``, ``patience``, ``max_analyses``).
 
@@ -248,7 +244,7 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
             ``attention`` ("attnlrp" or "cp"), ``forward_check`` (check at build, on a probe
             batch, that the analysis explains the user's model; default True), ``buckets``
             ("pow2", "exact" or a list of lengths), ``patience`` and ``max_analyses`` (models
-            of open length, see :mod:`keras_lrp.attribution.lengths`).
+            of open length, see :mod:`keras_lrp.analyzers.lengths`).
 
     Raises:
         ValueError: unknown name (valid names listed) or keyword (valid keywords listed).
@@ -282,7 +278,7 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
 
 def _build(name, model, kwargs, common, params, length_axes=None) -> Analyzer:
     """The analyzer ``name`` for a model of fixed length (``length_axes``: see
-    :class:`~keras_lrp.attribution.base.Analyzer`)."""
+    :class:`~keras_lrp.analyzers.base.Analyzer`)."""
     entry = ANALYZERS[name]
     run = {k: common[k] for k in _RUN_KWARGS}
     run.update(name=name, kwargs=dict(kwargs))
@@ -313,7 +309,7 @@ def from_config(config: Dict[str, Any], model: keras.Model) -> Analyzer:
 
 def load_analyzer(path: str, custom_objects: Optional[Dict[str, Any]] = None) -> Analyzer:
     """Load an analyzer written by :meth:`Analyzer.save
-    <keras_lrp.attribution.base.Analyzer.save>`.
+    <keras_lrp.analyzers.base.Analyzer.save>`.
 
     Args:
         path: the file.

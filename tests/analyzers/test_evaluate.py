@@ -1,10 +1,10 @@
-"""keras_lrp.attribution.evaluate: pixel flipping on models whose perturbation curves are known
+"""keras_lrp.analyzers.evaluate: pixel flipping on models whose perturbation curves are known
 by hand."""
 
 import numpy as np
 import pytest
 
-from keras_lrp.attribution.evaluate import PerturbationCurve, pixel_flipping
+from keras_lrp.analyzers.evaluate import PerturbationCurve, pixel_flipping
 
 W = np.array([0.5, 2.0, 1.0, 3.0])
 

@@ -1,7 +1,7 @@
 """Running an attribution: batching, datasets and generators, neuron selection, the compiled
 function, the finiteness check, layer-wise output and conservation.
 
-:class:`Runner` is the running half of every :class:`~keras_lrp.attribution.base.Analyzer`; it
+:class:`Runner` is the running half of every :class:`~keras_lrp.analyzers.base.Analyzer`; it
 needs the analyzer's ``relevance_model`` (and ``_layerwise_model``), ``inputs``, ``logits``,
 ``neuron_selection_mode``, ``jit_compile``, ``layer_names``, ``name`` and ``strategy``.
 
@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from keras_lrp import backend
-from keras_lrp.attribution.report import ConservationReport
+from keras_lrp.analyzers.report import ConservationReport
 from keras_lrp.io.inputs import as_arrays, is_batch_stream, slices, stream
 
 #: What ``analyze`` takes: an array, a list of arrays (multi-input models), or a dataset,

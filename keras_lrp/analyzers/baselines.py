@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lrp.attribution.base import Analyzer
+from keras_lrp.analyzers.base import Analyzer
 
 
 class InputAnalyzer(Analyzer):
@@ -35,7 +35,7 @@ class RandomAnalyzer(Analyzer):
         model: the Keras model.
         stddev: the noise's standard deviation (default 1, as iNNvestigate).
         seed: makes the noise reproducible (two analyzers with one seed draw the same noise).
-        **kwargs: see :class:`~keras_lrp.attribution.base.Analyzer`.
+        **kwargs: see :class:`~keras_lrp.analyzers.base.Analyzer`.
     """
 
     rewrites = False  # the inputs and noise only (Analyzer.rewrites)

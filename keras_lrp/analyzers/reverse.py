@@ -31,7 +31,7 @@ from keras_lrp.rules.base import Rule
 
 def __getattr__(name):
     if name == "ZERO_AT_ZERO":  # moved to keras_lrp.core.types beside its twin
-        warnings.warn("keras_lrp.attribution.reverse.ZERO_AT_ZERO moved to "
+        warnings.warn("keras_lrp.analyzers.reverse.ZERO_AT_ZERO moved to "
                       "keras_lrp.core.types.ZERO_AT_ZERO; the old name goes in the next release.",
                       DeprecationWarning, stacklevel=2)
         return types.ZERO_AT_ZERO

@@ -1,6 +1,6 @@
 """The gradient of the explained output with respect to the inputs, as an analyzer (gradient,
 input × gradient, and the backward ReLU variants through the composite's relevance layers);
-the wrappers SmoothGrad and IntegratedGradients are in :mod:`keras_lrp.attribution.wrappers`."""
+the wrappers SmoothGrad and IntegratedGradients are in :mod:`keras_lrp.analyzers.wrappers`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from keras_lrp import backend
-from keras_lrp.attribution.base import Analyzer
+from keras_lrp.analyzers.base import Analyzer
 
 POSTPROCESS = (None, "abs", "square")
 
@@ -61,7 +61,7 @@ class Gradient(Analyzer):
         model: the Keras model.
         times_input: multiply by the input (``input_t_gradient``).
         postprocess: ``None``, ``"abs"`` or ``"square"``.
-        **kwargs: see :class:`~keras_lrp.attribution.base.Analyzer`; ``output_relevance``
+        **kwargs: see :class:`~keras_lrp.analyzers.base.Analyzer`; ``output_relevance``
             defaults to ``"one"`` (the plain gradient).
     """
 

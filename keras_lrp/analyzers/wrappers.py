@@ -13,8 +13,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lrp.attribution.base import Analyzer, one_or_list
-from keras_lrp.attribution.gradient import refuse_integer_inputs
+from keras_lrp.analyzers.base import Analyzer, one_or_list
+from keras_lrp.analyzers.gradient import refuse_integer_inputs
 
 
 def _sample_shape(x) -> tuple:

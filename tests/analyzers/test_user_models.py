@@ -12,7 +12,7 @@ from helpers import autodiff
 from keras import ops
 
 import keras_lrp
-from keras_lrp.attribution.verify import ForwardMismatch, tolerance
+from keras_lrp.analyzers.verify import ForwardMismatch, tolerance
 
 L = keras.layers
 RNG = np.random.default_rng(0)

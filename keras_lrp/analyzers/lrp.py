@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_lrp.attribution.base import Analyzer
-from keras_lrp.attribution.reverse import reverse
+from keras_lrp.analyzers.base import Analyzer
+from keras_lrp.analyzers.reverse import reverse
 from keras_lrp.composites import Composite, Context
 
 

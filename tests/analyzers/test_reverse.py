@@ -1,5 +1,5 @@
 """The reverse graph hands a rule the ReLU's output a in place of its pre-activation z where that
-is exact (keras_lrp.attribution.reverse.relu_stand_ins): the analysis then keeps one activation
+is exact (keras_lrp.analyzers.reverse.relu_stand_ins): the analysis then keeps one activation
 per layer. Checked: the relevances are bit-identical in float64 with and without the stand-ins,
 for every rule family; which layers get a stand-in (only where every reader of a passes relevance
 in proportion to its input, so nothing arrives where a = 0)."""
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_lrp
-from keras_lrp.attribution import reverse as rv
+from keras_lrp.analyzers import reverse as rv
 
 L = keras.layers
 

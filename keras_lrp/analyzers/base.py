@@ -4,9 +4,9 @@ An :class:`Analyzer` extracts and canonizes a private copy of the model, makes i
 :attr:`~Analyzer.relevance_model` (a Keras model from the inputs to their relevances), traces
 it into one TensorFlow graph, and runs it: batching, datasets and generators, neuron selection,
 the finiteness check, layer-wise output and conservation. Subclasses only say what the model
-computes: :class:`~keras_lrp.attribution.lrp.LRP` builds the reverse graph of a composite
-(:mod:`keras_lrp.attribution.reverse`); the gradient family is in
-:mod:`keras_lrp.attribution.gradient`.
+computes: :class:`~keras_lrp.analyzers.lrp.LRP` builds the reverse graph of a composite
+(:mod:`keras_lrp.analyzers.reverse`); the gradient family is in
+:mod:`keras_lrp.analyzers.gradient`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 from keras import ops
 
 from keras_lrp import backend
-from keras_lrp.attribution import verify
-from keras_lrp.attribution.running import Runner
-from keras_lrp.attribution.serialize import save_analyzer
+from keras_lrp.analyzers import verify
+from keras_lrp.analyzers.running import Runner
+from keras_lrp.analyzers.serialize import save_analyzer
 from keras_lrp.canonizers.base import (
     DEFAULT_CANONIZERS,
     LOW_PRECISION,
@@ -46,7 +46,7 @@ class OutputRelevance(keras.layers.Layer):
         (``index``) or all ones (``all``).
 
         With ``length_axes`` (inputs padded to a longer length, see
-        :mod:`keras_lrp.attribution.lengths`), the last input holds each row's real length n
+        :mod:`keras_lrp.analyzers.lengths`), the last input holds each row's real length n
         and only outputs at positions p < n along those axes may be selected: m_k is zeroed at
         the padded positions, and ``max_activation`` takes its argmax over the real ones.
     """
@@ -131,10 +131,10 @@ class Analyzer(Runner):
         output: the explained output of a multi-output model (index or output layer name).
         jit_compile: compile the analysis with XLA.
         forward_check: check at build that the forward pass the analysis explains is the
-            user's model, on a probe batch (:mod:`keras_lrp.attribution.verify`); an error
+            user's model, on a probe batch (:mod:`keras_lrp.analyzers.verify`); an error
             names the first layer that differs.
         length_axes: the explained output's axes that index the positions of inputs padded
-            to this model's length (:class:`~keras_lrp.attribution.lengths.PerLength` sets
+            to this model's length (:class:`~keras_lrp.analyzers.lengths.PerLength` sets
             them): the analysis then explains only outputs at the real positions, below
             :attr:`valid_length` (see :class:`OutputRelevance`).
         name: the analyzer's name, for reports and saving.

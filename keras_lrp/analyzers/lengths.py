@@ -6,7 +6,7 @@ A traced transformer block needs static shapes (its parts are laid out for one l
 called on inputs of that length (the model itself is never rebuilt or changed), and explains an
 input of length n with an analysis built for a length L ≥ n: the inputs are padded to L, only
 the outputs at the n real positions are explained, and the relevance is sliced back to n
-(:mod:`keras_lrp.attribution.padding`; checked once per bucket on the user's model, and where
+(:mod:`keras_lrp.analyzers.padding`; checked once per bucket on the user's model, and where
 padding changes the model's outputs, every length gets its own analysis).
 
 Which analysis serves length n (``buckets="pow2"``, the default): the one built for B(n), the
@@ -27,8 +27,8 @@ import keras
 import numpy as np
 from keras import tree
 
-from keras_lrp.attribution import padding
-from keras_lrp.attribution.running import check_indices, concatenate, stream_batches
+from keras_lrp.analyzers import padding
+from keras_lrp.analyzers.running import check_indices, concatenate, stream_batches
 from keras_lrp.canonizers.blocks import is_foreign, is_traced
 from keras_lrp.io.inputs import is_batch_stream
 
@@ -255,7 +255,7 @@ class PerLength:
     # -- running ------------------------------------------------------------------------------
     def analyze(self, x, neuron_selection: Optional[Any] = None, layerwise: bool = False,
                 batch_size: Optional[int] = None, allow_nonfinite: bool = False):
-        """:meth:`keras_lrp.attribution.base.Analyzer.analyze` with the analysis serving
+        """:meth:`keras_lrp.analyzers.base.Analyzer.analyze` with the analysis serving
         ``x``'s length (the exact length for ``layerwise``)."""
         return concatenate([r for _, r in self.iter_analyze(
             x, neuron_selection, batch_size, allow_nonfinite, layerwise)], layerwise)
@@ -263,7 +263,7 @@ class PerLength:
     def iter_analyze(self, x, neuron_selection: Optional[Any] = None,
                      batch_size: Optional[int] = None, allow_nonfinite: bool = False,
                      layerwise: bool = False, skip: int = 0):
-        """:meth:`keras_lrp.attribution.base.Analyzer.iter_analyze`; a dataset's or
+        """:meth:`keras_lrp.analyzers.base.Analyzer.iter_analyze`; a dataset's or
         generator's batches may each have their own length."""
         if is_batch_stream(x):
             for batch, rows_skipped in stream_batches(x, skip):
@@ -298,7 +298,7 @@ class PerLength:
             yield (batch[0] if len(batch) == 1 else batch), result
 
     def conservation(self, x, neuron_selection: Optional[Any] = None):
-        """:meth:`keras_lrp.attribution.base.Analyzer.conservation` at ``x``'s exact length."""
+        """:meth:`keras_lrp.analyzers.base.Analyzer.conservation` at ``x``'s exact length."""
         length = self.length_of(x)
         return self.for_length(length, length).conservation(x, neuron_selection)
 

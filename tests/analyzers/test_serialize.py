@@ -11,7 +11,7 @@ from helpers import L
 
 import keras_lrp
 from keras_lrp import rules
-from keras_lrp.attribution import serialize
+from keras_lrp.analyzers import serialize
 
 
 # ============================================================================ 7. serialization
