@@ -40,9 +40,20 @@ def test_layer_map_warns_and_equals_rule_map():
     with pytest.warns(DeprecationWarning, match="rule_map"):
         old = keras_lrp.create_analyzer("lrp.epsilon", model, layer_map=entries).analyze(x)
     np.testing.assert_array_equal(old, new)
-    with pytest.warns(DeprecationWarning, match="rule_map"):
+    with pytest.warns(DeprecationWarning, match="entries"):
         composite = keras_lrp.composites.Composite(layer_map=entries)
-    assert composite.rule_map == keras_lrp.composites.Composite(rule_map=entries).rule_map
+    assert composite.own_entries == keras_lrp.composites.Composite(entries).own_entries
+
+
+def test_a_composites_own_list_is_entries_and_rule_map_only_an_analyzers():
+    """rule_map= has one meaning, an analyzer's own entries searched first; a composite's own
+    list is entries=. The old Composite(rule_map=) and .rule_map warn for one release."""
+    entries = [(keras.layers.LayerNormalization, IdentityRelevance)]
+    with pytest.warns(DeprecationWarning, match="entries"):
+        old = keras_lrp.composites.Composite(rule_map=entries)
+    new = keras_lrp.composites.Composite(entries=entries)
+    with pytest.warns(DeprecationWarning, match="own_entries"):
+        assert old.rule_map == new.own_entries == entries
 
 
 def test_register_composite_warns_and_registers_a_block():

@@ -6,7 +6,7 @@ import keras
 
 from keras_lrp.analyzers.base import Analyzer
 from keras_lrp.analyzers.reverse import reverse
-from keras_lrp.composites import Composite, Context
+from keras_lrp.composites import Composite
 
 
 class LRP(Analyzer):
@@ -34,7 +34,8 @@ class LRP(Analyzer):
         """Whether the composite names ``node``'s layer (one context per state of the graph)."""
         key = (id(graph.nodes), len(graph.nodes))
         if getattr(self, "_context_key", None) != key:
-            self._context, self._context_key = Context(graph, self.model), key
+            self._context = self.composite.context(graph, self.model)
+            self._context_key = key
         return self.composite.maps(node, self._context)
 
     def build(self):

@@ -22,11 +22,9 @@ from typing import Any, Dict, List
 import keras
 from keras import ops
 
-from keras_lrp.composites import Composite, Context
+from keras_lrp.composites import Composite
 from keras_lrp.core import types
 from keras_lrp.core.graph import Graph, Node, UniqueNames
-from keras_lrp.layers.structural import IdentityRelevance, ProportionalRelevance, RouteRelevance
-from keras_lrp.rules.base import Rule
 
 
 def __getattr__(name):
@@ -61,7 +59,7 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
         inputs: the symbolic model inputs (for zero relevance where an input is not used).
         model: the user's model (for ``until_layer_idx``).
     """
-    ctx = Context(graph, model)
+    ctx = composite.context(graph, model)
     rels = relevance_layers(graph, composite, ctx, output)
     stand_in = relu_stand_ins(graph, rels, output)
     value = lambda t: values[stand_in.get(t, t)]  # noqa: E731
@@ -120,7 +118,8 @@ def zero_where_zero(graph: Graph, rels: Dict[int, Any], output: int) -> Dict[int
     """tensor id → True where the relevance reaching the tensor is provably 0 wherever its
     value is 0: every reader passes relevance to it in proportion to it (x-proportional rules,
     ProportionalRelevance), or routes it unchanged through layers that map 0 to 0 into a tensor
-    with the same property. Graph outputs never qualify (their relevance is the start)."""
+    with the same property: each relevance layer declares it (``keeps_zeros(node,
+    outputs_keep)``). Graph outputs never qualify (their relevance is the start)."""
     readers = {t: [r for r in users if id(r) in rels]
                for t, users in graph.consumers().items()}
     known: Dict[int, bool] = {}
@@ -132,24 +131,7 @@ def zero_where_zero(graph: Graph, rels: Dict[int, Any], output: int) -> Dict[int
 
 
 def _keeps_zeros(node: Node, rel, known) -> bool:
-    if isinstance(rel, Rule):
-        return bool(rel.x_proportional)
-    if type(rel) is ProportionalRelevance:
-        return True
-    after = all(known.get(t, False) for t in node.outputs)
-    if type(rel) is RouteRelevance:
-        return after and isinstance(node.layer, types.ROUTE + types.MAX_POOLING + types.OP_SELECT)
-    if type(rel) is IdentityRelevance:
-        return after and _zero_at_zero(node.layer)
-    return False
-
-
-def _zero_at_zero(layer) -> bool:
-    if isinstance(layer, types.ACTIVATION):
-        return types.layer_activation(layer) in types.ZERO_AT_ZERO
-    if isinstance(layer, keras.layers.ReLU):
-        return float(layer.threshold) == 0.0
-    return isinstance(layer, types.ELEMENTWISE)
+    return rel.keeps_zeros(node, all(known.get(t, False) for t in node.outputs))
 
 
 def _plain_relu(layer) -> bool:
@@ -167,7 +149,7 @@ def relu_stand_ins(graph: Graph, rels: Dict[int, Any], output: int) -> Dict[int,
     readers = graph.consumers()
     out = {}
     for node in graph.nodes:
-        if not isinstance(rels.get(id(node)), Rule) or len(node.outputs) != 1:
+        if not getattr(rels.get(id(node)), "output_stand_in", False) or len(node.outputs) != 1:
             continue
         z = node.outputs[0]
         users = readers.get(z, [])

@@ -29,7 +29,7 @@ _ANY = keras.layers.Layer  # with a rule: every kernel layer
 
 class NamedComposite(Composite):
     """A composite defined by a few parameters (``PARAMS``); :meth:`assign` returns its
-    ``(rule_map, first_layer)``. Subclasses are ~10 lines each."""
+    ``(entries, first_layer)``. Subclasses are ~10 lines each."""
 
     #: The canonizers when none are given (``None``: the defaults).
     CANONIZERS: Optional[Sequence] = None
@@ -41,8 +41,8 @@ class NamedComposite(Composite):
                             f"{', '.join(sorted(unknown))}; its parameters are "
                             f"{', '.join(self.PARAMS) or 'none'}.")
         params = {k: params.get(k, v) for k, v in self.PARAMS.items()}
-        rule_map, first = self.assign(**params)
-        super().__init__(rule_map, first_layer=first, base_map=base_map,
+        entries, first = self.assign(**params)
+        super().__init__(entries, first_layer=first, base_map=base_map,
                          canonizers=self.CANONIZERS if canonizers is None else canonizers)
         self.params = params
 
@@ -89,8 +89,8 @@ class _Flat:
     fixed_first_layer = True
 
     def assign(self, **params):
-        rule_map, _ = super().assign(**params)
-        return rule_map, rules_mod.Flat()
+        entries, _ = super().assign(**params)
+        return entries, rules_mod.Flat()
 
 
 class SequentialPresetAFlat(_Flat, SequentialPresetA):

@@ -33,7 +33,7 @@ from keras_lrp.layers import (
 )
 from keras_lrp.layers.attention import LogSoftmaxRelevance, SoftmaxRelevance
 from keras_lrp.layers.products import ProductRelevance
-from keras_lrp.layers.sequence import EmbeddingRelevance, ZeroRelevance
+from keras_lrp.layers.sequence import EmbeddingRelevance, TimeDistributedRelevance, ZeroRelevance
 from keras_lrp.layers.structural import (
     FourierRelevance,
     RMSNormRelevance,
@@ -115,6 +115,9 @@ def _held_factor(node, ctx) -> bool:
 #:
 #: :meta hide-value:
 BASE_MAP: List[Tuple[Any, type]] = [
+    # a layer without a kernel at every step: its own entry's relevance layer, per step (a
+    # kernel layer inside takes the composite's rule instead: TimeDistributedRelevance.serves)
+    (types.TIME_DISTRIBUTED, TimeDistributedRelevance),
     (_no_float_output, ZeroRelevance),
     (_constant_output, ZeroRelevance),
     (_held, ZeroRelevance),

@@ -24,7 +24,7 @@ from keras import ops
 from keras_lrp import backend
 from keras_lrp.canonizers.attention import AttentionCombine
 from keras_lrp.core.stabilize import stabilize
-from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.layers.base import RelevanceLayer, named_after
 
 #: How relevance crosses attention: ``"attnlrp"`` (default) or ``"cp"``.
 ATTENTION_MODES = ("attnlrp", "cp")
@@ -60,6 +60,18 @@ class BilinearRelevance(RelevanceLayer):
         self.rule, self.attention = rule, attention
         eps = getattr(rule, "epsilon", None)
         self.eps = float(eps) if eps else None
+
+    @classmethod
+    def rule_problem(cls, node, ctx):
+        """None: every attention product takes the composite's rule."""
+        return None
+
+    @classmethod
+    def with_rule(cls, node, rule, ctx) -> BilinearRelevance:
+        """The relevance layer of an attention product under the context's ``attention`` mode,
+        stabilised by ``rule``'s ε."""
+        return cls(layer=node.layer, rule=rule, attention=ctx.attention,
+                   **named_after(node))
 
     def build(self, input_shape):
         """Nothing to build: the products have no weights."""

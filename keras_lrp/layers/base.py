@@ -1,4 +1,20 @@
-"""The relevance layer contract: :class:`RelevanceLayer`."""
+"""The relevance layer contract: :class:`RelevanceLayer`.
+
+Every value of a composite's map answers the same three questions, so that the composite only
+maps (first match wins) and never asks what it holds:
+
+* ``serves(layer)``: whether the value may serve a layer at all (a rule serves the layers whose
+  linear maps take a rule; a relevance layer class serves any layer its key matches);
+* ``problem(node, ctx)``: why it cannot serve this node (words following "Layer 'name' "), or
+  ``None``; asked on the user's layers before any work;
+* ``bind(node, ctx)``: the relevance layer for this node of the canonized graph.
+
+A :class:`RelevanceLayer` subclass answers them as a class (its :meth:`~RelevanceLayer.bind`
+calls :meth:`~RelevanceLayer.for_node`); a :class:`~keras_lrp.rules.Rule` answers them as an
+instance holding its parameters. ``ctx`` is the composite's
+:class:`~keras_lrp.composites.Context`: the graph, the facts derived from it once, and the
+global modes (``attention``, ``gate_rule``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +22,8 @@ import warnings
 from typing import Optional
 
 import keras
+
+from keras_lrp.core.graph import node_call
 
 
 def _compatible(a, b) -> bool:
@@ -51,6 +69,36 @@ class RelevanceLayer(keras.layers.Layer):
                       stacklevel=2)
         return self.layer
 
+    #: Whether the output z may be handed a ReLU's output a = max(z, 0) in its place: true for
+    #: rules, which read z only as R / z, 0 wherever relevance cannot arrive (see
+    #: :func:`keras_lrp.analyzers.reverse.relu_stand_ins`).
+    output_stand_in = False
+
+    # -- the map-value contract (see the module docstring) -------------------------------------
+    @classmethod
+    def serves(cls, layer) -> bool:
+        """Whether this class may serve ``layer``: any layer its composite key matches."""
+        return True
+
+    @classmethod
+    def problem(cls, node, ctx) -> Optional[str]:
+        """Why this class cannot serve ``node`` (see :meth:`check_node`), or ``None``."""
+        return cls.check_node(node, ctx.graph)
+
+    @classmethod
+    def bind(cls, node, ctx) -> RelevanceLayer:
+        """The relevance layer for ``node`` (built by :meth:`for_node`, replaying the node's own
+        call), named after its layer."""
+        return cls.for_node(node, ctx.graph, forward=node_call(node), **named_after(node))
+
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """Whether the relevance this layer gives each input of ``node`` is provably 0 wherever
+        that input is 0, given whether the relevance at the outputs is (``outputs_keep``).
+        Declared per class (default ``False``); see
+        :func:`keras_lrp.analyzers.reverse.zero_where_zero`."""
+        return False
+
+    # -- building from the graph ---------------------------------------------------------------
     @classmethod
     def for_node(cls, node, graph, **kwargs) -> RelevanceLayer:
         """The relevance layer for one node of the forward graph (subclasses may read the graph,
@@ -105,6 +153,13 @@ class RelevanceLayer(keras.layers.Layer):
 
     def __repr__(self):
         return type(self).__name__
+
+
+def named_after(node) -> dict:
+    """The name and dtype policy of ``node``'s relevance layer: ``<layer name>_relevance``, in
+    the forward layer's policy."""
+    return {"name": f"{node.layer.name}_relevance",
+            "dtype": getattr(node.layer, "dtype_policy", None)}
 
 
 def batched(shape) -> tuple:  # also used by layers.structural

@@ -20,6 +20,10 @@ class GradientRelevance(RouteRelevance):
         g_i = Σ_j ∂y_j/∂x_i · g_j
     """
 
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """A gradient is not relevance: never declared."""
+        return False
+
     @classmethod
     def check_node(cls, node, graph):
         """Integer model inputs (token ids) have no gradient: refuse, rather than return
@@ -42,6 +46,10 @@ class DeconvnetReLU(RouteRelevance):
         g_in = max(g_out, 0)
     """
 
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """A gradient is not relevance: never declared."""
+        return False
+
     def propagate(self, xs, z, relevance):
         return [positive(relevance)]
 
@@ -53,6 +61,10 @@ class GuidedReLU(RouteRelevance):
     Formula:
         g_in = max(g_out, 0) · [x > 0]
     """
+
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """A gradient is not relevance: never declared."""
+        return False
 
     def propagate(self, xs, z, relevance):
         x = xs[0]

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from keras import ops
 
+from keras_lrp.core.graph import node_call
 from keras_lrp.core.patterns import held_operand
 from keras_lrp.layers.attention import ATTENTION_MODES, bilinear
-from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.layers.base import RelevanceLayer, named_after
 
 
 class ProductRelevance(RelevanceLayer):
@@ -36,14 +37,18 @@ class ProductRelevance(RelevanceLayer):
         held: the factor CP-LRP holds constant (0 or 1), or ``None``.
     """
 
-    #: The composite passes its attention mode to :meth:`for_node`.
-    takes_attention_mode = True
-
     def __init__(self, layer=None, attention="attnlrp", held=None, **kwargs):
         super().__init__(layer=layer, **kwargs)
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}.")
         self.attention, self.held = attention, held
+
+    @classmethod
+    def bind(cls, node, ctx) -> ProductRelevance:
+        """The relevance layer for ``node`` under the context's attention mode."""
+        return cls.for_node(node, ctx.graph, forward=node_call(node),
+                            **named_after(node),
+                            attention=ctx.attention)
 
     @classmethod
     def for_node(cls, node, graph, attention="attnlrp", **kwargs):

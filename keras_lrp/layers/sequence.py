@@ -5,10 +5,12 @@ recurrent layers themselves are in :mod:`keras_lrp.layers.recurrent`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from keras import ops
 
-from keras_lrp.core.linear import linear_op
-from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.core.linear import is_kernel_layer, linear_op
+from keras_lrp.layers.base import RelevanceLayer, named_after
 
 
 class TimeDistributedRelevance(RelevanceLayer):
@@ -24,6 +26,40 @@ class TimeDistributedRelevance(RelevanceLayer):
     def __init__(self, layer=None, rule=None, inner=None, **kwargs):
         super().__init__(layer=layer, **kwargs)
         self.rule, self.inner = rule, inner
+
+    # -- as a map value: TimeDistributed around a layer without a kernel ------------------------
+    @staticmethod
+    def inner_node(node):
+        """The node of the wrapped layer, called on the wrapper's input alone."""
+        return dataclasses.replace(node, layer=node.layer.layer, args=(node.args[0],), kwargs={})
+
+    @classmethod
+    def serves(cls, layer) -> bool:
+        return not is_kernel_layer(getattr(layer, "layer", None))
+
+    @classmethod
+    def problem(cls, node, ctx):
+        """The inner layer's problem under the composite's own entry for it."""
+        return ctx.problem(cls.inner_node(node))
+
+    @classmethod
+    def bind(cls, node, ctx) -> TimeDistributedRelevance:
+        """The inner layer's relevance layer (from the composite's entry for it), at every
+        step."""
+        return cls(layer=node.layer, inner=ctx.relevance_layer(cls.inner_node(node)),
+                   **named_after(node))
+
+    # -- TimeDistributed around a kernel layer: the rule's layer --------------------------------
+    @classmethod
+    def rule_problem(cls, node, ctx):
+        """None: the rule binds to the inner kernel layer."""
+        return None
+
+    @classmethod
+    def with_rule(cls, node, rule, ctx) -> TimeDistributedRelevance:
+        """The rule bound to the inner kernel layer, at every step."""
+        return cls(layer=node.layer, rule=rule.bind(node.layer.layer),
+                   **named_after(node))
 
     def build(self, input_shape):
         """Nothing to build: the weights are the inner layer's."""

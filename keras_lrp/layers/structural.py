@@ -57,6 +57,20 @@ class IdentityRelevance(RelevanceLayer):
     def propagate(self, xs, z, relevance):
         return [_unbroadcast(relevance, tuple(xs[0].shape))]
 
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """Relevance passes unchanged: 0 where x is 0 when the layer maps 0 to 0 and the
+        relevance at its output is 0 where the output is."""
+        return outputs_keep and zero_at_zero(node.layer)
+
+
+def zero_at_zero(layer) -> bool:
+    """Whether an element-wise layer maps 0 to 0 (ReLU-like activations, dropout, noise)."""
+    if isinstance(layer, types.ACTIVATION):
+        return types.layer_activation(layer) in types.ZERO_AT_ZERO
+    if isinstance(layer, keras.layers.ReLU):
+        return float(layer.threshold) == 0.0
+    return isinstance(layer, types.ELEMENTWISE)
+
 
 def _unbroadcast(r, shape):
     """``r`` summed over the axes along which an input of ``shape`` was broadcast to it."""
@@ -81,6 +95,12 @@ class RouteRelevance(RelevanceLayer):
     def propagate(self, xs, z, relevance):
         return _vjp(self, xs, relevance)
 
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """A moved or selected value keeps its relevance: 0 where x is 0 when the relevance at
+        the output is 0 where the output is (for the layers that only move or select)."""
+        return outputs_keep and isinstance(node.layer,
+                                           types.ROUTE + types.MAX_POOLING + types.OP_SELECT)
+
 
 class ProportionalRelevance(RelevanceLayer):
     """Bias-free linear layers (Add, Subtract, Average, average pooling): the Z rule.
@@ -93,6 +113,10 @@ class ProportionalRelevance(RelevanceLayer):
     def propagate(self, xs, z, relevance):
         grads = _vjp(self, xs, relevance / stabilize(z))
         return [x * g for x, g in zip(xs, grads)]
+
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """R_i = x_i · (…): exactly 0 wherever x_i is 0."""
+        return True
 
 
 class GateRelevance(RelevanceLayer):
@@ -185,6 +209,10 @@ class RMSNormRelevance(IdentityRelevance):
         y = x ⊙ g / √(mean(x²) + ε),   R_x = x ⊙ (g/rms) · R / y = R
     """
 
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """Not declared (the norm is no ReLU-like element-wise map)."""
+        return False
+
 
 class RotaryRelevance(ProportionalRelevance):
     """Rotary position embeddings (RoPE, Su et al. 2021): for fixed positions a rotation of each
@@ -194,6 +222,10 @@ class RotaryRelevance(ProportionalRelevance):
     Formula:
         y = x ⊙ cos θ + rot(x) ⊙ sin θ,   R_x = x ⊙ Jᵀ (R / y),   J = ∂y/∂x
     """
+
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """Not declared (rot(x) mixes each feature with its pair)."""
+        return False
 
 
 class SplitRelevance(RelevanceLayer):

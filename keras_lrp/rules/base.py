@@ -6,7 +6,7 @@ import numpy as np
 from keras import ops
 
 from keras_lrp import backend
-from keras_lrp.core.linear import LinearOp, linear_op
+from keras_lrp.core.linear import LinearOp, is_kernel_layer, linear_op
 from keras_lrp.core.stabilize import (
     TINY,
     TINY_DEFAULT,
@@ -18,6 +18,7 @@ from keras_lrp.core.stabilize import (
     tiny,
 )
 from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.layers.rule_layers import rule_layer, takes_rule
 
 
 class Rule(RelevanceLayer):
@@ -26,6 +27,11 @@ class Rule(RelevanceLayer):
     A rule is created unbound, as a template holding its parameters (``Epsilon(epsilon=0.1)``);
     :meth:`bind` makes the relevance layer for one kernel layer. Subclasses implement
     :meth:`relevance` from the layer's :class:`~keras_lrp.core.linear.LinearOp`.
+
+    As a composite's map value (see :mod:`keras_lrp.layers.base`) a rule serves the kernel layers
+    and the layers whose inner linear maps take a rule (recurrent layers, Bidirectional,
+    TimeDistributed, attention products: :mod:`keras_lrp.layers.rule_layers`), whose own classes
+    build their relevance layers from it.
     """
 
     #: name -> default of the rule's parameters, in order; subclasses override.
@@ -34,6 +40,7 @@ class Rule(RelevanceLayer):
     #: (R_i = x_i · c_i): then an input that is 0 gets exactly 0 (see
     #: :mod:`keras_lrp.analyzers.reverse`).
     x_proportional = False
+    output_stand_in = True
 
     def __init__(self, layer=None, **kwargs):
         params = {k: kwargs.pop(k, v) for k, v in self.PARAMS.items()}
@@ -64,8 +71,38 @@ class Rule(RelevanceLayer):
     def validate(self, **params) -> None:
         """Raise ValueError for invalid parameters (the values are shown)."""
 
-    def bind(self, layer, **kwargs) -> Rule:
-        """A copy of this rule propagating relevance through ``layer``."""
+    # -- the map-value contract -----------------------------------------------------------------
+    def serves(self, layer) -> bool:
+        """Kernel layers, and those whose linear maps take a rule."""
+        return takes_rule(layer)
+
+    def problem(self, node, ctx):
+        """Why this rule cannot serve ``node`` (a recurrent layer it cannot explain), or
+        ``None``."""
+        cls = None if is_kernel_layer(node.layer) else rule_layer(node.layer)
+        return None if cls is None else cls.rule_problem(node, ctx)
+
+    def keeps_zeros(self, node, outputs_keep: bool) -> bool:
+        """:attr:`x_proportional`."""
+        return bool(self.x_proportional)
+
+    def bind(self, node, ctx=None, **kwargs) -> RelevanceLayer:
+        """The relevance layer of this rule for a node of the canonized graph (``ctx``: the
+        composite's context): the rule bound to a kernel layer, told whether its input is
+        ≥ 0, or the relevance layer its class builds for a layer whose linear maps take the rule.
+
+        ``bind(layer)``, without a context, binds the rule to a kernel layer by hand.
+        """
+        if ctx is None:
+            return self._bind_layer(node, **kwargs)
+        if not is_kernel_layer(node.layer):
+            return rule_layer(node.layer).with_rule(node, self, ctx)
+        rel = self._bind_layer(node.layer)
+        rel.input_nonnegative = all(ctx.nonnegative.get(t, False) for t in node.inputs)
+        return rel
+
+    def _bind_layer(self, layer, **kwargs) -> Rule:
+        """A copy of this rule propagating relevance through the kernel layer ``layer``."""
         if linear_op(layer) is None:
             raise ValueError(
                 f"Rule {type(self).__name__} applies to kernel layers (Dense, convolutions, "

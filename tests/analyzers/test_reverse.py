@@ -33,7 +33,8 @@ def _net():
 def _stand_ins(analyzer):
     graph = analyzer.graph
     out = graph.outputs[0]
-    rels = rv.relevance_layers(graph, analyzer.composite, rv.Context(graph, analyzer.model), out)
+    rels = rv.relevance_layers(graph, analyzer.composite,
+                                 analyzer.composite.context(graph, analyzer.model), out)
     producers = graph.producers()
     return sorted(producers[z].layer.name for z in rv.relu_stand_ins(graph, rels, out))
 

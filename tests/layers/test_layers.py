@@ -518,6 +518,31 @@ def test_product_of_two_signals_splits_uniformly(float64, multiply):
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
 
 
+@pytest.mark.parametrize("attention", ["attnlrp", "cp"])
+def test_product_with_an_activated_factor_follows_the_attention_mode(float64, attention):
+    """up ⊙ gelu(gate), a gated MLP's product: the composite's attention mode reaches the
+    product's relevance layer through the context. AttnLRP gives each factor half; CP-LRP
+    holds the activated factor constant, so the linear one gets all of it. Against NumPy."""
+    keras.utils.set_random_seed(3)
+    i = keras.Input((5,), name="x")
+    a = L.Dense(4, name="up")(i)
+    b = L.Dense(4, activation="gelu", name="gate")(i)
+    model = keras.Model(i, L.Dense(3, name="out")(keras.ops.multiply(a, b)))
+    x = np.random.default_rng(4).normal(size=(4, 5))
+    got = keras_lrp.create_analyzer("lrp.z", model, attention=attention).analyze(x)
+    (wa, ba), (wb, bb), (wo, bo) = (model.get_layer(n).get_weights() for n in
+                                    ("up", "gate", "out"))
+    za, zb = x @ wa + ba, x @ wb + bb
+    yb = keras.ops.convert_to_numpy(keras.activations.gelu(zb))  # Keras' gelu, float64
+    prod = za * yb
+    out = prod @ wo + bo
+    r_out = np.where(out == out.max(1, keepdims=True), out, 0.0)
+    r_prod = prod * ((r_out / out) @ wo.T)
+    share_a, share_b = (0.5, 0.5) if attention == "attnlrp" else (1.0, 0.0)
+    want = x * (((share_a * r_prod) / za) @ wa.T) + x * (((share_b * r_prod) / zb) @ wb.T)
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
+
+
 # ============================================================== 3. element-wise preprocessing
 MEAN = np.array([0.5, -1.0, 2.0, 0.0, 1.0, -0.5])
 VAR = np.array([0.25, 4.0, 1.0, 2.0, 0.5, 1.5])

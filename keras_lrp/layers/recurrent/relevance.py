@@ -11,7 +11,7 @@ from keras import ops, tree
 from keras_lrp.core.graph import Ref
 from keras_lrp.core.stabilize import stabilize
 from keras_lrp.layers import sequence
-from keras_lrp.layers.base import RelevanceLayer
+from keras_lrp.layers.base import RelevanceLayer, named_after
 from keras_lrp.layers.recurrent import cells as recurrent
 
 
@@ -64,6 +64,24 @@ class RecurrentRelevance(RelevanceLayer):
         self.rule, self.gate_rule, self.roles = rule, gate_rule, list(roles)
         self.n_inputs = len(self.roles)
         self.cell = recurrent.cell_math(layer, rule, gate_rule)
+
+    @classmethod
+    def rule_problem(cls, node, ctx):
+        """Why ``rule`` cannot serve this recurrent node under the context's ``gate_rule``, or
+        ``None`` (a stateful layer, an unknown cell, a gate rule other than LSTM's)."""
+        layer = node.layer
+        problem = recurrent_problem(layer)
+        if problem is None and ctx.gate_rule != "signal" and \
+                not isinstance(layer, keras.layers.LSTM):
+            return (f"is a {type(layer).__name__}; gate_rule={ctx.gate_rule!r} is implemented "
+                    "for LSTM only (use gate_rule='signal', the default)")
+        return problem
+
+    @classmethod
+    def with_rule(cls, node, rule, ctx) -> RecurrentRelevance:
+        """The relevance layer of a recurrent node whose cell's linear maps take ``rule``."""
+        return cls(layer=node.layer, rule=rule, gate_rule=ctx.gate_rule, roles=input_roles(node),
+                   **named_after(node))
 
     @property
     def n_outputs(self):
@@ -122,6 +140,11 @@ class BidirectionalRelevance(RecurrentRelevance):
         self.n_inputs = len(self.roles)
         self.cells = [recurrent.cell_math(d, rule, gate_rule)
                       for d in (layer.forward_layer, layer.backward_layer)]
+
+    @classmethod
+    def rule_problem(cls, node, ctx):
+        """Why ``rule`` cannot serve this Bidirectional node, or ``None``."""
+        return bidirectional_problem(node.layer)
 
     @property
     def n_outputs(self):
