@@ -108,7 +108,7 @@ def _held(node, ctx) -> bool:
 
 def _held_factor(node, ctx) -> bool:
     return (getattr(ctx, "graph", None) is not None and len(node.inputs) == 2
-            and patterns.factor_index(node, ctx.graph) is not None)
+            and patterns.held_factor(node, ctx.graph) is not None)
 
 
 #: How relevance crosses each supported layer without a kernel, first match wins.
