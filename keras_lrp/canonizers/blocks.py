@@ -1,4 +1,5 @@
-"""Composite layers traced into their parts: keras-hub's transformer blocks, and yours.
+"""Blocks (layers made of layers) traced into their parts: keras-hub's transformer blocks,
+and yours.
 
 A block's ``call`` is built from other layers and ``keras.ops`` (keras-hub's
 ``TransformerEncoder`` is LayerNorm, MultiHeadAttention, Dense and residual adds). keras-lrp
@@ -62,7 +63,7 @@ def register_block(layer_class: type) -> None:
     """Trace every call of ``layer_class`` into the layers and ops its ``call`` runs, even where
     a composite entry names the class (a layer no entry names is traced anyway).
 
-    For composite layers built from layers and ops keras-lrp knows (your own transformer block);
+    For blocks built from layers and ops keras-lrp knows (your own transformer block);
     its ``call`` must not read the batch size. No ``get_config`` is needed: the trace runs on a
     copy where one can be made, else on the layer itself, sharing its weights.
     """
@@ -177,7 +178,7 @@ def _stale_outputs(node: Node, parts: List[Node], swaps: dict, shapes: dict) -> 
 
 
 def trace_blocks(graph: Graph) -> None:
-    """Replace every traced composite layer's call by its parts, recursively."""
+    """Replace every traced block's call by its parts, recursively."""
     if any(auto_traced(n, graph) for n in graph.nodes):
         refine_shapes(graph)
     while any(auto_traced(n, graph) for n in graph.nodes):

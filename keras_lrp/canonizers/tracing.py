@@ -268,7 +268,7 @@ def trace(node: Node, shapes: dict, dtypes: dict):
         if isinstance(sub, keras.layers.InputLayer) or id(sub) in fn._lrp_user_layers:
             continue  # a user's own sublayer keeps its name (its copy is renamed if need be)
         sub.name = f"{node.layer.name}_{sub.name}"
-        sub._lrp_private = True  # ours: a nested composite is traced without a copy
+        sub._lrp_private = True  # ours: a nested block is traced without a copy
     return fn, tids, batched
 
 
