@@ -198,5 +198,5 @@ def test_gate_relevance_gate_index_is_the_old_name_of_held():
     assert old.held == 0
     with pytest.warns(DeprecationWarning, match=r"\.held"):
         assert old.gate_index == 0
-    with pytest.warns(DeprecationWarning, match="held="):  # a 0.x config still loads
+    with pytest.warns(DeprecationWarning, match="held="):  # a 0.5 config still loads
         assert GateRelevance.from_config({"gate_index": 0, "name": "g"}).held == 0

@@ -24,7 +24,7 @@ And two facts the rules read (moved here from :mod:`keras_lrp.core.graph`, which
 graphs): :func:`nonnegative_tensors` — tensors provably ≥ 0, and :func:`input_fed_nodes` — the
 first layers an input-layer rule serves.
 
-The names ``factor_index``, ``gate_index`` and ``held_operand`` of 0.x were three names for
+The names ``factor_index``, ``gate_index`` and ``held_operand`` of 0.5 were three names for
 :func:`held_factor`; they work for one more release and warn with a DeprecationWarning.
 """
 
@@ -309,7 +309,7 @@ def _size(shape) -> Optional[int]:
     return int(np.prod(shape[1:]))
 
 
-#: The 0.x names of :func:`held_factor`: old name → its kind. Each works for one more release.
+#: The 0.5 names of :func:`held_factor`: old name → its kind. Each works for one more release.
 _DEPRECATED = {"factor_index": "outright", "gate_index": "gate", "held_operand": "cp"}
 
 

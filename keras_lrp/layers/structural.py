@@ -111,7 +111,7 @@ class GateRelevance(RelevanceLayer):
 
     Args:
         held: which input is held constant (the gate), as :func:`~keras_lrp.core.patterns.
-            held_factor` says. ``gate_index`` is its 0.x name (deprecated, one release).
+            held_factor` says. ``gate_index`` is its 0.5 name (deprecated, one release).
     """
 
     def __init__(self, layer=None, held: int = 1, gate_index=None, **kwargs):
@@ -124,7 +124,7 @@ class GateRelevance(RelevanceLayer):
 
     @property
     def gate_index(self):
-        """Deprecated: the 0.x name of :attr:`held`."""
+        """Deprecated: the 0.5 name of :attr:`held`."""
         warnings.warn("GateRelevance.gate_index is deprecated; use .held.", DeprecationWarning,
                       stacklevel=2)
         return self.held
