@@ -7,6 +7,7 @@ import pytest
 
 import keras_lrp
 from keras_lrp.canonizers import blocks
+from keras_lrp.canonizers.forward_layers import OLD_HOMES
 from keras_lrp.layers import IdentityRelevance, RelevanceLayer
 
 
@@ -200,3 +201,36 @@ def test_gate_relevance_gate_index_is_the_old_name_of_held():
         assert old.gate_index == 0
     with pytest.warns(DeprecationWarning, match="held="):  # a 0.5 config still loads
         assert GateRelevance.from_config({"gate_index": 0, "name": "g"}).held == 0
+
+
+def test_the_canonizers_forward_layers_have_one_home():
+    """Every Keras layer a canonizer puts into the canonized graph is defined in
+    keras_lrp.canonizers.forward_layers (and exported there)."""
+    import importlib
+    import pkgutil
+
+    import keras_lrp.canonizers as canonizers
+    from keras_lrp.canonizers import forward_layers
+
+    for info in pkgutil.walk_packages(canonizers.__path__, "keras_lrp.canonizers."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, keras.layers.Layer) and \
+                    value.__module__ == module.__name__:
+                assert module.__name__.startswith("keras_lrp.canonizers.forward_layers."), value
+                assert getattr(forward_layers, value.__name__) is value
+
+
+@pytest.mark.parametrize("old,name", [(old, name) for old, names in OLD_HOMES.items()
+                                      for name in names])
+def test_forward_layers_warn_at_their_old_paths(old, name):
+    import importlib
+
+    from keras_lrp.canonizers import forward_layers
+
+    module = importlib.import_module(old)
+    assert name not in module.__all__
+    with pytest.warns(DeprecationWarning, match=f"keras_lrp.canonizers.forward_layers.{name}"):
+        assert getattr(module, name) is getattr(forward_layers, name)
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        module.Nothing  # noqa: B018

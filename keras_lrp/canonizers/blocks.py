@@ -29,12 +29,12 @@ import keras
 from keras import tree
 
 from keras_lrp.canonizers import copying, tracing
+from keras_lrp.canonizers import forward_layers as fwd
 from keras_lrp.canonizers import trace_rewrites as rewrites
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.canonizers.kernels import rewrite_kernel_ops
-from keras_lrp.canonizers.trace_rewrites import KernelEinsum, ReshapeKeeping
 from keras_lrp.canonizers.tracing import is_foreign
-from keras_lrp.canonizers.vit_embedding import AddConstant, PrependToken, vit_embedding
+from keras_lrp.canonizers.vit_embedding import vit_embedding
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import linear, types
 from keras_lrp.core.graph import Graph, Node, Ref
@@ -237,7 +237,10 @@ def trace_blocks(graph: Graph) -> None:
                               tuple(shapes[old])[1:] != tuple(traced[new])[1:]])
 
 
-__all__ = ["AddConstant", "KERAS_HUB_TRACED", "KernelEinsum", "PrependToken", "ReshapeKeeping",
-           "copy_layer",
+def __getattr__(name: str):
+    return fwd.moved(__name__, name)
+
+
+__all__ = ["KERAS_HUB_TRACED", "copy_layer",
            "is_position_embedding",
            "is_traced", "register_block", "trace_blocks"]

@@ -28,8 +28,9 @@ import keras
 
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
-from keras_lrp.canonizers.attention import PRODUCTS, AdditiveScores
+from keras_lrp.canonizers.attention import PRODUCTS
 from keras_lrp.canonizers.base import DEFAULT_CANONIZERS, has_fused_activation
+from keras_lrp.canonizers.forward_layers import AdditiveScores
 from keras_lrp.composites.registry import BASE_MAP, REGISTRY, matches, unsupported_error
 from keras_lrp.core import types
 from keras_lrp.core.graph import Graph, Node, node_call

@@ -249,7 +249,7 @@ class SplitRelevance(RelevanceLayer):
 
 
 class SoftCapRelevance(RelevanceLayer):
-    """Logit soft-capping y = c · tanh(x / c) (:class:`~keras_lrp.canonizers.heads.SoftCap`,
+    """Logit soft-capping y = c · tanh(x / c) (:class:`.SoftCap`,
     Gemma's final logits) as LXT treats it: not patched, so gradient × input of the relevance
     ratio, which does not conserve (|y| < |x|·y'(0) away from 0).
 
