@@ -10,7 +10,7 @@ key/value cache (as LXT recommends for explaining generation):
 * the log-likelihood of a span of the continuation, Σ_j log p(g_j | tokens before it): LRP's
   rules are linear in the relevance they pass on (for fixed forward values), so the span's
   relevance is the sum over its tokens of the relevance of log p(g_j), each explained through
-  :class:`~keras_lrp.canonizers.heads.LogSoftmax` appended to the model.
+  :class:`.LogSoftmax` appended to the model.
 
 :meth:`Generation.save_heatmaps` writes both as token heatmaps (PNG and HTML).
 
@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import keras
 import numpy as np
 
-from keras_lrp.canonizers.heads import LogSoftmax
+from keras_lrp.canonizers.forward_layers import LogSoftmax
 
 
 @dataclasses.dataclass

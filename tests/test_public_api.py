@@ -7,6 +7,7 @@ import pytest
 
 import keras_lrp
 from keras_lrp.canonizers import blocks
+from keras_lrp.canonizers.forward_layers import OLD_HOMES
 from keras_lrp.layers import IdentityRelevance, RelevanceLayer
 
 
@@ -155,3 +156,92 @@ def test_the_old_attribution_package_warns_and_is_the_new_one():
     assert LRP is keras_lrp.analyzers.LRP
     assert any(issubclass(w.category, DeprecationWarning) and "keras_lrp.analyzers" in
                str(w.message) for w in caught)
+
+
+def _gated_graph():
+    """s = Dense(4)(x), a gate g = Dense(4, sigmoid)(x): Multiply([s, g]) and the CP
+    product Multiply([softmax(x), s])."""
+    from keras_lrp.core import graph as graphs
+
+    x = keras.Input((4,))
+    s = keras.layers.Dense(4, name="s")(x)
+    g = keras.layers.Dense(4, activation="sigmoid", name="g")(x)
+    a = keras.layers.Softmax(name="a")(x)
+    gated = keras.layers.Multiply(name="gated")([s, g])
+    cp = keras.layers.Multiply(name="cp")([a, s])
+    graph = graphs.extract(keras.Model(x, [gated, cp]))
+    named = {n.layer.name: n for n in graph.nodes}
+    return graph, named["gated"], named["cp"]
+
+
+def test_one_name_asks_which_factor_of_a_product_is_held():
+    from keras_lrp.core import patterns
+
+    graph, gated, cp = _gated_graph()
+    assert patterns.held_factor(gated, graph) == 1
+    assert patterns.held_factor(gated, graph, kind="gate") == 1
+    assert patterns.held_factor(cp, graph, kind="cp") == 0
+    assert patterns.held_factor(cp, graph, kind="gate") is None
+    with pytest.raises(ValueError, match="kind must be one of"):
+        patterns.held_factor(gated, graph, kind="nonsense")
+
+
+@pytest.mark.parametrize("old,kind", [("factor_index", "outright"), ("gate_index", "gate"),
+                                      ("held_operand", "cp")])
+def test_the_old_names_of_held_factor_warn_and_agree(old, kind):
+    from keras_lrp.core import patterns
+
+    graph, gated, cp = _gated_graph()
+    with pytest.warns(DeprecationWarning, match=f"held_factor.*kind='{kind}'"):
+        fn = getattr(patterns, old)
+    for node in (gated, cp):
+        assert fn(node, graph) == patterns.held_factor(node, graph, kind=kind)
+    assert old not in patterns.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        patterns.nothing  # noqa: B018
+
+
+def test_gate_relevance_gate_index_is_the_old_name_of_held():
+    from keras_lrp.layers import GateRelevance
+
+    assert GateRelevance(held=0).get_config()["held"] == 0
+    with pytest.warns(DeprecationWarning, match="held="):
+        old = GateRelevance(gate_index=0)
+    assert old.held == 0
+    with pytest.warns(DeprecationWarning, match=r"\.held"):
+        assert old.gate_index == 0
+    with pytest.warns(DeprecationWarning, match="held="):  # a 0.5 config still loads
+        assert GateRelevance.from_config({"gate_index": 0, "name": "g"}).held == 0
+
+
+def test_the_canonizers_forward_layers_have_one_home():
+    """Every Keras layer a canonizer puts into the canonized graph is defined in
+    keras_lrp.canonizers.forward_layers (and exported there)."""
+    import importlib
+    import pkgutil
+
+    import keras_lrp.canonizers as canonizers
+    from keras_lrp.canonizers import forward_layers
+
+    for info in pkgutil.walk_packages(canonizers.__path__, "keras_lrp.canonizers."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, keras.layers.Layer) and \
+                    value.__module__ == module.__name__:
+                assert module.__name__.startswith("keras_lrp.canonizers.forward_layers."), value
+                assert getattr(forward_layers, value.__name__) is value
+
+
+@pytest.mark.parametrize("old,name", [(old, name) for old, names in OLD_HOMES.items()
+                                      for name in names])
+def test_forward_layers_warn_at_their_old_paths(old, name):
+    import importlib
+
+    from keras_lrp.canonizers import forward_layers
+
+    module = importlib.import_module(old)
+    assert name not in module.__all__
+    with pytest.warns(DeprecationWarning, match=f"keras_lrp.canonizers.forward_layers.{name}"):
+        assert getattr(module, name) is getattr(forward_layers, name)
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        module.Nothing  # noqa: B018

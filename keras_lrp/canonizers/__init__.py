@@ -4,7 +4,9 @@ Each is a small object a composite lists (Zennit's word): nested models inlined,
 (:mod:`~keras_lrp.canonizers.blocks`), attention expanded
 (:mod:`~keras_lrp.canonizers.attention`), activations split, separable convolutions split,
 the output softmax stripped and BatchNormalization folded (:mod:`~keras_lrp.canonizers.base`).
-The user's model is never changed.
+The Keras layers the canonizers put into the graph (attention's parts, constants, kept sizes,
+linear maps) live in :mod:`~keras_lrp.canonizers.forward_layers`. The user's model is never
+changed.
 """
 
 from keras_lrp.canonizers.base import (

@@ -3,17 +3,17 @@
 ``keras.layers.MultiHeadAttention`` computes, for query x_q, key x_k and value x_v,
 
     q = x_q W_q + b_q,  k = x_k W_k + b_k,  v = x_v W_v + b_v     (EinsumDense projections)
-    s = k · (q / √d)                                             (:class:`AttentionScores`)
-    A = softmax(s + mask)                                        (:class:`AttentionSoftmax`)
-    c = A · v                                                    (:class:`AttentionCombine`)
+    s = k · (q / √d)                                             (:class:`.AttentionScores`)
+    A = softmax(s + mask)                                        (:class:`.AttentionSoftmax`)
+    c = A · v                                                    (:class:`.AttentionCombine`)
     y = c W_o + b_o                                              (EinsumDense)
 
 and ``keras.layers.Attention`` (Luong dot scores) the same without projections, with s = q·kᵀ
 times its learned scalar. ``keras.layers.AdditiveAttention`` (Bahdanau) has
-s_ts = Σ_d scale_d · tanh(q_td + k_sd) (:class:`AdditiveScores`). The
+s_ts = Σ_d scale_d · tanh(q_td + k_sd) (:class:`.AdditiveScores`). The
 :class:`~keras_lrp.canonizers.base.ExpandAttention` canonizer replaces each such call by these nodes
 (:func:`expand_attention`), and so is a raw ``ops.dot_product_attention`` (keras-hub's
-attention on JAX and PyTorch; grouped key/value heads repeated by :class:`RepeatHeads`). The
+attention on JAX and PyTorch; grouped key/value heads repeated by :class:`.RepeatHeads`). The
 projections are the attention layer's own EinsumDense sublayers, so the composite's linear rule
 applies to them; the parts are stateless layers whose relevance
 layers are in :mod:`keras_lrp.layers.attention` (AttnLRP, Achtibat et al., ICML 2024, and
@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lrp.canonizers import forward_layers as fwd
 from keras_lrp.core import types
 from keras_lrp.core.graph import Graph, Node, Ref
 
@@ -35,145 +36,8 @@ from keras_lrp.core.graph import Graph, Node, Ref
 MHA_MASKS = ("query_mask", "value_mask", "key_mask", "attention_mask")
 
 
-class AttentionScores(keras.layers.Layer):
-    """s = einsum(equation, k, q · scale): the first bilinear product of attention."""
-
-    def __init__(self, equation: str, scale: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.equation, self.scale = equation, float(scale)
-
-    def call(self, query, key):
-        if self.scale != 1.0:
-            query = query * ops.convert_to_tensor(self.scale, dtype=query.dtype)  # not ops.cast:
-            # that rounds a Python float through float32
-        return ops.einsum(self.equation, key, query)
-
-    def get_config(self):
-        return {**super().get_config(), "equation": self.equation, "scale": self.scale}
-
-
-class AdditiveScores(keras.layers.Layer):
-    """s_ts = Σ_d scale_d · tanh(q_td + k_sd) (Bahdanau scores; scale_d = 1 without use_scale)."""
-
-    def __init__(self, scale=None, **kwargs):
-        super().__init__(**kwargs)
-        self.scale = None if scale is None else [float(v) for v in np.ravel(scale)]
-
-    def terms(self, query, key):
-        """(u, t): u_tsd = q_td + k_sd and t = scale · tanh(u), before the sum over d."""
-        u = ops.expand_dims(query, -2) + ops.expand_dims(key, -3)
-        t = ops.tanh(u)
-        if self.scale is not None:
-            t = t * ops.convert_to_tensor(np.asarray(self.scale), dtype=t.dtype)
-        return u, t
-
-    def call(self, query, key):
-        return ops.sum(self.terms(query, key)[1], axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
-
-
-class AttentionSoftmax(keras.layers.Layer):
-    """A = softmax(s) over the key axes, masked positions pushed to −10⁹ first.
-
-    ``style="mha"`` builds the mask as MultiHeadAttention does (query, value and key masks, the
-    causal mask and ``attention_mask``, joined by AND, expanded over the heads) and applies it as
-    ``keras.layers.Softmax`` does; ``style="dot"`` as ``keras.layers.Attention`` does (value mask
-    and causal mask, subtracted before ``ops.softmax``).
-    """
-
-    def __init__(self, axis=(-1,), style: str = "mha", causal: bool = False,
-                 expand_axis: int = -3, **kwargs):
-        super().__init__(**kwargs)
-        self.axis, self.style = tuple(axis), style
-        self.causal, self.expand_axis = bool(causal), int(expand_axis)
-
-    def call(self, scores, query_mask=None, value_mask=None, key_mask=None, attention_mask=None):
-        if self.style == "dot":
-            return self._dot(scores, value_mask)
-        mask = _join(None, None if query_mask is None else ops.expand_dims(
-            ops.cast(query_mask, "bool"), -1))
-        for m in (value_mask, key_mask):
-            mask = _join(mask, None if m is None else ops.expand_dims(ops.cast(m, "bool"), -2))
-        if self.causal:
-            mask = _join(mask, _causal(ops.shape(scores)[-2], ops.shape(scores)[-1]))
-        mask = _join(None if attention_mask is None else ops.cast(attention_mask, "bool"), mask)
-        if mask is not None:
-            while len(mask.shape) < len(scores.shape):
-                mask = ops.expand_dims(mask, self.expand_axis)
-            big = -3e4 if scores.dtype == "float16" else -1e9  # as keras.layers.Softmax
-            scores = scores + (1.0 - ops.cast(mask, scores.dtype)) * big
-        if len(self.axis) > 1:
-            return ops.exp(scores - ops.logsumexp(scores, axis=self.axis, keepdims=True))
-        return ops.softmax(scores, axis=self.axis[0])
-
-    def _dot(self, scores, value_mask):
-        mask = None if value_mask is None else ops.expand_dims(value_mask, -2)
-        if self.causal:
-            mask = _join(mask, _causal(ops.shape(scores)[-2], ops.shape(scores)[-1]))
-        if mask is not None:
-            big = 65504.0 if scores.dtype == "float16" else 1.0e9
-            scores = scores - big * ops.cast(ops.logical_not(mask), scores.dtype)
-        return ops.softmax(scores, axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "axis": list(self.axis), "style": self.style,
-                "causal": self.causal, "expand_axis": self.expand_axis}
-
-
-class AttentionCombine(keras.layers.Layer):
-    """c = einsum(equation, A, v): the second bilinear product; rows of masked queries are zero
-    (``keras.layers.Attention`` with a query mask)."""
-
-    def __init__(self, equation: str, **kwargs):
-        super().__init__(**kwargs)
-        self.equation = equation
-
-    def call(self, probs, value, query_mask=None):
-        out = ops.einsum(self.equation, probs, value)
-        if query_mask is not None:
-            out = ops.where(ops.expand_dims(query_mask, -1), out, ops.zeros_like(out))
-        return out
-
-    def get_config(self):
-        return {**super().get_config(), "equation": self.equation}
-
-
-class KerasMask(keras.layers.Layer):
-    """The Keras mask a tensor carries (``keras.layers.Attention`` reads its inputs' masks
-    implicitly), or all True: True where the step is real. Carries no relevance."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def call(self, x, mask=None):
-        # Keras passes the mask in (the way that works on every backend: a JAX array under jit
-        # carries no attribute); a tensor's own mask is the fallback
-        if mask is None:
-            mask = keras.backend.get_keras_mask(x) if hasattr(keras.backend, "get_keras_mask") \
-                else getattr(x, "_keras_mask", None)
-        if mask is None:
-            return ops.ones(ops.shape(x)[:-1], "bool")
-        return ops.cast(mask, "bool")
-
-    def compute_output_spec(self, x, mask=None):
-        return keras.KerasTensor(x.shape[:-1], dtype="bool")
-
-
 #: The two bilinear products (their relevance layers split between both operands).
-PRODUCTS = (AttentionScores, AttentionCombine, AdditiveScores)
-
-
-def _join(a, b):
-    return b if a is None else a if b is None else ops.logical_and(a, b)
-
-
-def _causal(t, s):
-    """(1, T, S) with True where the key position s ≤ the query position t."""
-    rows = ops.expand_dims(ops.arange(t), -1)
-    return ops.expand_dims(ops.greater_equal(rows, ops.expand_dims(ops.arange(s), 0)), 0)
+PRODUCTS = (fwd.AttentionScores, fwd.AttentionCombine, fwd.AdditiveScores)
 
 
 #: keras-hub's MultiHeadAttention with an optional key/value cache (Whisper's builds its key
@@ -264,17 +128,17 @@ def _expand_mha(node: Node, b: _Builder):
     v = b.dense(layer._value_dense, value, layer)
     # 1/√d rounded through float32, as MultiHeadAttention itself computes it (ops.cast)
     scale = float(np.float32(layer._inverse_sqrt_key_dim))
-    scores = b.add(AttentionScores(layer._dot_product_equation, scale, **kw), (Ref(q), Ref(k)))
+    scores = b.add(fwd.AttentionScores(layer._dot_product_equation, scale, **kw), (Ref(q), Ref(k)))
     masks = {m: named.get(m) for m in MHA_MASKS}
     if named.get("key") is None or key == value:
         masks["key_mask"] = None  # Keras ignores the key's mask when the key is the value
-    probs = b.add(AttentionSoftmax(axis=layer._softmax.axis, style="mha",
-                                   causal=bool(node.kwargs.get("use_causal_mask", False)),
-                                   expand_axis=-len(layer._attention_axes) * 2 - 1,
-                                   name=b.name("softmax"), dtype=layer.dtype_policy),
+    probs = b.add(fwd.AttentionSoftmax(axis=layer._softmax.axis, style="mha",
+                                       causal=bool(node.kwargs.get("use_causal_mask", False)),
+                                       expand_axis=-len(layer._attention_axes) * 2 - 1,
+                                       name=b.name("softmax"), dtype=layer.dtype_policy),
                   (Ref(scores),), masks, out_shape=b.shapes[scores])
-    context = b.add(AttentionCombine(layer._combine_equation, name=b.name("combine"),
-                                     dtype=layer.dtype_policy), (Ref(probs), Ref(v)))
+    context = b.add(fwd.AttentionCombine(layer._combine_equation, name=b.name("combine"),
+                                         dtype=layer.dtype_policy), (Ref(probs), Ref(v)))
     return b.dense(layer._output_dense, Ref(context), layer), probs
 
 
@@ -292,39 +156,24 @@ def _expand_dot(node: Node, b: _Builder):
     key = inputs[2] if len(inputs) > 2 else value
     kw = dict(dtype=layer.dtype_policy)
     # the layer reads its inputs' Keras masks implicitly (all True where there is none)
-    q_mask = Ref(b.add(KerasMask(name=b.name("query_mask")), (query,),
+    q_mask = Ref(b.add(fwd.KerasMask(name=b.name("query_mask")), (query,),
                        out_shape=b.shapes[query.tid][:-1]))
-    v_mask = Ref(b.add(KerasMask(name=b.name("value_mask")), (value,),
+    v_mask = Ref(b.add(fwd.KerasMask(name=b.name("value_mask")), (value,),
                        out_shape=b.shapes[value.tid][:-1]))
     if isinstance(layer, keras.layers.AdditiveAttention):
         scale = np.asarray(layer.scale) if layer.use_scale else None
-        part = AdditiveScores(scale, name=b.name("scores"), **kw)
+        part = fwd.AdditiveScores(scale, name=b.name("scores"), **kw)
     else:
         scale = float(np.asarray(layer.scale)) if layer.use_scale else 1.0
-        part = AttentionScores("...sd,...td->...ts", scale, name=b.name("scores"), **kw)
+        part = fwd.AttentionScores("...sd,...td->...ts", scale, name=b.name("scores"), **kw)
     scores = b.add(part, (query, key))
-    probs = b.add(AttentionSoftmax(style="dot",
-                                   causal=bool(node.kwargs.get("use_causal_mask", False)),
-                                   name=b.name("softmax"), **kw),
+    probs = b.add(fwd.AttentionSoftmax(style="dot",
+                                       causal=bool(node.kwargs.get("use_causal_mask", False)),
+                                       name=b.name("softmax"), **kw),
                   (Ref(scores),), {"value_mask": v_mask}, out_shape=b.shapes[scores])
-    out = b.add(AttentionCombine("...ts,...sd->...td", name=b.name("combine"), **kw),
+    out = b.add(fwd.AttentionCombine("...ts,...sd->...td", name=b.name("combine"), **kw),
                 (Ref(probs), value), {"query_mask": q_mask})
     return out, probs
-
-
-class RepeatHeads(keras.layers.Layer):
-    """Grouped-query attention's key/value heads, each repeated for its group of query heads
-    (``ops.repeat`` along the head axis). Relevance is routed back (summed over the copies)."""
-
-    def __init__(self, repeats: int = 1, axis: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.repeats, self.axis = int(repeats), int(axis)
-
-    def call(self, x):
-        return ops.repeat(x, self.repeats, axis=self.axis)
-
-    def get_config(self):
-        return {**super().get_config(), "repeats": self.repeats, "axis": self.axis}
 
 
 def _dpa_arguments(node: Node) -> dict:
@@ -351,21 +200,21 @@ def _expand_dot_product(node: Node, b: _Builder):
         if kv_heads is None or heads is None or heads % kv_heads:
             raise ValueError(f"Operation '{op.name}' (dot_product_attention): {heads} query "
                              f"heads cannot share {kv_heads} key/value heads evenly.")
-        key, value = (Ref(b.add(RepeatHeads(heads // kv_heads, name=b.name(part)), (ref,)))
+        key, value = (Ref(b.add(fwd.RepeatHeads(heads // kv_heads, name=b.name(part)), (ref,)))
                       for part, ref in (("repeat_key", key), ("repeat_value", value)))
     scale = named.get("scale")
     scale = float(1.0 / np.sqrt(depth)) if scale is None else float(scale)
-    scores = b.add(AttentionScores("bsnh,btnh->bnts", scale, name=b.name("scores")),
+    scores = b.add(fwd.AttentionScores("bsnh,btnh->bnts", scale, name=b.name("scores")),
                    (query, key))
     mask = named.get("mask")
-    probs = b.add(AttentionSoftmax(axis=(-1,), style="mha", causal=bool(op.is_causal),
-                                   expand_axis=1, name=b.name("softmax")),
+    probs = b.add(fwd.AttentionSoftmax(axis=(-1,), style="mha", causal=bool(op.is_causal),
+                                       expand_axis=1, name=b.name("softmax")),
                   (Ref(scores),), {"attention_mask": mask if isinstance(mask, Ref) else None},
                   out_shape=b.shapes[scores])
     if mask is not None and not isinstance(mask, Ref):
         raise ValueError(f"Operation '{op.name}' (dot_product_attention) has a constant mask; "
                          "pass it as a tensor.")
-    out = b.add(AttentionCombine("bnts,bsnh->btnh", name=b.name("combine")),
+    out = b.add(fwd.AttentionCombine("bnts,bsnh->btnh", name=b.name("combine")),
                 (Ref(probs), value))
     return out, probs
 
@@ -406,6 +255,8 @@ def expand_attention(graph: Graph) -> None:
         graph.replace_tensor(old, new)
 
 
-__all__ = ["AdditiveScores", "AttentionCombine", "AttentionScores", "AttentionSoftmax", "KerasMask",
-           "PRODUCTS", "RepeatHeads",
-           "attention_problem", "expand_attention"]
+def __getattr__(name: str):
+    return fwd.moved(__name__, name)
+
+
+__all__ = ["PRODUCTS", "attention_problem", "expand_attention"]

@@ -7,9 +7,9 @@ every layer, then runs the rest of the composite's list in order. Cloning is not
 is not a canonizer. The defaults (:data:`DEFAULT_CANONIZERS`), structural first:
 
 1. :class:`InlineNested` — a nested model's layers become nodes of the outer graph.
-2. :class:`TraceBlocks` — composite layers (keras-hub's transformer blocks, classes given to
-   :func:`keras_lrp.register_block`, layers of yours no composite entry names, Keras subclasses
-   that override ``call``) become the layers and ops their ``call`` runs
+2. :class:`TraceBlocks` — blocks, layers made of layers (keras-hub's transformer blocks,
+   classes given to :func:`keras_lrp.register_block`, layers of yours no composite entry names,
+   Keras subclasses that override ``call``) become the layers and ops their ``call`` runs
    (:mod:`keras_lrp.canonizers.blocks`).
 3. :class:`UntieHeads` — a reversed ``ReversibleEmbedding`` (a tied LM head) becomes a Dense
    with kernel Eᵀ (:mod:`keras_lrp.canonizers.heads`).
@@ -286,11 +286,10 @@ def _bn_affine_numpy(layer, weights):
     return scale, beta - mean * scale
 
 
-#: The canonizers every built-in composite lists, in order.
 class TraceBlocks(Canonizer):
-    """Every call of a composite layer (keras-hub's TransformerEncoder, TransformerDecoder,
-    ViT blocks; classes given to :func:`keras_lrp.register_block`) becomes the layers and
-    ops its ``call`` runs, traced on a copy with the same weights
+    """Every call of a block, a layer made of layers (keras-hub's TransformerEncoder,
+    TransformerDecoder, ViT blocks; classes given to :func:`keras_lrp.register_block`) becomes
+    the layers and ops its ``call`` runs, traced on a copy with the same weights
     (:mod:`keras_lrp.canonizers.blocks`). Structural, like :class:`InlineNested`."""
 
     structural = True
@@ -327,6 +326,7 @@ class ExpandAttention(Canonizer):
         expand_attention(graph)
 
 
+#: The canonizers every built-in composite lists, in order.
 DEFAULT_CANONIZERS = (InlineNested(), TraceBlocks(), UntieHeads(), ExpandAttention(),
                       SplitActivations(),
                       SplitSeparable(), StripSoftmax(), FoldBatchNorm())

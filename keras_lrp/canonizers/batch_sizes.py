@@ -8,9 +8,9 @@ broadcast to ``ops.shape`` of the positional ones. A trace with an unknown batch
 and its twin on 2b, sizes that differ between the two. Either way the size is the batch, read
 at run time from the tensor the op is called on:
 
-* :class:`SliceKeeping`: a slice from 0 on an axis whose size the call read off that axis
+* :class:`.SliceKeeping`: a slice from 0 on an axis whose size the call read off that axis
   takes the whole axis;
-* :class:`BroadcastKeeping`: a target size the input already has there stays the input's.
+* :class:`.BroadcastKeeping`: a target size the input already has there stays the input's.
 
 Any other use of such a size (a slice starting past 0, a broadcast of a size-1 axis to the
 batch, a size that is not the axis' own) is refused, naming the layer and the op
@@ -23,56 +23,12 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-import keras
-from keras import ops
-
+from keras_lrp.canonizers import forward_layers as fwd
 from keras_lrp.core import types
 from keras_lrp.core.graph import Node, Ref
 
 #: The raw ops whose sizes may hold the batch.
 _SLICE, _BROADCAST = types.OP_SLICE, types.OP_BROADCAST
-
-
-def _sizes(open_sizes, shape) -> list:
-    """``open_sizes`` with each ``None`` the size of ``shape`` there."""
-    return [shape[k] if d is None else d for k, d in enumerate(open_sizes)]
-
-
-class SliceKeeping(keras.layers.Layer):
-    """``ops.slice(x, start, sizes)`` where a size is ``None``: the whole axis (its start is 0),
-    as many as ``x`` has there at run time (the batch, at 2 or 64 as at 1)."""
-
-    def __init__(self, start=(), sizes=(), **kwargs):
-        super().__init__(**kwargs)
-        self.start = [int(s) for s in start]
-        self.sizes = [None if d is None else int(d) for d in sizes]
-
-    def call(self, x):
-        return ops.slice(x, self.start, _sizes(self.sizes, ops.shape(x)))
-
-    def compute_output_spec(self, x):
-        return keras.KerasTensor(_sizes(self.sizes, x.shape), dtype=x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "start": self.start, "sizes": self.sizes}
-
-
-class BroadcastKeeping(keras.layers.Layer):
-    """``ops.broadcast_to(x, sizes)`` where a size is ``None``: the size ``x`` has there at run
-    time (the batch), the other axes broadcast as traced."""
-
-    def __init__(self, sizes=(), **kwargs):
-        super().__init__(**kwargs)
-        self.sizes = [None if d is None else int(d) for d in sizes]
-
-    def call(self, x):
-        return ops.broadcast_to(x, _sizes(self.sizes, ops.shape(x)))
-
-    def compute_output_spec(self, x):
-        return keras.KerasTensor(_sizes(self.sizes, x.shape), dtype=x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "sizes": self.sizes}
 
 
 def _batch_axes(node: Node, other: Optional[Node]) -> List[int]:
@@ -89,7 +45,7 @@ def _batch_axes(node: Node, other: Optional[Node]) -> List[int]:
 
 def keep_batch_size(node: Node, shapes: Dict[int, tuple], other: Optional[Node] = None) -> bool:
     """Rewrite ``node``, a raw slice or broadcast of a trace whose sizes hold the batch, into a
-    :class:`SliceKeeping` or :class:`BroadcastKeeping`; whether it was. ``shapes``: the trace's
+    :class:`.SliceKeeping` or :class:`.BroadcastKeeping`; whether it was. ``shapes``: the trace's
     tensor shapes (its batch included); ``other``: the node in the twin trace, or ``None`` for a
     trace with an unknown batch.
 
@@ -113,8 +69,8 @@ def keep_batch_size(node: Node, shapes: Dict[int, tuple], other: Optional[Node] 
         _refuse(node, axes)
     open_sizes = [None if k in axes else d for k, d in enumerate(sizes)]
     name = f"{node.layer.name}_keeping"
-    node.layer = SliceKeeping(start, open_sizes, name=name) \
-        if isinstance(node.layer, _SLICE) else BroadcastKeeping(open_sizes, name=name)
+    node.layer = fwd.SliceKeeping(start, open_sizes, name=name) \
+        if isinstance(node.layer, _SLICE) else fwd.BroadcastKeeping(open_sizes, name=name)
     node.args, node.kwargs = (x,), {}
     return True
 
@@ -133,4 +89,8 @@ def _refuse(node: Node, axes: List[int]) -> None:
         f"rule_map=[({cls}, …)] or keras_lrp.register_layer.")
 
 
-__all__ = ["BroadcastKeeping", "SliceKeeping", "keep_batch_size"]
+def __getattr__(name: str):
+    return fwd.moved(__name__, name)
+
+
+__all__ = ["keep_batch_size"]

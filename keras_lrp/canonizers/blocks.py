@@ -1,4 +1,5 @@
-"""Composite layers traced into their parts: keras-hub's transformer blocks, and yours.
+"""Blocks (layers made of layers) traced into their parts: keras-hub's transformer blocks,
+and yours.
 
 A block's ``call`` is built from other layers and ``keras.ops`` (keras-hub's
 ``TransformerEncoder`` is LayerNorm, MultiHeadAttention, Dense and residual adds). keras-lrp
@@ -28,12 +29,12 @@ import keras
 from keras import tree
 
 from keras_lrp.canonizers import copying, tracing
+from keras_lrp.canonizers import forward_layers as fwd
 from keras_lrp.canonizers import trace_rewrites as rewrites
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.canonizers.kernels import rewrite_kernel_ops
-from keras_lrp.canonizers.trace_rewrites import KernelEinsum, ReshapeKeeping
 from keras_lrp.canonizers.tracing import is_foreign
-from keras_lrp.canonizers.vit_embedding import AddConstant, PrependToken, vit_embedding
+from keras_lrp.canonizers.vit_embedding import vit_embedding
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import linear, types
 from keras_lrp.core.graph import Graph, Node, Ref
@@ -62,7 +63,7 @@ def register_block(layer_class: type) -> None:
     """Trace every call of ``layer_class`` into the layers and ops its ``call`` runs, even where
     a composite entry names the class (a layer no entry names is traced anyway).
 
-    For composite layers built from layers and ops keras-lrp knows (your own transformer block);
+    For blocks built from layers and ops keras-lrp knows (your own transformer block);
     its ``call`` must not read the batch size. No ``get_config`` is needed: the trace runs on a
     copy where one can be made, else on the layer itself, sharing its weights.
     """
@@ -177,7 +178,7 @@ def _stale_outputs(node: Node, parts: List[Node], swaps: dict, shapes: dict) -> 
 
 
 def trace_blocks(graph: Graph) -> None:
-    """Replace every traced composite layer's call by its parts, recursively."""
+    """Replace every traced block's call by its parts, recursively."""
     if any(auto_traced(n, graph) for n in graph.nodes):
         refine_shapes(graph)
     while any(auto_traced(n, graph) for n in graph.nodes):
@@ -236,7 +237,10 @@ def trace_blocks(graph: Graph) -> None:
                               tuple(shapes[old])[1:] != tuple(traced[new])[1:]])
 
 
-__all__ = ["AddConstant", "KERAS_HUB_TRACED", "KernelEinsum", "PrependToken", "ReshapeKeeping",
-           "copy_layer",
+def __getattr__(name: str):
+    return fwd.moved(__name__, name)
+
+
+__all__ = ["KERAS_HUB_TRACED", "copy_layer",
            "is_position_embedding",
            "is_traced", "register_block", "trace_blocks"]

@@ -11,7 +11,7 @@ itself; a call on symbolic tensors is read (:mod:`keras_lrp.backend.forms`) and 
 
 * ``tf.gather`` → ``ops.take`` or ``ops.take_along_axis`` (routing: relevance goes back to the
   gathered entries);
-* a resize → :class:`LinearResample`, the resize's own linear map read off the function on a
+* a resize → :class:`.LinearResample`, the resize's own linear map read off the function on a
   basis, one axis at a time, and checked against the function on random values before use.
 
 A call the readers do not recognise keeps the framework's error, so the layer is refused by
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import List, Sequence
+from typing import List
 
 import keras
 import numpy as np
@@ -31,41 +31,10 @@ from keras import ops, tree
 
 from keras_lrp import backend
 from keras_lrp.backend import forms
+from keras_lrp.canonizers import forward_layers as fwd
 
 #: Relative agreement asked of a resize's linear map with the function itself (float32).
 AGREEMENT = 1e-5
-
-
-class LinearResample(keras.layers.Layer):
-    """A fixed linear map along each of ``axes``: ``y = x ×₁ M₁ ×₂ M₂ …``, where ``x ×ₖ M``
-    contracts axis ``k`` of ``x`` with the first axis of ``M`` (``n_in × n_out``). An
-    interpolating resize (bilinear, bicubic, area, nearest) is such a map, separable over the
-    spatial axes, the same for every channel and sample.
-
-    Relevance: the Z rule through a bias-free linear map
-    (:class:`~keras_lrp.layers.structural.ProportionalRelevance`), as for ``Resizing``:
-    ``R_i = Σ_j x_i w_ij / z_j · R_j`` with ``z_j = Σ_i x_i w_ij`` (Bach et al., 2015).
-    """
-
-    def __init__(self, axes: Sequence[int] = (), matrices=(), **kwargs):
-        super().__init__(**kwargs)
-        self.axes = [int(a) for a in axes]
-        self.matrices = [np.asarray(m).tolist() for m in matrices]
-
-    def call(self, x):
-        for axis, m in zip(self.axes, self.matrices):
-            m = ops.convert_to_tensor(np.asarray(m), dtype=x.dtype)
-            x = ops.moveaxis(ops.tensordot(x, m, axes=[[axis], [0]]), -1, axis)
-        return x
-
-    def compute_output_spec(self, x):
-        shape = list(x.shape)
-        for axis, m in zip(self.axes, self.matrices):
-            shape[axis] = len(m[0])
-        return keras.KerasTensor(tuple(shape), dtype=x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "axes": self.axes, "matrices": self.matrices}
 
 
 def _axis_matrix(call, shape, axis: int, axes) -> np.ndarray:
@@ -83,7 +52,7 @@ def _axis_matrix(call, shape, axis: int, axes) -> np.ndarray:
 
 
 def resample(form: forms.Resample):
-    """:class:`LinearResample` called on ``form.x``, its matrices read off ``form.call``; a
+    """:class:`.LinearResample` called on ``form.x``, its matrices read off ``form.call``; a
     resize that is not such a map (its read-off differs from the function on random values)
     has no form."""
     shape = tuple(form.x.shape)
@@ -91,7 +60,7 @@ def resample(form: forms.Resample):
     if any(shape[a] is None for a in axes) or 0 in axes:
         raise forms.NoForm
     matrices = [_axis_matrix(form.call, shape, a, axes) for a in axes]
-    layer = LinearResample(axes, matrices, name=f"linear_resample_{keras.backend.get_uid()}")
+    layer = fwd.LinearResample(axes, matrices, name=f"linear_resample_{keras.backend.get_uid()}")
     sample = (2,) + tuple(1 if d is None else int(d) for d in shape[1:])
     x = np.random.default_rng(0).standard_normal(sample).astype("float32")
     want = np.asarray(form.call(x), "float64")
@@ -141,4 +110,8 @@ def keras_forms():
             setattr(owner, attribute, original)
 
 
-__all__ = ["AGREEMENT", "LinearResample", "keras_forms", "resample"]
+def __getattr__(name: str):
+    return fwd.moved(__name__, name)
+
+
+__all__ = ["AGREEMENT", "keras_forms", "resample"]

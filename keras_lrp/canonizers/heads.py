@@ -5,7 +5,7 @@ reversed, ``ReversibleEmbedding(h, reverse=True)``: ``logits = h Eᵀ`` (or ``h 
 ``reverse_embeddings`` W), then optionally Gemma's soft cap ``c·tanh(logits/c)``. The same layer
 also looks tokens up, so the layer itself cannot say which of its two maps a call is.
 :func:`untie_heads` gives every reversed call its own bias-free ``Dense`` with kernel Eᵀ (and a
-:class:`SoftCap` after it), so the composite's linear rule serves the head like any Dense, and
+:class:`.SoftCap` after it), so the composite's linear rule serves the head like any Dense, and
 the lookup keeps the embedding's rule. The embedding matrix then enters the explanation twice, as
 it enters the model: the head's rule weighs the hidden state by Eᵀ, the lookup's gives each token
 the relevance that reaches its embedding vector.
@@ -15,25 +15,9 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import ops
 
+from keras_lrp.canonizers import forward_layers as fwd
 from keras_lrp.core.graph import Graph, Node, Ref
-
-
-class SoftCap(keras.layers.Layer):
-    """Logit soft-capping, y = c · tanh(x / c) (Gemma's final logits); its relevance layer is
-    :class:`~keras_lrp.layers.structural.SoftCapRelevance` (LXT's treatment)."""
-
-    def __init__(self, cap: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.cap = float(cap)
-
-    def call(self, x):
-        cap = ops.convert_to_tensor(self.cap, dtype=x.dtype)
-        return ops.tanh(x / cap) * cap
-
-    def get_config(self):
-        return {**super().get_config(), "cap": self.cap}
 
 
 def _reversible(layer) -> bool:
@@ -68,8 +52,8 @@ def untie_heads(graph: Graph) -> None:
             dense = keras.layers.Dense(kernel.shape[-1], use_bias=False,
                                        name=f"{layer.name}_head", dtype=layer.dtype_policy)
             cap = getattr(layer, "logit_soft_cap", None)
-            soft = None if cap is None else SoftCap(cap, name=f"{layer.name}_soft_cap",
-                                                    dtype=layer.dtype_policy)
+            soft = None if cap is None else fwd.SoftCap(cap, name=f"{layer.name}_soft_cap",
+                                                        dtype=layer.dtype_policy)
             heads[id(layer)] = [dense, soft, [kernel]]
         dense, soft, weights = heads[id(layer)]
         heads[id(layer)][2] = None  # the first call of the head carries its weights
@@ -84,16 +68,8 @@ def untie_heads(graph: Graph) -> None:
     graph.nodes = nodes
 
 
+def __getattr__(name: str):
+    return fwd.moved(__name__, name)
 
 
-class LogSoftmax(keras.layers.Layer):
-    """log p = s − logsumexp(s) over the last axis: the log-probabilities of a language model's
-    next token, appended by :func:`keras_lrp.explain_generation` to explain a span's
-    log-likelihood. Its relevance layer is
-    :class:`~keras_lrp.layers.attention.LogSoftmaxRelevance`."""
-
-    def call(self, logits):
-        return logits - ops.logsumexp(logits, axis=-1, keepdims=True)
-
-
-__all__ = ["LogSoftmax", "SoftCap", "is_reverse_call", "untie_heads"]
+__all__ = ["is_reverse_call", "untie_heads"]

@@ -4,7 +4,7 @@ A custom layer that keeps its own weight and computes ``ops.matmul(x, self.kerne
 ``ops.dot``, ``ops.tensordot``, ``ops.conv``, ``ops.depthwise_conv`` or ``ops.conv_transpose``
 (or a Conv2D subclass whose ``call`` runs ``self.convolution_op``) leaves, once traced, a raw op
 node whose arguments are the input tensor and a weight variable. That is a linear map of the
-input, so it becomes a :class:`KernelOp` layer, which the composite's rule serves like a Dense
+input, so it becomes a :class:`.KernelOp` layer, which the composite's rule serves like a Dense
 or a convolution (:data:`keras_lrp.core.linear.LINEAR_OPS`). A bias added right after it (a
 weight variable broadcast over the output's last axis, the node's only reader) is folded in,
 so that ``_IB`` and the ε rule treat it as a Dense's bias.
@@ -21,7 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lrp.core import linear, types
+from keras_lrp.canonizers import forward_layers as fwd
+from keras_lrp.core import types
 from keras_lrp.core.graph import Node
 
 #: Raw ops linear in their tensor argument when the other one is a weight: the weight's
@@ -31,47 +32,6 @@ KERNEL_OPS = types.OP_KERNEL
 BIAS_OPS = types.OP_BIAS
 
 
-class KernelOp(keras.layers.Layer):
-    """``op(x, W) + b`` (or ``op(W, x) + b``) for a raw ``keras.ops`` op linear in x, with the
-    weight W (and bias b) of the layer whose ``call`` it came from; see the module docstring.
-
-    Args:
-        op: the ``keras.ops`` Operation (its strides, padding, axes… are its attributes).
-        kernel_shape: W's shape; ``kernel_first``: whether W is the op's first argument.
-        bias_shape: b's shape, or ``None`` without a bias.
-    """
-
-    def __init__(self, op=None, kernel_shape=(), kernel_first: bool = False,
-                 bias_shape=None, **kwargs):
-        super().__init__(**kwargs)
-        self.op, self.kernel_first = op, bool(kernel_first)
-        self.kernel_shape = tuple(int(d) for d in kernel_shape)
-        self.bias_shape = None if bias_shape is None else tuple(int(d) for d in bias_shape)
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(shape=self.kernel_shape, name="kernel",
-                                      initializer="zeros")
-        self.bias = None if self.bias_shape is None else self.add_weight(
-            shape=self.bias_shape, name="bias", initializer="zeros")
-
-    def apply_kernel(self, x, kernel):
-        return self.op.call(kernel, x) if self.kernel_first else self.op.call(x, kernel)
-
-    def call(self, x):
-        z = self.apply_kernel(x, self.kernel)
-        return z if self.bias is None else z + ops.cast(self.bias, z.dtype)
-
-    def compute_output_spec(self, x):
-        kernel = keras.KerasTensor(self.kernel_shape, dtype=x.dtype)
-        spec = self.op.compute_output_spec(*((kernel, x) if self.kernel_first else (x, kernel)))
-        return keras.KerasTensor(spec.shape, dtype=x.dtype)
-
-    def get_config(self):  # the op is an object: copies are made from the attributes
-        raise NotImplementedError(f"{type(self).__name__} is copied from its attributes.")
-
-
-linear.LINEAR_OPS.insert(0, (KernelOp, lambda layer: linear.LinearOp(
-    layer, layer.apply_kernel, layer.kernel, layer.bias)))
 
 
 def _weight_arg(node: Node) -> Optional[int]:
@@ -87,7 +47,7 @@ def _value(variable) -> np.ndarray:
 
 
 def rewrite_kernel_ops(nodes: List[Node], first: int, graph, keep=()) -> None:
-    """Turn the kernel-op nodes from ``nodes[first]`` on into :class:`KernelOp` nodes, each
+    """Turn the kernel-op nodes from ``nodes[first]`` on into :class:`.KernelOp` nodes, each
     with the bias added right after it folded in (see the module docstring), unless its output
     is in ``keep`` (a trace's result, which readers outside the trace read)."""
     readers = {}
@@ -110,8 +70,8 @@ def rewrite_kernel_ops(nodes: List[Node], first: int, graph, keep=()) -> None:
             node.outputs, node.out_shapes = list(bias_node.outputs), list(bias_node.out_shapes)
             node.out_dtypes = list(bias_node.out_dtypes)
             dropped.append(bias_node)
-        node.layer = KernelOp(node.layer, tuple(kernel.shape), at == 0, bias_shape,
-                              name=f"{node.layer.name}_kernel")
+        node.layer = fwd.KernelOp(node.layer, tuple(kernel.shape), at == 0, bias_shape,
+                                  name=f"{node.layer.name}_kernel")
         node.args, node.kwargs = (node.args[1 - at],), {}
         node.weights = weights
     for node in dropped:
@@ -137,4 +97,8 @@ def _bias_after(node: Node, readers, graph) -> Optional[Node]:
     return user
 
 
-__all__ = ["BIAS_OPS", "KERNEL_OPS", "KernelOp", "rewrite_kernel_ops"]
+def __getattr__(name: str):
+    return fwd.moved(__name__, name)
+
+
+__all__ = ["BIAS_OPS", "KERNEL_OPS", "rewrite_kernel_ops"]

@@ -19,7 +19,7 @@ import numpy as np
 from keras import ops, tree
 
 from keras_lrp.canonizers import copying, foreign_calls
-from keras_lrp.canonizers import trace_rewrites as rewrites
+from keras_lrp.canonizers import forward_layers as fwd
 from keras_lrp.canonizers.attention import cached_mha
 from keras_lrp.core import types
 from keras_lrp.core.graph import Node, Ref, is_subclassed
@@ -94,32 +94,32 @@ def _split_outputs(out):
 
 def constant_nodes(node: Node, constant: DependsOnNoInput) -> List[Node]:
     """The node of a call that depends on no input, as constants read off its first input: a
-    :class:`~keras_lrp.canonizers.trace_rewrites.ShapeConstant`, or one
-    :class:`~keras_lrp.canonizers.trace_rewrites.BatchConstant` per output repeated to the
+    :class:`.ShapeConstant`, or one
+    :class:`.BatchConstant` per output repeated to the
     batch."""
     x = node.inputs[0]
     if not constant.per_row:
-        return [Node(rewrites.ShapeConstant(constant.values, name=f"{node.layer.name}_constant"),
+        return [Node(fwd.ShapeConstant(constant.values, name=f"{node.layer.name}_constant"),
                      (Ref(x),), {}, [x], node.outputs, node.out_shapes)]
-    return [Node(rewrites.BatchConstant(v, dtype=str(v.dtype),
-                                        name=f"{node.layer.name}_constant_{i}"),
+    return [Node(fwd.BatchConstant(v, dtype=str(v.dtype),
+                                   name=f"{node.layer.name}_constant_{i}"),
                  (Ref(x),), {}, [x], [t], [(None,) + v.shape[1:]], out_dtypes=[str(v.dtype)])
             for i, (v, t) in enumerate(zip(constant.values, node.outputs))]
 
 
 def constant_outputs(node: Node, fn, twin=None) -> List[Node]:
     """Nodes for the constant outputs of a traced call (``fn``, :func:`_split_outputs`): each a
-    :class:`~keras_lrp.canonizers.trace_rewrites.ShapeConstant`, unless ``twin`` (the trace on
+    :class:`.ShapeConstant`, unless ``twin`` (the trace on
     twice the batch) gives it another value: then the value depends on the batch size, and a
-    :class:`~keras_lrp.canonizers.trace_rewrites.ShapeOutput` computes it at run time."""
+    :class:`.ShapeOutput` computes it at run time."""
     theirs = {} if twin is None else twin._lrp_others
     out = []
     for i, value in fn._lrp_others.items():
         other = theirs.get(i, value)
         same = other.shape == value.shape and np.array_equal(other, value)
-        layer = rewrites.ShapeConstant([value], name=f"{node.layer.name}_constant_{i}") \
-            if same else rewrites.ShapeOutput(fn._lrp_copy, i,
-                                              name=f"{node.layer.name}_batch_output_{i}")
+        layer = fwd.ShapeConstant([value], name=f"{node.layer.name}_constant_{i}") \
+            if same else fwd.ShapeOutput(fn._lrp_copy, i,
+                                         name=f"{node.layer.name}_batch_output_{i}")
         args, kwargs, inputs = ((Ref(node.inputs[0]),), {}, node.inputs[:1]) if same else \
             (node.args, node.kwargs, node.inputs)
         out.append(Node(layer, args, kwargs, inputs, [node.outputs[i]],
@@ -268,7 +268,7 @@ def trace(node: Node, shapes: dict, dtypes: dict):
         if isinstance(sub, keras.layers.InputLayer) or id(sub) in fn._lrp_user_layers:
             continue  # a user's own sublayer keeps its name (its copy is renamed if need be)
         sub.name = f"{node.layer.name}_{sub.name}"
-        sub._lrp_private = True  # ours: a nested composite is traced without a copy
+        sub._lrp_private = True  # ours: a nested block is traced without a copy
     return fn, tids, batched
 
 

@@ -15,13 +15,22 @@ import keras
 
 from keras_lrp import rules as rules_mod
 from keras_lrp.canonizers import blocks
-from keras_lrp.canonizers.attention import AttentionSoftmax, KerasMask, RepeatHeads
-from keras_lrp.canonizers.batch_sizes import BroadcastKeeping, SliceKeeping
 from keras_lrp.canonizers.blocks import is_position_embedding
-from keras_lrp.canonizers.foreign_calls import LinearResample
-from keras_lrp.canonizers.heads import LogSoftmax, SoftCap
-from keras_lrp.canonizers.trace_rewrites import BatchConstant, ReshapeKeeping, ShapeConstant
-from keras_lrp.canonizers.vit_embedding import AddConstant, PrependToken
+from keras_lrp.canonizers.forward_layers import (
+    AddConstant,
+    AttentionSoftmax,
+    BatchConstant,
+    BroadcastKeeping,
+    KerasMask,
+    LinearResample,
+    LogSoftmax,
+    PrependToken,
+    RepeatHeads,
+    ReshapeKeeping,
+    ShapeConstant,
+    SliceKeeping,
+    SoftCap,
+)
 from keras_lrp.core import linear, patterns, types
 from keras_lrp.layers import (
     GateRelevance,
@@ -108,7 +117,7 @@ def _held(node, ctx) -> bool:
 
 def _held_factor(node, ctx) -> bool:
     return (getattr(ctx, "graph", None) is not None and len(node.inputs) == 2
-            and patterns.factor_index(node, ctx.graph) is not None)
+            and patterns.held_factor(node, ctx.graph) is not None)
 
 
 #: How relevance crosses each supported layer without a kernel, first match wins.

@@ -9,23 +9,28 @@ held constant. These analyses say which factor that is, from the graph alone:
 * :func:`norm_statistics` — the factor ``1/rms(x)`` of an RMS norm written in raw ops
   (``x * rsqrt(mean(x²) + ε)``; Gemma's ``x * reciprocal(sqrt(mean(square(x)) + ε))``), held
   constant by AttnLRP's identity rule for norms; and the nodes that compute it.
-* :func:`factor_index` — the factor a product holds constant outright (a norm's 1/rms, a
+* :func:`held_factor` — the one question every product rule asks: which operand of a product is
+  held constant. Its ``kind`` says which factors count: ``"outright"`` (a norm's 1/rms, a
   constant, a gate or a factor broadcast over the other: a mixture of experts' routing weights),
-  and :func:`held_nodes` — the nodes that only feed such factors (a router's softmax and top-k),
-  which get no relevance and need no rule.
-* :func:`held_operand` — the factor CP-LRP holds constant in a product of two signals: the
-  attention weights (a softmax output) or the activated gate of a gated MLP.
+  ``"gate"`` (the gates alone) or ``"cp"`` (the factor CP-LRP holds in a product of two
+  signals: the attention weights, a softmax output, or the activated gate of a gated MLP).
+  :func:`held_nodes` — the nodes that only feed factors held outright (a router's softmax and
+  top-k), which get no relevance and need no rule.
 
 Each is seen through casts, dropout and the like (:data:`PASS_THROUGH`), since keras-hub casts
 around its norms and activations.
 
 And two facts the rules read (moved here from :mod:`keras_lrp.core.graph`, which builds and runs
 graphs): :func:`nonnegative_tensors` — tensors provably ≥ 0, and :func:`input_fed_nodes` — the
-first layers an input-layer rule serves; :func:`gate_index` — which input of a product is a gate.
+first layers an input-layer rule serves.
+
+The names ``factor_index``, ``gate_index`` and ``held_operand`` of 0.5 were three names for
+:func:`held_factor`; they work for one more release and warn with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, Optional, Set
 
 import keras
@@ -126,12 +131,12 @@ def norm_statistics(graph: Graph):
 
 
 class Facts:
-    """The analyses of one graph, computed once (the composite asks for every node)."""
+    """The analyses of one graph, computed once (the base map asks for every node)."""
 
     def __init__(self, graph: Graph):
         self.constants = constant_tensors(graph)
         self.norm_factors, self.norm_chain = norm_statistics(graph)
-        self.held = held_nodes(graph, lambda node: factor_index(node, graph, self))
+        self.held = held_nodes(graph, lambda node: held_factor(node, graph, found=self))
 
 
 def facts(graph: Graph) -> Facts:
@@ -144,11 +149,40 @@ def facts(graph: Graph) -> Facts:
     return cached[1]
 
 
-def factor_index(node: Node, graph: Graph, found: Optional[Facts] = None) -> Optional[int]:
-    """Which factor of a two-tensor product is held constant and gets no relevance: the 1/rms
-    of a norm, a constant, else a gate (:func:`gate_index`; a mixture of
-    experts' routing weights, broadcast over the features, are one)."""
-    if len(node.inputs) != 2 or not isinstance(node.layer, types.MULTIPLY):
+#: The kinds of :func:`held_factor`: which factors of a product count as held constant.
+HELD_KINDS = ("outright", "gate", "cp")
+
+
+def held_factor(node: Node, graph: Graph, *, kind: str = "outright",
+                found: Optional[Facts] = None) -> Optional[int]:
+    """Which operand (0 or 1) of a two-tensor product is held constant, or ``None``.
+
+    Args:
+        node: the product (for ``"outright"``, a ``Multiply`` or ``ops.multiply``).
+        graph: the graph ``node`` is in.
+        kind: which factors count, one of :data:`HELD_KINDS`:
+
+            * ``"outright"`` (default) — a factor held constant outright, so the product is
+              linear in the other and the factor gets no relevance: the 1/rms of a norm, a
+              tensor that depends on no input, else a gate (``"gate"``; a mixture of experts'
+              routing weights, broadcast over the features, are one).
+            * ``"gate"`` — the input broadcast over the other (fewer elements:
+              squeeze-and-excitation), or else the one produced by a sigmoid-like activation or
+              a capped ReLU, seen through reshapes and element-wise ops with constants.
+            * ``"cp"`` — the factor CP-LRP holds in a product of two signals: the one produced
+              by a softmax (attention weights) or a non-linear activation (a gated MLP's gate),
+              seen through casts and dropout; ``None`` if neither or both are.
+        found: the graph's :class:`Facts`, if already computed (``"outright"`` only).
+    """
+    if kind not in HELD_KINDS:
+        raise ValueError(f"kind must be one of {HELD_KINDS}, got {kind!r}.")
+    if len(node.inputs) != 2:
+        return None
+    if kind == "gate":
+        return _gate(node, graph)
+    if kind == "cp":
+        return _activated_factor(node, graph)
+    if not isinstance(node.layer, types.MULTIPLY):
         return None
     found = facts(graph) if found is None else found
     if id(node) in found.norm_factors:
@@ -156,7 +190,7 @@ def factor_index(node: Node, graph: Graph, found: Optional[Facts] = None) -> Opt
     constant = [i for i, t in enumerate(node.inputs) if t in found.constants]
     if len(constant) == 1:
         return constant[0]
-    return gate_index(node, graph)
+    return _gate(node, graph)
 
 
 def held_nodes(graph: Graph, factor) -> Set[int]:
@@ -194,12 +228,8 @@ def _activated(tid: int, producers) -> bool:
     return name not in ("", "linear")
 
 
-def held_operand(node: Node, graph: Graph) -> Optional[int]:
-    """Which factor of a product of two signals CP-LRP holds constant: the one produced by a
-    softmax (attention weights) or a non-linear activation (a gated MLP's gate), seen through
-    casts and dropout; ``None`` if neither or both are."""
-    if len(node.inputs) != 2:
-        return None
+def _activated_factor(node: Node, graph: Graph) -> Optional[int]:
+    """:func:`held_factor` of kind ``"cp"``: the one factor a softmax or activation produced."""
     producers = graph.producers()
     held = [i for i, t in enumerate(node.inputs) if _activated(t, producers)]
     return held[0] if len(held) == 1 else None
@@ -233,14 +263,8 @@ def input_fed_nodes(graph: Graph, is_kernel) -> set:
             if is_kernel(node.layer) and node.inputs and all(from_input(t) for t in node.inputs)}
 
 
-def gate_index(node: Node, graph: Graph) -> Optional[int]:
-    """Which of a two-input product's inputs is the gate, or None if neither clearly is.
-
-    The gate is the input broadcast over the other (fewer elements: squeeze-and-excitation), or
-    else the one produced by a sigmoid-like activation or a capped ReLU.
-    """
-    if len(node.inputs) != 2:
-        return None
+def _gate(node: Node, graph: Graph) -> Optional[int]:
+    """:func:`held_factor` of kind ``"gate"``: which of two inputs is the gate, or None."""
     shapes = graph.shapes()
     sizes = [_size(shapes.get(t)) for t in node.inputs]
     if None not in sizes and sizes[0] != sizes[1]:
@@ -285,6 +309,24 @@ def _size(shape) -> Optional[int]:
     return int(np.prod(shape[1:]))
 
 
-__all__ = ["Facts", "PASS_THROUGH", "constant_tensors", "facts", "factor_index", "gate_index",
-           "held_nodes", "held_operand", "input_fed_nodes", "nonnegative_tensors",
-           "norm_statistics"]
+#: The 0.5 names of :func:`held_factor`: old name → its kind. Each works for one more release.
+_DEPRECATED = {"factor_index": "outright", "gate_index": "gate", "held_operand": "cp"}
+
+
+def __getattr__(name: str):
+    if name in _DEPRECATED:
+        kind = _DEPRECATED[name]
+        warnings.warn(f"keras_lrp.core.patterns.{name} is deprecated and will be removed in the "
+                      f"next release; use keras_lrp.core.patterns.held_factor(node, graph, "
+                      f"kind={kind!r}).", DeprecationWarning, stacklevel=2)
+
+        def old(node: Node, graph: Graph, found: Optional[Facts] = None) -> Optional[int]:
+            return held_factor(node, graph, kind=kind, found=found)
+
+        old.__name__ = old.__qualname__ = name
+        return old
+    raise AttributeError(f"module 'keras_lrp.core.patterns' has no attribute {name!r}")
+
+
+__all__ = ["Facts", "HELD_KINDS", "PASS_THROUGH", "constant_tensors", "facts", "held_factor",
+           "held_nodes", "input_fed_nodes", "nonnegative_tensors", "norm_statistics"]

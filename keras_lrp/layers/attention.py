@@ -22,7 +22,7 @@ from __future__ import annotations
 from keras import ops
 
 from keras_lrp import backend
-from keras_lrp.canonizers.attention import AttentionCombine
+from keras_lrp.canonizers.forward_layers import AttentionCombine
 from keras_lrp.core.stabilize import stabilize
 from keras_lrp.layers.base import RelevanceLayer, named_after
 
@@ -44,8 +44,8 @@ def _zeros(xs, dtype):
 
 
 class BilinearRelevance(RelevanceLayer):
-    """An attention product (:class:`~keras_lrp.canonizers.attention.AttentionScores`,
-    :class:`~keras_lrp.canonizers.attention.AttentionCombine`): AttnLRP's uniform split, or CP-LRP's
+    """An attention product (:class:`.AttentionScores`,
+    :class:`.AttentionCombine`): AttnLRP's uniform split, or CP-LRP's
     (see the module docstring). Extra inputs (a query mask) get zero.
 
     Args:
@@ -111,7 +111,7 @@ class SoftmaxRelevance(RelevanceLayer):
 
 
 class LogSoftmaxRelevance(RelevanceLayer):
-    """Log-probabilities y = s − logsumexp(s) (:class:`~keras_lrp.canonizers.heads.LogSoftmax`),
+    """Log-probabilities y = s − logsumexp(s) (:class:`.LogSoftmax`),
     by the softmax rule's reasoning: input × gradient with upstream R/y (AttnLRP, Achtibat et
     al. 2024, treat the softmax so; the log-softmax is its logarithm). With the explained
     log-probability as the starting relevance this explains a sequence's log-likelihood.
@@ -129,7 +129,7 @@ class LogSoftmaxRelevance(RelevanceLayer):
 
 class AdditiveScoresRelevance(BilinearRelevance):
     """Bahdanau scores s_ts = Σ_d c_d tanh(q_td + k_sd)
-    (:class:`~keras_lrp.canonizers.attention.AdditiveScores`).
+    (:class:`.AdditiveScores`).
 
     Formula (u = q_t + k_s, t_d = c_d tanh(u_d)):
         R_u = t ⊙ R_s / s                      (ε-rule over d; identity across tanh)

@@ -9,8 +9,9 @@ neither factor alone, so it needs its own rule:
   it uniformly: the ε-rule over the sum the product is, then half of each term to each factor.
 * CP-LRP (Ali et al., ICML 2022) holds one factor constant, so the product is a linear map of the
   other, which takes all of it: the attention weights A (a softmax output), or the activated
-  gate (:func:`~keras_lrp.core.patterns.held_operand`). A product with neither (the scores
-  q·kᵀ, whose relevance is zero under CP-LRP anyway, as A is constant) is split uniformly.
+  gate (:func:`~keras_lrp.core.patterns.held_factor` of kind ``"cp"``). A product with neither
+  (the scores q·kᵀ, whose relevance is zero under CP-LRP anyway, as A is constant) is split
+  uniformly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from keras import ops
 
 from keras_lrp.core.graph import node_call
-from keras_lrp.core.patterns import held_operand
+from keras_lrp.core.patterns import held_factor
 from keras_lrp.layers.attention import ATTENTION_MODES, bilinear
 from keras_lrp.layers.base import RelevanceLayer, named_after
 
@@ -52,8 +53,8 @@ class ProductRelevance(RelevanceLayer):
 
     @classmethod
     def for_node(cls, node, graph, attention="attnlrp", **kwargs):
-        return cls(layer=node.layer, attention=attention, held=held_operand(node, graph),
-                   **kwargs)
+        return cls(layer=node.layer, attention=attention,
+                   held=held_factor(node, graph, kind="cp"), **kwargs)
 
     @classmethod
     def check_node(cls, node, graph):

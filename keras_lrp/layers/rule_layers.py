@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from keras_lrp.canonizers.attention import PRODUCTS, AdditiveScores
+from keras_lrp.canonizers.attention import PRODUCTS
+from keras_lrp.canonizers.forward_layers import AdditiveScores
 from keras_lrp.core import types
 from keras_lrp.core.linear import is_kernel_layer
 from keras_lrp.layers.attention import AdditiveScoresRelevance, BilinearRelevance

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 from keras import ops
 
 from keras_lrp import backend
 from keras_lrp.core import types
-from keras_lrp.core.patterns import factor_index
+from keras_lrp.core.patterns import held_factor
 from keras_lrp.core.stabilize import stabilize
 from keras_lrp.layers.base import RelevanceLayer, batched
 
@@ -125,37 +127,49 @@ class GateRelevance(RelevanceLayer):
     Squeeze-and-excitation blocks and hard-swish multiply a signal by a gate in [0, 1]; as for
     LSTM gates (Arras et al. 2017), the gate only scales the signal's message and receives no
     relevance. The same holds for any factor held constant (:func:`~keras_lrp.core.patterns.
-    factor_index`): a tensor that depends on no input (RoPE's cos/sin tables), and the 1/rms of
+    held_factor`): a tensor that depends on no input (RoPE's cos/sin tables), and the 1/rms of
     an RMS norm written in raw ops (AttnLRP's identity rule for norms, Achtibat et al. 2024).
 
     Formula:
         R_signal = R,   R_gate = 0
 
     Args:
-        gate_index: which input is the gate.
+        held: which input is held constant (the gate), as :func:`~keras_lrp.core.patterns.
+            held_factor` says. ``gate_index`` is its 0.5 name (deprecated, one release).
     """
 
-    def __init__(self, layer=None, gate_index: int = 1, **kwargs):
+    def __init__(self, layer=None, held: int = 1, gate_index=None, **kwargs):
         super().__init__(layer=layer, **kwargs)
-        self.gate_index = gate_index
+        if gate_index is not None:
+            warnings.warn("GateRelevance(gate_index=…) is deprecated and will be removed in the "
+                          "next release; pass held=….", DeprecationWarning, stacklevel=2)
+            held = gate_index
+        self.held = held
+
+    @property
+    def gate_index(self):
+        """Deprecated: the 0.5 name of :attr:`held`."""
+        warnings.warn("GateRelevance.gate_index is deprecated; use .held.", DeprecationWarning,
+                      stacklevel=2)
+        return self.held
 
     @classmethod
     def for_node(cls, node, graph, **kwargs):
-        return cls(layer=node.layer, gate_index=factor_index(node, graph), **kwargs)
+        return cls(layer=node.layer, held=held_factor(node, graph), **kwargs)
 
     @classmethod
     def check_node(cls, node, graph):
-        if len(node.inputs) != 2 or factor_index(node, graph) is None:
+        if len(node.inputs) != 2 or held_factor(node, graph) is None:
             return ("is a product of two signals, neither of which is a gate (a sigmoid-like or "
                     "broadcast factor): not linear, so no LRP rule applies")
         return None
 
     def propagate(self, xs, z, relevance):
-        return [ops.zeros_like(x) if i == self.gate_index else relevance
+        return [ops.zeros_like(x) if i == self.held else relevance
                 for i, x in enumerate(xs)]
 
     def get_config(self):
-        return {**super().get_config(), "gate_index": self.gate_index}
+        return {**super().get_config(), "held": self.held}
 
 
 class LayerNormRelevance(RelevanceLayer):
@@ -267,7 +281,7 @@ class SplitRelevance(RelevanceLayer):
 
 
 class SoftCapRelevance(RelevanceLayer):
-    """Logit soft-capping y = c · tanh(x / c) (:class:`~keras_lrp.canonizers.heads.SoftCap`,
+    """Logit soft-capping y = c · tanh(x / c) (:class:`.SoftCap`,
     Gemma's final logits) as LXT treats it: not patched, so gradient × input of the relevance
     ratio, which does not conserve (|y| < |x|·y'(0) away from 0).
 

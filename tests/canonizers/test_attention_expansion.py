@@ -10,7 +10,7 @@ import reference as ref
 
 import keras_lrp
 from keras_lrp.canonizers import ExpandAttention, InlineNested, canonize
-from keras_lrp.canonizers.attention import AttentionCombine, AttentionScores, AttentionSoftmax
+from keras_lrp.canonizers.forward_layers import AttentionCombine, AttentionScores, AttentionSoftmax
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core import types
 

@@ -441,7 +441,7 @@ def test_a_table_laid_out_by_batch_is_computed_at_run_time(float64):
 def test_a_shape_constant_keeps_the_shape_of_an_empty_output():
     """DeiT's encoder returns (0, T, d) arrays for the hidden states it keeps none of: their
     list form ([]) forgets the shape, which the constant must keep (through its config too)."""
-    from keras_lrp.canonizers.trace_rewrites import ShapeConstant
+    from keras_lrp.canonizers.forward_layers import ShapeConstant
 
     table = np.arange(6.0).reshape(2, 3)
     const = ShapeConstant([np.zeros((0, T, D)), table], name="consts")

@@ -16,7 +16,7 @@ from keras import ops
 
 import keras_lrp
 from keras_lrp.backend import forms
-from keras_lrp.canonizers import foreign_calls
+from keras_lrp.canonizers import foreign_calls, forward_layers
 
 L = keras.layers
 BACKEND = keras.backend.backend()
@@ -96,7 +96,7 @@ def test_an_align_corners_resize_in_the_backends_words_takes_the_z_rule():
     assert np.abs(y).min() > 1e-3  # no near-zero denominators in the reference
     np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-4,
                                atol=1e-5)
-    assert any(isinstance(layer, foreign_calls.LinearResample)
+    assert any(isinstance(layer, forward_layers.LinearResample)
                for layer in a.forward_model.layers)
 
 

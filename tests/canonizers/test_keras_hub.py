@@ -2,14 +2,14 @@
 preset download), with a classification or language-model head. keras-hub is a test extra:
 these tests are skipped where it is not installed.
 
-Their blocks (TransformerEncoder, TransformerDecoder, ViTEncoder, …) are composite layers that
-keras-lrp traces into their parts (:mod:`keras_lrp.canonizers.blocks`), and their attention is
-expanded like MultiHeadAttention. Checked here: the traced graph computes the model's function
+Their blocks (TransformerEncoder, TransformerDecoder, ViTEncoder, …) are layers made of layers,
+which keras-lrp traces into their parts (:mod:`keras_lrp.canonizers.blocks`); their attention
+is expanded like MultiHeadAttention. Checked here: the traced graph computes the model's function
 (float64, 1e-6); the LRP analyzers build and give finite relevances of the inputs' shapes;
 CP-LRP conserves the explained logit to 1e-9 with every bias, LayerNorm β, position embedding
 and class token zeroed (all act as biases) and ε = 1e-30, while AttnLRP's softmax rule does
 not conserve; GPT-2's causal mask gives exactly zero relevance to the tokens after the
-explained position. A user's composite block, registered with ``register_block``, is
+explained position. A user's own block, registered with ``register_block``, is
 checked against the Z rule written out in NumPy."""
 
 import keras
@@ -154,8 +154,8 @@ def test_gpt2_explains_the_next_token_at_a_chosen_position(float64):
         assert np.all(mask == 0)
 
 
-def test_registered_composite_layer_is_traced(float64):
-    """A user's composite block, registered with keras_lrp.register_block, is traced into
+def test_registered_block_is_traced(float64):
+    """A user's own block, registered with keras_lrp.register_block, is traced into
     its Dense layers, so the Z rule reaches them: equal to the NumPy Z rule on the unrolled
     block (bias-free, so relevance is x ⊙ W ⊙ …, here checked by conservation and by the
     per-input values of a one-layer case)."""

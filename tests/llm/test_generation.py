@@ -61,7 +61,7 @@ def test_explain_generation(lm, attention, tmp_path):
     pick = np.zeros((t, logits.shape[-1]))
     for j, g in enumerate(CONTINUATION):
         pick[p + j - 1, g] = 1.0
-    lp = keras_lrp.canonizers.heads.LogSoftmax()(lm.output)
+    lp = keras_lrp.canonizers.forward_layers.LogSoftmax()(lm.output)
     total = ops.sum(lp * pick, axis=(1, 2))
     scalar = keras.Model(lm.input, ops.expand_dims(total, -1))
     one = keras_lrp.create_analyzer("lrp.z", scalar, attention=attention)

@@ -119,7 +119,7 @@ def test_log_softmax(float64):
     keras.utils.set_random_seed(4)
     x = keras.Input((D,), name="x")
     s = L.Dense(F, use_bias=False, name="s")(x)
-    model = keras.Model(x, keras_lrp.canonizers.heads.LogSoftmax()(s))
+    model = keras.Model(x, keras_lrp.canonizers.forward_layers.LogSoftmax()(s))
     xs = np.random.default_rng(5).normal(size=(3, D))
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
     got = a.analyze(xs, neuron_selection=[0, 2, 4])
