@@ -144,3 +144,27 @@ def test_the_old_attribution_package_warns_and_is_the_new_one():
     assert LRP is keras_lrp.analyzers.LRP
     assert any(issubclass(w.category, DeprecationWarning) and "keras_lrp.analyzers" in
                str(w.message) for w in caught)
+
+
+def test_the_old_io_inputs_module_warns_and_lends_the_new_names():
+    """keras_lrp.io.inputs moved to keras_lrp.analyzers.inputs (its only user): the old module
+    warns on import and its names are the new functions (one release)."""
+    import importlib
+    import sys
+    import warnings
+
+    from keras_lrp.analyzers import inputs as new
+
+    sys.modules.pop("keras_lrp.io.inputs", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("keras_lrp.io.inputs")
+        from keras_lrp.io.inputs import as_arrays, is_batch_stream
+    assert as_arrays is new.as_arrays and is_batch_stream is new.is_batch_stream
+    assert old.slices is new.slices and old.stream is new.stream
+    assert is_batch_stream(iter([np.ones(2)])) and not is_batch_stream(np.ones(2))
+    assert any(issubclass(w.category, DeprecationWarning) and "keras_lrp.analyzers.inputs" in
+               str(w.message) for w in caught)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        old.nothing  # noqa: B018
+
