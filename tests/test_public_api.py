@@ -168,3 +168,26 @@ def test_the_old_io_inputs_module_warns_and_lends_the_new_names():
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         old.nothing  # noqa: B018
 
+
+def test_generation_save_heatmaps_warns_and_writes_what_plots_writes(tmp_path):
+    """Generation.save_heatmaps moved to keras_lrp.plots.tokens.write_generation_heatmaps: the
+    old method warns and writes the same two files (one release)."""
+    from keras_lrp.generation import Generation
+    from keras_lrp.plots.tokens import write_generation_heatmaps
+
+    ids = np.array([3, 1, 4, 1, 5])  # a prompt of 3 tokens, 2 generated
+    per_token = np.array([[0.5, -0.25, 1.0, 0.0, 0.0], [0.1, 0.2, -0.3, 0.4, 0.0]])
+    gen = Generation(ids=ids, prompt_length=3, per_token=per_token, logits=np.array([2.0, 1.5]),
+                     log_probs=np.array([-0.5, -1.0]), span=[0, 1],
+                     span_relevance=np.array([0.3, -0.1, 0.6, 0.2, 0.0]))
+    vocab = [f"w{i}" for i in range(6)]
+    with pytest.warns(DeprecationWarning, match="write_generation_heatmaps"):
+        old = gen.save_heatmaps(str(tmp_path / "old"), vocab)
+    new = write_generation_heatmaps(gen, str(tmp_path / "new"), vocab)
+    assert [p.rsplit("/", 1)[1] for p in old] == ["generation.png", "generation.html"]
+    assert [p.rsplit("/", 1)[1] for p in new] == ["generation.png", "generation.html"]
+    page_old, page_new = (open(p[1], encoding="utf-8").read() for p in (old, new))
+    assert page_old == page_new and "w4" in page_new and "log p of" in page_new
+    import os
+
+    assert os.path.getsize(old[0]) > 1000 and os.path.getsize(new[0]) > 1000

@@ -40,7 +40,7 @@ def _load(path):
 def cmd_generate(args) -> None:
     from keras_lrp.generation import explain_generation
     from keras_lrp.io.atomic import write_atomically
-    from keras_lrp.plots.tokens import read_vocab
+    from keras_lrp.plots.tokens import read_vocab, write_generation_heatmaps
 
     prompt = parse_ids(args.prompt, "--prompt")
     continuation = parse_ids(args.continuation, "--continuation")
@@ -55,7 +55,7 @@ def cmd_generate(args) -> None:
     gen = explain_generation(args.method, model, prompt, continuation,
                              attention=args.attention, **options)
     os.makedirs(args.out, exist_ok=True)
-    paths = gen.save_heatmaps(args.out, vocab)
+    paths = write_generation_heatmaps(gen, args.out, vocab)
     numbers = os.path.join(args.out, "generation.npz")
 
     def write(handle):
