@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 
 import numpy as np
 
-from keras_lrp.cli.prepare import UsageError, load_model, parse_options
+from keras_lrp.cli.prepare import UsageError, add_command_flags, load_model, parse_options
 
 
 def parse_ids(text: str, flag: str) -> np.ndarray:
@@ -78,14 +77,13 @@ def cmd_generate(args) -> None:
 
 
 def add_parser(sub) -> None:
+    """The ``generate`` command and its arguments, on the subcommands ``sub``."""
     p = sub.add_parser(
         "generate", help="explain a causal LM's continuation of a prompt (token heatmaps)",
         description="Explain each generated token's logit and the continuation's "
         "log-likelihood by the prompt's tokens (keras_lrp.explain_generation): writes "
         "generation.png, generation.html and generation.npz into --out.")
-    for flag, text in (("--debug", "show the Python traceback of an error"),
-                       ("--verbose", "show TensorFlow's start-up and log messages")):
-        p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+    add_command_flags(p)
     p.add_argument("model", help=".keras file of a causal LM (token ids, padding mask → logits)")
     p.add_argument("--prompt", required=True, metavar="IDS",
                    help="the prompt's token ids ('5 17 3', '5,17,3', or a .npy/.txt file)")
