@@ -191,3 +191,20 @@ def test_generation_save_heatmaps_warns_and_writes_what_plots_writes(tmp_path):
     import os
 
     assert os.path.getsize(old[0]) > 1000 and os.path.getsize(new[0]) > 1000
+
+
+def test_the_demos_models_dir_moved_to_common_and_the_old_name_warns():
+    """The demos' shared helpers live in keras_lrp.demos.common; digits.MODELS_DIR, the one
+    digits itself no longer uses, warns and is the same folder (one release)."""
+    from keras_lrp.demos import common, digits
+
+    assert (common.MODELS_DIR / "digits_cnn.keras").is_file()
+    with pytest.warns(DeprecationWarning, match="keras_lrp.demos.common.MODELS_DIR"):
+        old = digits.MODELS_DIR
+    assert old == common.MODELS_DIR
+    with pytest.warns(DeprecationWarning, match="demos.common"):
+        from keras_lrp.demos.digits import MODELS_DIR
+    assert MODELS_DIR == common.MODELS_DIR
+    assert digits.format_cell is common.format_cell  # what digits uses stays reachable there
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        digits.nothing  # noqa: B018
