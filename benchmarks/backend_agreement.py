@@ -32,7 +32,7 @@ N = 16  # samples per model
 
 def _cases():
     """(label, model file, inputs, extra kwargs per analyzer) for the shipped models."""
-    from keras_lrp.demos.digits import MODELS_DIR
+    from keras_lrp.demos.common import MODELS_DIR
 
     digits = np.load(MODELS_DIR / "digits_test.npz")["x"][:N]
     addition = np.load(MODELS_DIR / "addition_test.npz")["x"][:N]
@@ -48,7 +48,7 @@ def worker(out: str) -> None:
     import keras
 
     import keras_lrp
-    from keras_lrp.demos.digits import MODELS_DIR
+    from keras_lrp.demos.common import MODELS_DIR
 
     results = {}
     for label, file, x, extra in _cases():

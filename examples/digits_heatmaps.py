@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_lrp  # noqa: E402
-from keras_lrp.demos.digits import one_per_class  # noqa: E402
+from keras_lrp.demos.common import one_per_class  # noqa: E402
 from keras_lrp.plots import heatmap
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ key/value cache (as LXT recommends for explaining generation):
   relevance is the sum over its tokens of the relevance of log p(g_j), each explained through
   :class:`.LogSoftmax` appended to the model.
 
-:meth:`Generation.save_heatmaps` writes both as token heatmaps (PNG and HTML).
+:func:`keras_lrp.plots.tokens.write_generation_heatmaps` writes both as token heatmaps (PNG and
+HTML).
 
 Calls for the same model and analyzer reuse the analyzers made before (the last
 :data:`REUSED`). On a model of open length these are
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
+import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
@@ -78,17 +79,15 @@ class Generation:
         return rows, titles
 
     def save_heatmaps(self, folder: str, vocab: Optional[Sequence[str]] = None) -> List[str]:
-        """``generation.png`` and ``generation.html`` in ``folder`` (each written atomically);
-        returns their paths."""
-        from keras_lrp.plots.tokens import plot_tokens, tokens_html
+        """Deprecated (one release): use
+        :func:`keras_lrp.plots.tokens.write_generation_heatmaps`, which this calls; the
+        plotting lives in :mod:`keras_lrp.plots`."""
+        warnings.warn("Generation.save_heatmaps(folder, vocab) is deprecated; use "
+                      "keras_lrp.plots.tokens.write_generation_heatmaps(generation, folder, "
+                      "vocab). It goes in the next release.", DeprecationWarning, stacklevel=2)
+        from keras_lrp.plots.tokens import write_generation_heatmaps
 
-        os.makedirs(folder, exist_ok=True)
-        rows, titles = self.rows(vocab)
-        paths = [os.path.join(folder, "generation.png"), os.path.join(folder, "generation.html")]
-        plot_tokens(rows, titles=titles, path=paths[0])
-        tokens_html(rows, titles=titles, path=paths[1])
-        return paths
-
+        return write_generation_heatmaps(self, folder, vocab)
 
 def _ids(name: str, value) -> np.ndarray:
     ids = np.asarray(value)

@@ -245,3 +245,67 @@ def test_forward_layers_warn_at_their_old_paths(old, name):
         assert getattr(module, name) is getattr(forward_layers, name)
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         module.Nothing  # noqa: B018
+
+
+def test_the_old_io_inputs_module_warns_and_lends_the_new_names():
+    """keras_lrp.io.inputs moved to keras_lrp.analyzers.inputs (its only user): the old module
+    warns on import and its names are the new functions (one release)."""
+    import importlib
+    import sys
+    import warnings
+
+    from keras_lrp.analyzers import inputs as new
+
+    sys.modules.pop("keras_lrp.io.inputs", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("keras_lrp.io.inputs")
+        from keras_lrp.io.inputs import as_arrays, is_batch_stream
+    assert as_arrays is new.as_arrays and is_batch_stream is new.is_batch_stream
+    assert old.slices is new.slices and old.stream is new.stream
+    assert is_batch_stream(iter([np.ones(2)])) and not is_batch_stream(np.ones(2))
+    assert any(issubclass(w.category, DeprecationWarning) and "keras_lrp.analyzers.inputs" in
+               str(w.message) for w in caught)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        old.nothing  # noqa: B018
+
+
+def test_generation_save_heatmaps_warns_and_writes_what_plots_writes(tmp_path):
+    """Generation.save_heatmaps moved to keras_lrp.plots.tokens.write_generation_heatmaps: the
+    old method warns and writes the same two files (one release)."""
+    from keras_lrp.generation import Generation
+    from keras_lrp.plots.tokens import write_generation_heatmaps
+
+    ids = np.array([3, 1, 4, 1, 5])  # a prompt of 3 tokens, 2 generated
+    per_token = np.array([[0.5, -0.25, 1.0, 0.0, 0.0], [0.1, 0.2, -0.3, 0.4, 0.0]])
+    gen = Generation(ids=ids, prompt_length=3, per_token=per_token, logits=np.array([2.0, 1.5]),
+                     log_probs=np.array([-0.5, -1.0]), span=[0, 1],
+                     span_relevance=np.array([0.3, -0.1, 0.6, 0.2, 0.0]))
+    vocab = [f"w{i}" for i in range(6)]
+    with pytest.warns(DeprecationWarning, match="write_generation_heatmaps"):
+        old = gen.save_heatmaps(str(tmp_path / "old"), vocab)
+    new = write_generation_heatmaps(gen, str(tmp_path / "new"), vocab)
+    assert [p.rsplit("/", 1)[1] for p in old] == ["generation.png", "generation.html"]
+    assert [p.rsplit("/", 1)[1] for p in new] == ["generation.png", "generation.html"]
+    page_old, page_new = (open(p[1], encoding="utf-8").read() for p in (old, new))
+    assert page_old == page_new and "w4" in page_new and "log p of" in page_new
+    import os
+
+    assert os.path.getsize(old[0]) > 1000 and os.path.getsize(new[0]) > 1000
+
+
+def test_the_demos_models_dir_moved_to_common_and_the_old_name_warns():
+    """The demos' shared helpers live in keras_lrp.demos.common; digits.MODELS_DIR, the one
+    digits itself no longer uses, warns and is the same folder (one release)."""
+    from keras_lrp.demos import common, digits
+
+    assert (common.MODELS_DIR / "digits_cnn.keras").is_file()
+    with pytest.warns(DeprecationWarning, match="keras_lrp.demos.common.MODELS_DIR"):
+        old = digits.MODELS_DIR
+    assert old == common.MODELS_DIR
+    with pytest.warns(DeprecationWarning, match="demos.common"):
+        from keras_lrp.demos.digits import MODELS_DIR
+    assert MODELS_DIR == common.MODELS_DIR
+    assert digits.format_cell is common.format_cell  # what digits uses stays reachable there
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        digits.nothing  # noqa: B018

@@ -6,6 +6,7 @@
 * :mod:`~keras_lrp.analyzers.base`: :class:`Analyzer`, the contract every method shares
   (canonized copy, relevance model, compiled run, neuron selection);
 * :mod:`~keras_lrp.analyzers.running`: batching, streams, layer-wise output, conservation;
+* :mod:`~keras_lrp.analyzers.inputs`: the checks and batching of what ``analyze`` is given;
 * :mod:`~keras_lrp.analyzers.lrp` and :mod:`~keras_lrp.analyzers.reverse`: LRP's reverse
   graph of relevance layers;
 * :mod:`~keras_lrp.analyzers.gradient`, :mod:`~keras_lrp.analyzers.wrappers`,

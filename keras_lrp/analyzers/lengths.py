@@ -28,9 +28,9 @@ import numpy as np
 from keras import tree
 
 from keras_lrp.analyzers import padding
+from keras_lrp.analyzers.inputs import is_batch_stream
 from keras_lrp.analyzers.running import check_indices, concatenate, stream_batches
 from keras_lrp.canonizers.blocks import is_foreign, is_traced
-from keras_lrp.io.inputs import is_batch_stream
 
 #: The smallest bucket of ``buckets="pow2"``.
 MIN_BUCKET = 16

@@ -22,8 +22,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from keras_lrp import backend
+from keras_lrp.analyzers.inputs import as_arrays, is_batch_stream, slices, stream
 from keras_lrp.analyzers.report import ConservationReport
-from keras_lrp.io.inputs import as_arrays, is_batch_stream, slices, stream
 
 #: What ``analyze`` takes: an array, a list of arrays (multi-input models), or a dataset,
 #: generator or iterable of such batches.

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_lrp.cli.prepare import UsageError, analyze_all, check_out, prepare
+from keras_lrp.cli.prepare import (
+    UsageError,
+    add_model_arguments,
+    analyze_all,
+    check_out,
+    prepare,
+)
 
 
 def _resume_point(writer, x) -> int:
@@ -100,3 +106,21 @@ def _vocab(path):
         raise UsageError(f"--vocab {path}: {e.strerror or e}.") from None
     except UnicodeDecodeError:
         raise UsageError(f"--vocab {path} is not UTF-8 text (one token per line).") from None
+
+
+def add_parser(sub) -> None:
+    """The ``analyze`` command and its arguments, on the subcommands ``sub``."""
+    p = sub.add_parser("analyze", help="analyze inputs and write an HDF5 results file")
+    add_model_arguments(p)
+    p.add_argument("--out", required=True, help="results file (.h5)")
+    p.add_argument("--png", default=None, metavar="DIR", help="also write heatmaps here")
+    p.add_argument("--vocab", default=None, metavar="FILE",
+                   help="token inputs: a vocabulary (one token per line, line k is id k); "
+                        "--png then writes token heatmaps (tokens.png, tokens.html)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT.partial, left by an interrupted run with the same "
+                   "model, inputs and options, skipping the rows it holds")
+    p.add_argument("--resume-other-backend", action="store_true",
+                   help="let --resume continue a partial file made on another Keras "
+                   "backend or version (they agree to ~1e-6, not bit for bit)")
+    p.set_defaults(func=cmd_analyze)

@@ -12,9 +12,7 @@ import sys
 import traceback
 from typing import List, Optional
 
-from keras_lrp.cli import generate, signals
-from keras_lrp.cli.analyze import cmd_analyze
-from keras_lrp.cli.compare import cmd_compare
+from keras_lrp.cli import analyze, compare, generate, signals
 from keras_lrp.cli.prepare import UsageError
 
 
@@ -55,7 +53,43 @@ def cmd_demo(args) -> None:
         raise UsageError(str(e)) from None
 
 
+def add_demo_parser(sub) -> None:
+    """The ``demo`` command and its arguments, on the subcommands ``sub``."""
+    p = sub.add_parser(
+        "demo", help="explain a shipped model (digits CNN, addition LSTM or transformers)",
+        description="Explain a shipped model (package data in keras_lrp/demos/models/) with a "
+        "representative set of analyzers, write figures, an HDF5 results file and summary.txt "
+        "into --out, and print the summary table.")
+    p.add_argument("--task", choices=("digits", "sequence", "transformer", "llm"),
+                   default="digits",
+                   help="digits: the CNN on handwritten digits; sequence: the LSTM on the "
+                        "addition task, with token heatmaps; transformer: the ViT on the "
+                        "same digits beside the CNN, and the text transformer; llm: a "
+                        "keras-hub Llama on key-value recall, AttnLRP against CP-LRP and "
+                        "gradients (needs keras-hub) (default: digits)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: lrp-demo, lrp-demo-sequence, "
+                        "lrp-demo-transformer or lrp-demo-llm, in the current folder)")
+    p.add_argument("--models-dir", default=None, metavar="DIR",
+                   help="folder holding the demo's models and test data (default: the "
+                        "shipped ones)")
+    p.add_argument("--steps", type=int, default=16,
+                   help="pixel-flipping steps of the AOPC column, digits and transformer "
+                        "tasks (default: 16)")
+    p.set_defaults(func=cmd_demo)
+
+
+def add_list_parser(sub) -> None:
+    """The ``list`` command, on the subcommands ``sub``."""
+    p = sub.add_parser("list", help="list analyzers and rules",
+                       description="List every analyzer name with its keyword arguments, "
+                       "and every rule name.")
+    p.set_defaults(func=cmd_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: the options before a command, then each command's own, added
+    by the ``add_parser`` beside the code that runs it."""
     parser = argparse.ArgumentParser(
         prog="keras-lrp", description="Layer-wise Relevance Propagation for Keras 3 models.")
     parser.add_argument("--debug", action="store_true",
@@ -67,84 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the Keras backend to run on (default: KERAS_BACKEND, else Keras' "
                         "own default, tensorflow); JAX and PyTorch need no TensorFlow")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser(
-        "demo", help="explain a shipped model (digits CNN, addition LSTM or transformers)",
-        description="Explain a shipped model (package data in keras_lrp/demos/models/) with a "
-        "representative set of analyzers, write figures, an HDF5 results file and summary.txt "
-        "into --out, and print the summary table.")
-    demo.add_argument("--task", choices=("digits", "sequence", "transformer", "llm"),
-                      default="digits",
-                      help="digits: the CNN on handwritten digits; sequence: the LSTM on the "
-                           "addition task, with token heatmaps; transformer: the ViT on the "
-                           "same digits beside the CNN, and the text transformer; llm: a "
-                           "keras-hub Llama on key-value recall, AttnLRP against CP-LRP and "
-                           "gradients (needs keras-hub) (default: digits)")
-    demo.add_argument("--out", default=None,
-                      help="output folder (default: lrp-demo, lrp-demo-sequence, "
-                           "lrp-demo-transformer or lrp-demo-llm, in the current folder)")
-    demo.add_argument("--models-dir", default=None, metavar="DIR",
-                      help="folder holding the demo's models and test data (default: the "
-                           "shipped ones)")
-    demo.add_argument("--steps", type=int, default=16,
-                      help="pixel-flipping steps of the AOPC column, digits and transformer "
-                           "tasks (default: 16)")
-    demo.set_defaults(func=cmd_demo)
-
-    def common(p):
-        for flag, text in (("--debug", "show the Python traceback of an error"),
-                           ("--verbose", "show TensorFlow's start-up and log messages")):
-            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
-        p.add_argument("model", help=".keras or .h5 model file")
-        p.add_argument("inputs", help=".npy, .npz, .h5, an image file or a folder of images")
-        p.add_argument("--method", action="append", required=True, metavar="NAME",
-                       help="analyzer name (repeatable); see `keras-lrp list`")
-        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                       help="keyword argument for every analyzer, e.g. epsilon=0.1")
-        p.add_argument("--neuron", type=int, default=None,
-                       help="explain this output index (default: the winning class of each "
-                            "input)")
-        p.add_argument("--key", default=None, metavar="NAME",
-                       help="the array of an .npz or the dataset of an .h5 file (default: 'x' "
-                       "or the only one)")
-        p.add_argument("--batch-size", type=int, default=64,
-                       help="inputs per batch (default: 64)")
-        p.add_argument("--devices", default=None, metavar="all|N",
-                       help="split every batch over these devices (tf.distribute on "
-                            "TensorFlow: all GPUs, or N GPUs, or N logical CPU devices without "
-                            "GPUs; keras.distribution.DataParallel on JAX: all or N local "
-                            "devices; PyTorch: one device)")
-        p.add_argument("--png-samples", type=int, default=8, metavar="N",
-                       help="how many inputs the --png figure shows (default: 8)")
-
-    analyze = sub.add_parser("analyze", help="analyze inputs and write an HDF5 results file")
-    common(analyze)
-    analyze.add_argument("--out", required=True, help="results file (.h5)")
-    analyze.add_argument("--png", default=None, metavar="DIR", help="also write heatmaps here")
-    analyze.add_argument("--vocab", default=None, metavar="FILE",
-                         help="token inputs: a vocabulary (one token per line, line k is id k); "
-                              "--png then writes token heatmaps (tokens.png, tokens.html)")
-    analyze.add_argument("--resume", action="store_true",
-                         help="continue OUT.partial, left by an interrupted run with the same "
-                         "model, inputs and options, skipping the rows it holds")
-    analyze.add_argument("--resume-other-backend", action="store_true",
-                         help="let --resume continue a partial file made on another Keras "
-                         "backend or version (they agree to ~1e-6, not bit for bit)")
-    analyze.set_defaults(func=cmd_analyze)
-
-    compare = sub.add_parser("compare", help="compare analyzers: conservation and AOPC table")
-    common(compare)
-    compare.add_argument("--png", default=None, metavar="FILE", help="side-by-side figure")
-    compare.add_argument("--steps", type=int, default=16,
-                         help="pixel-flipping steps of the AOPC column (default: 16)")
-    compare.set_defaults(func=cmd_compare)
-
-    generate.add_parser(sub)
-
-    lister = sub.add_parser("list", help="list analyzers and rules",
-                            description="List every analyzer name with its keyword arguments, "
-                            "and every rule name.")
-    lister.set_defaults(func=cmd_list)
+    for add_parser in (add_demo_parser, analyze.add_parser, compare.add_parser,
+                       generate.add_parser, add_list_parser):
+        add_parser(sub)
     return parser
 
 

@@ -7,7 +7,13 @@ import contextlib
 
 import numpy as np
 
-from keras_lrp.cli.prepare import UsageError, analyze_all, check_out, prepare
+from keras_lrp.cli.prepare import (
+    UsageError,
+    add_model_arguments,
+    analyze_all,
+    check_out,
+    prepare,
+)
 
 
 def cmd_compare(args) -> None:
@@ -43,3 +49,13 @@ def cmd_compare(args) -> None:
         heatmap.plot_grid({m: r[:n] for m, r in relevances.items()}, inputs=x[:n],
                           path=args.png)
         print(f"wrote {args.png}")
+
+
+def add_parser(sub) -> None:
+    """The ``compare`` command and its arguments, on the subcommands ``sub``."""
+    p = sub.add_parser("compare", help="compare analyzers: conservation and AOPC table")
+    add_model_arguments(p)
+    p.add_argument("--png", default=None, metavar="FILE", help="side-by-side figure")
+    p.add_argument("--steps", type=int, default=16,
+                   help="pixel-flipping steps of the AOPC column (default: 16)")
+    p.set_defaults(func=cmd_compare)

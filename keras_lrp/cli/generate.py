@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 
 import numpy as np
 
-from keras_lrp.cli.prepare import UsageError, load_model, parse_options
+from keras_lrp.cli.prepare import UsageError, add_command_flags, load_model, parse_options
 
 
 def parse_ids(text: str, flag: str) -> np.ndarray:
@@ -40,7 +39,7 @@ def _load(path):
 def cmd_generate(args) -> None:
     from keras_lrp.generation import explain_generation
     from keras_lrp.io.atomic import write_atomically
-    from keras_lrp.plots.tokens import read_vocab
+    from keras_lrp.plots.tokens import read_vocab, write_generation_heatmaps
 
     prompt = parse_ids(args.prompt, "--prompt")
     continuation = parse_ids(args.continuation, "--continuation")
@@ -55,7 +54,7 @@ def cmd_generate(args) -> None:
     gen = explain_generation(args.method, model, prompt, continuation,
                              attention=args.attention, **options)
     os.makedirs(args.out, exist_ok=True)
-    paths = gen.save_heatmaps(args.out, vocab)
+    paths = write_generation_heatmaps(gen, args.out, vocab)
     numbers = os.path.join(args.out, "generation.npz")
 
     def write(handle):
@@ -78,14 +77,13 @@ def cmd_generate(args) -> None:
 
 
 def add_parser(sub) -> None:
+    """The ``generate`` command and its arguments, on the subcommands ``sub``."""
     p = sub.add_parser(
         "generate", help="explain a causal LM's continuation of a prompt (token heatmaps)",
         description="Explain each generated token's logit and the continuation's "
         "log-likelihood by the prompt's tokens (keras_lrp.explain_generation): writes "
         "generation.png, generation.html and generation.npz into --out.")
-    for flag, text in (("--debug", "show the Python traceback of an error"),
-                       ("--verbose", "show TensorFlow's start-up and log messages")):
-        p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+    add_command_flags(p)
     p.add_argument("model", help=".keras file of a causal LM (token ids, padding mask → logits)")
     p.add_argument("--prompt", required=True, metavar="IDS",
                    help="the prompt's token ids ('5 17 3', '5,17,3', or a .npy/.txt file)")

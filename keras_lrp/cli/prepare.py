@@ -1,8 +1,11 @@
 """What ``analyze`` and ``compare`` check and build before any output exists: the model, the
-inputs, the options and the analyzers; a problem is a :class:`UsageError` (one line, exit 2)."""
+inputs, the options and the analyzers; a problem is a :class:`UsageError` (one line, exit 2).
+Also the arguments the commands share (:func:`add_command_flags`, :func:`add_model_arguments`).
+"""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import sys
@@ -17,6 +20,41 @@ from keras_lrp.cli import devices
 
 class UsageError(Exception):
     """A problem with the user's arguments or files: reported in one line, exit 2."""
+
+
+def add_command_flags(p: argparse.ArgumentParser) -> None:
+    """``--debug`` and ``--verbose`` after a command's name too (``keras-lrp analyze --debug``);
+    left unset there, the ones before the command hold."""
+    for flag, text in (("--debug", "show the Python traceback of an error"),
+                       ("--verbose", "show TensorFlow's start-up and log messages")):
+        p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments ``analyze`` and ``compare`` share: the model, the inputs, the analyzers
+    and how to run them."""
+    add_command_flags(p)
+    p.add_argument("model", help=".keras or .h5 model file")
+    p.add_argument("inputs", help=".npy, .npz, .h5, an image file or a folder of images")
+    p.add_argument("--method", action="append", required=True, metavar="NAME",
+                   help="analyzer name (repeatable); see `keras-lrp list`")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for every analyzer, e.g. epsilon=0.1")
+    p.add_argument("--neuron", type=int, default=None,
+                   help="explain this output index (default: the winning class of each "
+                        "input)")
+    p.add_argument("--key", default=None, metavar="NAME",
+                   help="the array of an .npz or the dataset of an .h5 file (default: 'x' "
+                   "or the only one)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="inputs per batch (default: 64)")
+    p.add_argument("--devices", default=None, metavar="all|N",
+                   help="split every batch over these devices (tf.distribute on "
+                        "TensorFlow: all GPUs, or N GPUs, or N logical CPU devices without "
+                        "GPUs; keras.distribution.DataParallel on JAX: all or N local "
+                        "devices; PyTorch: one device)")
+    p.add_argument("--png-samples", type=int, default=8, metavar="N",
+                   help="how many inputs the --png figure shows (default: 8)")
 
 
 def parse_options(items: List[str]) -> Dict[str, object]:

@@ -19,10 +19,19 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from keras_lrp.demos.common import (
+    aopc_table,
+    find_models_dir,
+    format_cell,
+    one_per_class,
+    row_labels,
+)
 
 #: (label, analyzer name, keyword arguments). Digits are scaled to [0, 1], hence the bounds.
 DEMO_ANALYZERS: List[Tuple[str, str, Dict]] = [
@@ -36,32 +45,6 @@ DEMO_ANALYZERS: List[Tuple[str, str, Dict]] = [
     ("a1b0_IB + Bounded(0,1) input", "lrp.alpha_1_beta_0_IB", {"input_layer_rule": (0.0, 1.0)}),
     ("lrp.epsilon_gamma_box", "lrp.epsilon_gamma_box", {"low": 0.0, "high": 1.0}),
 ]
-
-
-#: The folder of the shipped demo models and their test data (package data).
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-
-
-def find_models_dir() -> Path:
-    """The shipped models: package data in ``keras_lrp/demos/models/``."""
-    return MODELS_DIR
-
-
-def one_per_class(labels: np.ndarray) -> np.ndarray:
-    """Index of the first sample of each class, in class order."""
-    return np.array([int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)])
-
-
-def row_labels(labels, predictions) -> List[str]:
-    """The figures' row labels, ``"true → predicted"`` (e.g. ``"3 → 5"``)."""
-    return [f"{t} → {p}" for t, p in zip(labels, predictions)]
-
-
-def format_cell(value: Optional[float], spec: str = ".3f", width: int = 0) -> str:
-    """A table cell: ``value`` formatted with ``spec``, right-aligned in ``width`` characters;
-    "–" when the value is missing (None) or not finite, so a table never prints nan or inf."""
-    text = format(value, spec) if value is not None and np.isfinite(value) else "–"
-    return f"{text:>{width}}"
 
 
 def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
@@ -118,22 +101,6 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
     return rows
 
 
-def aopc_table(forward, x, relevances: Dict[str, np.ndarray], predictions, steps: int):
-    """{label: pixel-flipping AOPC} of each relevance on ``forward`` (pixels set to 0, most
-    relevant first), with a seeded random ordering added as ``"random (baseline)"``."""
-    from keras_lrp.analyzers import evaluate
-
-    model_fn = lambda batch: forward(batch)  # noqa: E731
-    rng = np.random.default_rng(0)
-    baselines = {"random (baseline)": rng.standard_normal(x.shape).astype("float32")}
-    out = {}
-    for label, relevance in {**relevances, **baselines}.items():
-        curve = evaluate.pixel_flipping(model_fn, x, relevance, target=predictions, steps=steps,
-                                        perturbation="zero")
-        out[label] = float(curve.mean_aopc())
-    return out
-
-
 def format_table(rows: Dict[str, Dict[str, float]], n: int, accuracy: float) -> str:
     """The demo's summary table as text; a missing or non-finite value prints as "–" (the
     random baseline has no ΣR / logit or absorbed)."""
@@ -148,6 +115,18 @@ def format_table(rows: Dict[str, Dict[str, float]], n: int, accuracy: float) -> 
                  "stabilisers). AOPC: mean logit drop while flipping the most relevant pixels "
                  "first to 0 (higher is better).")
     return "\n".join(lines)
+
+
+def __getattr__(name: str):
+    """``MODELS_DIR``, which moved to :mod:`keras_lrp.demos.common`: it warns (one release)."""
+    if name == "MODELS_DIR":
+        from keras_lrp.demos import common
+
+        warnings.warn("keras_lrp.demos.digits.MODELS_DIR moved to "
+                      "keras_lrp.demos.common.MODELS_DIR; the old name goes in the next release.",
+                      DeprecationWarning, stacklevel=2)
+        return common.MODELS_DIR
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from keras_lrp.demos.common import find_models_dir, format_cell
+
 STEPS = 20
 
 #: (label, analyzer name, keyword arguments).
@@ -72,8 +74,6 @@ def recovery(relevance, x, marks, predictions) -> Dict[str, float]:
 
 
 def find_model(models_dir: Optional[str]) -> Path:
-    from keras_lrp.demos.digits import find_models_dir
-
     folder = Path(models_dir) if models_dir else find_models_dir()
     path = folder / "addition_lstm.keras"
     if not path.is_file():
@@ -124,8 +124,6 @@ def run_sequence_demo(out_dir: str = "lrp-demo-sequence", models_dir: Optional[s
 def format_table(rows: Dict[str, Dict[str, float]], n: int, mse: float) -> str:
     """The recovery table as text; a missing or non-finite value (e.g. the correlation of an
     explanation that is constant on the marked steps) prints as "–"."""
-    from keras_lrp.demos.digits import format_cell
-
     lines = [f"addition_lstm on {n} test sequences of {STEPS} steps (MSE {mse:.4f}); ground "
              "truth: the two marked steps (*)",
              f"{'analyzer':<36} {'marked share':>12} {'corr(R, value)':>14} {'ΣR / pred':>10}"]

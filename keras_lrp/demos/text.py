@@ -20,7 +20,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from keras_lrp.demos.digits import format_cell
+from keras_lrp.demos.common import format_cell
 
 LENGTH, VOCAB = 24, 32
 POSITIVE, NEGATIVE = (2, 3, 4, 5), (6, 7, 8, 9)

@@ -24,6 +24,14 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from keras_lrp.demos.common import (
+    aopc_table,
+    find_models_dir,
+    format_cell,
+    one_per_class,
+    row_labels,
+)
+
 #: (label, analyzer name, keyword arguments) on the ViT.
 VIT_ANALYZERS: List[Tuple[str, str, Dict]] = [
     ("AttnLRP (lrp.z)", "lrp.z", {}),
@@ -40,7 +48,6 @@ def run_transformer_demo(out_dir: str = "lrp-demo-transformer",
     import keras
 
     import keras_lrp
-    from keras_lrp.demos.digits import aopc_table, find_models_dir, one_per_class, row_labels
     from keras_lrp.plots import heatmap
 
     start = time.perf_counter()
@@ -87,8 +94,6 @@ def run_transformer_demo(out_dir: str = "lrp-demo-transformer",
 
 def format_table(aopc: Dict[str, Optional[float]], n: int, accuracy: float, steps: int) -> str:
     """The transformer demo's table as text; a missing (None) or non-finite AOPC prints "–"."""
-    from keras_lrp.demos.digits import format_cell
-
     lines = [f"digits_vit on {n} test digits (accuracy {accuracy:.3f}); explained: the winning "
              "logit", f"{'method':<34} {'AOPC':>7}"]
     lines += [f"{label:<34} {format_cell(value, '.3f', 7)}" for label, value in aopc.items()]

@@ -168,5 +168,18 @@ def write_token_heatmaps(columns, ids, vocab, folder):
     return paths
 
 
+def write_generation_heatmaps(generation, folder, vocab: Optional[Sequence[str]] = None) -> list:
+    """``generation.png`` and ``generation.html`` in ``folder`` (made if missing; each written
+    atomically): the token heatmaps of a :class:`~keras_lrp.generation.Generation` (or any
+    object with its ``rows(vocab)``), one row per generated token, then the span's
+    log-likelihood; words from ``vocab``, or the ids. Returns the two paths."""
+    os.makedirs(folder, exist_ok=True)
+    rows, titles = generation.rows(vocab)
+    paths = [os.path.join(folder, "generation.png"), os.path.join(folder, "generation.html")]
+    plot_tokens(rows, titles=titles, path=paths[0])
+    tokens_html(rows, titles=titles, path=paths[1])
+    return paths
+
+
 __all__ = ["check_token_ids", "plot_tokens", "read_vocab", "tokens_html",
-           "write_token_heatmaps"]
+           "write_generation_heatmaps", "write_token_heatmaps"]

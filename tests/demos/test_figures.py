@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from keras_lrp.demos import digits, sequence, text, transformer
+from keras_lrp.demos import common, digits, sequence, text, transformer
 from keras_lrp.plots import heatmap as hm
 from keras_lrp.plots import tokens
 
@@ -26,11 +26,11 @@ def _row(table: str, label: str) -> list:
 
 
 def test_format_cell_prints_a_dash_for_missing_and_non_finite_values():
-    assert digits.format_cell(0.8312) == "0.831"
-    assert digits.format_cell(-15.20081, ".4f", 9) == " -15.2008"
+    assert common.format_cell(0.8312) == "0.831"
+    assert common.format_cell(-15.20081, ".4f", 9) == " -15.2008"
     for missing in (None, float("nan"), np.nan, float("inf"), -np.inf, np.float32("nan")):
-        assert digits.format_cell(missing, ".3f", 7) == "      –"
-    assert digits.format_cell(None) == "–"
+        assert common.format_cell(missing, ".3f", 7) == "      –"
+    assert common.format_cell(None) == "–"
 
 
 def test_digits_table_prints_a_dash_where_a_row_lacks_a_value():
@@ -115,7 +115,7 @@ def test_token_rows_state_their_scale():
 
 
 def test_row_labels_read_true_then_predicted():
-    assert digits.row_labels(np.array([3, 1]), np.array([3, 7])) == ["3 → 3", "1 → 7"]
+    assert common.row_labels(np.array([3, 1]), np.array([3, 7])) == ["3 → 3", "1 → 7"]
 
 
 @pytest.fixture(scope="module")
@@ -125,11 +125,11 @@ def digits_figures(tmp_path_factory):
     import keras
 
     models = tmp_path_factory.mktemp("models")
-    with np.load(digits.MODELS_DIR / "digits_test.npz") as data:
-        picked = digits.one_per_class(data["y"])
+    with np.load(common.MODELS_DIR / "digits_test.npz") as data:
+        picked = common.one_per_class(data["y"])
         x, y = data["x"][picked], data["y"][picked]
     np.savez(models / "digits_test.npz", x=x, y=y)
-    shutil.copy(digits.MODELS_DIR / "digits_cnn.keras", models / "digits_cnn.keras")
+    shutil.copy(common.MODELS_DIR / "digits_cnn.keras", models / "digits_cnn.keras")
     saved, save = {}, hm.save_figure
     mp = pytest.MonkeyPatch()
     mp.setattr(digits, "DEMO_ANALYZERS", [entry for entry in digits.DEMO_ANALYZERS

@@ -14,6 +14,7 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_lrp  # noqa: E402
+from keras_lrp.plots.tokens import write_generation_heatmaps  # noqa: E402
 
 PROMPT, CONTINUATION = np.array([5, 17, 3, 42, 8]), np.array([21, 9, 60])
 
@@ -68,7 +69,7 @@ def test_explain_generation(lm, attention, tmp_path):
     want = _tokens(scalar, one.analyze(_x(ids)))[0]
     # (keras-hub casts to float32 inside its norms: two summation orders differ by ~1e-9)
     np.testing.assert_allclose(gen.span_relevance, want, rtol=1e-6, atol=1e-10)
-    png, page = gen.save_heatmaps(str(tmp_path), vocab=[f"w{i}" for i in range(64)])
+    png, page = write_generation_heatmaps(gen, str(tmp_path), vocab=[f"w{i}" for i in range(64)])
     assert os.path.getsize(png) > 1000 and "w21" in open(page, encoding="utf-8").read()
 
 

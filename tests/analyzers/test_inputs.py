@@ -1,4 +1,4 @@
-"""Input checks and batching (``keras_lrp/inputs.py`` and ``Analyzer.iter_analyze``).
+"""Input checks and batching (``keras_lrp/analyzers/inputs.py`` and ``Analyzer.iter_analyze``).
 
 1. **Clear errors** before any TensorFlow work: every message names the problem *and* the
    remedy. "Before any heavy work" is checked, not assumed: the analyzer's compiled function is
