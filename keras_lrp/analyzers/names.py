@@ -225,8 +225,9 @@ _RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output", "forward_check"
 def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     """Create the analyzer ``name`` for ``model`` (iNNvestigate-compatible).
 
-    A model whose inputs have an open sequence length and a layer traced into its parts (a
-    causal LM built on ``keras.Input((None,), "int32")``) gets a
+    The analyzer is built (:meth:`Analyzer.build <keras_lrp.analyzers.base.Analyzer.build>`)
+    before it is returned. A model whose inputs have an open sequence length and a layer traced
+    into its parts (a causal LM built on ``keras.Input((None,), "int32")``) gets a
     :class:`~keras_lrp.analyzers.lengths.PerLength`: analyses built for a few bucket lengths
     when first needed, the inputs padded to them where padding leaves the model's outputs
     unchanged (``buckets``, ``patience``, ``max_analyses``).
@@ -273,7 +274,7 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     if open_length(model):  # analyses for a few lengths, made when first met
         return PerLength(lambda fixed, axes: _build(name, fixed, kwargs, common, params, axes),
                          model, name, kwargs, pads=entry.pads, **lengths)
-    return _build(name, model, kwargs, common, params)
+    return _build(name, model, kwargs, common, params).build()
 
 
 def _build(name, model, kwargs, common, params, length_axes=None) -> Analyzer:
@@ -303,7 +304,8 @@ def from_config(config: Dict[str, Any], model: keras.Model) -> Analyzer:
     """The analyzer an analyzer's ``get_config()`` describes, for ``model``."""
     if "wrapper" in config:
         inner = from_config(config["analyzer"], model)
-        return WRAPPERS[config["wrapper"]](inner, name=config.get("name"), **config["params"])
+        return WRAPPERS[config["wrapper"]](inner, name=config.get("name"),
+                                           **config["params"]).build()
     return create_analyzer(config["name"], model, **config["kwargs"])
 
 

@@ -79,7 +79,7 @@ class Wrapper(Analyzer):
             neuron_selection_mode="index")
         super().__init__(analyzer.model, neuron_selection_mode=mode,
                          output_relevance=analyzer.output_relevance,
-                         output=self.inner.output_index, jit_compile=analyzer.jit_compile,
+                         output=analyzer.output, jit_compile=analyzer.jit_compile,
                          name=name)
 
     def prepare_graph(self):
@@ -112,7 +112,7 @@ class Wrapper(Analyzer):
         """Each sample's mean over its ``n`` results (shape (batch, n, …))."""
         return ops.mean(results, axis=1)
 
-    def build(self):
+    def build_relevances(self):
         refuse_integer_inputs(self, "noise or path")
         extra = []
         if self.neuron_selection_mode == "max_activation":
