@@ -18,10 +18,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_lrp import backend
-from keras_lrp.analyzers import verify
 from keras_lrp.analyzers.running import Runner
 from keras_lrp.analyzers.selection import (  # noqa: F401 - OutputRelevance's old home
     NEURON_SELECTION_MODES,
@@ -29,6 +27,7 @@ from keras_lrp.analyzers.selection import (  # noqa: F401 - OutputRelevance's ol
     OutputRelevance,
 )
 from keras_lrp.analyzers.serialize import save_analyzer
+from keras_lrp.analyzers.verify import ForwardChecked
 from keras_lrp.canonizers.base import (
     DEFAULT_CANONIZERS,
     LOW_PRECISION,
@@ -48,7 +47,7 @@ def one_or_list(tensors):
     return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
-class Analyzer(Runner):
+class Analyzer(ForwardChecked, Runner):
     """Runs one attribution method on one Keras model (use :func:`keras_lrp.create_analyzer`).
 
     Constructing one records its arguments and checks them; :meth:`build` makes the analysis
@@ -178,48 +177,6 @@ class Analyzer(Runner):
             self.build()
             return getattr(self, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def check_forward(self, xs=None) -> None:
-        """Check that :attr:`forward_model` computes the user's model on ``xs`` (the first
-        rows of a batch; default: a probe batch), up to the stripped softmax.
-
-        Raises:
-            ForwardMismatch: naming the first layer whose output differs, with both values.
-        """
-        if self._direct:
-            self._forward_pending, self.forward_checked = False, True
-            return  # the user's own layers: nothing was rewritten
-        probe = xs is None
-        batches = [verify.probe_batch(self.inputs, small=True), verify.probe_batch(self.inputs)] \
-            if probe else [[np.asarray(a)[:verify.PROBE_ROWS] for a in xs]]
-        for i, batch in enumerate(batches):
-            if i and all(np.shape(a) == np.shape(b) for a, b in zip(batch, batches[0])):
-                break  # the small probe was the full one
-            try:
-                self.forward_checked = verify.check_forward(
-                    self.name, self.model_name, self.reference_graph, self.graph,
-                    self.graph.outputs[self.output_index], self._reference_dtype(),
-                    [ops.convert_to_tensor(a) for a in batch])
-            except verify.ForwardMismatch:
-                raise
-            except Exception:  # noqa: BLE001 - the model cannot run on this probe
-                if not probe:
-                    raise
-                continue  # the next probe, or wait for data
-            self._forward_pending = False
-            return
-
-    def _low_precision(self) -> Optional[str]:
-        """The least precise 16-bit compute dtype among the model's layers, or ``None``."""
-        dtypes = {getattr(n.layer, "compute_dtype", None) for n in self.reference_graph.nodes}
-        low = [d for d in LOW_PRECISION if d in dtypes]
-        return low[-1] if low else None
-
-    def _reference_dtype(self):
-        """The dtype the forward check's tolerance is set by: a 16-bit layer's, or the
-        explained output's."""
-        explained = self.graph.outputs[self.output_index]
-        return self._low_precision() or self.reference_graph.dtypes().get(explained) or "float32"
 
     # -- building -----------------------------------------------------------------------------
     def prepare_graph(self):
