@@ -11,117 +11,52 @@ computes: :class:`~keras_lrp.analyzers.lrp.LRP` builds the reverse graph of a co
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from typing import Any, Dict, Optional, Sequence
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_lrp import backend
-from keras_lrp.analyzers import verify
 from keras_lrp.analyzers.running import Runner
+from keras_lrp.analyzers.selection import (  # noqa: F401 - OutputRelevance's old home
+    NEURON_SELECTION_MODES,
+    OUTPUT_RELEVANCES,
+    OutputRelevance,
+)
 from keras_lrp.analyzers.serialize import save_analyzer
+from keras_lrp.analyzers.verify import ForwardChecked
 from keras_lrp.canonizers.base import (
     DEFAULT_CANONIZERS,
     LOW_PRECISION,
     StripSoftmax,
-    canonize,
+    finish,
+    restructure,
     unfuse_output_softmax,
 )
 from keras_lrp.core import graph as graph_mod
-from keras_lrp.core.stabilize import positive
 
-NEURON_SELECTION_MODES = ("max_activation", "index", "all")
-OUTPUT_RELEVANCES = ("logit", "one", "positive_logit")
-
-
-class OutputRelevance(keras.layers.Layer):
-    """The relevance entering the network at its output (pre-softmax logits).
-
-    Formula:
-        R_k = m_k · y_k  (``output_relevance="logit"``), R_k = m_k · max(y_k, 0)
-        (``"positive_logit"``, Deep Taylor's) or  R_k = m_k  (``"one"``), with m the
-        selection mask: one-hot of argmax_k y_k (``max_activation``), one-hot of the given index
-        (``index``) or all ones (``all``).
-
-        With ``length_axes`` (inputs padded to a longer length, see
-        :mod:`keras_lrp.analyzers.lengths`), the last input holds each row's real length n
-        and only outputs at positions p < n along those axes may be selected: m_k is zeroed at
-        the padded positions, and ``max_activation`` takes its argmax over the real ones.
-    """
-
-    def __init__(self, mode: str = "max_activation", start: str = "logit",
-                 length_axes: Sequence[int] = (), **kwargs):
-        super().__init__(**kwargs)
-        self.mode, self.start = mode, start
-        self.length_axes = tuple(int(a) for a in length_axes)
-
-    def _real(self, logits, lengths):
-        """1 at the outputs whose positions along :attr:`length_axes` are below the row's
-        length, else 0 (flattened like the logits)."""
-        shape = tuple(logits.shape)
-        real = None
-        for axis in self.length_axes:
-            where = [1] * len(shape)
-            where[axis] = shape[axis]
-            positions = ops.reshape(ops.arange(shape[axis], dtype="int32"), where)
-            bound = ops.reshape(ops.cast(lengths, "int32"), (-1,) + (1,) * (len(shape) - 1))
-            inside = ops.less(positions, bound)
-            real = inside if real is None else ops.logical_and(real, inside)
-        real = ops.broadcast_to(real, ops.shape(logits))
-        return ops.reshape(real, (-1, int(np.prod(shape[1:]))))
-
-    def call(self, inputs):
-        logits = inputs[0]
-        static = None not in tuple(logits.shape[1:])  # else an open length (a sequence tagger)
-        if static:
-            n = int(np.prod(logits.shape[1:]))
-            flat = ops.reshape(logits, (-1, n))
-        else:
-            flat = ops.reshape(logits, (ops.shape(logits)[0], -1))
-            n = ops.shape(flat)[1]
-        real = self._real(logits, inputs[-1]) if self.length_axes else None
-
-        def one_hot(index):
-            if static:
-                return ops.one_hot(index, n, dtype=flat.dtype)
-            return ops.cast(ops.equal(ops.expand_dims(ops.arange(n, dtype="int32"), 0),
-                                      ops.expand_dims(ops.cast(index, "int32"), 1)), flat.dtype)
-
-        if self.mode == "all":
-            mask = ops.ones_like(flat)
-        elif self.mode == "max_activation":
-            scores = flat if real is None else ops.where(
-                real, flat, ops.full_like(flat, -np.inf))
-            mask = one_hot(ops.argmax(scores, axis=-1))
-        else:
-            mask = one_hot(ops.cast(inputs[1], "int32"))
-        if real is not None:
-            mask = mask * ops.cast(real, mask.dtype)
-        if self.start == "one":
-            relevance = mask
-        else:  # "logit", or "positive_logit" (Deep Taylor explains max(y, 0))
-            relevance = mask * (flat if self.start == "logit" else positive(flat))
-        return ops.reshape(relevance, ops.shape(logits))
-
-    def compute_output_spec(self, inputs):
-        return keras.KerasTensor(inputs[0].shape, dtype=self.compute_dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode, "start": self.start,
-                "length_axes": self.length_axes}
-
+#: What :meth:`Analyzer.build` makes: reading one of these on an analyzer not built yet builds it.
+BUILT = frozenset({"graph", "reference_graph", "output_index", "inputs", "logits",
+                   "forward_model", "relevance_model", "layer_names", "_layerwise_model",
+                   "_direct", "_values", "_selection_input", "_length_input"})
 
 def one_or_list(tensors):
     return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
-class Analyzer(Runner):
+class Analyzer(ForwardChecked, Runner):
     """Runs one attribution method on one Keras model (use :func:`keras_lrp.create_analyzer`).
 
-    Subclasses implement :meth:`build`, returning the relevance at each input and (optionally)
-    the layer-wise relevances, from the symbolic inputs set up here.
+    Constructing one records its arguments and checks them; :meth:`build` makes the analysis
+    (the canonized copy, the relevance model, the forward check). It runs on first use
+    (:meth:`analyze`, reading :attr:`relevance_model`, …) and in
+    :func:`~keras_lrp.analyzers.names.create_analyzer`, so a subclass may set its state before
+    or after ``super().__init__``. Subclasses implement :meth:`build_relevances`, returning the
+    relevance at each input and (optionally) the layer-wise relevances, from the symbolic
+    inputs :meth:`build` sets up.
 
     Args:
         model: a built Functional or Sequential Keras model (never modified).
@@ -136,7 +71,8 @@ class Analyzer(Runner):
         length_axes: the explained output's axes that index the positions of inputs padded
             to this model's length (:class:`~keras_lrp.analyzers.lengths.PerLength` sets
             them): the analysis then explains only outputs at the real positions, below
-            :attr:`valid_length` (see :class:`OutputRelevance`).
+            :attr:`valid_length` (see
+            :class:`~keras_lrp.analyzers.selection.OutputRelevance`).
         name: the analyzer's name, for reports and saving.
         kwargs: the keyword arguments ``create_analyzer(name, model, **kwargs)`` rebuilds this
             analyzer from (see :meth:`get_config`).
@@ -150,6 +86,19 @@ class Analyzer(Runner):
     #: in 16 bits).
     rewrites = True
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        hook = cls.__dict__.get("build")
+        if hook is not None and "build_relevances" not in cls.__dict__:
+            # keras-lrp ≤ 0.x: ``build()`` was the hook making the symbolic relevances
+            warnings.warn(f"{cls.__qualname__}.build() overrides the hook that makes the "
+                          "symbolic relevances: that hook is now build_relevances(), and "
+                          "build() builds the analyzer. Rename the method; the old name is "
+                          "read as the hook until the next release.", DeprecationWarning,
+                          stacklevel=2)
+            cls.build_relevances = hook
+            delattr(cls, "build")
+
     def __init__(self, model: keras.Model, neuron_selection_mode: str = "max_activation",
                  output_relevance: str = "logit", output=None, jit_compile: bool = False,
                  name: str = "lrp", kwargs: Optional[Dict[str, Any]] = None,
@@ -160,6 +109,9 @@ class Analyzer(Runner):
         if output_relevance not in OUTPUT_RELEVANCES:
             raise ValueError(f"output_relevance must be one of {OUTPUT_RELEVANCES}, got "
                              f"{output_relevance!r}.")
+        #: Whether :meth:`build` has run.
+        self.built = False
+        self._building = False
         self.name = name
         #: The user's model (read, never modified); saved by :meth:`save`.
         self.model = model
@@ -167,6 +119,8 @@ class Analyzer(Runner):
         self.neuron_selection_mode = neuron_selection_mode
         self.output_relevance = output_relevance
         self.jit_compile = jit_compile
+        #: The explained output as given (an index, an output layer name or ``None``).
+        self.output = output
         #: The explained output's position axes (``length_axes``), or ``None``.
         self.length_axes = None if length_axes is None else tuple(int(a) for a in length_axes)
         #: The real length of the padded inputs of the next call (with :attr:`length_axes`;
@@ -180,61 +134,49 @@ class Analyzer(Runner):
                              output_relevance=output_relevance, output=output,
                              jit_compile=jit_compile, name=name, kwargs=kwargs,
                              forward_check=forward_check, length_axes=length_axes)
-        self.graph = self.prepare_graph()
-        self.output_index = self._output_index(output)
         self._functions: Dict[bool, Any] = {}
-        self._make_inputs()
-        relevances, layerwise = self.build()
-        self._make_models(relevances, layerwise)
-        backend.check_build(self._function(False), self.relevance_model)  # shape errors now
-        self._forward_pending = bool(forward_check)
+        self._forward_pending = False
         #: Whether the forward check compared the analysis with the model (see
         #: :meth:`check_forward`).
         self.forward_checked = False
-        if forward_check:
+
+    def build(self) -> Analyzer:
+        """Make the analysis, once: the canonized copy of the model, the relevance model (from
+        :meth:`build_relevances`), its compiled function (shape errors are raised here) and,
+        with ``forward_check``, the forward check. Runs inside the distribution strategy the
+        analyzer was created in. Returns the analyzer."""
+        if self.built or self._building:
+            return self
+        # built in the scope of a strategy of several replicas that is not the current one (as
+        # it was at construction); one replica runs the function directly (no scope needed)
+        other = self.strategy is not backend.current_strategy() and self.num_replicas > 1
+        self._building = True
+        try:
+            with self.strategy.scope() if other else contextlib.nullcontext():
+                self._build()
+        finally:
+            self._building = False
+        self.built = True
+        return self
+
+    def _build(self) -> None:
+        self.graph = self.prepare_graph()
+        self.output_index = self._output_index(self.output)
+        self._make_inputs()
+        relevances, layerwise = self.build_relevances()
+        self._make_models(relevances, layerwise)
+        backend.check_build(self._function(False), self.relevance_model)  # shape errors now
+        self._forward_pending = bool(self._options["forward_check"])
+        if self._forward_pending:
             self.check_forward()
 
-    def check_forward(self, xs=None) -> None:
-        """Check that :attr:`forward_model` computes the user's model on ``xs`` (the first
-        rows of a batch; default: a probe batch), up to the stripped softmax.
-
-        Raises:
-            ForwardMismatch: naming the first layer whose output differs, with both values.
-        """
-        if self._direct:
-            self._forward_pending, self.forward_checked = False, True
-            return  # the user's own layers: nothing was rewritten
-        probe = xs is None
-        batches = [verify.probe_batch(self.inputs, small=True), verify.probe_batch(self.inputs)] \
-            if probe else [[np.asarray(a)[:verify.PROBE_ROWS] for a in xs]]
-        for i, batch in enumerate(batches):
-            if i and all(np.shape(a) == np.shape(b) for a, b in zip(batch, batches[0])):
-                break  # the small probe was the full one
-            try:
-                self.forward_checked = verify.check_forward(
-                    self.name, self.model_name, self.reference_graph, self.graph,
-                    self.graph.outputs[self.output_index], self._reference_dtype(),
-                    [ops.convert_to_tensor(a) for a in batch])
-            except verify.ForwardMismatch:
-                raise
-            except Exception:  # noqa: BLE001 - the model cannot run on this probe
-                if not probe:
-                    raise
-                continue  # the next probe, or wait for data
-            self._forward_pending = False
-            return
-
-    def _low_precision(self) -> Optional[str]:
-        """The least precise 16-bit compute dtype among the model's layers, or ``None``."""
-        dtypes = {getattr(n.layer, "compute_dtype", None) for n in self.reference_graph.nodes}
-        low = [d for d in LOW_PRECISION if d in dtypes]
-        return low[-1] if low else None
-
-    def _reference_dtype(self):
-        """The dtype the forward check's tolerance is set by: a 16-bit layer's, or the
-        explained output's."""
-        explained = self.graph.outputs[self.output_index]
-        return self._low_precision() or self.reference_graph.dtypes().get(explained) or "float32"
+    def __getattr__(self, name):
+        # only for names not set yet: what build() makes is made on first read
+        if name in BUILT and not self.__dict__.get("built", True) and \
+                not self.__dict__.get("_building", True):
+            self.build()
+            return getattr(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- building -----------------------------------------------------------------------------
     def prepare_graph(self):
@@ -250,8 +192,9 @@ class Analyzer(Runner):
             StripSoftmax().apply(graph)
             unfuse_output_softmax(graph)
             return graph
-        return canonize(self.reference_graph.snapshot(), self.canonizers, self.check,
-                        self.explicit)
+        graph = restructure(self.reference_graph.snapshot(), self.canonizers, self.explicit)
+        self.check(graph)  # on the user's layers, before cloning
+        return finish(graph, self.canonizers)
 
     #: ``explicit(node, graph)``: whether the analysis' rules name a layer, so that a foreign
     #: layer they do not name is traced into its parts (LRP sets it; ``None``: keep them).
@@ -274,8 +217,9 @@ class Analyzer(Runner):
         """Raise for layers this analyzer cannot explain (on the user's layers, before any
         cloning); the default accepts every differentiable layer."""
 
-    def build(self):  # pragma: no cover - abstract
-        """``(relevance at each input, {layer name: relevance} or None)``, symbolic."""
+    def build_relevances(self):  # pragma: no cover - abstract
+        """``(relevance at each input, {layer name: relevance} or None)``, symbolic, from
+        :attr:`inputs`, :attr:`logits` and :meth:`start_relevance` (called by :meth:`build`)."""
         raise NotImplementedError
 
     def _output_index(self, output) -> int:
@@ -321,13 +265,15 @@ class Analyzer(Runner):
 
     def output_relevance_layer(self, layer_name: str = "output_relevance") -> OutputRelevance:
         """The layer making the relevance at the explained output from ``[logits] +`` the
-        inputs after the data (see :class:`OutputRelevance`)."""
+        inputs after the data (see
+        :class:`~keras_lrp.analyzers.selection.OutputRelevance`)."""
         return OutputRelevance(self.neuron_selection_mode, self.output_relevance,
                                length_axes=self.length_axes or (), name=layer_name,
                                dtype=self.logits.dtype)
 
     def start_relevance(self, layer_name: str = "output_relevance"):
-        """The symbolic relevance at the explained output (see :class:`OutputRelevance`)."""
+        """The symbolic relevance at the explained output (see
+        :class:`~keras_lrp.analyzers.selection.OutputRelevance`)."""
         return self.output_relevance_layer(layer_name)([self.logits] + self.run_inputs())
 
     def run_inputs(self):
@@ -358,7 +304,7 @@ class Analyzer(Runner):
         return {"name": self.name, "kwargs": dict(self._kwargs)}
 
     def clone(self, **overrides) -> Analyzer:
-        """The same analyzer rebuilt with some constructor arguments changed."""
+        """The same analyzer with some constructor arguments changed (built on first use)."""
         return type(self)(self.model, **{**self._options, **overrides})
 
     def save(self, path: str) -> None:

@@ -20,7 +20,7 @@ class InputAnalyzer(Analyzer):
 
     rewrites = False  # reads the inputs only (Analyzer.rewrites)
 
-    def build(self):
+    def build_relevances(self):
         return [ops.convert_to_tensor(x) * 1 for x in self.inputs], {}
 
 
@@ -49,7 +49,7 @@ class RandomAnalyzer(Analyzer):
         super().__init__(model, **kwargs)
         self._options.update(stddev=stddev, seed=seed)
 
-    def build(self):
+    def build_relevances(self):
         return [_Noise(self.stddev, self.seed, dtype=x.dtype)(x) for x in self.inputs], {}
 
 

@@ -75,7 +75,7 @@ class Gradient(Analyzer):
         super().__init__(model, output_relevance=output_relevance, **kwargs)
         self._options.update(times_input=times_input, postprocess=postprocess)
 
-    def build(self):
+    def build_relevances(self):
         refuse_integer_inputs(self, "gradient")
         start = self.output_relevance_layer("gradient_selection")
         out = InputGradient(self.forward_model, start, self.times_input, name=self._prefix,

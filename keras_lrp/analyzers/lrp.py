@@ -38,7 +38,7 @@ class LRP(Analyzer):
             self._context_key = key
         return self.composite.maps(node, self._context)
 
-    def build(self):
+    def build_relevances(self):
         rev = reverse(self.graph, self.composite, self._values,
                       self.graph.outputs[self.output_index], self.start_relevance(), self.inputs,
                       self.model)

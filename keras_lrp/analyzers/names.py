@@ -225,11 +225,13 @@ _RUN_KWARGS = ("neuron_selection_mode", "jit_compile", "output", "forward_check"
 def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     """Create the analyzer ``name`` for ``model`` (iNNvestigate-compatible).
 
-    A model whose inputs have an open sequence length and a layer traced into its parts (a
-    causal LM built on ``keras.Input((None,), "int32")``) gets a
-    :class:`~keras_lrp.analyzers.lengths.PerLength`: analyses built for a few bucket lengths
-    when first needed, the inputs padded to them where padding leaves the model's outputs
-    unchanged (``buckets``, ``patience``, ``max_analyses``).
+    The analyzer is built (:meth:`Analyzer.build <keras_lrp.analyzers.base.Analyzer.build>`)
+    before it is returned. A model whose inputs have an open sequence length and a layer traced
+    into its parts (a causal LM built on ``keras.Input((None,), "int32")``) gets a
+    :class:`~keras_lrp.analyzers.lengths.PerLength` (an Analyzer, so wrappers and metrics take
+    it): analyses built for a few bucket lengths when first needed, the inputs padded to them
+    where padding leaves the model's outputs unchanged (``buckets``, ``patience``,
+    ``max_analyses``).
 
     Args:
         name: a key of :data:`ANALYZERS`, e.g. ``"lrp.epsilon"`` or ``"lrp.alpha_1_beta_0_IB"``.
@@ -271,9 +273,12 @@ def create_analyzer(name: str, model: keras.Model, **kwargs: Any) -> Analyzer:
     lengths = {k: kwargs.get(k, v) for k, v in LENGTH_KWARGS.items()}
     check_buckets(**lengths)
     if open_length(model):  # analyses for a few lengths, made when first met
+        run = {k: common[k] for k in _RUN_KWARGS}
+        run["output_relevance"] = common["output_relevance"] or (
+            "one" if entry.analyzer is not None else "logit")
         return PerLength(lambda fixed, axes: _build(name, fixed, kwargs, common, params, axes),
-                         model, name, kwargs, pads=entry.pads, **lengths)
-    return _build(name, model, kwargs, common, params)
+                         model, name, kwargs, pads=entry.pads, **lengths, **run).build()
+    return _build(name, model, kwargs, common, params).build()
 
 
 def _build(name, model, kwargs, common, params, length_axes=None) -> Analyzer:
@@ -303,7 +308,8 @@ def from_config(config: Dict[str, Any], model: keras.Model) -> Analyzer:
     """The analyzer an analyzer's ``get_config()`` describes, for ``model``."""
     if "wrapper" in config:
         inner = from_config(config["analyzer"], model)
-        return WRAPPERS[config["wrapper"]](inner, name=config.get("name"), **config["params"])
+        return WRAPPERS[config["wrapper"]](inner, name=config.get("name"),
+                                           **config["params"]).build()
     return create_analyzer(config["name"], model, **config["kwargs"])
 
 

@@ -5,7 +5,7 @@ the real positions p < n do not depend on what follows them: a causal model (eac
 only those before it), or a bidirectional one told by its padding mask which positions are
 padding. The inputs are padded with zeros on their open axes (token id 0, padding mask 0), the
 explained output is restricted to the real positions
-(:class:`~keras_lrp.analyzers.base.OutputRelevance` with ``length_axes``), and the relevance
+(:class:`~keras_lrp.analyzers.selection.OutputRelevance` with ``length_axes``), and the relevance
 is sliced back to n.
 
 Whether a model is such a model is not read off its layers: :func:`check_padding` runs the

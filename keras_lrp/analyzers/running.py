@@ -3,7 +3,8 @@ function, the finiteness check, layer-wise output and conservation.
 
 :class:`Runner` is the running half of every :class:`~keras_lrp.analyzers.base.Analyzer`; it
 needs the analyzer's ``relevance_model`` (and ``_layerwise_model``), ``inputs``, ``logits``,
-``neuron_selection_mode``, ``jit_compile``, ``layer_names``, ``name`` and ``strategy``.
+``neuron_selection_mode``, ``jit_compile``, ``layer_names``, ``name`` and ``strategy``, and
+its ``build()``, called on first use.
 
 With a ``tf.distribute`` strategy (the analyzer was created inside ``strategy.scope()``), every
 batch is split into one contiguous shard per replica, each replica analyzes its shard, and the
@@ -159,6 +160,7 @@ class Runner:
         """
         if isinstance(skip, bool) or not isinstance(skip, (int, np.integer)) or skip < 0:
             raise ValueError(f"skip must be a row count >= 0, got {skip!r}.")
+        self.build()  # on first use
         if is_batch_stream(x):
             if neuron_selection is not None and np.ndim(neuron_selection) > 0:
                 raise ValueError("With a dataset or generator, neuron_selection must be one int "

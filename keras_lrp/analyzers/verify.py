@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from keras_lrp import backend
+from keras_lrp.canonizers.base import LOW_PRECISION
 from keras_lrp.core import graph as graph_mod
 from keras_lrp.core.graph import Graph
 
@@ -184,5 +185,54 @@ def _first_difference(reference: Graph, analysis: Graph, xs, tol) -> str:
     return ""
 
 
-__all__ = ["ForwardMismatch", "OPEN_SIZE", "PROBE_ROWS", "SMALL_SIDE", "check_forward",
-           "probe_batch", "tolerance"]
+
+class ForwardChecked:
+    """The forward check as an analyzer runs it, at build on a probe batch or on the first batch
+    analyzed: the part of :class:`~keras_lrp.analyzers.base.Analyzer` that reads its
+    ``graph``, ``reference_graph``, ``output_index``, ``inputs`` and ``_direct``."""
+
+    def check_forward(self, xs=None) -> None:
+        """Check that :attr:`forward_model` computes the user's model on ``xs`` (the first
+        rows of a batch; default: a probe batch), up to the stripped softmax.
+
+        Raises:
+            ForwardMismatch: naming the first layer whose output differs, with both values.
+        """
+        if self._direct:
+            self._forward_pending, self.forward_checked = False, True
+            return  # the user's own layers: nothing was rewritten
+        probe = xs is None
+        batches = [probe_batch(self.inputs, small=True), probe_batch(self.inputs)] \
+            if probe else [[np.asarray(a)[:PROBE_ROWS] for a in xs]]
+        for i, batch in enumerate(batches):
+            if i and all(np.shape(a) == np.shape(b) for a, b in zip(batch, batches[0])):
+                break  # the small probe was the full one
+            try:
+                self.forward_checked = check_forward(
+                    self.name, self.model_name, self.reference_graph, self.graph,
+                    self.graph.outputs[self.output_index], self._reference_dtype(),
+                    [keras.ops.convert_to_tensor(a) for a in batch])
+            except ForwardMismatch:
+                raise
+            except Exception:  # noqa: BLE001 - the model cannot run on this probe
+                if not probe:
+                    raise
+                continue  # the next probe, or wait for data
+            self._forward_pending = False
+            return
+
+    def _low_precision(self) -> Optional[str]:
+        """The least precise 16-bit compute dtype among the model's layers, or ``None``."""
+        dtypes = {getattr(n.layer, "compute_dtype", None) for n in self.reference_graph.nodes}
+        low = [d for d in LOW_PRECISION if d in dtypes]
+        return low[-1] if low else None
+
+    def _reference_dtype(self):
+        """The dtype the forward check's tolerance is set by: a 16-bit layer's, or the
+        explained output's."""
+        explained = self.graph.outputs[self.output_index]
+        return self._low_precision() or self.reference_graph.dtypes().get(explained) or "float32"
+
+
+__all__ = ["ForwardChecked", "ForwardMismatch", "OPEN_SIZE", "PROBE_ROWS", "SMALL_SIDE",
+           "check_forward", "probe_batch", "tolerance"]

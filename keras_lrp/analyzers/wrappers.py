@@ -15,6 +15,7 @@ from keras import ops
 
 from keras_lrp.analyzers.base import Analyzer, one_or_list
 from keras_lrp.analyzers.gradient import refuse_integer_inputs
+from keras_lrp.analyzers.lengths import PerLength
 
 
 def _sample_shape(x) -> tuple:
@@ -61,6 +62,10 @@ class Wrapper(Analyzer):
     The explained neuron is chosen on the *clean* input (``max_activation``: its argmax) and held
     for every augmented copy, as iNNvestigate does; ``"all"`` passes through.
 
+    Over a :class:`~keras_lrp.analyzers.lengths.PerLength` (a model of open length) the wrapper
+    is one per exact input length (:attr:`per_length`): the same wrapper over the analysis of
+    the model at that length, built when the length is first met.
+
     Args:
         analyzer: the analyzer to wrap (any: LRP, Gradient, …).
         n: the number of augmented copies of each sample.
@@ -75,12 +80,30 @@ class Wrapper(Analyzer):
                              f"steps, got {n!r}.")
         self.analyzer, self.n = analyzer, int(n)
         mode = analyzer.neuron_selection_mode
-        self.inner = analyzer if mode == "all" else analyzer.clone(
-            neuron_selection_mode="index")
+        #: Over a PerLength: the wrappers of each exact length (else ``None``).
+        self.per_length: Optional[PerLength] = None
+        if isinstance(analyzer, PerLength):
+            self.inner = analyzer
+            self.per_length = analyzer.wrapped(
+                lambda fixed: type(self)(fixed, **self.params(), name=self.name), name)
+        else:
+            self.inner = analyzer if mode == "all" else analyzer.clone(
+                neuron_selection_mode="index")
         super().__init__(analyzer.model, neuron_selection_mode=mode,
                          output_relevance=analyzer.output_relevance,
-                         output=self.inner.output_index, jit_compile=analyzer.jit_compile,
+                         output=analyzer.output, jit_compile=analyzer.jit_compile,
                          name=name)
+
+    def _build(self) -> None:
+        if self.per_length is None:  # else each length's wrapper builds itself
+            super()._build()
+
+    def iter_analyze(self, x, *args, **kwargs):
+        """:meth:`~keras_lrp.analyzers.running.Runner.iter_analyze`; over a PerLength, the
+        wrapper of each input's exact length runs it."""
+        if self.per_length is not None:
+            return self.per_length.iter_analyze(x, *args, **kwargs)
+        return super().iter_analyze(x, *args, **kwargs)
 
     def prepare_graph(self):
         self._direct, self.reference_graph = False, self.inner.reference_graph
@@ -112,7 +135,7 @@ class Wrapper(Analyzer):
         """Each sample's mean over its ``n`` results (shape (batch, n, …))."""
         return ops.mean(results, axis=1)
 
-    def build(self):
+    def build_relevances(self):
         refuse_integer_inputs(self, "noise or path")
         extra = []
         if self.neuron_selection_mode == "max_activation":
@@ -180,7 +203,7 @@ class IntegratedGradients(Wrapper):
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"IntegratedGradients needs steps >= 1, got {steps!r}.")
         self.reference = np.asarray(reference_inputs)
-        for spec in analyzer.inputs:
+        for spec in analyzer.model.inputs:  # the user's inputs (built or not)
             # an open length: the reference must broadcast to every length (size 1 there)
             sample = tuple(1 if d is None else d for d in spec.shape[1:])
             try:

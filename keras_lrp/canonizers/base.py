@@ -71,24 +71,40 @@ class InlineNested(Canonizer):
         graph_mod.inline(graph)
 
 
-def canonize(graph: Graph, canonizers: Sequence[Canonizer],
-             check: Optional[Callable[[Graph], None]] = None,
-             explicit: Optional[Callable] = None) -> Graph:
-    """Run the structural canonizers, ``check`` (on the user's layers), clone every layer, then
-    run the other canonizers in order. ``explicit(node, graph)`` says whether the composite
-    names a layer (:attr:`keras_lrp.core.graph.Graph.explicit`). Returns the edited graph."""
+def restructure(graph: Graph, canonizers: Sequence[Canonizer],
+                explicit: Optional[Callable] = None) -> Graph:
+    """The first step of :func:`canonize`: run the structural canonizers, on the user's layers
+    (support checks then see the layers they expose). ``explicit(node, graph)`` says whether
+    the composite names a layer (:attr:`keras_lrp.core.graph.Graph.explicit`). Returns the
+    edited graph."""
     graph.explicit = explicit
     for canonizer in canonizers:
         if canonizer.structural:
             canonizer.apply(graph)
-    if check is not None:
-        check(graph)
+    return graph
+
+
+def finish(graph: Graph, canonizers: Sequence[Canonizer]) -> Graph:
+    """The second step of :func:`canonize`: clone every layer, then run the other canonizers in
+    order. Returns the edited graph."""
     clone_layers(graph)
     for canonizer in canonizers:
         if not canonizer.structural:
             canonizer.apply(graph)
     graph_mod.unique_layer_names(graph)  # every layer is our copy now
     return graph
+
+
+def canonize(graph: Graph, canonizers: Sequence[Canonizer],
+             check: Optional[Callable[[Graph], None]] = None,
+             explicit: Optional[Callable] = None) -> Graph:
+    """:func:`restructure`, ``check(graph)`` (on the user's layers), then :func:`finish`.
+    Analyzers call the two steps themselves and check in between (no callback). Returns the
+    edited graph."""
+    restructure(graph, canonizers, explicit)
+    if check is not None:
+        check(graph)
+    return finish(graph, canonizers)
 
 
 def analysis_dtype(layer):
@@ -334,5 +350,5 @@ DEFAULT_CANONIZERS = (InlineNested(), TraceBlocks(), UntieHeads(), ExpandAttenti
 __all__ = ["Canonizer", "DEFAULT_CANONIZERS", "ExpandAttention", "FoldBatchNorm", "InlineNested",
            "LOW_PRECISION", "SplitActivations", "SplitSeparable", "StripSoftmax", "TraceBlocks",
            "UntieHeads",
-           "analysis_dtype", "canonize", "clone_layers", "has_fused_activation",
-           "unfuse_output_softmax"]
+           "analysis_dtype", "canonize", "clone_layers", "finish", "has_fused_activation",
+           "restructure", "unfuse_output_softmax"]
