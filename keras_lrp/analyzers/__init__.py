@@ -17,7 +17,7 @@
 * :mod:`~keras_lrp.analyzers.serialize`: an analyzer saved to one file.
 """
 
-from keras_lrp.analyzers.base import Analyzer, Attributor, OutputRelevance, one_or_list
+from keras_lrp.analyzers.base import Analyzer, Attributor, OutputRelevance
 from keras_lrp.analyzers.baselines import InputAnalyzer, RandomAnalyzer
 from keras_lrp.analyzers.gradient import Gradient
 from keras_lrp.analyzers.lrp import LRP
@@ -31,6 +31,7 @@ from keras_lrp.analyzers.names import (
     from_config,
     load_analyzer,
 )
+from keras_lrp.analyzers.symbolic import one_or_list
 from keras_lrp.analyzers.wrappers import IntegratedGradients, SmoothGrad, Wrapper
 
 __all__ = ["ANALYZERS", "COMMON_KWARGS", "LENGTH_KWARGS", "WRAPPERS", "Analyzer", "Attributor",

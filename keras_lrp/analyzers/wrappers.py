@@ -13,9 +13,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lrp.analyzers.base import Analyzer, one_or_list
+from keras_lrp.analyzers.base import Analyzer
 from keras_lrp.analyzers.gradient import refuse_integer_inputs
 from keras_lrp.analyzers.lengths import PerLength
+from keras_lrp.analyzers.symbolic import one_or_list
 
 
 def _sample_shape(x) -> tuple:
