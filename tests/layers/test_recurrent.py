@@ -1,5 +1,5 @@
 """LRP through LSTM, GRU, SimpleRNN, Bidirectional, TimeDistributed and Embedding, against the
-independent NumPy float64 oracle of ``reference_rnn.py`` (Arras et al. 2017/2019).
+independent NumPy float64 oracle of ``reference.py`` (Arras et al. 2017/2019).
 
 Every model is checked twice: with random biases everywhere (the bias absorbs its share of the
 linear maps' relevance) and without biases. Float64, so the two implementations agree to
@@ -9,7 +9,6 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-import reference_rnn as rr
 from helpers import BACKEND, autodiff
 from keras import ops
 
@@ -77,10 +76,10 @@ def _single(layer_fn):
 
     def oracle(model, x, rule, eps):
         rec, dense = model.layers[1], model.layers[2]
-        _, h, _ = rr.rnn(rec, x, rule=rule, eps=eps)
+        _, h, _ = ref.rnn(rec, x, rule=rule, eps=eps)
         logits = h[-1] @ dense.get_weights()[0] + (dense.get_weights()[1:] or [0])[0]
         R_h, _ = _dense_back(dense, h[-1], _start(logits), rule)
-        return rr.rnn(rec, x, R_last=R_h, rule=rule, eps=eps)[0], logits
+        return ref.rnn(rec, x, R_last=R_h, rule=rule, eps=eps)[0], logits
     return build, oracle
 
 
@@ -92,10 +91,10 @@ def _seq_flatten_build(bias):
 
 def _seq_flatten_oracle(model, x, rule, eps):
     rec, dense = model.layers[1], model.layers[3]
-    _, h, _ = rr.rnn(rec, x, rule=rule, eps=eps)
+    _, h, _ = ref.rnn(rec, x, rule=rule, eps=eps)
     logits = _dense_back(dense, h.reshape(-1), np.zeros(K), rule)[1]
     R_seq = _dense_back(dense, h.reshape(-1), _start(logits), rule)[0].reshape(T, U)
-    return rr.rnn(rec, x, R_seq=R_seq, rule=rule, eps=eps)[0], logits
+    return ref.rnn(rec, x, R_seq=R_seq, rule=rule, eps=eps)[0], logits
 
 
 def _stacked_build(bias):
@@ -107,12 +106,12 @@ def _stacked_build(bias):
 
 def _stacked_oracle(model, x, rule, eps):
     lstm, gru, dense = model.layers[1:4]
-    _, h1, _ = rr.rnn(lstm, x, rule=rule, eps=eps)
-    _, h2, _ = rr.rnn(gru, h1, rule=rule, eps=eps)
+    _, h1, _ = ref.rnn(lstm, x, rule=rule, eps=eps)
+    _, h2, _ = ref.rnn(gru, h1, rule=rule, eps=eps)
     logits = _dense_back(dense, h2[-1], np.zeros(K), rule)[1]
     R_h2 = _dense_back(dense, h2[-1], _start(logits), rule)[0]
-    R_h1 = rr.rnn(gru, h1, R_last=R_h2, rule=rule, eps=eps)[0]
-    return rr.rnn(lstm, x, R_seq=R_h1, rule=rule, eps=eps)[0], logits
+    R_h1 = ref.rnn(gru, h1, R_last=R_h2, rule=rule, eps=eps)[0]
+    return ref.rnn(lstm, x, R_seq=R_h1, rule=rule, eps=eps)[0], logits
 
 
 def _bi_build(merge, seq=False):
@@ -127,8 +126,8 @@ def _bi_build(merge, seq=False):
 
 def _bi_oracle(model, x, rule, eps):
     bi, dense = model.layers[1], model.layers[-1]
-    f = rr.rnn(bi.forward_layer, x, rule=rule, eps=eps)[1]
-    b = rr.rnn(bi.backward_layer, x, rule=rule, eps=eps)[1]
+    f = ref.rnn(bi.forward_layer, x, rule=rule, eps=eps)[1]
+    b = ref.rnn(bi.backward_layer, x, rule=rule, eps=eps)[1]
     if bi.return_sequences:
         y = np.concatenate([f, b[::-1]], axis=-1) if bi.merge_mode == "concat" else \
             (f + b[::-1]) * (0.5 if bi.merge_mode == "ave" else 1.0)
@@ -137,7 +136,7 @@ def _bi_oracle(model, x, rule, eps):
             (f[-1] + b[-1]) * (0.5 if bi.merge_mode == "ave" else 1.0)
     logits = _dense_back(dense, y.reshape(-1), np.zeros(K), rule)[1]
     R_y = _dense_back(dense, y.reshape(-1), _start(logits), rule)[0].reshape(y.shape)
-    return rr.bidirectional(bi, x, R_y, rule, eps), logits
+    return ref.bidirectional(bi, x, R_y, rule, eps), logits
 
 
 VOCAB, DIM = 11, 3
@@ -155,10 +154,10 @@ def _embedding_oracle(model, tokens, rule, eps):
     emb, lstm, dense = model.layers[1:4]
     e = emb.get_weights()[0][tokens]
     mask = tokens != 0 if emb.mask_zero else None
-    _, h, _ = rr.rnn(lstm, e, rule=rule, eps=eps, mask=mask)
+    _, h, _ = ref.rnn(lstm, e, rule=rule, eps=eps, mask=mask)
     logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
     R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
-    return rr.rnn(lstm, e, R_last=R_h, rule=rule, eps=eps, mask=mask)[0].sum(axis=-1), logits
+    return ref.rnn(lstm, e, R_last=R_h, rule=rule, eps=eps, mask=mask)[0].sum(axis=-1), logits
 
 
 def _masking_build(bias):
@@ -170,10 +169,10 @@ def _masking_build(bias):
 def _masking_oracle(model, x, rule, eps):
     gru, dense = model.layers[2:4]
     mask = np.any(x != 0, axis=-1)
-    _, h, _ = rr.rnn(gru, x, rule=rule, eps=eps, mask=mask)
+    _, h, _ = ref.rnn(gru, x, rule=rule, eps=eps, mask=mask)
     logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
     R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
-    return rr.rnn(gru, x, R_last=R_h, rule=rule, eps=eps, mask=mask)[0], logits
+    return ref.rnn(gru, x, R_last=R_h, rule=rule, eps=eps, mask=mask)[0], logits
 
 
 def _state_build(bias):
@@ -184,14 +183,14 @@ def _state_build(bias):
 
 def _state_oracle(model, x, rule, eps):
     lstm, dense = model.layers[1], model.layers[-1]
-    cell = rr.Cell(lstm)
+    cell = ref.RecurrentCell(lstm)
     states = [np.zeros(U), np.zeros(U)]
     for t in range(T):
         states, _ = cell.step(x[t], states)
     y = np.concatenate(states)
     logits = _dense_back(dense, y, np.zeros(K), rule)[1]
     R_y = _dense_back(dense, y, _start(logits), rule)[0]
-    return rr.rnn(lstm, x, R_last=R_y[:U], R_c_last=R_y[U:], rule=rule, eps=eps)[0], logits
+    return ref.rnn(lstm, x, R_last=R_y[:U], R_c_last=R_y[U:], rule=rule, eps=eps)[0], logits
 
 
 def _td_build(bias):
@@ -205,10 +204,10 @@ def _td_oracle(model, x, rule, eps):
     w = td.layer.get_weights()
     b = w[1] if len(w) > 1 else np.zeros(5)
     h0 = x @ w[0] + b
-    _, h, _ = rr.rnn(rnn_layer, h0, rule=rule, eps=eps)
+    _, h, _ = ref.rnn(rnn_layer, h0, rule=rule, eps=eps)
     logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
     R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
-    R_h0 = rr.rnn(rnn_layer, h0, R_last=R_h, rule=rule, eps=eps)[0]
+    R_h0 = ref.rnn(rnn_layer, h0, R_last=R_h, rule=rule, eps=eps)[0]
     return np.stack([rule(x[t], w[0], b, R_h0[t]) for t in range(T)]), logits
 
 
@@ -226,10 +225,10 @@ def _init_state_oracle(model, xv, rule, eps):
     lstm = next(layer for layer in model.layers if isinstance(layer, L.LSTM))
     dense = model.layers[-1]
     h0, c0 = (_dense_back(d, v, np.zeros(U), rule)[1] for d in (dh, dc))
-    _, h, _ = rr.rnn(lstm, x, rule=rule, eps=eps, init=[h0, c0])
+    _, h, _ = ref.rnn(lstm, x, rule=rule, eps=eps, init=[h0, c0])
     logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
     R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
-    R_x, _, (R_h0, R_c0) = rr.rnn(lstm, x, R_last=R_h, rule=rule, eps=eps, init=[h0, c0])
+    R_x, _, (R_h0, R_c0) = ref.rnn(lstm, x, R_last=R_h, rule=rule, eps=eps, init=[h0, c0])
     R_v = _dense_back(dh, v, R_h0, rule)[0] + _dense_back(dc, v, R_c0, rule)[0]
     return [R_x, R_v], logits
 
@@ -245,12 +244,12 @@ def _bi_masked_oracle(model, tokens, rule, eps):
     emb, bi, dense = model.layers[1:4]
     e = emb.get_weights()[0][tokens]
     mask = tokens != 0
-    f = rr.rnn(bi.forward_layer, e, rule=rule, eps=eps, mask=mask)[1]
-    b = rr.rnn(bi.backward_layer, e, rule=rule, eps=eps, mask=mask)[1]
+    f = ref.rnn(bi.forward_layer, e, rule=rule, eps=eps, mask=mask)[1]
+    b = ref.rnn(bi.backward_layer, e, rule=rule, eps=eps, mask=mask)[1]
     y = np.concatenate([f[-1], b[-1]])
     logits = _dense_back(dense, y, np.zeros(K), rule)[1]
     R_y = _dense_back(dense, y, _start(logits), rule)[0]
-    return rr.bidirectional(bi, e, R_y, rule, eps, mask=mask).sum(axis=-1), logits
+    return ref.bidirectional(bi, e, R_y, rule, eps, mask=mask).sum(axis=-1), logits
 
 
 CASES = {
@@ -378,10 +377,10 @@ def test_gate_rules(float64, name, gate_rule):
     lstm, dense = model.layers[1], model.layers[2]
     expected = []
     for xn in x:
-        h = rr.rnn(lstm, xn, rule=eps_rule(), eps=EPS)[1]
+        h = ref.rnn(lstm, xn, rule=eps_rule(), eps=EPS)[1]
         logits = _dense_back(dense, h[-1], np.zeros(K), eps_rule())[1]
         R_h = _dense_back(dense, h[-1], _start(logits), eps_rule())[0]
-        expected.append(rr.rnn(lstm, xn, R_last=R_h, rule=eps_rule(), eps=EPS,
+        expected.append(ref.rnn(lstm, xn, R_last=R_h, rule=eps_rule(), eps=EPS,
                                gate_rule=gate_rule)[0])
     expected = np.stack(expected)
     # off TensorFlow, Keras' recurrence runs in float32 (helpers.PRECISION): 7 steps of it
@@ -465,7 +464,7 @@ def test_seed001_lrp_linear(float64, bias_factor):
     got = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=eps, bias_factor=bias_factor,
                                     neuron_selection_mode="all").analyze(x)
     z = x @ w + b
-    expected = np.stack([rr.lrp_linear(xn, w, b, zn, zn, Din, eps, bias_factor)
+    expected = np.stack([ref.lrp_linear(xn, w, b, zn, zn, Din, eps, bias_factor)
                          for xn, zn in zip(x, z)])
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     if bias_factor == 1.0:
@@ -485,7 +484,7 @@ def test_bias_factor_inside_cells(float64, name):
                                     bias_factor=1.0).analyze(x)
 
     def rule(xh, W, b, R):
-        return rr.lrp_linear(xh, W, b, xh @ W + b, R, len(xh), eps, 1.0)
+        return ref.lrp_linear(xh, W, b, xh @ W + b, R, len(xh), eps, 1.0)
 
     expected = np.stack([CASES[name][1](model, xn, rule, eps)[0] for xn in x])
     np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
@@ -525,10 +524,10 @@ def test_time_distributed_around_layers_without_a_kernel(float64):
     for n in range(3):
         pooled = x[n].reshape(T, 2, 2, 2).max(axis=2)  # windows of 2 along the 4-axis
         h0 = pooled.reshape(T, -1)
-        _, hs, _ = rr.rnn(rnn_layer, h0, rule=eps_rule(), eps=EPS)
+        _, hs, _ = ref.rnn(rnn_layer, h0, rule=eps_rule(), eps=EPS)
         logits = _dense_back(dense, hs[-1], np.zeros(K), eps_rule())[1]
         R_h = _dense_back(dense, hs[-1], _start(logits), eps_rule())[0]
-        R_h0 = rr.rnn(rnn_layer, h0, R_last=R_h, rule=eps_rule(), eps=EPS)[0].reshape(T, 2, 2)
+        R_h0 = ref.rnn(rnn_layer, h0, R_last=R_h, rule=eps_rule(), eps=EPS)[0].reshape(T, 2, 2)
         expected = np.zeros((T, 4, 2))
         win = x[n].reshape(T, 2, 2, 2).argmax(axis=2)  # (T, 2 windows, 2 channels)
         for t, w, c in np.ndindex(T, 2, 2):
