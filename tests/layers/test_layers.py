@@ -142,33 +142,15 @@ LN_VARIANTS = {
 }
 
 
-def _ln_sigma(x, rms):
-    """σ as Keras computes it over the normalised values ``x`` (flat). Keras 3's deprecated
-    ``rms_scaling=True`` divides by √(var + ε) without centring (its own deprecation warning says
-    so); for rms the relevance does not depend on σ (the map is diagonal without a bias)."""
-    return np.sqrt(x.var() + LN_EPS)
-
-
-def ln_matrix(x, gamma, rms):
-    """c[i, k] of the LayerNorm map with σ held constant (documented in LayerNormRelevance):
-    c_ik = (δ_ik − 1/N) γ_i / σ, or δ_ik γ_i / σ with rms_scaling (no centring)."""
-    N = x.size
-    sigma = _ln_sigma(x, rms)
-    centring = np.eye(N) if rms else np.eye(N) - 1.0 / N
-    return centring * (np.asarray(gamma, np.float64) / sigma)[:, None]
-
-
 def ln_forward(x, gamma, beta, rms):
-    return ln_matrix(x, gamma, rms) @ x + beta
+    return ref.layernorm_forward(x, gamma, beta, LN_EPS, rms)
 
 
-def ln_relevance(x, gamma, beta, R, rms, check=True):
-    """R_k = Σ_i x_k c_ik / (Σ_k' x_k' c_ik' + β_i) · R_i, an explicit double loop."""
-    c = ln_matrix(x, gamma, rms)
-    contrib = x[:, None] * c.T  # contrib[k, i] = x_k c_ik
-    if check:
-        assert _cond_ok(contrib, beta), "ill-conditioned LayerNorm output: reseed"
-    return ref._propagate(contrib, ref._stab(contrib.sum(axis=0) + beta), R)
+def ln_relevance(x, gamma, beta, R, rms):
+    """ref.layernorm_rule, on data whose LayerNorm outputs are well conditioned."""
+    contrib = x[:, None] * ref.layernorm_matrix(x, gamma, LN_EPS, rms).T
+    assert _cond_ok(contrib, beta), "ill-conditioned LayerNorm output: reseed"
+    return ref.layernorm_rule(x, gamma, beta, R, LN_EPS, rms)
 
 
 def _ln_params(ln, g, zero_beta):
@@ -302,10 +284,6 @@ def test_layernorm_on_conv_feature_map(float64, axis, center):
 
 
 # ============================================================== 2. Multiply as a gate
-def _sigmoid(v):
-    return 1.0 / (1.0 + np.exp(-v))
-
-
 def build_se(order, multiply="layer", seed=34):
     """Squeeze-and-excitation: x → Conv2D(6, 3, relu) = s; GAP(keepdims) → Conv2D(6, 1, sigmoid)
     = gate; Multiply(s, gate) (in the given order) → Flatten → Dense(3)."""
@@ -339,7 +317,7 @@ def se_reference(model, x):
     pre = xf @ Wc + bc
     s = _relu(pre).reshape(shape)
     pooled = s.mean(axis=(0, 1))
-    gate = _sigmoid(pooled @ kg.reshape(6, 6) + bg)
+    gate = ref.sigmoid(pooled @ kg.reshape(6, 6) + bg)
     m = (s * gate).reshape(-1)  # the gate broadcast over the 4x4 positions
     logits = m @ Wo + bo
     _check_dense(xf, Wc, bc, "sig")
@@ -511,9 +489,10 @@ def test_product_of_two_signals_splits_uniformly(float64, multiply):
     out = prod @ wo + bo
     r_out = np.where(out == out.max(1, keepdims=True), out, 0.0)
     r_prod = prod * ((r_out / out) @ wo.T)
+    r_ya, r_yb = ref.product_rule(ya, yb, r_prod, "half")
     with np.errstate(divide="ignore", invalid="ignore"):
-        r_a = np.where(za > 0, r_prod / 2, 0.0)  # ReLU: identity where it passes
-        r_b = np.where(zb > 0, r_prod / 2, 0.0)
+        r_a = np.where(za > 0, r_ya, 0.0)  # ReLU: identity where it passes
+        r_b = np.where(zb > 0, r_yb, 0.0)
         want = x * ((np.nan_to_num(r_a / za)) @ wa.T) + x * ((np.nan_to_num(r_b / zb)) @ wb.T)
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
 
