@@ -155,12 +155,11 @@ def _additive_oracle(model, xq, xv, attention):
     u = xq[:, None, :] + xv[None, :, :]  # (t, s, d)
     t = c * np.tanh(u)
     scores = t.sum(axis=-1)
-    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    A = e / e.sum(axis=-1, keepdims=True)
+    A = ref.softmax(scores)
     R_A, R_v, logits = ref.attention_pool_dense(A, xv, dense.get_weights(), attention)
     R_q = np.zeros_like(xq)
     if attention == "attnlrp":
-        R_s = scores * (R_A - A * R_A.sum(axis=-1, keepdims=True))
+        R_s = ref.softmax_rule(scores, A, R_A)
         R_u = t * (R_s / ref._stab(scores))[..., None]  # ε over d, identity across tanh
         r = R_u / ref._stab(u)
         R_q = xq * r.sum(axis=1)

@@ -13,6 +13,7 @@ al. 2022):
 import keras
 import numpy as np
 import pytest
+import reference as ref
 from keras import ops
 
 import keras_lrp
@@ -47,9 +48,10 @@ def _mlp_reference(model, x, attention):
     h = x @ w["embed"]
     n = h / np.sqrt((h ** 2).mean(-1, keepdims=True) + 1e-6) * np.linspace(0.5, 1.5, D)
     up, gate = n @ w["up"], n @ w["gate"]
-    m = up * _silu(gate)
+    act = _silu(gate)
+    m = up * act
     r_m = _z(m, w["down"], m @ w["down"])
-    r_up, r_act = (r_m / 2, r_m / 2) if attention == "attnlrp" else (r_m, 0 * r_m)
+    r_act, r_up = ref.product_rule(act, up, r_m, "half" if attention == "attnlrp" else "signal")
     r_n = _z(n, w["up"], r_up) + _z(n, w["gate"], r_act)  # identity through SiLU
     return _z(x, w["embed"], r_n)  # identity through the norm
 
@@ -78,25 +80,16 @@ def _attention_model(t=4, d=3):
 def _attention_reference(model, x, attention, t=4, d=3):
     w = {layer.name: np.asarray(layer.kernel) for layer in model.layers if hasattr(layer, "kernel")}
     q, k, v = x @ w["q"], x @ w["k"], x @ w["v"]
-    s = np.einsum("btd,bsd->bts", q, k)
-    a = np.exp(s - s.max(-1, keepdims=True))
-    a /= a.sum(-1, keepdims=True)
-    c = np.einsum("bts,bsd->btd", a, v)
+    kT = np.swapaxes(k, 1, 2)
+    s = q @ kT
+    a = ref.softmax(s)
+    c = a @ v
     pooled = c.sum(1)
     r_pooled = _z(pooled, w["out"], pooled @ w["out"])
     r_c = np.repeat(r_pooled[:, None, :], t, axis=1) * c / pooled[:, None, :]  # Z rule of the sum
-    ratio = r_c / c  # c = Σ_s a_ts v_sd: R_a_ts = a_ts Σ_d v_sd ratio_td, R_v_sd = v_sd Σ_t …
-    r_a = a * np.einsum("bsd,btd->bts", v, ratio)
-    r_v = v * np.einsum("bts,btd->bsd", a, ratio)
-    if attention == "cp":
-        r_v_total = r_v
-        r_q = r_k = 0 * x @ w["q"]
-    else:
-        r_a, r_v_total = r_a / 2, r_v / 2
-        r_s = s * (r_a - a * r_a.sum(-1, keepdims=True))  # the softmax rule
-        ratio_s = r_s / s
-        r_q = q * np.einsum("bsd,bts->btd", k, ratio_s) / 2
-        r_k = k * np.einsum("btd,bts->bsd", q, ratio_s) / 2
+    r_a, r_v_total = ref.matmul_rule(a, v, r_c, attention)
+    r_q, r_kT = ref.matmul_rule(q, kT, ref.softmax_rule(s, a, r_a), attention)
+    r_k = np.swapaxes(r_kT, 1, 2)
     return _z(x, w["q"], r_q) + _z(x, w["k"], r_k) + _z(x, w["v"], r_v_total)
 
 
