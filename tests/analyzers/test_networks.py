@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 
 import keras_lrp
 
@@ -224,8 +225,8 @@ def test_forward_matches_numpy(float64, net_name):
     np.testing.assert_allclose(_flat_batch(analyzer.forward_model(x)), logits, rtol=1e-12,
                                atol=1e-13)
     expected = _softmax(logits) if softmax else logits
-    np.testing.assert_allclose(_flat_batch(model(x, training=False)), expected, rtol=1e-12,
-                               atol=1e-13)
+    assert_close(_flat_batch(model(x, training=False)), expected, rtol=1e-12,
+                 atol=1e-13)
 
 
 def test_batchnorm_numpy_forward_unfolded(float64):
@@ -238,8 +239,8 @@ def test_batchnorm_numpy_forward_unfolded(float64):
     expected = h @ Wo + bo
     folded = np.stack([net.forward(xn)[net.output] for xn in x])
     np.testing.assert_allclose(folded, expected, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, rtol=1e-12,
-                               atol=1e-13)
+    assert_close(np.asarray(model(x, training=False)), expected, rtol=1e-12,
+                 atol=1e-13)
 
 
 @pytest.mark.parametrize("rule_name", list(RULES))

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 from test_networks import RULES
 
 import keras_lrp
@@ -284,8 +285,8 @@ def test_batchnorm_folded(float64, kind):
     _randomize(model, _rng(4))
     x = _rng(5).normal(size=(2,) + shape)
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
-    np.testing.assert_allclose(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
-                               atol=1e-13)
+    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
+                 atol=1e-13)
     for m in (analyzer.relevance_model, analyzer.forward_model):
         names = [layer.name for layer in m.layers]
         assert not [n for n in names if n.startswith("bn")], names
@@ -340,7 +341,7 @@ def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
     a = np.maximum(x @ model.get_layer("d1").get_weights()[0]
                    + model.get_layer("d1").get_weights()[1], 0)
     expected_relu = a * s / (a * s + t) * got["bn"]
-    np.testing.assert_allclose(got["relu"], expected_relu, rtol=RTOL, atol=ATOL)
+    assert_close(got["relu"], expected_relu, rtol=RTOL, atol=ATOL)
     assert np.all(got["relu"][a == 0] == 0)
     # the whole network against NumPy, BatchNorm as the diagonal matrix diag(s) with bias t
     net = ref.Net("x")
@@ -351,8 +352,8 @@ def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
     for n in range(len(x)):
         _, expected = net.relevance(x[n], RULES["lrp.z"][1], check=True)
         for key in got:
-            np.testing.assert_allclose(got[key][n], expected[key], rtol=RTOL, atol=ATOL,
-                                       err_msg=key)
+            assert_close(got[key][n], expected[key], rtol=RTOL, atol=ATOL,
+                         err_msg=key)
 
 
 def test_batchnorm_not_folded_when_kernel_output_is_shared(float64):
