@@ -718,14 +718,12 @@ class RecurrentCell:
         return r[:d], [R_direct + r[d:]]
 
 
-def rnn(layer, x, R_seq=None, R_last=None, rule=None, eps=0.0, gate_rule="signal", mask=None,
-        R_c_last=None, init=None):
-    """One sample through one recurrent layer: (R_x (T, D), outputs h in processing order,
-    [R at the initial states]). ``R_seq`` is aligned with the outputs (processing order);
-    ``init``: the initial states (zeros by default)."""
+def rnn_forward(layer, x, mask=None, init=None):
+    """One sample forward through one recurrent layer: (cell, processing order, the states
+    before each step, each step's cache (None where masked), outputs h in processing order,
+    the final states)."""
     cell = RecurrentCell(layer)
-    T = len(x)
-    order = list(range(T))[::-1] if layer.go_backwards else list(range(T))
+    order = list(range(len(x)))[::-1] if layer.go_backwards else list(range(len(x)))
     states = list(init) if init is not None else [np.zeros(cell.u) for _ in range(cell.n_states)]
     prevs, caches, outs = [], [], []
     for t in order:
@@ -736,6 +734,16 @@ def rnn(layer, x, R_seq=None, R_last=None, rule=None, eps=0.0, gate_rule="signal
             cache = None
         caches.append(cache)
         outs.append(states[0])
+    return cell, order, prevs, caches, np.array(outs), states
+
+
+def rnn(layer, x, R_seq=None, R_last=None, rule=None, eps=0.0, gate_rule="signal", mask=None,
+        R_c_last=None, init=None):
+    """One sample through one recurrent layer: (R_x (T, D), outputs h in processing order,
+    [R at the initial states]). ``R_seq`` is aligned with the outputs (processing order);
+    ``init``: the initial states (zeros by default)."""
+    cell, order, prevs, caches, outs, _ = rnn_forward(layer, x, mask, init)
+    T = len(x)
     R_states = [np.zeros(cell.u) for _ in range(cell.n_states)]
     if R_last is not None:
         R_states[0] = R_states[0] + R_last
@@ -749,7 +757,7 @@ def rnn(layer, x, R_seq=None, R_last=None, rule=None, eps=0.0, gate_rule="signal
         if caches[s] is None:
             continue  # masked: the state passes, the input gets nothing
         R_x[t], R_states = cell.back(x[t], prevs[s], caches[s], R_states, rule, eps, gate_rule)
-    return R_x, np.array(outs), R_states
+    return R_x, outs, R_states
 
 
 def bidirectional(layer, x, R, rule, eps, mask=None):
@@ -770,3 +778,95 @@ def bidirectional(layer, x, R, rule, eps, mask=None):
         a = rnn(fwd, x, R_last=R_f, rule=rule, eps=eps, mask=mask)[0]
         b = rnn(bwd, x, R_last=R_b, rule=rule, eps=eps, mask=mask)[0]
     return a + b
+
+
+def recurrent_net(model, x, rule, eps, gate_rule="signal"):
+    """One sample through a Keras model built from Embedding (``mask_zero``), Masking,
+    TimeDistributed(Dense), SimpleRNN / LSTM / GRU (``return_sequences``, ``return_state``,
+    ``go_backwards``, ``initial_state`` from other tensors), Bidirectional, Flatten,
+    Concatenate and Dense, walked node by node: (relevance at each input, a list for several
+    inputs; the NumPy logits). Dense layers take ``rule(x, W, b, R)``; the cells go through
+    :func:`rnn` and :func:`bidirectional`; the winning logit starts the relevance; an Embedding
+    passes the summed relevance of each vector to its token; relevance reaching a tensor from
+    several readers is summed."""
+    import keras
+
+    L = keras.layers
+    xs = list(x) if len(model.inputs) > 1 else [x]
+    v, mask, done = {}, {}, []  # value and mask by tensor id; (node, inputs, extra) in order
+    for k, t in enumerate(model.inputs):
+        v[id(t)] = np.asarray(xs[k])
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            layer = node.operation
+            if node.is_input or isinstance(layer, L.InputLayer):
+                continue
+            if not isinstance(layer, L.Layer):  # the ops computing a Keras mask (NotEqual,
+                v[id(node.outputs[0])] = np.zeros(0, bool)  # Any): the masks are kept below
+                continue
+            targets = [t for t in node.input_tensors if v[id(t)].dtype != bool]  # not masks
+            ins = [v[id(t)] for t in targets]
+            m = mask.get(id(node.input_tensors[0]))
+            extra = None
+            if isinstance(layer, L.Embedding):
+                outs = [layer.get_weights()[0][ins[0]]]
+                m = ins[0] != 0 if layer.mask_zero else None
+            elif isinstance(layer, L.Masking):
+                outs, m = [ins[0]], np.any(ins[0] != layer.mask_value, axis=-1)
+            elif isinstance(layer, (L.Dense, L.TimeDistributed)):
+                dense = layer.layer if isinstance(layer, L.TimeDistributed) else layer
+                w = [np.asarray(a, np.float64) for a in dense.get_weights()]
+                extra = (w[0], w[1] if len(w) > 1 else np.zeros(w[0].shape[1]))
+                outs = [ins[0] @ extra[0] + extra[1]]
+            elif isinstance(layer, L.Bidirectional):
+                h_f = rnn_forward(layer.forward_layer, ins[0], m)[4]
+                h_b = rnn_forward(layer.backward_layer, ins[0], m)[4]
+                y_f, y_b = (h_f, h_b[::-1]) if layer.return_sequences else (h_f[-1], h_b[-1])
+                outs = [np.concatenate([y_f, y_b], axis=-1) if layer.merge_mode == "concat" else
+                        (y_f + y_b) * (0.5 if layer.merge_mode == "ave" else 1.0)]
+            elif isinstance(layer, L.RNN):
+                init = ins[1:] or None
+                *_, h, states = rnn_forward(layer, ins[0], m, init)
+                outs = [h if layer.return_sequences else h[-1]]
+                outs += list(states) if layer.return_state else []
+                extra = init
+            elif isinstance(layer, L.Flatten):
+                outs = [ins[0].reshape(-1)]
+            elif isinstance(layer, L.Concatenate):
+                outs = [np.concatenate(ins, axis=-1)]
+            else:
+                raise AssertionError(f"recurrent_net does not model {type(layer).__name__}")
+            for t, o in zip(node.outputs, outs):
+                v[id(t)], mask[id(t)] = o, m
+            done.append((node, targets, ins, m, extra))
+    logits = v[id(model.outputs[0])]
+    R = {id(model.outputs[0]): np.eye(logits.size)[np.argmax(logits)] * logits}
+    for node, targets, ins, m, extra in reversed(done):
+        layer = node.operation
+        Rs = [R.get(id(t), np.zeros_like(v[id(t)])) for t in node.outputs]
+        if isinstance(layer, L.Embedding):
+            parts = [Rs[0].sum(axis=-1)]
+        elif isinstance(layer, L.Dense):
+            parts = [rule(ins[0], *extra, Rs[0])]
+        elif isinstance(layer, L.TimeDistributed):
+            parts = [np.stack([rule(xt, *extra, rt) for xt, rt in zip(ins[0], Rs[0])])]
+        elif isinstance(layer, L.Bidirectional):
+            parts = [bidirectional(layer, ins[0], Rs[0], rule, eps, mask=m)]
+        elif isinstance(layer, L.RNN):
+            seq = layer.return_sequences
+            R_last = (Rs[1] if layer.return_state else 0.0) + (0.0 if seq else Rs[0])
+            R_c = Rs[2] if layer.return_state and len(Rs) > 2 else None
+            R_x, _, R_init = rnn(layer, ins[0], R_seq=Rs[0] if seq else None, R_last=R_last,
+                                 rule=rule, eps=eps, gate_rule=gate_rule, mask=m, R_c_last=R_c,
+                                 init=extra)
+            parts = [R_x] + (list(R_init) if extra is not None else [])
+        elif isinstance(layer, L.Flatten):
+            parts = [Rs[0].reshape(ins[0].shape)]
+        elif isinstance(layer, L.Concatenate):
+            parts = np.split(Rs[0], np.cumsum([a.shape[-1] for a in ins])[:-1], axis=-1)
+        else:  # Masking
+            parts = [Rs[0]]
+        for t, part in zip(targets, parts):
+            R[id(t)] = R[id(t)] + part if id(t) in R else part
+    found = [R.get(id(t), np.zeros_like(v[id(t)], dtype=np.float64)) for t in model.inputs]
+    return (found if len(found) > 1 else found[0]), logits
