@@ -39,7 +39,7 @@ def _close(actual, expected, rtol=RTOL):
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     atol = 1e-10 * max(float(np.max(np.abs(expected))), 1e-300)
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+    assert_close(actual, expected, rtol=rtol, atol=atol)
 
 
 def per_sample(a):

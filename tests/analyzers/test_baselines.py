@@ -51,7 +51,7 @@ def _backward(model, x, relu_rule):
 def test_deconvnet_and_guided_backprop(name, rule, float64):
     model, x = _relu_mlp()
     got = keras_lrp.create_analyzer(name, model).analyze(x)
-    np.testing.assert_allclose(got, _backward(model, x, rule), rtol=1e-9, atol=1e-12)
+    assert_close(got, _backward(model, x, rule), rtol=1e-9, atol=1e-12)
     gradient = _backward(model, x, lambda g, z: g * (z > 0))  # the plain gradient × logit
     assert np.abs(got - gradient).max() > 1e-3  # the modification changes something here
 
@@ -149,7 +149,7 @@ def test_seed004_codes(name, first, float64):
     rules = {"h1": functools.partial(_rule, first), "h2": ab, "out": ab}
     expected = ref.Net.from_keras(model).batch_relevance(x, rules)[0]
     got = keras_lrp.create_analyzer(name, model).analyze(x)
-    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_every_innvestigate_name_is_accepted():

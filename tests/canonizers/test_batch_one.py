@@ -47,8 +47,8 @@ def _assert_lrp_z(model, x, expected):
     """LRP-0 (``lrp.z``) of output 1 equals ``expected`` (float64: 1e-9), and the analysis'
     forward pass is the model's (1e-12)."""
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-12)
+    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                 rtol=1e-12)
     assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
                  atol=1e-12)
 
@@ -100,7 +100,7 @@ def test_an_element_wise_function_of_yours_takes_the_identity_rule(float64):
     expected = x * ((r_z / z) @ W.T)
     got = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index").analyze(
         x, neuron_selection=1)
-    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_a_function_that_mixes_entries_is_refused():
@@ -263,8 +263,8 @@ def test_an_input_broadcast_by_an_element_wise_op_gets_its_copies_relevance(floa
     r_m = (z / s_[:, None, None, :] * r_s[:, None, None, :]).sum(axis=(1, 2))
     expected = x * W.sum(axis=1)[None, None, :] * (r_m / m)[:, :, None]
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                               atol=1e-12)
+    assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                 atol=1e-12)
 
 
 class TwoOutputs(L.Layer):
