@@ -462,5 +462,5 @@ def test_the_batch_check_runs_with_torch_grad_enabled():
     x = np.random.default_rng(0).normal(size=(3, T, F)).astype("float32")
     with torch.enable_grad():
         a = keras_lrp.create_analyzer("lrp.epsilon", model)
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                 rtol=1e-5, atol=1e-6)

@@ -365,8 +365,8 @@ def test_batchnorm_not_folded_when_kernel_output_is_shared(float64):
     _randomize(model, _rng(8))
     x = _rng(9).normal(size=(3, 4))
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
-    np.testing.assert_allclose(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
-                               atol=1e-13)
+    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
+                 atol=1e-13)
     assert "bn" in analyzer.layer_names
 
 
