@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 
 import keras_lrp
 
@@ -106,16 +107,16 @@ def test_matches_numpy_oracle(float64, bias, causal, cross, attention):
     rows = [oracle(model, a, b, attention, causal) for a, b in zip(xq, xv)]
     # the oracle's forward pass is Keras' (whose fused dot_product_attention path rounds at
     # ~1e-8 relative even in float64)
-    np.testing.assert_allclose(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
-                               rtol=1e-7, atol=1e-9)
+    assert_close(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
+                 rtol=1e-7, atol=1e-9)
     if cross:
         for part, k in zip(got, (0, 1)):
             expected = np.stack([r[k] for r in rows])
-            np.testing.assert_allclose(part, expected, rtol=1e-6,
-                                       atol=1e-7 * max(np.abs(expected).max(), 1e-30))
+            assert_close(part, expected, rtol=1e-6,
+                         atol=1e-7 * max(np.abs(expected).max(), 1e-30))
     else:
         expected = np.stack([r[0] + r[1] for r in rows])  # query, key and value are one tensor
-        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7 * np.abs(expected).max())
+        assert_close(got, expected, rtol=1e-6, atol=1e-7 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -127,7 +128,7 @@ def test_cp_lrp_conserves_without_bias(float64, causal):
     logits = model.predict(x, verbose=0).max(axis=1)
     cp = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30,
                                    attention="cp").analyze(x)
-    np.testing.assert_allclose(cp.reshape(4, -1).sum(axis=1), logits, rtol=1e-10)
+    assert_close(cp.reshape(4, -1).sum(axis=1), logits, rtol=1e-10)
     attn = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30).analyze(x)
     assert np.abs(attn.reshape(4, -1).sum(axis=1) - logits).max() > 1e-3
 
@@ -251,13 +252,13 @@ def test_dot_attention_layer_matches_numpy_oracle(float64, attention, causal, cr
     x = [xq, xv] if cross else xq
     got = keras_lrp.create_analyzer("lrp.z", model, attention=attention).analyze(x)
     rows = [_dot_oracle(model, a, b, attention, causal) for a, b in zip(xq, xv)]
-    np.testing.assert_allclose(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
-                               rtol=1e-10, atol=1e-12)
+    assert_close(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
+                 rtol=1e-10, atol=1e-12)
     expected = [np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])]
     if not cross:
         got, expected = [got], [expected[0] + expected[1]]
     for part, exp in zip(got, expected):
-        np.testing.assert_allclose(part, exp, rtol=1e-8, atol=1e-10 * np.abs(exp).max())
+        assert_close(part, exp, rtol=1e-8, atol=1e-10 * np.abs(exp).max())
 
 
 def test_dot_attention_concat_scores_refused():

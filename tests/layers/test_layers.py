@@ -113,9 +113,8 @@ def _relu(v):
 
 
 def _close(got, expected, msg=""):
-    np.testing.assert_allclose(np.asarray(got, np.float64).reshape(-1),
-                               np.asarray(expected, np.float64).reshape(-1),
-                               rtol=RTOL, atol=ATOL, err_msg=msg)
+    assert_close(np.asarray(got, np.float64).reshape(-1),
+                 np.asarray(expected, np.float64).reshape(-1), rtol=RTOL, atol=ATOL, err_msg=msg)
 
 
 def _rules(name):
@@ -213,8 +212,8 @@ def test_layernorm_mlp_matches_reference(float64, variant, rule_name):
     for n in range(BATCH):
         logits, expected = ln_mlp_reference(model, x[n], gamma, beta, rms, rule)
         # the NumPy forward is the model's (so the reference sees the right values)
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12,
-                                   atol=1e-13)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12,
+                     atol=1e-13)
         for key, value in expected.items():
             _close(got[key][n], value, f"{variant}, {rule_name}: layer {key!r}, sample {n}")
 
@@ -236,7 +235,7 @@ def test_layernorm_conserves_with_zero_beta_and_absorbs_beta_share(float64, vari
             total = np.abs(got["ln"][n]).sum()
             assert_close(r_out - r_in, share, rtol=1e-9, atol=1e-12 * total, scale=total)
             if zero_beta:
-                np.testing.assert_allclose(r_in, r_out, rtol=1e-12)
+                assert_close(r_in, r_out, rtol=1e-12)
         if not zero_beta and variant in ("center_scale", "center_only"):
             assert abs(r_out - r_in) > 1e-3  # β really absorbs something here
 
@@ -277,8 +276,8 @@ def test_layernorm_on_conv_feature_map(float64, axis, center):
             y = ln_forward(h.reshape(-1), gamma.reshape(-1), beta.reshape(-1), False)
         # the NumPy forward is the layer's
         sub = keras.Model(i, ln.output)
-        np.testing.assert_allclose(np.asarray(sub(x[n:n + 1]))[0].reshape(-1), y.reshape(-1),
-                                   rtol=1e-12, atol=1e-13)
+        assert_close(np.asarray(sub(x[n:n + 1]))[0].reshape(-1), y.reshape(-1),
+                     rtol=1e-12, atol=1e-13)
         assert np.abs(R_out).max() > 1e-3
         _close(got["c"][n], expected, f"LN axis={axis}, center={center}, sample {n}")
 
@@ -343,7 +342,7 @@ def test_squeeze_excitation_gate_gets_nothing(float64, order, multiply):
                         mul_key, "flat", "out"}
     for n in range(BATCH):
         logits, expected = se_reference(model, x[n])
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         expected[mul_key] = expected.pop("mul")
         for key, value in expected.items():
             _close(got[key][n], value, f"SE {order}/{multiply}: layer {key!r}, sample {n}")
@@ -527,8 +526,8 @@ def test_preprocessing_passes_relevance_unchanged(float64, kind):
     got = _layerwise("lrp.z", model, x)
     np.testing.assert_array_equal(got["x"], got["pre"])
     W1, b1 = _weights(d1)
-    np.testing.assert_allclose(np.asarray(model.get_layer("pre")(x)), fn(x), rtol=1e-15,
-                               atol=1e-15)
+    assert_close(np.asarray(model.get_layer("pre")(x)), fn(x), rtol=1e-15,
+                 atol=1e-15)
     for n in range(BATCH):
         p = fn(x[n])
         _check_dense(p, W1, b1, "d1")

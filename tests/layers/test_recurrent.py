@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from helpers import BACKEND, autodiff
+from helpers import BACKEND, assert_close, autodiff
 from keras import ops
 
 import keras_lrp
@@ -198,18 +198,18 @@ def test_matches_numpy_oracle(float64, name, bias):
     got = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
     samples = list(zip(*x)) if isinstance(x, list) else x
     rows = [ref.recurrent_net(model, xn, eps_rule(), EPS) for xn in samples]
-    np.testing.assert_allclose(np.stack([r[1] for r in rows]), model.predict(x, verbose=0),
-                               rtol=1e-10, atol=1e-12)  # the oracle's forward pass is Keras'
+    assert_close(np.stack([r[1] for r in rows]), model.predict(x, verbose=0),
+                 rtol=1e-10, atol=1e-12)  # the oracle's forward pass is Keras'
     if isinstance(x, list):  # several inputs: one relevance each
         for k, part in enumerate(got):
             expected = np.stack([r[0][k] for r in rows])
             assert part.shape == x[k].shape
-            np.testing.assert_allclose(part, expected, rtol=1e-7,
-                                       atol=1e-9 * np.abs(expected).max())
+            assert_close(part, expected, rtol=1e-7,
+                         atol=1e-9 * np.abs(expected).max())
         return
     expected = np.stack([r[0] for r in rows])
     assert got.shape == x.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+    assert_close(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
     if "mask" in name and name.startswith("embedding"):
         assert np.all(got[x == 0] == 0.0)
     if name == "masking_gru":
@@ -253,7 +253,7 @@ def test_other_rules(float64, name, analyzer, rule):
     got = keras_lrp.create_analyzer(analyzer, model).analyze(x)
     eps = EPS if "epsilon" in analyzer else ref.STAB
     expected = np.stack([ref.recurrent_net(model, xn, rule, eps)[0] for xn in x])
-    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+    assert_close(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("gate_rule", ["half", "proportional"])
@@ -369,7 +369,7 @@ def test_bias_factor_inside_cells(float64, name):
         return ref.lrp_linear(xh, W, b, xh @ W + b, R, len(xh), eps, 1.0)
 
     expected = np.stack([ref.recurrent_net(model, xn, rule, eps)[0] for xn in x])
-    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+    assert_close(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
 
 
 def test_bias_factor_conserves_on_padded_convolutions(float64):

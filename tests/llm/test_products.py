@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 from keras import ops
 
 import keras_lrp
@@ -62,8 +63,8 @@ def test_norm_and_gated_mlp(float64, attention):
     model = _mlp_model()
     x = np.random.default_rng(1).normal(size=(4, D))
     a = keras_lrp.create_analyzer("lrp.z", model, attention=attention)
-    np.testing.assert_allclose(a.analyze(x), _mlp_reference(model, x, attention), rtol=1e-7,
-                               atol=1e-12)
+    assert_close(a.analyze(x), _mlp_reference(model, x, attention), rtol=1e-7,
+                 atol=1e-12)
 
 
 def _attention_model(t=4, d=3):
