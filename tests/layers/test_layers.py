@@ -493,7 +493,7 @@ def test_product_of_two_signals_splits_uniformly(float64, multiply):
         r_a = np.where(za > 0, r_ya, 0.0)  # ReLU: identity where it passes
         r_b = np.where(zb > 0, r_yb, 0.0)
         want = x * ((np.nan_to_num(r_a / za)) @ wa.T) + x * ((np.nan_to_num(r_b / zb)) @ wb.T)
-    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
+    assert_close(got, want, rtol=1e-7, atol=1e-12)
 
 
 # ============================================================== 3. element-wise preprocessing
@@ -577,7 +577,7 @@ def test_shift_after_relu_is_not_sign_preserving(float64, kind):
         assert (p < -0.1).sum() >= 2 and (p > 0.1).sum() >= 1, "data: reseed"
         h = _relu(p @ W1 + b1)
         logits = h @ Wo + bo
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         R = {"out": _start(logits)}
         R["d1_activation"] = rule(h, Wo, bo, R["out"])
         R["d1"] = R["d1_activation"]
@@ -638,7 +638,7 @@ def test_ops_add_proportional_and_constant_ops_identity(float64):
         assert _cond_ok(np.stack([av, bv])), "data: reseed"
         v5 = 1.0 + ((av + bv) * 0.5 + 3.0) / 2.0
         logits = v5 @ Wo + bo
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         _check_dense(v5, Wo, bo, "out")
         R_h = ref.z_rule(v5, Wo, bo, _start(logits))
         for key in keys:
@@ -717,7 +717,7 @@ def test_node_reading_one_tensor_twice(float64, form):
         _close(got[key][n], R, f"{key}, sample {n}")
         _close(got["d1_activation"][n], R, f"h, sample {n}")
         _close(got["x"][n], ref.z_rule(x[n], W1, 0.0, R, bias=False), f"x, sample {n}")
-        np.testing.assert_allclose(got["x"][n].sum(), logits.max(), rtol=1e-10)
+        assert_close(got["x"][n].sum(), logits.max(), rtol=1e-10)
     assert np.abs(got[key]).max() > 1e-2
 
 
@@ -741,7 +741,7 @@ def test_convnext_layer_scale_is_identity(float64):
     for n in range(BATCH):
         hv = _relu((x[n] @ W1 + b1) * gamma)
         logits = hv @ Wo + bo
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         _check_dense(hv, Wo, bo, "out")
         _close(got["ls"][n], ref.z_rule(hv, Wo, bo, _start(logits)), f"sample {n}")
     assert np.abs(got["d1"]).max() > 1e-2
@@ -766,7 +766,7 @@ def test_inception_resnet_custom_scale_layer_is_proportional(float64):
         assert _cond_ok(np.stack([av, scale * bv])), "data: reseed"
         z = av + scale * bv
         logits = z @ Wo + bo
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         _check_dense(z, Wo, bo, "out")
         R = ref.z_rule(z, Wo, bo, _start(logits))
         _close(got["csl"][n], R, f"csl, sample {n}")

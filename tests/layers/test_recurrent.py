@@ -226,7 +226,7 @@ def test_conserves_without_bias(float64, name):
     model, x = _model(name, False, seed), _inputs(name, seed)
     got = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-12).analyze(x)
     logits = model.predict(x, verbose=0).max(axis=1)
-    np.testing.assert_allclose(got.reshape(len(x), -1).sum(axis=1), logits, rtol=1e-8)
+    assert_close(got.reshape(len(x), -1).sum(axis=1), logits, rtol=1e-8)
 
 
 AB21 = lambda x, W, b, R: ref.alphabeta_rule(x, W, b, R, 2.0, 1.0)  # noqa: E731
@@ -348,7 +348,7 @@ def test_seed001_lrp_linear(float64, bias_factor):
     z = x @ w + b
     expected = np.stack([ref.lrp_linear(xn, w, b, zn, zn, Din, eps, bias_factor)
                          for xn, zn in zip(x, z)])
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert_close(got, expected, rtol=1e-12, atol=1e-12)
     if bias_factor == 1.0:
         np.testing.assert_allclose(got.sum(axis=1), z.sum(axis=1), rtol=1e-12)
     else:
@@ -382,8 +382,8 @@ def test_bias_factor_conserves_on_padded_convolutions(float64):
     xc = np.random.default_rng(0).normal(size=(3, 5, 5, 2))
     for name in ("lrp.z", "lrp.epsilon"):
         got = keras_lrp.create_analyzer(name, conv, bias_factor=1.0).analyze(xc)
-        np.testing.assert_allclose(got.reshape(3, -1).sum(axis=1),
-                                   conv.predict(xc, verbose=0).max(axis=1), rtol=1e-9)
+        assert_close(got.reshape(3, -1).sum(axis=1),
+                     conv.predict(xc, verbose=0).max(axis=1), rtol=1e-9)
 
 
 def test_bias_factor_out_of_range():
@@ -414,7 +414,7 @@ def test_time_distributed_around_layers_without_a_kernel(float64):
         win = x[n].reshape(T, 2, 2, 2).argmax(axis=2)  # (T, 2 windows, 2 channels)
         for t, w, c in np.ndindex(T, 2, 2):
             expected[t, 2 * w + win[t, w, c], c] = R_h0[t, w, c]
-        np.testing.assert_allclose(got[n], expected, rtol=1e-7, atol=1e-12)
+        assert_close(got[n], expected, rtol=1e-7, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["gradient", "input_t_gradient", "gradient.baseline",

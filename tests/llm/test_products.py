@@ -101,10 +101,10 @@ def test_raw_attention(float64, attention):
     x = np.random.default_rng(3).normal(size=(2, 4, 3))
     a = keras_lrp.create_analyzer("lrp.z", model, attention=attention)
     got = a.analyze(x)
-    np.testing.assert_allclose(got, _attention_reference(model, x, attention), rtol=1e-7,
-                               atol=1e-12)
+    assert_close(got, _attention_reference(model, x, attention), rtol=1e-7,
+                 atol=1e-12)
     if attention == "cp":  # bias-free and A held constant: conservative
-        np.testing.assert_allclose(got.sum((1, 2)), np.asarray(model(x))[:, 0], rtol=1e-9)
+        assert_close(got.sum((1, 2)), np.asarray(model(x))[:, 0], rtol=1e-9)
 
 
 def test_log_softmax(float64):
@@ -125,7 +125,7 @@ def test_log_softmax(float64):
     u = r / y
     a_ = np.exp(y)
     r_s = sv * (u - a_ * u.sum(-1, keepdims=True))
-    np.testing.assert_allclose(got, _z(xs, w, r_s), rtol=1e-9, atol=1e-14)
+    assert_close(got, _z(xs, w, r_s), rtol=1e-9, atol=1e-14)
 
 
 def _dpa_models(t=5, heads=4, kv=2, h=3, d=6):
@@ -199,5 +199,5 @@ def test_rope_written_in_ops(float64):
     t1, t2 = hv * np.cos(ang), rot * np.sin(ang)
     r1, r2 = r_y * t1 / y, r_y * t2 / y
     r_h = r1 + np.concatenate([r2[..., 3:], r2[..., :3]], -1)
-    np.testing.assert_allclose(got, _z(xs, w_h, r_h), rtol=1e-7, atol=1e-12)
-    np.testing.assert_allclose(got.sum((1, 2)), np.asarray(model(xs))[:, 0], rtol=1e-9)
+    assert_close(got, _z(xs, w_h, r_h), rtol=1e-7, atol=1e-12)
+    assert_close(got.sum((1, 2)), np.asarray(model(xs))[:, 0], rtol=1e-9)
