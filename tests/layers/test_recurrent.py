@@ -350,7 +350,7 @@ def test_seed001_lrp_linear(float64, bias_factor):
                          for xn, zn in zip(x, z)])
     assert_close(got, expected, rtol=1e-12, atol=1e-12)
     if bias_factor == 1.0:
-        np.testing.assert_allclose(got.sum(axis=1), z.sum(axis=1), rtol=1e-12)
+        assert_close(got.sum(axis=1), z.sum(axis=1), rtol=1e-12)
     else:
         assert np.abs(got.sum(axis=1) - z.sum(axis=1)).max() > 0.1  # the bias absorbed some
 
