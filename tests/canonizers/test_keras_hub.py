@@ -257,7 +257,7 @@ def test_bert_masked_lm_head(float64):
     got = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
     want = keras_lrp.create_analyzer("lrp.epsilon", ref).analyze(x)
     for name, g, w in zip(names, got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+        assert_close(g, w, rtol=1e-9, atol=1e-12)
         if name == "mask_positions":
             assert np.all(g == 0)
     assert np.abs(got[names.index("token_ids")]).max() > 0
