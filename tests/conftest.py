@@ -27,19 +27,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
-from helpers import BACKEND, PRECISION  # noqa: E402  (see helpers.PRECISION)
-
-if BACKEND != "tensorflow":
-    import numpy as _np
-
-    _assert_allclose = _np.testing.assert_allclose
-
-    def _assert_allclose_at_keras_precision(actual, desired, rtol=1e-7, atol=0, **kwargs):
-        scale = float(_np.max(_np.abs(desired))) if _np.size(desired) else 0.0
-        _assert_allclose(actual, desired, rtol=max(rtol, PRECISION),
-                         atol=max(atol, PRECISION * scale), **kwargs)
-
-    _np.testing.assert_allclose = _assert_allclose_at_keras_precision
+from helpers import BACKEND  # noqa: E402
 
 if BACKEND == "torch":
     # The tests read Keras outputs with np.asarray, which PyTorch refuses on a tensor that

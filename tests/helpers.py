@@ -64,14 +64,25 @@ BACKEND = keras.backend.backend()
 #: float64 only on TensorFlow: on JAX and PyTorch its type promotion maps float64 to float32
 #: (``BIT64_TO_BIT32_DTYPE`` in keras/src/backend/common/dtypes.py: matmul, maximum, the
 #: recurrent scan's carry, …), so a float64 model's own forward pass there agrees with NumPy
-#: only to ~1e-7. The float64 tests keep their tolerances on TensorFlow and are held to this one
-#: elsewhere: 1e-5 relative, or 1e-5 of max |expected| absolute, the float32 bound.
+#: only to ~1e-7. Read it through :func:`assert_close`.
 PRECISION = 1e-10 if BACKEND == "tensorflow" else 1e-5
 
 
-def at_precision(tol: float) -> float:
-    """``tol`` on TensorFlow; at least :data:`PRECISION` on the other backends."""
-    return tol if BACKEND == "tensorflow" else max(tol, PRECISION)
+def assert_close(actual, desired, rtol=1e-7, atol=0.0, scale=None, **kwargs):
+    """``np.testing.assert_allclose`` where the bound is Keras' arithmetic on this backend: the
+    tolerances as written on TensorFlow (float64 throughout); on JAX and PyTorch, where Keras
+    computes float64 models in float32 (:data:`PRECISION`), at least ``PRECISION`` relative and
+    ``PRECISION · scale`` absolute, ``scale`` being max |desired| unless given (give it where
+    ``desired`` is a difference or an error, whose own size says nothing of the values')."""
+    import numpy as np
+
+    if BACKEND != "tensorflow":
+        if scale is None:
+            scale = float(np.max(np.abs(desired))) if np.size(desired) else 0.0
+        rtol, atol = max(rtol, PRECISION), max(atol, PRECISION * scale)
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, **kwargs)
+
+
 #: Skips a test that exercises TensorFlow itself (tf.data, tf.distribute, its graph modes).
 tensorflow_only = __import__("pytest").mark.skipif(
     BACKEND != "tensorflow", reason=f"uses TensorFlow itself; the Keras backend is {BACKEND}")

@@ -5,6 +5,11 @@ z = x @ W + b for the flattened (C-order, channels_last) input x (D,) and output
 Each rule then builds an explicit contribution matrix C[i, j] (what input i sends to
 output j), a denominator d[j], and returns R_in[i] = sum_j C[i, j] / d[j] * R[j].
 
+Beyond the kernel rules: whole networks (:class:`Net`), sums and element-wise products (the
+gate rules), LayerNormalization with σ held constant, attention (the softmax rule, the bilinear
+product A·v under AttnLRP and CP-LRP) and recurrent cells (LSTM, GRU, SimpleRNN with Arras et
+al.'s ``lrp_linear``), one function per formula.
+
 Notation: a+ = max(a, 0), a- = min(a, 0). No TensorFlow is used here.
 """
 import itertools
@@ -98,9 +103,14 @@ def _neg(a):
     return np.minimum(a, 0.0)
 
 
-def _stab(den):
-    """den + STAB * sign(den), sign(0) = +1 (keras-lrp's float64 stabiliser)."""
-    return den + STAB * np.where(den >= 0, 1.0, -1.0)
+def _sign(a):
+    """sign(a) with sign(0) = +1."""
+    return np.where(a >= 0, 1.0, -1.0)
+
+
+def _stab(den, eps=STAB):
+    """den + eps · sign(den), sign(0) = +1 (by default keras-lrp's float64 stabiliser)."""
+    return den + eps * _sign(den)
 
 
 def _propagate(C, den, R):
@@ -515,11 +525,86 @@ class Net:
         return np.stack([self.forward(xn)[self.output] for xn in np.asarray(x, np.float64)])
 
 
+# =========================================================================== products and norms
+def sum_rule(terms, R, eps=STAB):
+    """y = Σ_k t_k: R_k = t_k / (Σ t + ε·sign(Σ t)) · R (the ε rule of a sum; Bach et al. 2015)."""
+    total = sum(terms)
+    den = total + eps * _sign(total)
+    return [t / den * R for t in terms]
+
+
+def product_rule(gate, signal, R, gate_rule="signal", eps=STAB):
+    """y = gate · signal, element-wise: (R_gate, R_signal). ``"signal"``: the signal takes all
+    (Arras et al. 2017; CP-LRP's gate held constant, Ali et al. 2022); ``"half"``: R/2 each (the
+    uniform rule, Arras et al. 2019, AttnLRP, Achtibat et al. 2024); ``"proportional"``:
+    R · a / (a + b) each, a + b stabilised by ε·sign (Arras et al. 2019)."""
+    if gate_rule == "signal":
+        return np.zeros_like(R), R
+    if gate_rule == "half":
+        return R / 2, R / 2
+    den = gate + signal
+    den = den + eps * _sign(den)
+    return gate / den * R, signal / den * R
+
+
+def layernorm_matrix(x, gamma, epsilon, rms=False):
+    """c[i, k] of LayerNormalization with σ held constant (Ali et al. 2022; keras-lrp's
+    LayerNormRelevance), y = C x + β over the normalised values ``x`` (flat):
+    c_ik = (δ_ik − 1/N) γ_i / σ, σ = √(var(x) + ε); with ``rms`` (no centring) c_ik = δ_ik γ_i / σ.
+    Keras 3's deprecated ``rms_scaling=True`` divides by √(var + ε) all the same (its own
+    deprecation warning says so); for rms the relevance does not depend on σ (the map is
+    diagonal without a bias)."""
+    N = x.size
+    sigma = np.sqrt(x.var() + epsilon)
+    centring = np.eye(N) if rms else np.eye(N) - 1.0 / N
+    return centring * (np.asarray(gamma, np.float64) / sigma)[:, None]
+
+
+def layernorm_forward(x, gamma, beta, epsilon, rms=False):
+    """y = C x + β (:func:`layernorm_matrix`)."""
+    return layernorm_matrix(x, gamma, epsilon, rms) @ x + beta
+
+
+def layernorm_rule(x, gamma, beta, R, epsilon, rms=False):
+    """The Z rule on the held-σ affine map (Ali et al. 2022):
+    R_k = Σ_i x_k c_ik / (Σ_k' x_k' c_ik' + β_i) · R_i, an explicit double loop."""
+    contrib = x[:, None] * layernorm_matrix(x, gamma, epsilon, rms).T  # contrib[k, i] = x_k c_ik
+    return _propagate(contrib, _stab(contrib.sum(axis=0) + beta), R)
+
+
+# =========================================================================== attention
+def softmax(scores, mask=None):
+    """A = exp(s − max s) / Σ exp(s − max s) over the last axis; entries where ``mask`` is True
+    are −∞ (weight 0)."""
+    s = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(s if mask is None else np.where(mask, -np.inf, s))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_rule(scores, A, R_A):
+    """AttnLRP's softmax rule (Achtibat et al. 2024, Prop. 3.1): R_s = s ⊙ (R_A − A ⊙ Σ R_A),
+    the sum over the last axis."""
+    return scores * (R_A - A * R_A.sum(axis=-1, keepdims=True))
+
+
+def matmul_rule(A, v, R, attention="attnlrp", eps=STAB):
+    """out = A v (batched over leading axes), out_tj = Σ_s A_ts v_sj: each term's share of R_tj
+    is A_ts v_sj / (out_tj + ε·sign) (the ε rule of the sum). AttnLRP (Achtibat et al. 2024)
+    gives each term half to A and half to v (the uniform rule); CP-LRP (Ali et al. 2022) holds A
+    constant, all to v. Returns (R_A, R_v)."""
+    ratio = R / _stab(A @ v, eps)
+    R_A = A * (ratio @ np.swapaxes(v, -1, -2))
+    R_v = v * (np.swapaxes(A, -1, -2) @ ratio)
+    if attention == "attnlrp":
+        return R_A / 2, R_v / 2
+    return np.zeros_like(A), R_v
+
+
 def attention_pool_dense(A, v, dense_weights, attention):
     """The tail shared by the attention oracles: out = A·v (one sample, (t, s) · (s, j)), its
     mean over tokens g, logits = g W + b, the Z rule from the winning logit back to out (the
-    mean is proportional), then the product out = A·v: (R_A, R_v, logits). AttnLRP halves both
-    shares (the uniform rule); CP-LRP gives all to v, so R_A is returned but not used."""
+    mean is proportional), then the product out = A·v: (R_A, R_v, logits). The product by
+    :func:`matmul_rule`."""
     out = A @ v
     g = out.mean(axis=0)
     W, b = (np.asarray(a, np.float64) for a in dense_weights)
@@ -527,9 +612,261 @@ def attention_pool_dense(A, v, dense_weights, attention):
     R = np.zeros(len(logits))
     R[np.argmax(logits)] = logits.max()
     R_out = (out / len(out)) / _stab(g) * z_rule(g, W, b, R)
-    ratio = R_out / _stab(out)  # (t, j)
-    R_A = np.einsum("ts,sj,tj->ts", A, v, ratio)
-    R_v = np.einsum("ts,sj,tj->sj", A, v, ratio)
-    if attention == "attnlrp":
-        R_A, R_v = R_A / 2, R_v / 2
-    return R_A, R_v, logits
+    return (*matmul_rule(A, v, R_out, attention), logits)
+
+
+# =========================================================================== recurrent cells
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+ACT = {"tanh": np.tanh, "sigmoid": sigmoid, "relu": lambda a: np.maximum(a, 0.0),
+       "linear": lambda a: a}
+
+
+def lrp_linear(hin, w, b, hout, Rout, bias_nb_units, eps, bias_factor=0.0):
+    """Arras et al. 2017's ``lrp_linear`` (seed 001), written again from its formula:
+    R_i = Σ_j (w_ij h_i + bias_factor (b_j + ε sign(h_j)) / N) / (h_j + ε sign(h_j)) · R_j."""
+    sign_out = _sign(hout)[None, :]
+    numer = w * hin[:, None] + bias_factor * (b[None, :] + eps * sign_out) / bias_nb_units
+    return (numer / (hout[None, :] + eps * sign_out) * Rout[None, :]).sum(axis=1)
+
+
+class RecurrentCell:
+    """One Keras recurrent layer's cell (SimpleRNN, LSTM, GRU), with float64 NumPy weights, one
+    sample and one step at a time (Arras et al. 2017/2019). ``back`` splits a step into named
+    operations: gate · signal by :func:`product_rule`, a sum by :func:`sum_rule`, and the
+    pre-activation, a linear map of [x_t, h_{t−1}], by ``rule(xh, W, b, R)`` on the explicit
+    matrix. In GRU with ``reset_after`` the reset gate r is held constant, so the matrix is
+    [W_h; U_h · diag(r)] and the bias b_h + r · b_rh."""
+
+    def __init__(self, layer):
+        cell = layer.cell
+        self.kind = type(cell).__name__.replace("Cell", "")
+        w = [np.asarray(v, np.float64) for v in cell.get_weights()]
+        self.K, self.U = w[0], w[1]
+        self.u = cell.units
+        if len(w) > 2:
+            self.b = w[2]
+        else:
+            shape = (2, 3 * self.u) if self.kind == "GRU" and cell.reset_after else \
+                (self.K.shape[1],)
+            self.b = np.zeros(shape)
+        self.act = ACT[cell.activation.__name__]
+        self.ract = ACT[getattr(cell, "recurrent_activation", cell.activation).__name__]
+        self.reset_after = getattr(cell, "reset_after", False)
+        self.n_states = 2 if self.kind == "LSTM" else 1
+
+    def step(self, x, states):
+        """(new states, cache for the backward step)."""
+        u, h = self.u, states[0]
+        if self.kind == "SimpleRNN":
+            pre = x @ self.K + h @ self.U + self.b
+            return [self.act(pre)], (pre,)
+        if self.kind == "LSTM":
+            c = states[1]
+            z = x @ self.K + h @ self.U + self.b
+            i, f, o = (self.ract(z[k * u:(k + 1) * u]) for k in (0, 1, 3))
+            g = self.act(z[2 * u:3 * u])
+            c_new = f * c + i * g
+            return [o * self.act(c_new), c_new], (z, c_new)
+        b_in, b_rec = (self.b[0], self.b[1]) if self.reset_after else (self.b, np.zeros(3 * u))
+        xz = x @ self.K + b_in
+        rec = h @ self.U + (b_rec if self.reset_after else 0.0)
+        zg = self.ract(xz[:u] + rec[:u])
+        r = self.ract(xz[u:2 * u] + rec[u:2 * u])
+        if self.reset_after:
+            pre = xz[2 * u:] + r * rec[2 * u:]
+        else:
+            pre = xz[2 * u:] + (r * h) @ self.U[:, 2 * u:]
+        hh = self.act(pre)
+        h_new = zg * h + (1 - zg) * hh
+        return [h_new], (zg, r, hh, h_new)
+
+    def back(self, x, prev, cache, R_states, rule, eps, gate_rule):
+        """(R_x, [R at each previous state])."""
+        u, d, h_prev = self.u, len(x), prev[0]
+        xh = np.concatenate([x, h_prev])
+        W = np.vstack([self.K, self.U])
+        if self.kind == "SimpleRNN":
+            r = rule(xh, W, self.b, R_states[0])
+            return r[:d], [r[d:]]
+        if self.kind == "LSTM":
+            z, c = cache
+            c_prev = prev[1]
+            i, f, o = (self.ract(z[k * u:(k + 1) * u]) for k in (0, 1, 3))
+            g = self.act(z[2 * u:3 * u])
+            R_o, R_tc = product_rule(o, self.act(c), R_states[0], gate_rule, eps)
+            R_fc, R_ig = sum_rule([f * c_prev, i * g], R_states[1] + R_tc, eps)
+            R_f, R_cprev = product_rule(f, c_prev, R_fc, gate_rule, eps)
+            R_i, R_g = product_rule(i, g, R_ig, gate_rule, eps)
+            if gate_rule == "signal":
+                r = rule(xh, W[:, 2 * u:3 * u], self.b[2 * u:3 * u], R_g)
+            else:
+                r = rule(xh, W, self.b, np.concatenate([R_i, R_f, R_g, R_o]))
+            return r[:d], [r[d:], R_cprev]
+        zg, rg, hh, h = cache
+        R_direct, R_cand = sum_rule([zg * h_prev, (1 - zg) * hh], R_states[0], eps)
+        Kh, Uh = self.K[:, 2 * u:], self.U[:, 2 * u:]
+        if self.reset_after:
+            W_eff = np.vstack([Kh, Uh * rg[None, :]])
+            b_eff = self.b[0][2 * u:] + rg * self.b[1][2 * u:]
+            r = rule(xh, W_eff, b_eff, R_cand)
+        else:
+            r = rule(np.concatenate([x, rg * h_prev]), np.vstack([Kh, Uh]), self.b[2 * u:],
+                     R_cand)
+        return r[:d], [R_direct + r[d:]]
+
+
+def rnn_forward(layer, x, mask=None, init=None):
+    """One sample forward through one recurrent layer: (cell, processing order, the states
+    before each step, each step's cache (None where masked), outputs h in processing order,
+    the final states)."""
+    cell = RecurrentCell(layer)
+    order = list(range(len(x)))[::-1] if layer.go_backwards else list(range(len(x)))
+    states = list(init) if init is not None else [np.zeros(cell.u) for _ in range(cell.n_states)]
+    prevs, caches, outs = [], [], []
+    for t in order:
+        prevs.append(states)
+        if mask is None or mask[t]:
+            states, cache = cell.step(x[t], states)
+        else:
+            cache = None
+        caches.append(cache)
+        outs.append(states[0])
+    return cell, order, prevs, caches, np.array(outs), states
+
+
+def rnn(layer, x, R_seq=None, R_last=None, rule=None, eps=0.0, gate_rule="signal", mask=None,
+        R_c_last=None, init=None):
+    """One sample through one recurrent layer: (R_x (T, D), outputs h in processing order,
+    [R at the initial states]). ``R_seq`` is aligned with the outputs (processing order);
+    ``init``: the initial states (zeros by default)."""
+    cell, order, prevs, caches, outs, _ = rnn_forward(layer, x, mask, init)
+    T = len(x)
+    R_states = [np.zeros(cell.u) for _ in range(cell.n_states)]
+    if R_last is not None:
+        R_states[0] = R_states[0] + R_last
+    if R_c_last is not None:
+        R_states[1] = R_states[1] + R_c_last
+    R_x = np.zeros_like(x, dtype=np.float64)
+    for s in reversed(range(T)):
+        t = order[s]
+        if R_seq is not None:
+            R_states[0] = R_states[0] + R_seq[s]
+        if caches[s] is None:
+            continue  # masked: the state passes, the input gets nothing
+        R_x[t], R_states = cell.back(x[t], prevs[s], caches[s], R_states, rule, eps, gate_rule)
+    return R_x, outs, R_states
+
+
+def bidirectional(layer, x, R, rule, eps, mask=None):
+    """One sample through Bidirectional (merge concat, sum or ave)."""
+    seq = layer.return_sequences
+    fwd, bwd = layer.forward_layer, layer.backward_layer
+    _, h_f, _ = rnn(fwd, x, rule=rule, eps=eps, mask=mask)
+    _, h_b, _ = rnn(bwd, x, rule=rule, eps=eps, mask=mask)
+    y_f, y_b = (h_f, h_b[::-1]) if seq else (h_f[-1], h_b[-1])
+    if layer.merge_mode == "concat":
+        R_f, R_b = R[..., :y_f.shape[-1]], R[..., y_f.shape[-1]:]
+    else:
+        R_f, R_b = sum_rule([y_f, y_b], R, eps)
+    if seq:
+        a = rnn(fwd, x, R_seq=R_f, rule=rule, eps=eps, mask=mask)[0]
+        b = rnn(bwd, x, R_seq=R_b[::-1], rule=rule, eps=eps, mask=mask)[0]
+    else:
+        a = rnn(fwd, x, R_last=R_f, rule=rule, eps=eps, mask=mask)[0]
+        b = rnn(bwd, x, R_last=R_b, rule=rule, eps=eps, mask=mask)[0]
+    return a + b
+
+
+def recurrent_net(model, x, rule, eps, gate_rule="signal"):
+    """One sample through a Keras model built from Embedding (``mask_zero``), Masking,
+    TimeDistributed(Dense), SimpleRNN / LSTM / GRU (``return_sequences``, ``return_state``,
+    ``go_backwards``, ``initial_state`` from other tensors), Bidirectional, Flatten,
+    Concatenate and Dense, walked node by node: (relevance at each input, a list for several
+    inputs; the NumPy logits). Dense layers take ``rule(x, W, b, R)``; the cells go through
+    :func:`rnn` and :func:`bidirectional`; the winning logit starts the relevance; an Embedding
+    passes the summed relevance of each vector to its token; relevance reaching a tensor from
+    several readers is summed."""
+    import keras
+
+    L = keras.layers
+    xs = list(x) if len(model.inputs) > 1 else [x]
+    v, mask, done = {}, {}, []  # value and mask by tensor id; (node, inputs, extra) in order
+    for k, t in enumerate(model.inputs):
+        v[id(t)] = np.asarray(xs[k])
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            layer = node.operation
+            if node.is_input or isinstance(layer, L.InputLayer):
+                continue
+            if not isinstance(layer, L.Layer):  # the ops computing a Keras mask (NotEqual,
+                v[id(node.outputs[0])] = np.zeros(0, bool)  # Any): the masks are kept below
+                continue
+            targets = [t for t in node.input_tensors if v[id(t)].dtype != bool]  # not masks
+            ins = [v[id(t)] for t in targets]
+            m = mask.get(id(node.input_tensors[0]))
+            extra = None
+            if isinstance(layer, L.Embedding):
+                outs = [layer.get_weights()[0][ins[0]]]
+                m = ins[0] != 0 if layer.mask_zero else None
+            elif isinstance(layer, L.Masking):
+                outs, m = [ins[0]], np.any(ins[0] != layer.mask_value, axis=-1)
+            elif isinstance(layer, (L.Dense, L.TimeDistributed)):
+                dense = layer.layer if isinstance(layer, L.TimeDistributed) else layer
+                w = [np.asarray(a, np.float64) for a in dense.get_weights()]
+                extra = (w[0], w[1] if len(w) > 1 else np.zeros(w[0].shape[1]))
+                outs = [ins[0] @ extra[0] + extra[1]]
+            elif isinstance(layer, L.Bidirectional):
+                h_f = rnn_forward(layer.forward_layer, ins[0], m)[4]
+                h_b = rnn_forward(layer.backward_layer, ins[0], m)[4]
+                y_f, y_b = (h_f, h_b[::-1]) if layer.return_sequences else (h_f[-1], h_b[-1])
+                outs = [np.concatenate([y_f, y_b], axis=-1) if layer.merge_mode == "concat" else
+                        (y_f + y_b) * (0.5 if layer.merge_mode == "ave" else 1.0)]
+            elif isinstance(layer, L.RNN):
+                init = ins[1:] or None
+                *_, h, states = rnn_forward(layer, ins[0], m, init)
+                outs = [h if layer.return_sequences else h[-1]]
+                outs += list(states) if layer.return_state else []
+                extra = init
+            elif isinstance(layer, L.Flatten):
+                outs = [ins[0].reshape(-1)]
+            elif isinstance(layer, L.Concatenate):
+                outs = [np.concatenate(ins, axis=-1)]
+            else:
+                raise AssertionError(f"recurrent_net does not model {type(layer).__name__}")
+            for t, o in zip(node.outputs, outs):
+                v[id(t)], mask[id(t)] = o, m
+            done.append((node, targets, ins, m, extra))
+    logits = v[id(model.outputs[0])]
+    R = {id(model.outputs[0]): np.eye(logits.size)[np.argmax(logits)] * logits}
+    for node, targets, ins, m, extra in reversed(done):
+        layer = node.operation
+        Rs = [R.get(id(t), np.zeros_like(v[id(t)])) for t in node.outputs]
+        if isinstance(layer, L.Embedding):
+            parts = [Rs[0].sum(axis=-1)]
+        elif isinstance(layer, L.Dense):
+            parts = [rule(ins[0], *extra, Rs[0])]
+        elif isinstance(layer, L.TimeDistributed):
+            parts = [np.stack([rule(xt, *extra, rt) for xt, rt in zip(ins[0], Rs[0])])]
+        elif isinstance(layer, L.Bidirectional):
+            parts = [bidirectional(layer, ins[0], Rs[0], rule, eps, mask=m)]
+        elif isinstance(layer, L.RNN):
+            seq = layer.return_sequences
+            R_last = (Rs[1] if layer.return_state else 0.0) + (0.0 if seq else Rs[0])
+            R_c = Rs[2] if layer.return_state and len(Rs) > 2 else None
+            R_x, _, R_init = rnn(layer, ins[0], R_seq=Rs[0] if seq else None, R_last=R_last,
+                                 rule=rule, eps=eps, gate_rule=gate_rule, mask=m, R_c_last=R_c,
+                                 init=extra)
+            parts = [R_x] + (list(R_init) if extra is not None else [])
+        elif isinstance(layer, L.Flatten):
+            parts = [Rs[0].reshape(ins[0].shape)]
+        elif isinstance(layer, L.Concatenate):
+            parts = np.split(Rs[0], np.cumsum([a.shape[-1] for a in ins])[:-1], axis=-1)
+        else:  # Masking
+            parts = [Rs[0]]
+        for t, part in zip(targets, parts):
+            R[id(t)] = R[id(t)] + part if id(t) in R else part
+    found = [R.get(id(t), np.zeros_like(v[id(t)], dtype=np.float64)) for t in model.inputs]
+    return (found if len(found) > 1 else found[0]), logits

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 
 import keras_lrp
 
@@ -50,7 +51,7 @@ def _backward(model, x, relu_rule):
 def test_deconvnet_and_guided_backprop(name, rule, float64):
     model, x = _relu_mlp()
     got = keras_lrp.create_analyzer(name, model).analyze(x)
-    np.testing.assert_allclose(got, _backward(model, x, rule), rtol=1e-9, atol=1e-12)
+    assert_close(got, _backward(model, x, rule), rtol=1e-9, atol=1e-12)
     gradient = _backward(model, x, lambda g, z: g * (z > 0))  # the plain gradient × logit
     assert np.abs(got - gradient).max() > 1e-3  # the modification changes something here
 
@@ -93,7 +94,7 @@ def test_gradient_names_and_postprocess(name, postprocess, fn, float64):
     model, x = _tanh_mlp()
     got = keras_lrp.create_analyzer(name, model, postprocess=postprocess).analyze(x)
     raw = _grad(model, x) * (x if name == "input_t_gradient" else 1)
-    np.testing.assert_allclose(got, fn(raw), rtol=1e-9, atol=1e-13)
+    assert_close(got, fn(raw), rtol=1e-9, atol=1e-13)
 
 
 def test_integrated_gradients_name_uses_innvestigates_defaults(float64):
@@ -107,8 +108,8 @@ def test_integrated_gradients_name_uses_innvestigates_defaults(float64):
     for n, xn in enumerate(x):
         k = np.argmax(np.tanh(xn @ W1 + b1) @ W2 + b2)
         grads = [((1 - np.tanh(a * xn @ W1 + b1) ** 2) * W2[:, k]) @ W1.T for a in alphas]
-        np.testing.assert_allclose(analyzer.analyze(x[n:n + 1])[0], xn * np.mean(grads, 0),
-                                   rtol=1e-9, atol=1e-13)
+        assert_close(analyzer.analyze(x[n:n + 1])[0], xn * np.mean(grads, 0),
+                     rtol=1e-9, atol=1e-13)
 
 
 def test_smoothgrad_name_with_postprocess_on_a_linear_model(float64):
@@ -120,7 +121,7 @@ def test_smoothgrad_name_with_postprocess_on_a_linear_model(float64):
     got = keras_lrp.create_analyzer("smoothgrad", model, augment_by_n=8, noise_scale=0.3,
                                     postprocess="abs", neuron_selection_mode="index",
                                     seed=1).analyze(x, neuron_selection=[2, 0])
-    np.testing.assert_allclose(got, np.abs(W[:, [2, 0]].T), rtol=1e-12)
+    assert_close(got, np.abs(W[:, [2, 0]].T), rtol=1e-12)
 
 
 def test_wrapped_names_save_and_load(tmp_path, float64):
@@ -148,7 +149,7 @@ def test_seed004_codes(name, first, float64):
     rules = {"h1": functools.partial(_rule, first), "h2": ab, "out": ab}
     expected = ref.Net.from_keras(model).batch_relevance(x, rules)[0]
     got = keras_lrp.create_analyzer(name, model).analyze(x)
-    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_every_innvestigate_name_is_accepted():

@@ -8,6 +8,7 @@ each test).
 import keras
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import keras_lrp
 from keras_lrp import IntegratedGradients, SmoothGrad
@@ -49,7 +50,7 @@ def test_integrated_gradients_is_the_riemann_sum(float64):
         k = int(np.argmax(_logits(model, x[n])))
         path = [ref + a * (x[n] - ref) for a in np.arange(7) / 7]
         want = (x[n] - ref) * np.mean([_tanh_grad(model, p, k) for p in path], axis=0)
-        np.testing.assert_allclose(got[n], want, rtol=1e-9, atol=1e-12)
+        assert_close(got[n], want, rtol=1e-9, atol=1e-12)
 
 
 def test_integrated_gradients_completeness_with_many_steps(float64):
@@ -73,7 +74,7 @@ def test_smoothgrad_of_a_linear_model_is_its_weights(float64):
     k = np.argmax(np.asarray(model(x)), axis=1)
     got = SmoothGrad(keras_lrp.create_analyzer("gradient", model), augment_by_n=8,
                      noise_scale=2.0, seed=0).analyze(x)
-    np.testing.assert_allclose(got, W[:, k].T, rtol=1e-12)
+    assert_close(got, W[:, k].T, rtol=1e-12)
 
 
 def _near_tie(seed=4):
@@ -99,8 +100,8 @@ def test_smoothgrad_over_lrp_holds_the_clean_argmax(float64):
     np.testing.assert_allclose(got[0], x[0] * W[:, 1], atol=0.08)
     exact = SmoothGrad(keras_lrp.create_analyzer("lrp.z_IB", model), augment_by_n=3,
                        noise_scale=0.0).analyze(x)
-    np.testing.assert_allclose(exact, keras_lrp.create_analyzer("lrp.z_IB", model).analyze(x),
-                               rtol=1e-12)
+    assert_close(exact, keras_lrp.create_analyzer("lrp.z_IB", model).analyze(x),
+                 rtol=1e-12)
 
 
 def test_smoothgrad_index_and_all_modes(float64):
@@ -108,7 +109,7 @@ def test_smoothgrad_index_and_all_modes(float64):
     for mode, sel, want in [("index", 0, x[0] * W[:, 0]), ("all", None, x[0] * W.sum(axis=1))]:
         inner = keras_lrp.create_analyzer("lrp.z_IB", model, neuron_selection_mode=mode)
         got = SmoothGrad(inner, augment_by_n=5, noise_scale=0.0).analyze(x, neuron_selection=sel)
-        np.testing.assert_allclose(got[0], want, rtol=1e-12)
+        assert_close(got[0], want, rtol=1e-12)
 
 
 def test_smoothgrad_seed_reproduces_and_differs(float64):
@@ -141,7 +142,7 @@ def test_gradient_postprocess(postprocess, fn, float64):
     got = keras_lrp.Gradient(model, postprocess=postprocess).analyze(x)
     k = np.argmax(_logits(model, x), axis=1)
     want = np.stack([fn(_tanh_grad(model, x[n], k[n])) for n in range(2)])
-    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert_close(got, want, rtol=1e-9)
     with pytest.raises(ValueError, match=r"postprocess must be one of .*'cube'"):
         keras_lrp.Gradient(model, postprocess="cube")
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref  # noqa: E402
-from helpers import autodiff
+from helpers import assert_close, autodiff
 from keras import ops
 
 import keras_lrp
@@ -48,8 +48,8 @@ def test_multi_input_multi_output_relevance(float64, output, head):
     xa, xb = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
     ra, rb = keras_lrp.create_analyzer("lrp.z", model, output=output).analyze([xa, xb])
     ea, eb = _numpy_z(model, xa, xb, head)
-    np.testing.assert_allclose(ra, ea, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(rb, eb, rtol=1e-9, atol=1e-12)
+    assert_close(ra, ea, rtol=1e-9, atol=1e-12)
+    assert_close(rb, eb, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["gradient", "input_t_gradient"])

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 
 import keras_lrp
 
@@ -221,11 +222,11 @@ def test_forward_matches_numpy(float64, net_name):
     model, net, x, softmax = build(net_name)
     logits = np.stack([net.forward(xn, check=True)[net.output] for xn in x])
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
-    np.testing.assert_allclose(_flat_batch(analyzer.forward_model(x)), logits, rtol=1e-12,
-                               atol=1e-13)
+    assert_close(_flat_batch(analyzer.forward_model(x)), logits, rtol=1e-12,
+                 atol=1e-13)
     expected = _softmax(logits) if softmax else logits
-    np.testing.assert_allclose(_flat_batch(model(x, training=False)), expected, rtol=1e-12,
-                               atol=1e-13)
+    assert_close(_flat_batch(model(x, training=False)), expected, rtol=1e-12,
+                 atol=1e-13)
 
 
 def test_batchnorm_numpy_forward_unfolded(float64):
@@ -238,8 +239,8 @@ def test_batchnorm_numpy_forward_unfolded(float64):
     expected = h @ Wo + bo
     folded = np.stack([net.forward(xn)[net.output] for xn in x])
     np.testing.assert_allclose(folded, expected, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, rtol=1e-12,
-                               atol=1e-13)
+    assert_close(np.asarray(model(x, training=False)), expected, rtol=1e-12,
+                 atol=1e-13)
 
 
 @pytest.mark.parametrize("rule_name", list(RULES))
@@ -253,7 +254,7 @@ def test_layerwise_relevance_matches_reference(float64, net_name, rule_name):
     for n in range(BATCH):
         _, expected = net.relevance(x[n], rule, check=True)
         for key in got:
-            np.testing.assert_allclose(
+            assert_close(
                 got[key][n].reshape(-1), expected[key], rtol=RTOL, atol=ATOL,
                 err_msg=f"{rule_name} on {net_name}: layer {key!r}, sample {n}")
     # the plain call returns the input entry of the layerwise dict
@@ -318,20 +319,20 @@ def test_conservation_report_with_bias_mlp(float64):
         values, R = net.relevance(x[n], RULES["lrp.z"][1], check=True)
         logit = values["d3"].max()
         shares = {name: np.sum(p["b"] / values[name] * R[name]) for name, _, p in kernels}
-        np.testing.assert_allclose(report.explained[n], logit, rtol=1e-12)
-        np.testing.assert_allclose(report.input_sum[n], R["x"].sum(), rtol=RTOL)
+        assert_close(report.explained[n], logit, rtol=1e-12)
+        assert_close(report.input_sum[n], R["x"].sum(), rtol=RTOL)
         np.testing.assert_allclose(report.input_sum[n], R_in[n].sum(), rtol=1e-12)
-        np.testing.assert_allclose(report.absorbed[n], logit - R["x"].sum(), rtol=1e-7)
-        np.testing.assert_allclose(report.absorbed[n], sum(shares.values()), rtol=1e-7)
-        np.testing.assert_allclose(report.relative_error()[n],
-                                   abs(logit - R["x"].sum()) / abs(logit), rtol=1e-7)
+        assert_close(report.absorbed[n], logit - R["x"].sum(), rtol=1e-7)
+        assert_close(report.absorbed[n], sum(shares.values()), rtol=1e-7)
+        assert_close(report.relative_error()[n],
+                     abs(logit - R["x"].sum()) / abs(logit), rtol=1e-7)
         for key, total in report.sums.items():
-            np.testing.assert_allclose(total[n], R[key].sum(), rtol=RTOL, atol=ATOL,
-                                       err_msg=key)
+            assert_close(total[n], R[key].sum(), rtol=RTOL, atol=ATOL,
+                         err_msg=key)
         # layer by layer: what a kernel layer keeps is its own bias share
         for name, inp, _ in kernels:
-            np.testing.assert_allclose(report.sums[name][n] - report.sums[inp][n],
-                                       shares[name], rtol=1e-7, atol=1e-10, err_msg=name)
+            assert_close(report.sums[name][n] - report.sums[inp][n],
+                         shares[name], rtol=1e-7, atol=1e-10, err_msg=name)
     assert abs(sum(report.absorbed)) > 1e-3  # the biases really absorb something here
     assert list(report.sums) == analyzer.layer_names
     assert "lrp.z" in str(report)

@@ -32,7 +32,7 @@ import os
 import numpy as np
 import pytest
 import reference as ref
-from helpers import BACKEND, at_precision, build, keras_dtype, set_weights
+from helpers import BACKEND, assert_close, build, keras_dtype, set_weights
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -336,15 +336,16 @@ def _conservation_property(example):
         assert relevance.dtype == np.float64 and np.isfinite(relevance).all(), (rule, arch)
         for i in range(len(x)):
             expected, logit, lost, flow = _reference_lrp(net, x[i], neuron, rule)
-            tol = at_precision(1e-9) * (flow + abs(logit)) + 1e-280
+            size = flow + abs(logit)
+            tol = 1e-9 * size + 1e-280
             label = f"{rule} on {arch}, sample {i} (modes {modes}): "
             # the reference itself conserves all but the lost relevance ...
             assert abs(expected.sum() - (logit - lost)) <= tol, label + "reference"
             # ... and so does keras-lrp, value by value
             got = relevance[i].reshape(-1)
-            assert abs(got.sum() - (logit - lost)) <= tol, (
-                label + f"sum {got.sum()!r} != logit {logit!r} - lost {lost!r} (tol {tol:.2e})")
-            np.testing.assert_allclose(got, expected, rtol=1e-7, atol=tol, err_msg=label)
+            assert_close(got.sum(), logit - lost, rtol=0.0, atol=tol, scale=size,
+                         err_msg=label + f"sum != logit {logit!r} - lost {lost!r}")
+            assert_close(got, expected, rtol=1e-7, atol=tol, scale=size, err_msg=label)
             _count("float64 conservation", checks=1, exact=int(lost == 0),
                    lost=int(lost != 0), zero_logit=int(logit == 0))
     _count("float64 conservation", networks=1, inputs=len(x))

@@ -8,7 +8,7 @@ its autodiff gradient), the same network written with Keras' own layers, or cons
 import keras
 import numpy as np
 import pytest
-from helpers import autodiff
+from helpers import assert_close, autodiff
 from keras import ops
 
 import keras_lrp
@@ -243,8 +243,8 @@ def test_resizing_and_center_crop_conserve(interpolation, float64):
     # TensorFlow resizes in float32 whatever the input's dtype (tf.image.resize), so the
     # bilinear model is float64 only up to float32's rounding there
     tol = 1e-9 if interpolation == "nearest" else 1e-6
-    np.testing.assert_allclose(r.reshape(2, -1).sum(axis=1), _np(model(data))[:, 0],
-                               rtol=tol)
+    assert_close(r.reshape(2, -1).sum(axis=1), _np(model(data))[:, 0],
+                 rtol=tol)
     np.testing.assert_allclose(r, data * _grad(model, data, 0), rtol=tol,
                                atol=tol * np.abs(r).max())
 

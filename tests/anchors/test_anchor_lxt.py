@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import transformer_spec as spec
+from helpers import assert_close
 
 import keras_lrp
 
@@ -48,8 +49,8 @@ def test_matches_lxt(float64, stem, attention, selection):
     weights = {k[2:]: data[k] for k in data.files if k.startswith("w:")}
     model.set_weights([weights[w.path] for w in model.weights])
     tokens = data["tokens"]
-    np.testing.assert_allclose(model.predict(tokens, verbose=0), data["logits"], rtol=1e-6,
-                               atol=1e-9)  # the same network (the logits of the last mode run)
+    assert_close(model.predict(tokens, verbose=0), data["logits"], rtol=1e-6,
+                 atol=1e-9)  # the same network (the logits of the last mode run)
     a = keras_lrp.create_analyzer("lrp.z", model, attention=attention,
                                   neuron_selection_mode=selection)
     got = a.analyze(tokens, neuron_selection=data["index"] if selection == "index" else None)

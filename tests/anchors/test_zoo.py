@@ -45,7 +45,7 @@ from collections import OrderedDict
 import keras
 import numpy as np
 import pytest
-from helpers import at_precision, autodiff
+from helpers import assert_close, autodiff
 from keras import ops
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -431,7 +431,7 @@ def test_float64_model_under_float32_policy(zoo):
     assert keras.config.dtype_policy().name == "float32"
     x = inputs("ResNet50", "float64")
     report = keras_lrp.create_analyzer("lrp.z_IB", model).conservation(x)
-    assert np.all(report.relative_error() <= at_precision(1e-10)), (report.relative_error(), report)
+    assert_close(report.relative_error(), 0.0, rtol=0.0, atol=1e-10, scale=1.0, err_msg=str(report))
 
 
 # ------------------------------------------------------------------- 4. model untouched

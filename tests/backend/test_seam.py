@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from helpers import assert_close
 from keras import ops
 
 from keras_lrp import backend
@@ -52,10 +53,10 @@ def test_vjp_is_the_transposed_jacobian(float64):
     x, b = rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
     c = rng.standard_normal((2, 3))
     out, pullback = backend.vjp(lambda u, v: ops.matmul(u * v, w), x, b)
-    np.testing.assert_allclose(np.asarray(out), (x * b) @ w, rtol=1e-12)
+    assert_close(np.asarray(out), (x * b) @ w, rtol=1e-12)
     gx, gb = pullback(ops.convert_to_tensor(c))
-    np.testing.assert_allclose(np.asarray(gx), (c @ w.T) * b, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(gb), (c @ w.T) * x, rtol=1e-12)
+    assert_close(np.asarray(gx), (c @ w.T) * b, rtol=1e-12)
+    assert_close(np.asarray(gb), (c @ w.T) * x, rtol=1e-12)
 
 
 def test_vjp_copies_a_tensor_passed_twice(float64):

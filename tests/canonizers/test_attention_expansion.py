@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 
 import keras_lrp
 from keras_lrp.canonizers import ExpandAttention, InlineNested, canonize
@@ -123,7 +124,7 @@ def test_expansion_computes_the_same_function(float64, builder):
     x = _data(model, rng)
     want, got = model.predict(x, verbose=0), expanded.predict(x, verbose=0)
     for w, g in zip(*(v if isinstance(v, list) else [v] for v in (want, got))):
-        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-9)
+        assert_close(g, w, rtol=1e-6, atol=1e-9)
     assert all(layer.name != "att" for layer in expanded.layers)  # the user's layer is not used
 
 
@@ -155,12 +156,11 @@ def _additive_oracle(model, xq, xv, attention):
     u = xq[:, None, :] + xv[None, :, :]  # (t, s, d)
     t = c * np.tanh(u)
     scores = t.sum(axis=-1)
-    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    A = e / e.sum(axis=-1, keepdims=True)
+    A = ref.softmax(scores)
     R_A, R_v, logits = ref.attention_pool_dense(A, xv, dense.get_weights(), attention)
     R_q = np.zeros_like(xq)
     if attention == "attnlrp":
-        R_s = scores * (R_A - A * R_A.sum(axis=-1, keepdims=True))
+        R_s = ref.softmax_rule(scores, A, R_A)
         R_u = t * (R_s / ref._stab(scores))[..., None]  # ε over d, identity across tanh
         r = R_u / ref._stab(u)
         R_q = xq * r.sum(axis=1)
@@ -178,12 +178,12 @@ def test_additive_attention_matches_numpy_oracle(float64, attention):
     xq, xv = rng.normal(size=(3, T, D)), rng.normal(size=(3, S, D))
     got = keras_lrp.create_analyzer("lrp.z", model, attention=attention).analyze([xq, xv])
     rows = [_additive_oracle(model, a, b, attention) for a, b in zip(xq, xv)]
-    np.testing.assert_allclose(np.stack([r[2] for r in rows]),
-                               model.predict([xq, xv], verbose=0), rtol=1e-10)
+    assert_close(np.stack([r[2] for r in rows]),
+                 model.predict([xq, xv], verbose=0), rtol=1e-10)
     for part, k in zip(got, (0, 1)):
         expected = np.stack([r[k] for r in rows])
-        np.testing.assert_allclose(part, expected, rtol=1e-8,
-                                   atol=1e-10 * max(np.abs(expected).max(), 1e-30))
+        assert_close(part, expected, rtol=1e-8,
+                     atol=1e-10 * max(np.abs(expected).max(), 1e-30))
 
 
 def test_cp_lrp_conserves_through_additive_attention(float64):
@@ -196,8 +196,8 @@ def test_cp_lrp_conserves_through_additive_attention(float64):
     rq, rv = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30,
                                        attention="cp").analyze([xq, xv])
     assert np.all(rq == 0)
-    np.testing.assert_allclose(rv.reshape(4, -1).sum(axis=1),
-                               model.predict([xq, xv], verbose=0).max(axis=1), rtol=1e-10)
+    assert_close(rv.reshape(4, -1).sum(axis=1),
+                 model.predict([xq, xv], verbose=0).max(axis=1), rtol=1e-10)
 
 
 @pytest.mark.parametrize("attention", ["attnlrp", "cp"])
@@ -223,11 +223,11 @@ def test_group_query_attention(float64, attention):
     c = ops.einsum("bnts,bsnh->btnh", ops.softmax(s, axis=-1), v)
     written = keras.Model(x, head(ops.einsum("btnh,nhd->btd", c, wo)[:, 3, :]))
     xs = np.random.default_rng(4).normal(size=(2, t, d))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(xs)),
-                               keras.ops.convert_to_numpy(written(xs)), rtol=1e-9)
+    assert_close(keras.ops.convert_to_numpy(model(xs)),
+                 keras.ops.convert_to_numpy(written(xs)), rtol=1e-9)
     got = keras_lrp.create_analyzer("lrp.z", model, attention=attention).analyze(xs)
     want = keras_lrp.create_analyzer("lrp.z", written, attention=attention).analyze(xs)
     np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
     assert np.all(got[:, 4:] == 0)
     if attention == "cp":
-        np.testing.assert_allclose(got.sum((1, 2)), np.asarray(model(xs))[:, 0], rtol=1e-9)
+        assert_close(got.sum((1, 2)), np.asarray(model(xs))[:, 0], rtol=1e-9)

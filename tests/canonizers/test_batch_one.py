@@ -14,6 +14,7 @@ GELU; before, it was refused. A function that mixes entries is still refused.
 import keras
 import numpy as np
 import pytest
+from helpers import assert_close
 from keras import ops
 
 import keras_lrp
@@ -46,10 +47,10 @@ def _assert_lrp_z(model, x, expected):
     """LRP-0 (``lrp.z``) of output 1 equals ``expected`` (float64: 1e-9), and the analysis'
     forward pass is the model's (1e-12)."""
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-12)
-    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                               atol=1e-12)
+    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                 rtol=1e-12)
+    assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                 atol=1e-12)
 
 
 def _token_model(layer):
@@ -99,7 +100,7 @@ def test_an_element_wise_function_of_yours_takes_the_identity_rule(float64):
     expected = x * ((r_z / z) @ W.T)
     got = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index").analyze(
         x, neuron_selection=1)
-    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_a_function_that_mixes_entries_is_refused():
@@ -262,8 +263,8 @@ def test_an_input_broadcast_by_an_element_wise_op_gets_its_copies_relevance(floa
     r_m = (z / s_[:, None, None, :] * r_s[:, None, None, :]).sum(axis=(1, 2))
     expected = x * W.sum(axis=1)[None, None, :] * (r_m / m)[:, :, None]
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                               atol=1e-12)
+    assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
+                 atol=1e-12)
 
 
 class TwoOutputs(L.Layer):
@@ -461,5 +462,5 @@ def test_the_batch_check_runs_with_torch_grad_enabled():
     x = np.random.default_rng(0).normal(size=(3, T, F)).astype("float32")
     with torch.enable_grad():
         a = keras_lrp.create_analyzer("lrp.epsilon", model)
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                 rtol=1e-5, atol=1e-6)

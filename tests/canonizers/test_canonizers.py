@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 from test_networks import RULES
 
 import keras_lrp
@@ -160,13 +161,13 @@ def test_softmax_stripped_in_all_three_forms(float64):
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)  # really a softmax
         for name, kwargs in [("lrp.z", {}), ("lrp.epsilon", {"epsilon": 0.01})]:
             analyzer = keras_lrp.create_analyzer(name, model, **kwargs)
-            np.testing.assert_allclose(_np(analyzer.forward_model(x)), logits, rtol=1e-12,
-                                       atol=1e-13)
+            assert_close(_np(analyzer.forward_model(x)), logits, rtol=1e-12,
+                         atol=1e-13)
             layerwise = analyzer.analyze(x, layerwise=True)
             assert set(layerwise) == {"x", "h", "h_activation", "logits"}, form
             # the relevance entering the network is the max pre-softmax logit
-            np.testing.assert_allclose(layerwise["logits"].sum(axis=1), logits.max(axis=1),
-                                       rtol=1e-12)
+            assert_close(layerwise["logits"].sum(axis=1), logits.max(axis=1),
+                         rtol=1e-12)
             results[form, name] = analyzer.analyze(x)
     for name in ("lrp.z", "lrp.epsilon"):
         np.testing.assert_allclose(results["layer", name], results["fused", name], **SAME)
@@ -199,7 +200,7 @@ def test_softmax_inside_the_network_takes_attnlrps_rule(float64, form):
         R[logits.argmax()] = logits.max()
         R_A = ref.z_rule(A, W2, b2, R)
         R_z = z * (R_A - A * R_A.sum())
-        np.testing.assert_allclose(got[n], ref.z_rule(x[n], W1, b1, R_z), rtol=1e-9)
+        assert_close(got[n], ref.z_rule(x[n], W1, b1, R_z), rtol=1e-9)
 
 
 # ============================================================== (c) fused activations split
@@ -239,8 +240,8 @@ def test_fused_activation_equals_separate_layer(float64, rule_name):
     net.dense(model.get_layer("out"), net.add("flat", "flatten", [h]))
     for n in range(len(x)):
         _, expected = net.relevance(x[n], RULES[rule_name][1], check=True)
-        np.testing.assert_allclose(got["fused"]["x"][n].reshape(-1), expected["x"], rtol=RTOL,
-                                   atol=ATOL)
+        assert_close(got["fused"]["x"][n].reshape(-1), expected["x"], rtol=RTOL,
+                     atol=ATOL)
 
 
 # ============================================================== (d) BatchNorm folding
@@ -284,8 +285,8 @@ def test_batchnorm_folded(float64, kind):
     _randomize(model, _rng(4))
     x = _rng(5).normal(size=(2,) + shape)
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
-    np.testing.assert_allclose(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
-                               atol=1e-13)
+    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
+                 atol=1e-13)
     for m in (analyzer.relevance_model, analyzer.forward_model):
         names = [layer.name for layer in m.layers]
         assert not [n for n in names if n.startswith("bn")], names
@@ -318,8 +319,8 @@ def test_batchnorm_folded(float64, kind):
         for n in range(len(x)):
             _, expected = net.relevance(x[n], RULES[rule_name][1], check=True)
             for key in got:
-                np.testing.assert_allclose(got[key][n].reshape(-1), expected[key], rtol=RTOL,
-                                           atol=ATOL, err_msg=f"{rule_name} {kind} {key}")
+                assert_close(got[key][n].reshape(-1), expected[key], rtol=RTOL,
+                             atol=ATOL, err_msg=f"{rule_name} {kind} {key}")
 
 
 def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
@@ -331,8 +332,8 @@ def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
     x = _rng(7).normal(size=(3, 4))
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
     assert "bn" in [layer.name for layer in analyzer.relevance_model.layers]
-    np.testing.assert_allclose(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
-                               atol=1e-13)
+    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
+                 atol=1e-13)
     got = analyzer.analyze(x, layerwise=True)
     assert list(got) == ["x", "d1", "relu", "bn", "out"]
     s, t = _bn_scale_shift(model.get_layer("bn"))
@@ -340,7 +341,7 @@ def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
     a = np.maximum(x @ model.get_layer("d1").get_weights()[0]
                    + model.get_layer("d1").get_weights()[1], 0)
     expected_relu = a * s / (a * s + t) * got["bn"]
-    np.testing.assert_allclose(got["relu"], expected_relu, rtol=RTOL, atol=ATOL)
+    assert_close(got["relu"], expected_relu, rtol=RTOL, atol=ATOL)
     assert np.all(got["relu"][a == 0] == 0)
     # the whole network against NumPy, BatchNorm as the diagonal matrix diag(s) with bias t
     net = ref.Net("x")
@@ -351,8 +352,8 @@ def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
     for n in range(len(x)):
         _, expected = net.relevance(x[n], RULES["lrp.z"][1], check=True)
         for key in got:
-            np.testing.assert_allclose(got[key][n], expected[key], rtol=RTOL, atol=ATOL,
-                                       err_msg=key)
+            assert_close(got[key][n], expected[key], rtol=RTOL, atol=ATOL,
+                         err_msg=key)
 
 
 def test_batchnorm_not_folded_when_kernel_output_is_shared(float64):
@@ -364,8 +365,8 @@ def test_batchnorm_not_folded_when_kernel_output_is_shared(float64):
     _randomize(model, _rng(8))
     x = _rng(9).normal(size=(3, 4))
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
-    np.testing.assert_allclose(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
-                               atol=1e-13)
+    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
+                 atol=1e-13)
     assert "bn" in analyzer.layer_names
 
 
@@ -409,16 +410,16 @@ def test_separable_split(float64, rank):
             b=ref.expand_bias(bias, out_shape), S=Wp)
     h = net.add("flat", "flatten", [net.add("sep_activation", "relu", ["sep_pointwise"])])
     net.dense(model.get_layer("out"), h)
-    np.testing.assert_allclose(np.stack([net.forward(xn)["out"] for xn in x]), _np(model(x)),
-                               rtol=1e-12, atol=1e-13)
+    assert_close(np.stack([net.forward(xn)["out"] for xn in x]), _np(model(x)),
+                 rtol=1e-12, atol=1e-13)
     rule = lambda x_, W, b, R, S: ref.z_rule(x_, W, b, R, bias=False)  # noqa: E731
     for n in range(len(x)):
         values, expected = net.relevance(x[n], rule, check=True)
         for key in got:
-            np.testing.assert_allclose(got[key][n].reshape(-1), expected[key], rtol=RTOL,
-                                       atol=ATOL, err_msg=key)
+            assert_close(got[key][n].reshape(-1), expected[key], rtol=RTOL,
+                         atol=ATOL, err_msg=key)
         # z_IB conserves: Σ R_input = the explained logit
-        np.testing.assert_allclose(got["x"][n].sum(), values["out"].max(), rtol=1e-10)
+        assert_close(got["x"][n].sum(), values["out"].max(), rtol=1e-10)
 
 
 # ============================================================== (f) nested models
@@ -490,8 +491,8 @@ def test_shared_layer_applied_twice_in_sequence(float64):
     h = net.add("act2", "relu", ["sh2"])
     net.dense(model.get_layer("out"), h)
     forward_order = ["x", "sh", "act1", "sh2", "act2", "out"]
-    np.testing.assert_allclose(np.stack([net.forward(xn)["out"] for xn in x]), _np(model(x)),
-                               rtol=1e-12)
+    assert_close(np.stack([net.forward(xn)["out"] for xn in x]), _np(model(x)),
+                 rtol=1e-12)
     for rule_name in ("lrp.z", "lrp.alpha_2_beta_1"):
         got = keras_lrp.create_analyzer(rule_name, model, **RULES[rule_name][0]).analyze(
             x, layerwise=True)
@@ -500,8 +501,8 @@ def test_shared_layer_applied_twice_in_sequence(float64):
         for n in range(len(x)):
             _, expected = net.relevance(x[n], RULES[rule_name][1], check=True)
             for key, ref_key in zip(got, forward_order):
-                np.testing.assert_allclose(got[key][n], expected[ref_key], rtol=RTOL, atol=ATOL,
-                                           err_msg=f"{rule_name}: {key} vs {ref_key}")
+                assert_close(got[key][n], expected[ref_key], rtol=RTOL, atol=ATOL,
+                             err_msg=f"{rule_name}: {key} vs {ref_key}")
 
 
 def test_shared_layer_layerwise_names_follow_call_order(float64):
@@ -533,10 +534,10 @@ def test_shared_layer_on_two_inputs(float64):
             logits = np.concatenate([ha, hb]) @ Wo + bo
             R_out = np.eye(2)[np.argmax(logits)] * logits
             R_cat = rule(np.concatenate([ha, hb]), Wo, bo, R_out, np.ones_like(Wo))
-            np.testing.assert_allclose(Ra[n], rule(xa[n], W, bias, R_cat[:3], np.ones_like(W)),
-                                       rtol=RTOL, atol=ATOL)
-            np.testing.assert_allclose(Rb[n], rule(xb[n], W, bias, R_cat[3:], np.ones_like(W)),
-                                       rtol=RTOL, atol=ATOL)
+            assert_close(Ra[n], rule(xa[n], W, bias, R_cat[:3], np.ones_like(W)),
+                         rtol=RTOL, atol=ATOL)
+            assert_close(Rb[n], rule(xb[n], W, bias, R_cat[3:], np.ones_like(W)),
+                         rtol=RTOL, atol=ATOL)
 
 
 def test_tensor_with_two_consumers_sums_their_relevance(float64):
@@ -558,14 +559,14 @@ def test_tensor_with_two_consumers_sums_their_relevance(float64):
     for n in range(3):
         values, expected = net.relevance(x[n], rule, check=True)
         for key in got:
-            np.testing.assert_allclose(got[key][n], expected[key], rtol=RTOL, atol=ATOL,
-                                       err_msg=key)
+            assert_close(got[key][n], expected[key], rtol=RTOL, atol=ATOL,
+                         err_msg=key)
         # explicitly: relevance at h's output = what p sends back + what q sends back
         a = values["h_activation"]
         from_p = rule(a, Wp, bp, expected["p"], None)
         from_q = rule(a, Wq, bq, expected["q"], None)
         assert np.abs(from_p).max() > 1e-3 and np.abs(from_q).max() > 1e-3
-        np.testing.assert_allclose(got["h_activation"][n], from_p + from_q, rtol=RTOL, atol=ATOL)
+        assert_close(got["h_activation"][n], from_p + from_q, rtol=RTOL, atol=ATOL)
 
 
 # ============================================================== (h) models that cannot be analyzed
@@ -631,6 +632,6 @@ def test_unknown_linear_layer_traced_or_rescued_as_advised(float64):
         h = 2.0 * (x[n] @ W + b)
         logits = h @ Wo + bo
         R = ref.z_rule(h, Wo, bo, np.eye(2)[np.argmax(logits)] * logits)
-        np.testing.assert_allclose(got["resc"][n], R, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(got["x"][n], ref.z_rule(x[n], 2 * W, 2 * b, R), rtol=RTOL,
-                                   atol=ATOL)
+        assert_close(got["resc"][n], R, rtol=RTOL, atol=ATOL)
+        assert_close(got["x"][n], ref.z_rule(x[n], 2 * W, 2 * b, R), rtol=RTOL,
+                     atol=ATOL)

@@ -21,6 +21,7 @@ attention biases are among the biases: they enter only the scores, which CP-LRP 
 import keras
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import keras_lrp
 
@@ -118,9 +119,9 @@ def test_cp_lrp_of_a_text_encoder_conserves_with_biases_zeroed(name):
     x = _inputs(model, np.random.default_rng(0))
     logits = model.predict(x, verbose=0)
     a = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30, attention="cp")
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), logits, rtol=1e-5, atol=1e-6)
+    assert_close(np.asarray(a.forward_model(x)), logits, rtol=1e-5, atol=1e-6)
     r = a.analyze(x)
     total = sum(np.asarray(part).reshape(3, -1).sum(axis=1)
                 for part in (r.values() if isinstance(r, dict) else
                              r if isinstance(r, list) else [r]))
-    np.testing.assert_allclose(total, logits.max(axis=1), rtol=1e-4)
+    assert_close(total, logits.max(axis=1), rtol=1e-4)

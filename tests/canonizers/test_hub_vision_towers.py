@@ -17,6 +17,7 @@ leaks into them (the conservation gap is not zero)."""
 import keras
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import keras_lrp
 
@@ -105,12 +106,12 @@ def test_cp_lrp_of_a_vision_tower_conserves_with_biases_zeroed(float64, name):
         model = _model(name, zero_biases=zero)
         a = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30, attention="cp")
         logits = model.predict(x, verbose=0)
-        np.testing.assert_allclose(np.asarray(a.forward_model(x)), logits, rtol=1e-9,
-                                   atol=1e-12)
+        assert_close(np.asarray(a.forward_model(x)), logits, rtol=1e-9,
+                     atol=1e-12)
         total = a.analyze(x).reshape(3, -1).sum(axis=1)
         gap = np.abs(total - logits.max(axis=1)).max()
         if zero:
-            np.testing.assert_allclose(total, logits.max(axis=1), rtol=1e-8)
+            assert_close(total, logits.max(axis=1), rtol=1e-8)
         else:
             assert gap > 1e-6  # biases, tokens and positions absorb a share
 

@@ -15,6 +15,7 @@ checked against the Z rule written out in NumPy."""
 import keras
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import keras_lrp
 
@@ -101,8 +102,8 @@ def test_traced_backbone_computes_the_same_function(float64, name):
     names = [layer.name for layer in a.forward_model.layers]
     assert not any("transformer_layer_0" == n or n.endswith("_encoder") for n in names)
     assert any(n.endswith("_scores") for n in names) and any(n.endswith("_combine") for n in names)
-    np.testing.assert_allclose(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                               rtol=1e-6, atol=1e-9)
+    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
+                 rtol=1e-6, atol=1e-9)
 
 
 #: By default two rules per backbone (a stabilised one and AlphaBeta); all six with -m slow.
@@ -133,7 +134,7 @@ def test_cp_lrp_conserves_with_biases_zeroed(float64, name):
     r = a.analyze(x if len(x) > 1 else x[0])
     r = r if isinstance(r, list) else [r]
     total = sum(part.reshape(3, -1).sum(axis=1) for part in r)
-    np.testing.assert_allclose(total, logits.max(axis=1), rtol=1e-9)
+    assert_close(total, logits.max(axis=1), rtol=1e-9)
     attn = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30).analyze(
         x if len(x) > 1 else x[0])
     attn = attn if isinstance(attn, list) else [attn]
@@ -192,7 +193,7 @@ def test_registered_block_is_traced(float64):
     R_h = h * Wo[:, j].T / logits[np.arange(3), j][:, None] * logits[np.arange(3), j][:, None]
     R_x_direct = x / h * R_h
     R_x_inner = x * ((h_inner / h * R_h / h_inner) @ W.T)
-    np.testing.assert_allclose(r, R_x_direct + R_x_inner, rtol=1e-9)
+    assert_close(r, R_x_direct + R_x_inner, rtol=1e-9)
 
 
 def test_real_lm_head(float64):
@@ -256,7 +257,7 @@ def test_bert_masked_lm_head(float64):
     got = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
     want = keras_lrp.create_analyzer("lrp.epsilon", ref).analyze(x)
     for name, g, w in zip(names, got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+        assert_close(g, w, rtol=1e-9, atol=1e-12)
         if name == "mask_positions":
             assert np.all(g == 0)
     assert np.abs(got[names.index("token_ids")]).max() > 0

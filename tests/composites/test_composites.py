@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 
 import keras_lrp
 from keras_lrp import composites, rules
@@ -60,7 +61,7 @@ def test_named_composite_equals_its_analyzer_and_the_oracle(float64):
     by_name = keras_lrp.create_analyzer("lrp.epsilon_plus", model, epsilon=1e-3).analyze(x)
     np.testing.assert_array_equal(by_composite, by_name)
     expected = _oracle(model, x, {"conv": ZPLUS, "hidden": EPS, "out": EPS})
-    np.testing.assert_allclose(by_composite, expected, rtol=RTOL, atol=1e-12)
+    assert_close(by_composite, expected, rtol=RTOL, atol=1e-12)
 
 
 def test_first_match_wins_and_user_entries_go_in_front(float64):
@@ -68,20 +69,20 @@ def test_first_match_wins_and_user_entries_go_in_front(float64):
     composite = composites.Composite([(L.Dense, rules.Z()), (L.Dense, rules.Flat()),
                                       (L.Conv2D, rules.Z())])
     got = keras_lrp.create_analyzer("lrp", model, composite=composite).analyze(x)
-    np.testing.assert_allclose(got, _oracle(model, x, {"conv": Z, "hidden": Z, "out": Z}),
-                               rtol=RTOL, atol=1e-12)
+    assert_close(got, _oracle(model, x, {"conv": Z, "hidden": Z, "out": Z}),
+                 rtol=RTOL, atol=1e-12)
     front = keras_lrp.create_analyzer("lrp", model, composite=composite,
                                       rule_map=[("out", "Flat")]).analyze(x)
-    np.testing.assert_allclose(front, _oracle(model, x, {"conv": Z, "hidden": Z, "out": FLAT}),
-                               rtol=RTOL, atol=1e-12)
+    assert_close(front, _oracle(model, x, {"conv": Z, "hidden": Z, "out": FLAT}),
+                 rtol=RTOL, atol=1e-12)
 
 
 def test_first_layer_rule_and_fixed_first_layer(float64):
     model, x = _cnn(2)
     composite = composites.Composite([(L.Layer, rules.Z())], first_layer=rules.Flat())
     got = keras_lrp.create_analyzer("lrp", model, composite=composite).analyze(x)
-    np.testing.assert_allclose(got, _oracle(model, x, {"conv": FLAT, "hidden": Z, "out": Z}),
-                               rtol=RTOL, atol=1e-12)
+    assert_close(got, _oracle(model, x, {"conv": FLAT, "hidden": Z, "out": Z}),
+                 rtol=RTOL, atol=1e-12)
     with pytest.raises(ValueError, match="fixes input_layer_rule='Flat'"):
         composites.EpsilonPlusFlat().customized(first_layer="WSquare")
 
@@ -126,7 +127,7 @@ def test_canonizers_are_the_composites_list(float64):
     assert [type(n.layer).__name__ for n in a.graph.nodes].count("BatchNormalization") == 1
     assert not any(isinstance(n.layer, L.BatchNormalization) for n in b.graph.nodes)
     np.testing.assert_allclose(np.asarray(a.forward_model(x)), np.asarray(model(x)), rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(b.forward_model(x)), np.asarray(model(x)), rtol=1e-12)
+    assert_close(np.asarray(b.forward_model(x)), np.asarray(model(x)), rtol=1e-12)
     assert isinstance(FoldBatchNorm(), type(b.composite.canonizers[-1]))
 
 

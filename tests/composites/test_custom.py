@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import keras_lrp
 from keras_lrp.composites.registry import REGISTRY
@@ -31,8 +32,8 @@ def test_example_custom_layer_and_rule_match_hand_computation(example, float64):
     x = np.random.default_rng(4).normal(size=(5, 4))
     analyzer = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=0.01,
                                          rule_map=[("out", example.AbsZ())])
-    np.testing.assert_allclose(analyzer.analyze(x), example.by_hand(model, x, 0.01), rtol=1e-9,
-                               atol=1e-12)
+    assert_close(analyzer.analyze(x), example.by_hand(model, x, 0.01), rtol=1e-9,
+                 atol=1e-12)
 
 
 def test_abs_z_rule_conserves(example, float64):
@@ -42,7 +43,7 @@ def test_abs_z_rule_conserves(example, float64):
     z = layer(x)
     relevance = np.random.default_rng(6).normal(size=(2, 3))
     out = np.asarray(example.AbsZ().bind(layer)([x, z, relevance]))
-    np.testing.assert_allclose(out.sum(axis=1), relevance.sum(axis=1), rtol=1e-12)
+    assert_close(out.sum(axis=1), relevance.sum(axis=1), rtol=1e-12)
     assert np.isfinite(out).all()
 
 
@@ -61,7 +62,7 @@ def test_registered_layer_takes_every_rule(example, float64):
     sp = np.divide(R, zp, out=np.zeros_like(R), where=zp != 0)
     sn = np.divide(R, zn, out=np.zeros_like(R), where=zn != 0)
     expected = 2 * xp[:, :, None] * w * sp[:, None] - 1 * xn[:, :, None] * w * sn[:, None]
-    np.testing.assert_allclose(lw["x"], expected.sum(axis=2), rtol=1e-9, atol=1e-12)
+    assert_close(lw["x"], expected.sum(axis=2), rtol=1e-9, atol=1e-12)
 
 
 def test_register_rule_applies_everywhere_and_rule_map_wins(example, float64):
@@ -125,7 +126,7 @@ def test_example_layer_without_kernel_mapped_for_one_analyzer(example, float64):
     x = np.random.default_rng(12).normal(size=(4, 4))
     ours = keras_lrp.create_analyzer("lrp.z", model, rule_map=[
         (example.Halve, keras_lrp.layers.ProportionalRelevance)]).analyze(x)
-    np.testing.assert_allclose(ours, example.halve_by_hand(model, x), rtol=1e-9, atol=1e-12)
+    assert_close(ours, example.halve_by_hand(model, x), rtol=1e-9, atol=1e-12)
     # without the mapping, Halve is traced into its part x / 2 (the identity, which the Z rule
     # through x ↦ x/2 equals in float64): the same relevance
     traced = keras_lrp.create_analyzer("lrp.z", model)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from helpers import L, dense_net, keras_dtype, precision_net
+from helpers import L, assert_close, dense_net, keras_dtype, precision_net
 
 import keras_lrp
 
@@ -75,8 +75,8 @@ def test_float64_model_matches_float64_reference():
         assert got.dtype == np.float64, (name, got.dtype)
         want = np.stack([_reference_dense_lrp(ref.Net.from_keras(model), x[i], n, rule)
                          for i, n in enumerate([0, 1, 2, 0])])
-        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(),
-                                   err_msg=name)
+        assert_close(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(),
+                     err_msg=name)
 
 
 def branching_net():

@@ -14,6 +14,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from helpers import assert_close
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import keras_lrp
@@ -102,14 +103,14 @@ def test_inputs_match_seed():
 def test_seed003_analyzer(model, name, kwargs, hand, literal):
     R = np.asarray(keras_lrp.create_analyzer(name, model, **kwargs).analyze(X), np.float64)
     assert R.shape == X.shape
-    np.testing.assert_allclose(R[0], hand, rtol=1e-10)
-    np.testing.assert_allclose(R[0] * (R_LAST_SEED / LOGIT), literal, rtol=1e-9)
+    assert_close(R[0], hand, rtol=1e-10)
+    assert_close(R[0] * (R_LAST_SEED / LOGIT), literal, rtol=1e-9)
     np.testing.assert_allclose(R[0], literal, rtol=1e-5)
 
 
 def test_seed003_explicit_neuron_selection(model):
     an = keras_lrp.create_analyzer("lrp.z_IB", model, neuron_selection_mode="index")
-    np.testing.assert_allclose(an.analyze(X, neuron_selection=1)[0], ZIB, rtol=1e-10)
+    assert_close(an.analyze(X, neuron_selection=1)[0], ZIB, rtol=1e-10)
     # class 0: logit = x . w0 + 0, so Z-IB returns exactly the contributions x_i w_i0
     np.testing.assert_allclose(an.analyze(X, neuron_selection=0)[0], x * KERNEL[:, 0], rtol=1e-10)
 
@@ -118,7 +119,7 @@ def test_seed003_conservation(model):
     # Z-IB on a single linear layer without bias: relevance sums to the logit
     # (the seed's R_last - sum ~ 0)
     R = keras_lrp.create_analyzer("lrp.z_IB", model).analyze(X)
-    np.testing.assert_allclose(np.sum(R), LOGIT, rtol=1e-12)
+    assert_close(np.sum(R), LOGIT, rtol=1e-12)
     # with bias, the bias keeps b / z of it: sum = logit - b (the seed's 3.6343 remainder)
     R = keras_lrp.create_analyzer("lrp.z", model).analyze(X)
     np.testing.assert_allclose(LOGIT - np.sum(R), b, rtol=1e-10)

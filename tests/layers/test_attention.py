@@ -10,20 +10,13 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 
 import keras_lrp
 
 T, S, D, H, KD, K = 5, 4, 4, 2, 3, 3
 L = keras.layers
 EPS = 1e-7
-
-
-def _sign(a):
-    return np.where(a >= 0, 1.0, -1.0)
-
-
-def _stab(a, eps):
-    return a + eps * _sign(a)
 
 
 def build(bias, causal=False, cross=False):
@@ -60,13 +53,10 @@ def oracle(model, xq, xv, attention, causal):
     k = np.einsum("sc,chk->shk", xv, W["key"]) + B["key"]
     v = np.einsum("sc,chk->shk", xv, W["value"]) + B["value"]
     scale = 1 / np.sqrt(KD)
-    scores = np.einsum("thk,shk->hts", q * scale, k)
-    masked = np.zeros_like(scores, dtype=bool)
-    if causal:
-        masked |= np.triu(np.ones((len(xq), len(xv)), bool), 1)[None]
-    e = np.exp(np.where(masked, -np.inf, scores - scores.max(axis=-1, keepdims=True)))
-    A = e / e.sum(axis=-1, keepdims=True)
-    ctx = np.einsum("hts,shj->thj", A, v)
+    qs, kT = (q * scale).transpose(1, 0, 2), k.transpose(1, 2, 0)  # (h, t, k), (h, k, s)
+    scores = qs @ kT  # (h, t, s)
+    A = ref.softmax(scores, np.triu(np.ones(scores.shape[1:], bool), 1) if causal else None)
+    ctx = (A @ v.transpose(1, 0, 2)).transpose(1, 0, 2)  # (t, h, j)
     out = np.einsum("thj,hje->te", ctx, W["attention_output"]) + B["attention_output"]
     g = out.mean(axis=0)
     wd = [np.asarray(a, np.float64) for a in dense.get_weights()]
@@ -75,19 +65,15 @@ def oracle(model, xq, xv, attention, causal):
     R = np.zeros(K)
     R[np.argmax(logits)] = logits.max()
     R_g = ref.epsilon_rule(g, wd[0], bd, R, EPS)
-    R_out = (out / len(xq)) / _stab(g, ref.STAB) * R_g  # average pooling: proportional
+    R_out = (out / len(xq)) / ref._stab(g) * R_g  # average pooling: proportional
     Wo = W["attention_output"].reshape(H * KD, -1)
     R_ctx = np.stack([ref.epsilon_rule(ctx[t].reshape(-1), Wo, B["attention_output"], R_out[t],
                                        EPS) for t in range(len(xq))]).reshape(ctx.shape)
-    ratio = R_ctx / _stab(ctx, EPS)  # (t, h, j)
-    R_A = np.einsum("hts,shj,thj->hts", A, v, ratio)
-    R_v = np.einsum("hts,shj,thj->shj", A, v, ratio)
+    R_A, R_v = ref.matmul_rule(A, v.transpose(1, 0, 2), R_ctx.transpose(1, 0, 2), attention, EPS)
+    R_v = R_v.transpose(1, 0, 2)
     if attention == "attnlrp":
-        R_A, R_v = R_A / 2, R_v / 2
-        R_s = scores * (R_A - A * R_A.sum(axis=-1, keepdims=True))
-        r2 = R_s / _stab(scores, EPS)
-        R_q = np.einsum("thk,shk,hts->thk", q * scale, k, r2) / 2
-        R_k = np.einsum("thk,shk,hts->shk", q * scale, k, r2) / 2
+        R_qs, R_kT = ref.matmul_rule(qs, kT, ref.softmax_rule(scores, A, R_A), attention, EPS)
+        R_q, R_k = R_qs.transpose(1, 0, 2), R_kT.transpose(2, 0, 1)
     else:
         R_q = R_k = None
 
@@ -121,16 +107,16 @@ def test_matches_numpy_oracle(float64, bias, causal, cross, attention):
     rows = [oracle(model, a, b, attention, causal) for a, b in zip(xq, xv)]
     # the oracle's forward pass is Keras' (whose fused dot_product_attention path rounds at
     # ~1e-8 relative even in float64)
-    np.testing.assert_allclose(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
-                               rtol=1e-7, atol=1e-9)
+    assert_close(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
+                 rtol=1e-7, atol=1e-9)
     if cross:
         for part, k in zip(got, (0, 1)):
             expected = np.stack([r[k] for r in rows])
-            np.testing.assert_allclose(part, expected, rtol=1e-6,
-                                       atol=1e-7 * max(np.abs(expected).max(), 1e-30))
+            assert_close(part, expected, rtol=1e-6,
+                         atol=1e-7 * max(np.abs(expected).max(), 1e-30))
     else:
         expected = np.stack([r[0] + r[1] for r in rows])  # query, key and value are one tensor
-        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7 * np.abs(expected).max())
+        assert_close(got, expected, rtol=1e-6, atol=1e-7 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -142,7 +128,7 @@ def test_cp_lrp_conserves_without_bias(float64, causal):
     logits = model.predict(x, verbose=0).max(axis=1)
     cp = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30,
                                    attention="cp").analyze(x)
-    np.testing.assert_allclose(cp.reshape(4, -1).sum(axis=1), logits, rtol=1e-10)
+    assert_close(cp.reshape(4, -1).sum(axis=1), logits, rtol=1e-10)
     attn = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30).analyze(x)
     assert np.abs(attn.reshape(4, -1).sum(axis=1) - logits).max() > 1e-3
 
@@ -238,16 +224,12 @@ def _dot_oracle(model, xq, xv, attention, causal):
     att, dense = model.get_layer("dot"), model.get_layer("out")
     scale = float(np.asarray(att.scale)) if att.scale is not None else 1.0
     scores = scale * xq @ xv.T  # (t, s)
-    masked = np.triu(np.ones(scores.shape, bool), 1) if causal else np.zeros(scores.shape, bool)
-    e = np.exp(np.where(masked, -np.inf, scores - scores.max(axis=-1, keepdims=True)))
-    A = e / e.sum(axis=-1, keepdims=True)
+    A = ref.softmax(scores, np.triu(np.ones(scores.shape, bool), 1) if causal else None)
     R_A, R_v, logits = ref.attention_pool_dense(A, xv, dense.get_weights(), attention)
     R_q = np.zeros_like(xq)
     if attention == "attnlrp":
-        R_s = scores * (R_A - A * R_A.sum(axis=-1, keepdims=True))
-        r2 = R_s / _stab(scores, ref.STAB)
-        R_q = np.einsum("tk,sk,ts->tk", scale * xq, xv, r2) / 2
-        R_v = R_v + np.einsum("tk,sk,ts->sk", scale * xq, xv, r2) / 2  # the key is the value
+        R_q, R_kT = ref.matmul_rule(scale * xq, xv.T, ref.softmax_rule(scores, A, R_A))
+        R_v = R_v + R_kT.T  # the key is the value
     return R_q, R_v, logits
 
 
@@ -270,13 +252,13 @@ def test_dot_attention_layer_matches_numpy_oracle(float64, attention, causal, cr
     x = [xq, xv] if cross else xq
     got = keras_lrp.create_analyzer("lrp.z", model, attention=attention).analyze(x)
     rows = [_dot_oracle(model, a, b, attention, causal) for a, b in zip(xq, xv)]
-    np.testing.assert_allclose(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
-                               rtol=1e-10, atol=1e-12)
+    assert_close(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
+                 rtol=1e-10, atol=1e-12)
     expected = [np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])]
     if not cross:
         got, expected = [got], [expected[0] + expected[1]]
     for part, exp in zip(got, expected):
-        np.testing.assert_allclose(part, exp, rtol=1e-8, atol=1e-10 * np.abs(exp).max())
+        assert_close(part, exp, rtol=1e-8, atol=1e-10 * np.abs(exp).max())
 
 
 def test_dot_attention_concat_scores_refused():

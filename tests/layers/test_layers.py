@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from helpers import at_precision
+from helpers import assert_close
 
 import keras_lrp
 from keras_lrp.composites import Composite  # noqa: E402
@@ -113,9 +113,8 @@ def _relu(v):
 
 
 def _close(got, expected, msg=""):
-    np.testing.assert_allclose(np.asarray(got, np.float64).reshape(-1),
-                               np.asarray(expected, np.float64).reshape(-1),
-                               rtol=RTOL, atol=ATOL, err_msg=msg)
+    assert_close(np.asarray(got, np.float64).reshape(-1),
+                 np.asarray(expected, np.float64).reshape(-1), rtol=RTOL, atol=ATOL, err_msg=msg)
 
 
 def _rules(name):
@@ -142,33 +141,15 @@ LN_VARIANTS = {
 }
 
 
-def _ln_sigma(x, rms):
-    """σ as Keras computes it over the normalised values ``x`` (flat). Keras 3's deprecated
-    ``rms_scaling=True`` divides by √(var + ε) without centring (its own deprecation warning says
-    so); for rms the relevance does not depend on σ (the map is diagonal without a bias)."""
-    return np.sqrt(x.var() + LN_EPS)
-
-
-def ln_matrix(x, gamma, rms):
-    """c[i, k] of the LayerNorm map with σ held constant (documented in LayerNormRelevance):
-    c_ik = (δ_ik − 1/N) γ_i / σ, or δ_ik γ_i / σ with rms_scaling (no centring)."""
-    N = x.size
-    sigma = _ln_sigma(x, rms)
-    centring = np.eye(N) if rms else np.eye(N) - 1.0 / N
-    return centring * (np.asarray(gamma, np.float64) / sigma)[:, None]
-
-
 def ln_forward(x, gamma, beta, rms):
-    return ln_matrix(x, gamma, rms) @ x + beta
+    return ref.layernorm_forward(x, gamma, beta, LN_EPS, rms)
 
 
-def ln_relevance(x, gamma, beta, R, rms, check=True):
-    """R_k = Σ_i x_k c_ik / (Σ_k' x_k' c_ik' + β_i) · R_i, an explicit double loop."""
-    c = ln_matrix(x, gamma, rms)
-    contrib = x[:, None] * c.T  # contrib[k, i] = x_k c_ik
-    if check:
-        assert _cond_ok(contrib, beta), "ill-conditioned LayerNorm output: reseed"
-    return ref._propagate(contrib, ref._stab(contrib.sum(axis=0) + beta), R)
+def ln_relevance(x, gamma, beta, R, rms):
+    """ref.layernorm_rule, on data whose LayerNorm outputs are well conditioned."""
+    contrib = x[:, None] * ref.layernorm_matrix(x, gamma, LN_EPS, rms).T
+    assert _cond_ok(contrib, beta), "ill-conditioned LayerNorm output: reseed"
+    return ref.layernorm_rule(x, gamma, beta, R, LN_EPS, rms)
 
 
 def _ln_params(ln, g, zero_beta):
@@ -231,8 +212,8 @@ def test_layernorm_mlp_matches_reference(float64, variant, rule_name):
     for n in range(BATCH):
         logits, expected = ln_mlp_reference(model, x[n], gamma, beta, rms, rule)
         # the NumPy forward is the model's (so the reference sees the right values)
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12,
-                                   atol=1e-13)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12,
+                     atol=1e-13)
         for key, value in expected.items():
             _close(got[key][n], value, f"{variant}, {rule_name}: layer {key!r}, sample {n}")
 
@@ -251,10 +232,10 @@ def test_layernorm_conserves_with_zero_beta_and_absorbs_beta_share(float64, vari
             r_in, r_out = got["d1"][n].sum(), got["ln"][n].sum()
             y = ln_forward(x[n] @ W1 + b1, gamma, beta, variant == "rms_scaling")
             share = np.sum(beta / y * got["ln"][n])
-            np.testing.assert_allclose(r_out - r_in, share, rtol=1e-9,
-                                       atol=at_precision(1e-12) * np.abs(got["ln"][n]).sum())
+            total = np.abs(got["ln"][n]).sum()
+            assert_close(r_out - r_in, share, rtol=1e-9, atol=1e-12 * total, scale=total)
             if zero_beta:
-                np.testing.assert_allclose(r_in, r_out, rtol=1e-12)
+                assert_close(r_in, r_out, rtol=1e-12)
         if not zero_beta and variant in ("center_scale", "center_only"):
             assert abs(r_out - r_in) > 1e-3  # β really absorbs something here
 
@@ -295,17 +276,13 @@ def test_layernorm_on_conv_feature_map(float64, axis, center):
             y = ln_forward(h.reshape(-1), gamma.reshape(-1), beta.reshape(-1), False)
         # the NumPy forward is the layer's
         sub = keras.Model(i, ln.output)
-        np.testing.assert_allclose(np.asarray(sub(x[n:n + 1]))[0].reshape(-1), y.reshape(-1),
-                                   rtol=1e-12, atol=1e-13)
+        assert_close(np.asarray(sub(x[n:n + 1]))[0].reshape(-1), y.reshape(-1),
+                     rtol=1e-12, atol=1e-13)
         assert np.abs(R_out).max() > 1e-3
         _close(got["c"][n], expected, f"LN axis={axis}, center={center}, sample {n}")
 
 
 # ============================================================== 2. Multiply as a gate
-def _sigmoid(v):
-    return 1.0 / (1.0 + np.exp(-v))
-
-
 def build_se(order, multiply="layer", seed=34):
     """Squeeze-and-excitation: x → Conv2D(6, 3, relu) = s; GAP(keepdims) → Conv2D(6, 1, sigmoid)
     = gate; Multiply(s, gate) (in the given order) → Flatten → Dense(3)."""
@@ -339,7 +316,7 @@ def se_reference(model, x):
     pre = xf @ Wc + bc
     s = _relu(pre).reshape(shape)
     pooled = s.mean(axis=(0, 1))
-    gate = _sigmoid(pooled @ kg.reshape(6, 6) + bg)
+    gate = ref.sigmoid(pooled @ kg.reshape(6, 6) + bg)
     m = (s * gate).reshape(-1)  # the gate broadcast over the 4x4 positions
     logits = m @ Wo + bo
     _check_dense(xf, Wc, bc, "sig")
@@ -365,7 +342,7 @@ def test_squeeze_excitation_gate_gets_nothing(float64, order, multiply):
                         mul_key, "flat", "out"}
     for n in range(BATCH):
         logits, expected = se_reference(model, x[n])
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         expected[mul_key] = expected.pop("mul")
         for key, value in expected.items():
             _close(got[key][n], value, f"SE {order}/{multiply}: layer {key!r}, sample {n}")
@@ -511,11 +488,12 @@ def test_product_of_two_signals_splits_uniformly(float64, multiply):
     out = prod @ wo + bo
     r_out = np.where(out == out.max(1, keepdims=True), out, 0.0)
     r_prod = prod * ((r_out / out) @ wo.T)
+    r_ya, r_yb = ref.product_rule(ya, yb, r_prod, "half")
     with np.errstate(divide="ignore", invalid="ignore"):
-        r_a = np.where(za > 0, r_prod / 2, 0.0)  # ReLU: identity where it passes
-        r_b = np.where(zb > 0, r_prod / 2, 0.0)
+        r_a = np.where(za > 0, r_ya, 0.0)  # ReLU: identity where it passes
+        r_b = np.where(zb > 0, r_yb, 0.0)
         want = x * ((np.nan_to_num(r_a / za)) @ wa.T) + x * ((np.nan_to_num(r_b / zb)) @ wb.T)
-    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
+    assert_close(got, want, rtol=1e-7, atol=1e-12)
 
 
 @pytest.mark.parametrize("attention", ["attnlrp", "cp"])
@@ -573,8 +551,8 @@ def test_preprocessing_passes_relevance_unchanged(float64, kind):
     got = _layerwise("lrp.z", model, x)
     np.testing.assert_array_equal(got["x"], got["pre"])
     W1, b1 = _weights(d1)
-    np.testing.assert_allclose(np.asarray(model.get_layer("pre")(x)), fn(x), rtol=1e-15,
-                               atol=1e-15)
+    assert_close(np.asarray(model.get_layer("pre")(x)), fn(x), rtol=1e-15,
+                 atol=1e-15)
     for n in range(BATCH):
         p = fn(x[n])
         _check_dense(p, W1, b1, "d1")
@@ -624,7 +602,7 @@ def test_shift_after_relu_is_not_sign_preserving(float64, kind):
         assert (p < -0.1).sum() >= 2 and (p > 0.1).sum() >= 1, "data: reseed"
         h = _relu(p @ W1 + b1)
         logits = h @ Wo + bo
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         R = {"out": _start(logits)}
         R["d1_activation"] = rule(h, Wo, bo, R["out"])
         R["d1"] = R["d1_activation"]
@@ -685,7 +663,7 @@ def test_ops_add_proportional_and_constant_ops_identity(float64):
         assert _cond_ok(np.stack([av, bv])), "data: reseed"
         v5 = 1.0 + ((av + bv) * 0.5 + 3.0) / 2.0
         logits = v5 @ Wo + bo
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         _check_dense(v5, Wo, bo, "out")
         R_h = ref.z_rule(v5, Wo, bo, _start(logits))
         for key in keys:
@@ -764,7 +742,7 @@ def test_node_reading_one_tensor_twice(float64, form):
         _close(got[key][n], R, f"{key}, sample {n}")
         _close(got["d1_activation"][n], R, f"h, sample {n}")
         _close(got["x"][n], ref.z_rule(x[n], W1, 0.0, R, bias=False), f"x, sample {n}")
-        np.testing.assert_allclose(got["x"][n].sum(), logits.max(), rtol=1e-10)
+        assert_close(got["x"][n].sum(), logits.max(), rtol=1e-10)
     assert np.abs(got[key]).max() > 1e-2
 
 
@@ -788,7 +766,7 @@ def test_convnext_layer_scale_is_identity(float64):
     for n in range(BATCH):
         hv = _relu((x[n] @ W1 + b1) * gamma)
         logits = hv @ Wo + bo
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         _check_dense(hv, Wo, bo, "out")
         _close(got["ls"][n], ref.z_rule(hv, Wo, bo, _start(logits)), f"sample {n}")
     assert np.abs(got["d1"]).max() > 1e-2
@@ -813,7 +791,7 @@ def test_inception_resnet_custom_scale_layer_is_proportional(float64):
         assert _cond_ok(np.stack([av, scale * bv])), "data: reseed"
         z = av + scale * bv
         logits = z @ Wo + bo
-        np.testing.assert_allclose(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12)
         _check_dense(z, Wo, bo, "out")
         R = ref.z_rule(z, Wo, bo, _start(logits))
         _close(got["csl"][n], R, f"csl, sample {n}")

@@ -1,5 +1,5 @@
 """LRP through LSTM, GRU, SimpleRNN, Bidirectional, TimeDistributed and Embedding, against the
-independent NumPy float64 oracle of ``reference_rnn.py`` (Arras et al. 2017/2019).
+independent NumPy float64 oracle of ``reference.py`` (Arras et al. 2017/2019).
 
 Every model is checked twice: with random biases everywhere (the bias absorbs its share of the
 linear maps' relevance) and without biases. Float64, so the two implementations agree to
@@ -9,8 +9,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-import reference_rnn as rr
-from helpers import BACKEND, autodiff
+from helpers import BACKEND, assert_close, autodiff
 from keras import ops
 
 import keras_lrp
@@ -65,23 +64,15 @@ def _start(logits):
     return R
 
 
-# ------------------------------------------------------------------ models and their oracles
-# Each case: build(bias) -> model; oracle(model, x_n, rule, eps) -> (relevance at the input for
-# one sample, the NumPy logits).
+# ------------------------------------------------------------------ models
+# Each case: build(bias) -> model; its oracle is reference.recurrent_net, one sample at a time.
 
 
 def _single(layer_fn):
     def build(bias):
         i = keras.Input((T, D))
         return keras.Model(i, L.Dense(K, use_bias=bias)(layer_fn(bias)(i)))
-
-    def oracle(model, x, rule, eps):
-        rec, dense = model.layers[1], model.layers[2]
-        _, h, _ = rr.rnn(rec, x, rule=rule, eps=eps)
-        logits = h[-1] @ dense.get_weights()[0] + (dense.get_weights()[1:] or [0])[0]
-        R_h, _ = _dense_back(dense, h[-1], _start(logits), rule)
-        return rr.rnn(rec, x, R_last=R_h, rule=rule, eps=eps)[0], logits
-    return build, oracle
+    return build
 
 
 def _seq_flatten_build(bias):
@@ -90,29 +81,11 @@ def _seq_flatten_build(bias):
     return keras.Model(i, L.Dense(K, use_bias=bias)(L.Flatten()(h)))
 
 
-def _seq_flatten_oracle(model, x, rule, eps):
-    rec, dense = model.layers[1], model.layers[3]
-    _, h, _ = rr.rnn(rec, x, rule=rule, eps=eps)
-    logits = _dense_back(dense, h.reshape(-1), np.zeros(K), rule)[1]
-    R_seq = _dense_back(dense, h.reshape(-1), _start(logits), rule)[0].reshape(T, U)
-    return rr.rnn(rec, x, R_seq=R_seq, rule=rule, eps=eps)[0], logits
-
-
 def _stacked_build(bias):
     i = keras.Input((T, D))
     h = L.LSTM(U, return_sequences=True, use_bias=bias)(i)
     h = L.GRU(U, use_bias=bias)(h)
     return keras.Model(i, L.Dense(K, use_bias=bias)(h))
-
-
-def _stacked_oracle(model, x, rule, eps):
-    lstm, gru, dense = model.layers[1:4]
-    _, h1, _ = rr.rnn(lstm, x, rule=rule, eps=eps)
-    _, h2, _ = rr.rnn(gru, h1, rule=rule, eps=eps)
-    logits = _dense_back(dense, h2[-1], np.zeros(K), rule)[1]
-    R_h2 = _dense_back(dense, h2[-1], _start(logits), rule)[0]
-    R_h1 = rr.rnn(gru, h1, R_last=R_h2, rule=rule, eps=eps)[0]
-    return rr.rnn(lstm, x, R_seq=R_h1, rule=rule, eps=eps)[0], logits
 
 
 def _bi_build(merge, seq=False):
@@ -123,21 +96,6 @@ def _bi_build(merge, seq=False):
         h = L.Flatten()(h) if seq else h
         return keras.Model(i, L.Dense(K, use_bias=bias)(h))
     return build
-
-
-def _bi_oracle(model, x, rule, eps):
-    bi, dense = model.layers[1], model.layers[-1]
-    f = rr.rnn(bi.forward_layer, x, rule=rule, eps=eps)[1]
-    b = rr.rnn(bi.backward_layer, x, rule=rule, eps=eps)[1]
-    if bi.return_sequences:
-        y = np.concatenate([f, b[::-1]], axis=-1) if bi.merge_mode == "concat" else \
-            (f + b[::-1]) * (0.5 if bi.merge_mode == "ave" else 1.0)
-    else:
-        y = np.concatenate([f[-1], b[-1]]) if bi.merge_mode == "concat" else \
-            (f[-1] + b[-1]) * (0.5 if bi.merge_mode == "ave" else 1.0)
-    logits = _dense_back(dense, y.reshape(-1), np.zeros(K), rule)[1]
-    R_y = _dense_back(dense, y.reshape(-1), _start(logits), rule)[0].reshape(y.shape)
-    return rr.bidirectional(bi, x, R_y, rule, eps), logits
 
 
 VOCAB, DIM = 11, 3
@@ -151,29 +109,10 @@ def _embedding_build(mask_zero):
     return build
 
 
-def _embedding_oracle(model, tokens, rule, eps):
-    emb, lstm, dense = model.layers[1:4]
-    e = emb.get_weights()[0][tokens]
-    mask = tokens != 0 if emb.mask_zero else None
-    _, h, _ = rr.rnn(lstm, e, rule=rule, eps=eps, mask=mask)
-    logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
-    R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
-    return rr.rnn(lstm, e, R_last=R_h, rule=rule, eps=eps, mask=mask)[0].sum(axis=-1), logits
-
-
 def _masking_build(bias):
     i = keras.Input((T, D))
     h = L.GRU(U, use_bias=bias)(L.Masking(0.0)(i))
     return keras.Model(i, L.Dense(K, use_bias=bias)(h))
-
-
-def _masking_oracle(model, x, rule, eps):
-    gru, dense = model.layers[2:4]
-    mask = np.any(x != 0, axis=-1)
-    _, h, _ = rr.rnn(gru, x, rule=rule, eps=eps, mask=mask)
-    logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
-    R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
-    return rr.rnn(gru, x, R_last=R_h, rule=rule, eps=eps, mask=mask)[0], logits
 
 
 def _state_build(bias):
@@ -182,34 +121,10 @@ def _state_build(bias):
     return keras.Model(i, L.Dense(K, use_bias=bias)(L.Concatenate()([out, c])))
 
 
-def _state_oracle(model, x, rule, eps):
-    lstm, dense = model.layers[1], model.layers[-1]
-    cell = rr.Cell(lstm)
-    states = [np.zeros(U), np.zeros(U)]
-    for t in range(T):
-        states, _ = cell.step(x[t], states)
-    y = np.concatenate(states)
-    logits = _dense_back(dense, y, np.zeros(K), rule)[1]
-    R_y = _dense_back(dense, y, _start(logits), rule)[0]
-    return rr.rnn(lstm, x, R_last=R_y[:U], R_c_last=R_y[U:], rule=rule, eps=eps)[0], logits
-
-
 def _td_build(bias):
     i = keras.Input((T, D))
     h = L.TimeDistributed(L.Dense(5, use_bias=bias))(i)
     return keras.Model(i, L.Dense(K, use_bias=bias)(L.SimpleRNN(U, use_bias=bias)(h)))
-
-
-def _td_oracle(model, x, rule, eps):
-    td, rnn_layer, dense = model.layers[1:4]
-    w = td.layer.get_weights()
-    b = w[1] if len(w) > 1 else np.zeros(5)
-    h0 = x @ w[0] + b
-    _, h, _ = rr.rnn(rnn_layer, h0, rule=rule, eps=eps)
-    logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
-    R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
-    R_h0 = rr.rnn(rnn_layer, h0, R_last=R_h, rule=rule, eps=eps)[0]
-    return np.stack([rule(x[t], w[0], b, R_h0[t]) for t in range(T)]), logits
 
 
 def _init_state_build(bias):
@@ -220,37 +135,11 @@ def _init_state_build(bias):
     return keras.Model([x, v], L.Dense(K, use_bias=bias)(h))
 
 
-def _init_state_oracle(model, xv, rule, eps):
-    x, v = xv
-    dh, dc = [layer for layer in model.layers if isinstance(layer, L.Dense)][:2]
-    lstm = next(layer for layer in model.layers if isinstance(layer, L.LSTM))
-    dense = model.layers[-1]
-    h0, c0 = (_dense_back(d, v, np.zeros(U), rule)[1] for d in (dh, dc))
-    _, h, _ = rr.rnn(lstm, x, rule=rule, eps=eps, init=[h0, c0])
-    logits = _dense_back(dense, h[-1], np.zeros(K), rule)[1]
-    R_h = _dense_back(dense, h[-1], _start(logits), rule)[0]
-    R_x, _, (R_h0, R_c0) = rr.rnn(lstm, x, R_last=R_h, rule=rule, eps=eps, init=[h0, c0])
-    R_v = _dense_back(dh, v, R_h0, rule)[0] + _dense_back(dc, v, R_c0, rule)[0]
-    return [R_x, R_v], logits
-
-
 def _bi_masked_build(bias):
     i = keras.Input((T,), dtype="int32")
     h = L.Embedding(VOCAB, DIM, mask_zero=True)(i)
     h = L.Bidirectional(L.GRU(U, use_bias=bias), merge_mode="concat")(h)
     return keras.Model(i, L.Dense(K, use_bias=bias)(h))
-
-
-def _bi_masked_oracle(model, tokens, rule, eps):
-    emb, bi, dense = model.layers[1:4]
-    e = emb.get_weights()[0][tokens]
-    mask = tokens != 0
-    f = rr.rnn(bi.forward_layer, e, rule=rule, eps=eps, mask=mask)[1]
-    b = rr.rnn(bi.backward_layer, e, rule=rule, eps=eps, mask=mask)[1]
-    y = np.concatenate([f[-1], b[-1]])
-    logits = _dense_back(dense, y, np.zeros(K), rule)[1]
-    R_y = _dense_back(dense, y, _start(logits), rule)[0]
-    return rr.bidirectional(bi, e, R_y, rule, eps, mask=mask).sum(axis=-1), logits
 
 
 CASES = {
@@ -260,18 +149,18 @@ CASES = {
     "simple_rnn": _single(lambda bias: L.SimpleRNN(U, use_bias=bias)),
     "lstm_backwards": _single(lambda bias: L.LSTM(U, use_bias=bias, go_backwards=True)),
     "gru_backwards": _single(lambda bias: L.GRU(U, use_bias=bias, go_backwards=True)),
-    "lstm_sequences_backwards": (_seq_flatten_build, _seq_flatten_oracle),
-    "stacked_lstm_gru": (_stacked_build, _stacked_oracle),
-    "bidirectional_concat": (_bi_build("concat"), _bi_oracle),
-    "bidirectional_sum": (_bi_build("sum"), _bi_oracle),
-    "bidirectional_ave_sequences": (_bi_build("ave", seq=True), _bi_oracle),
-    "embedding_lstm": (_embedding_build(False), _embedding_oracle),
-    "embedding_mask_zero": (_embedding_build(True), _embedding_oracle),
-    "masking_gru": (_masking_build, _masking_oracle),
-    "lstm_return_state": (_state_build, _state_oracle),
-    "time_distributed": (_td_build, _td_oracle),
-    "lstm_initial_state_from_input": (_init_state_build, _init_state_oracle),
-    "embedding_bidirectional_gru_masked": (_bi_masked_build, _bi_masked_oracle),
+    "lstm_sequences_backwards": _seq_flatten_build,
+    "stacked_lstm_gru": _stacked_build,
+    "bidirectional_concat": _bi_build("concat"),
+    "bidirectional_sum": _bi_build("sum"),
+    "bidirectional_ave_sequences": _bi_build("ave", seq=True),
+    "embedding_lstm": _embedding_build(False),
+    "embedding_mask_zero": _embedding_build(True),
+    "masking_gru": _masking_build,
+    "lstm_return_state": _state_build,
+    "time_distributed": _td_build,
+    "lstm_initial_state_from_input": _init_state_build,
+    "embedding_bidirectional_gru_masked": _bi_masked_build,
 }
 
 
@@ -295,7 +184,7 @@ def _inputs(name, seed, n=5):
 
 def _model(name, bias, seed):
     keras.utils.set_random_seed(seed)
-    model = CASES[name][0](bias)
+    model = CASES[name](bias)
     _skip_keras_simple_rnn_float64_on_jax(model)
     _randomize(model, seed, bias)
     return model
@@ -307,21 +196,20 @@ def test_matches_numpy_oracle(float64, name, bias):
     seed = list(CASES).index(name)
     model, x = _model(name, bias, seed), _inputs(name, seed)
     got = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
-    oracle = CASES[name][1]
     samples = list(zip(*x)) if isinstance(x, list) else x
-    rows = [oracle(model, xn, eps_rule(), EPS) for xn in samples]
-    np.testing.assert_allclose(np.stack([r[1] for r in rows]), model.predict(x, verbose=0),
-                               rtol=1e-10, atol=1e-12)  # the oracle's forward pass is Keras'
+    rows = [ref.recurrent_net(model, xn, eps_rule(), EPS) for xn in samples]
+    assert_close(np.stack([r[1] for r in rows]), model.predict(x, verbose=0),
+                 rtol=1e-10, atol=1e-12)  # the oracle's forward pass is Keras'
     if isinstance(x, list):  # several inputs: one relevance each
         for k, part in enumerate(got):
             expected = np.stack([r[0][k] for r in rows])
             assert part.shape == x[k].shape
-            np.testing.assert_allclose(part, expected, rtol=1e-7,
-                                       atol=1e-9 * np.abs(expected).max())
+            assert_close(part, expected, rtol=1e-7,
+                         atol=1e-9 * np.abs(expected).max())
         return
     expected = np.stack([r[0] for r in rows])
     assert got.shape == x.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+    assert_close(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
     if "mask" in name and name.startswith("embedding"):
         assert np.all(got[x == 0] == 0.0)
     if name == "masking_gru":
@@ -338,7 +226,7 @@ def test_conserves_without_bias(float64, name):
     model, x = _model(name, False, seed), _inputs(name, seed)
     got = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-12).analyze(x)
     logits = model.predict(x, verbose=0).max(axis=1)
-    np.testing.assert_allclose(got.reshape(len(x), -1).sum(axis=1), logits, rtol=1e-8)
+    assert_close(got.reshape(len(x), -1).sum(axis=1), logits, rtol=1e-8)
 
 
 AB21 = lambda x, W, b, R: ref.alphabeta_rule(x, W, b, R, 2.0, 1.0)  # noqa: E731
@@ -364,8 +252,8 @@ def test_other_rules(float64, name, analyzer, rule):
     model, x = _model(name, True, seed), _inputs(name, seed)
     got = keras_lrp.create_analyzer(analyzer, model).analyze(x)
     eps = EPS if "epsilon" in analyzer else ref.STAB
-    expected = np.stack([CASES[name][1](model, xn, rule, eps)[0] for xn in x])
-    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+    expected = np.stack([ref.recurrent_net(model, xn, rule, eps)[0] for xn in x])
+    assert_close(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("gate_rule", ["half", "proportional"])
@@ -375,15 +263,8 @@ def test_gate_rules(float64, name, gate_rule):
     seed = list(CASES).index(name)
     model, x = _model(name, True, seed), _inputs(name, seed)
     got = keras_lrp.create_analyzer("lrp.epsilon", model, gate_rule=gate_rule).analyze(x)
-    lstm, dense = model.layers[1], model.layers[2]
-    expected = []
-    for xn in x:
-        h = rr.rnn(lstm, xn, rule=eps_rule(), eps=EPS)[1]
-        logits = _dense_back(dense, h[-1], np.zeros(K), eps_rule())[1]
-        R_h = _dense_back(dense, h[-1], _start(logits), eps_rule())[0]
-        expected.append(rr.rnn(lstm, xn, R_last=R_h, rule=eps_rule(), eps=EPS,
-                               gate_rule=gate_rule)[0])
-    expected = np.stack(expected)
+    expected = np.stack([ref.recurrent_net(model, xn, eps_rule(), EPS, gate_rule)[0]
+                         for xn in x])
     # off TensorFlow, Keras' recurrence runs in float32 (helpers.PRECISION): 7 steps of it
     rtol = 1e-7 if BACKEND == "tensorflow" else 1e-4
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
@@ -465,11 +346,11 @@ def test_seed001_lrp_linear(float64, bias_factor):
     got = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=eps, bias_factor=bias_factor,
                                     neuron_selection_mode="all").analyze(x)
     z = x @ w + b
-    expected = np.stack([rr.lrp_linear(xn, w, b, zn, zn, Din, eps, bias_factor)
+    expected = np.stack([ref.lrp_linear(xn, w, b, zn, zn, Din, eps, bias_factor)
                          for xn, zn in zip(x, z)])
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert_close(got, expected, rtol=1e-12, atol=1e-12)
     if bias_factor == 1.0:
-        np.testing.assert_allclose(got.sum(axis=1), z.sum(axis=1), rtol=1e-12)
+        assert_close(got.sum(axis=1), z.sum(axis=1), rtol=1e-12)
     else:
         assert np.abs(got.sum(axis=1) - z.sum(axis=1)).max() > 0.1  # the bias absorbed some
 
@@ -485,10 +366,10 @@ def test_bias_factor_inside_cells(float64, name):
                                     bias_factor=1.0).analyze(x)
 
     def rule(xh, W, b, R):
-        return rr.lrp_linear(xh, W, b, xh @ W + b, R, len(xh), eps, 1.0)
+        return ref.lrp_linear(xh, W, b, xh @ W + b, R, len(xh), eps, 1.0)
 
-    expected = np.stack([CASES[name][1](model, xn, rule, eps)[0] for xn in x])
-    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+    expected = np.stack([ref.recurrent_net(model, xn, rule, eps)[0] for xn in x])
+    assert_close(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
 
 
 def test_bias_factor_conserves_on_padded_convolutions(float64):
@@ -501,8 +382,8 @@ def test_bias_factor_conserves_on_padded_convolutions(float64):
     xc = np.random.default_rng(0).normal(size=(3, 5, 5, 2))
     for name in ("lrp.z", "lrp.epsilon"):
         got = keras_lrp.create_analyzer(name, conv, bias_factor=1.0).analyze(xc)
-        np.testing.assert_allclose(got.reshape(3, -1).sum(axis=1),
-                                   conv.predict(xc, verbose=0).max(axis=1), rtol=1e-9)
+        assert_close(got.reshape(3, -1).sum(axis=1),
+                     conv.predict(xc, verbose=0).max(axis=1), rtol=1e-9)
 
 
 def test_bias_factor_out_of_range():
@@ -525,15 +406,15 @@ def test_time_distributed_around_layers_without_a_kernel(float64):
     for n in range(3):
         pooled = x[n].reshape(T, 2, 2, 2).max(axis=2)  # windows of 2 along the 4-axis
         h0 = pooled.reshape(T, -1)
-        _, hs, _ = rr.rnn(rnn_layer, h0, rule=eps_rule(), eps=EPS)
+        _, hs, _ = ref.rnn(rnn_layer, h0, rule=eps_rule(), eps=EPS)
         logits = _dense_back(dense, hs[-1], np.zeros(K), eps_rule())[1]
         R_h = _dense_back(dense, hs[-1], _start(logits), eps_rule())[0]
-        R_h0 = rr.rnn(rnn_layer, h0, R_last=R_h, rule=eps_rule(), eps=EPS)[0].reshape(T, 2, 2)
+        R_h0 = ref.rnn(rnn_layer, h0, R_last=R_h, rule=eps_rule(), eps=EPS)[0].reshape(T, 2, 2)
         expected = np.zeros((T, 4, 2))
         win = x[n].reshape(T, 2, 2, 2).argmax(axis=2)  # (T, 2 windows, 2 channels)
         for t, w, c in np.ndindex(T, 2, 2):
             expected[t, 2 * w + win[t, w, c], c] = R_h0[t, w, c]
-        np.testing.assert_allclose(got[n], expected, rtol=1e-7, atol=1e-12)
+        assert_close(got[n], expected, rtol=1e-7, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["gradient", "input_t_gradient", "gradient.baseline",

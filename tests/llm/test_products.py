@@ -13,6 +13,8 @@ al. 2022):
 import keras
 import numpy as np
 import pytest
+import reference as ref
+from helpers import assert_close
 from keras import ops
 
 import keras_lrp
@@ -47,9 +49,10 @@ def _mlp_reference(model, x, attention):
     h = x @ w["embed"]
     n = h / np.sqrt((h ** 2).mean(-1, keepdims=True) + 1e-6) * np.linspace(0.5, 1.5, D)
     up, gate = n @ w["up"], n @ w["gate"]
-    m = up * _silu(gate)
+    act = _silu(gate)
+    m = up * act
     r_m = _z(m, w["down"], m @ w["down"])
-    r_up, r_act = (r_m / 2, r_m / 2) if attention == "attnlrp" else (r_m, 0 * r_m)
+    r_act, r_up = ref.product_rule(act, up, r_m, "half" if attention == "attnlrp" else "signal")
     r_n = _z(n, w["up"], r_up) + _z(n, w["gate"], r_act)  # identity through SiLU
     return _z(x, w["embed"], r_n)  # identity through the norm
 
@@ -60,8 +63,8 @@ def test_norm_and_gated_mlp(float64, attention):
     model = _mlp_model()
     x = np.random.default_rng(1).normal(size=(4, D))
     a = keras_lrp.create_analyzer("lrp.z", model, attention=attention)
-    np.testing.assert_allclose(a.analyze(x), _mlp_reference(model, x, attention), rtol=1e-7,
-                               atol=1e-12)
+    assert_close(a.analyze(x), _mlp_reference(model, x, attention), rtol=1e-7,
+                 atol=1e-12)
 
 
 def _attention_model(t=4, d=3):
@@ -78,25 +81,16 @@ def _attention_model(t=4, d=3):
 def _attention_reference(model, x, attention, t=4, d=3):
     w = {layer.name: np.asarray(layer.kernel) for layer in model.layers if hasattr(layer, "kernel")}
     q, k, v = x @ w["q"], x @ w["k"], x @ w["v"]
-    s = np.einsum("btd,bsd->bts", q, k)
-    a = np.exp(s - s.max(-1, keepdims=True))
-    a /= a.sum(-1, keepdims=True)
-    c = np.einsum("bts,bsd->btd", a, v)
+    kT = np.swapaxes(k, 1, 2)
+    s = q @ kT
+    a = ref.softmax(s)
+    c = a @ v
     pooled = c.sum(1)
     r_pooled = _z(pooled, w["out"], pooled @ w["out"])
     r_c = np.repeat(r_pooled[:, None, :], t, axis=1) * c / pooled[:, None, :]  # Z rule of the sum
-    ratio = r_c / c  # c = Σ_s a_ts v_sd: R_a_ts = a_ts Σ_d v_sd ratio_td, R_v_sd = v_sd Σ_t …
-    r_a = a * np.einsum("bsd,btd->bts", v, ratio)
-    r_v = v * np.einsum("bts,btd->bsd", a, ratio)
-    if attention == "cp":
-        r_v_total = r_v
-        r_q = r_k = 0 * x @ w["q"]
-    else:
-        r_a, r_v_total = r_a / 2, r_v / 2
-        r_s = s * (r_a - a * r_a.sum(-1, keepdims=True))  # the softmax rule
-        ratio_s = r_s / s
-        r_q = q * np.einsum("bsd,bts->btd", k, ratio_s) / 2
-        r_k = k * np.einsum("btd,bts->bsd", q, ratio_s) / 2
+    r_a, r_v_total = ref.matmul_rule(a, v, r_c, attention)
+    r_q, r_kT = ref.matmul_rule(q, kT, ref.softmax_rule(s, a, r_a), attention)
+    r_k = np.swapaxes(r_kT, 1, 2)
     return _z(x, w["q"], r_q) + _z(x, w["k"], r_k) + _z(x, w["v"], r_v_total)
 
 
@@ -107,10 +101,10 @@ def test_raw_attention(float64, attention):
     x = np.random.default_rng(3).normal(size=(2, 4, 3))
     a = keras_lrp.create_analyzer("lrp.z", model, attention=attention)
     got = a.analyze(x)
-    np.testing.assert_allclose(got, _attention_reference(model, x, attention), rtol=1e-7,
-                               atol=1e-12)
+    assert_close(got, _attention_reference(model, x, attention), rtol=1e-7,
+                 atol=1e-12)
     if attention == "cp":  # bias-free and A held constant: conservative
-        np.testing.assert_allclose(got.sum((1, 2)), np.asarray(model(x))[:, 0], rtol=1e-9)
+        assert_close(got.sum((1, 2)), np.asarray(model(x))[:, 0], rtol=1e-9)
 
 
 def test_log_softmax(float64):
@@ -131,7 +125,7 @@ def test_log_softmax(float64):
     u = r / y
     a_ = np.exp(y)
     r_s = sv * (u - a_ * u.sum(-1, keepdims=True))
-    np.testing.assert_allclose(got, _z(xs, w, r_s), rtol=1e-9, atol=1e-14)
+    assert_close(got, _z(xs, w, r_s), rtol=1e-9, atol=1e-14)
 
 
 def _dpa_models(t=5, heads=4, kv=2, h=3, d=6):
@@ -205,5 +199,5 @@ def test_rope_written_in_ops(float64):
     t1, t2 = hv * np.cos(ang), rot * np.sin(ang)
     r1, r2 = r_y * t1 / y, r_y * t2 / y
     r_h = r1 + np.concatenate([r2[..., 3:], r2[..., :3]], -1)
-    np.testing.assert_allclose(got, _z(xs, w_h, r_h), rtol=1e-7, atol=1e-12)
-    np.testing.assert_allclose(got.sum((1, 2)), np.asarray(model(xs))[:, 0], rtol=1e-9)
+    assert_close(got, _z(xs, w_h, r_h), rtol=1e-7, atol=1e-12)
+    assert_close(got.sum((1, 2)), np.asarray(model(xs))[:, 0], rtol=1e-9)

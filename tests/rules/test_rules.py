@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
+from helpers import assert_close
 
 from keras_lrp import rules
 
@@ -195,14 +196,14 @@ def test_rule_matches_reference(rule_id, layer_id, x_kind):
     seed = list(LAYERS).index(layer_id) + (100 if x_kind == "nonneg" else 0)
     layer, in_shape, x, z, R_out = _make(layer_id, seed, x_kind)
     W, b, expected = _expected(rule_id, layer, in_shape, x, R_out)
-    np.testing.assert_allclose(x.reshape(BATCH, -1) @ W + b, z.reshape(BATCH, -1),
-                               rtol=1e-12, atol=1e-12)
+    assert_close(x.reshape(BATCH, -1) @ W + b, z.reshape(BATCH, -1),
+                 rtol=1e-12, atol=1e-12)
     _check_conditioning(x, W, b)
     R_in = _run_rule(RULES[rule_id][0](in_shape), layer, x, z, R_out)
     assert R_in.shape == x.shape
     for n in range(BATCH):  # each sample separately
-        np.testing.assert_allclose(R_in[n].reshape(-1), expected[n], rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{rule_id} on {layer_id} ({x_kind}), sample {n}")
+        assert_close(R_in[n].reshape(-1), expected[n], rtol=RTOL, atol=ATOL,
+                     err_msg=f"{rule_id} on {layer_id} ({x_kind}), sample {n}")
 
 
 # ----------------------------------------------------------------- degenerate inputs
@@ -220,7 +221,7 @@ def test_no_nan_on_zeros(rule_id, layer_id, what):
     assert np.all(np.isfinite(R_in)), f"{rule_id}: non-finite relevance for {what}"
     _, _, expected = _expected(rule_id, layer, in_shape, x, R_out)
     for n in range(BATCH):
-        np.testing.assert_allclose(R_in[n].reshape(-1), expected[n], rtol=RTOL, atol=ATOL)
+        assert_close(R_in[n].reshape(-1), expected[n], rtol=RTOL, atol=ATOL)
 
 
 def _dense(kernel, bias):
@@ -252,7 +253,7 @@ def test_z_exact_zero_output_with_bias():
     assert z[0, 0] == 0.0
     R_in = _run_rule(rules.Z(bias=True), layer, x, z, np.array([[5., 3.]]))
     assert np.all(np.isfinite(R_in))
-    np.testing.assert_allclose(R_in, [[4 / 3, 4 / 3]], rtol=1e-12)
+    assert_close(R_in, [[4 / 3, 4 / 3]], rtol=1e-12)
 
 
 # ----------------------------------------------------------------- parameter validation

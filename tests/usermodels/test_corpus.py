@@ -19,7 +19,7 @@ computes float64 partly in float32 elsewhere).
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, at_precision, autodiff, keras_dtype
+from helpers import BACKEND, assert_close, autodiff, keras_dtype
 from keras import ops
 
 import keras_lrp
@@ -125,15 +125,14 @@ def test_corpus_conservation_and_lrp0_in_float64(name, float64):
     total = sum(r.reshape(len(r), -1).sum(axis=1) for r in relevance)
     # TensorFlow resizes in float32 whatever the dtype (tf.image.resize): 1e-6 where it does
     tol = 1e-6 if _has(model, keras.layers.Resizing) else 1e-9
-    np.testing.assert_allclose(total, logits[np.arange(len(top)), top], rtol=at_precision(tol))
+    assert_close(total, logits[np.arange(len(top)), top], rtol=tol)
     if _offset_preprocessing(model):
         return  # the identity through x ↦ (x − μ)/σ is not the Z rule, so LRP-0 ≠ x · ∇
     z = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
     txg = keras_lrp.create_analyzer("input_t_gradient", model, neuron_selection_mode="index")
     for a, b in zip(_listed(z.analyze(x, neuron_selection=top)),
                     _listed(txg.analyze(x, neuron_selection=top))):
-        np.testing.assert_allclose(a, b, rtol=at_precision(1e-7),
-                                   atol=at_precision(1e-9) * np.abs(b).max())
+        assert_close(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
 
 
 def _has(model, cls) -> bool:
