@@ -108,8 +108,7 @@ def test_integrated_gradients_name_uses_innvestigates_defaults(float64):
     for n, xn in enumerate(x):
         k = np.argmax(np.tanh(xn @ W1 + b1) @ W2 + b2)
         grads = [((1 - np.tanh(a * xn @ W1 + b1) ** 2) * W2[:, k]) @ W1.T for a in alphas]
-        assert_close(analyzer.analyze(x[n:n + 1])[0], xn * np.mean(grads, 0),
-                     rtol=1e-9, atol=1e-13)
+        assert_close(analyzer.analyze(x[n:n + 1])[0], xn * np.mean(grads, 0), rtol=1e-9, atol=1e-13)
 
 
 def test_smoothgrad_name_with_postprocess_on_a_linear_model(float64):

@@ -100,8 +100,7 @@ def test_smoothgrad_over_lrp_holds_the_clean_argmax(float64):
     np.testing.assert_allclose(got[0], x[0] * W[:, 1], atol=0.08)
     exact = SmoothGrad(keras_lrp.create_analyzer("lrp.z_IB", model), augment_by_n=3,
                        noise_scale=0.0).analyze(x)
-    assert_close(exact, keras_lrp.create_analyzer("lrp.z_IB", model).analyze(x),
-                 rtol=1e-12)
+    assert_close(exact, keras_lrp.create_analyzer("lrp.z_IB", model).analyze(x), rtol=1e-12)
 
 
 def test_smoothgrad_index_and_all_modes(float64):

@@ -222,11 +222,9 @@ def test_forward_matches_numpy(float64, net_name):
     model, net, x, softmax = build(net_name)
     logits = np.stack([net.forward(xn, check=True)[net.output] for xn in x])
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
-    assert_close(_flat_batch(analyzer.forward_model(x)), logits, rtol=1e-12,
-                 atol=1e-13)
+    assert_close(_flat_batch(analyzer.forward_model(x)), logits, rtol=1e-12, atol=1e-13)
     expected = _softmax(logits) if softmax else logits
-    assert_close(_flat_batch(model(x, training=False)), expected, rtol=1e-12,
-                 atol=1e-13)
+    assert_close(_flat_batch(model(x, training=False)), expected, rtol=1e-12, atol=1e-13)
 
 
 def test_batchnorm_numpy_forward_unfolded(float64):
@@ -239,8 +237,7 @@ def test_batchnorm_numpy_forward_unfolded(float64):
     expected = h @ Wo + bo
     folded = np.stack([net.forward(xn)[net.output] for xn in x])
     np.testing.assert_allclose(folded, expected, rtol=1e-12, atol=1e-13)
-    assert_close(np.asarray(model(x, training=False)), expected, rtol=1e-12,
-                 atol=1e-13)
+    assert_close(np.asarray(model(x, training=False)), expected, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("rule_name", list(RULES))
@@ -324,11 +321,9 @@ def test_conservation_report_with_bias_mlp(float64):
         np.testing.assert_allclose(report.input_sum[n], R_in[n].sum(), rtol=1e-12)
         assert_close(report.absorbed[n], logit - R["x"].sum(), rtol=1e-7)
         assert_close(report.absorbed[n], sum(shares.values()), rtol=1e-7)
-        assert_close(report.relative_error()[n],
-                     abs(logit - R["x"].sum()) / abs(logit), rtol=1e-7)
+        assert_close(report.relative_error()[n], abs(logit - R["x"].sum()) / abs(logit), rtol=1e-7)
         for key, total in report.sums.items():
-            assert_close(total[n], R[key].sum(), rtol=RTOL, atol=ATOL,
-                         err_msg=key)
+            assert_close(total[n], R[key].sum(), rtol=RTOL, atol=ATOL, err_msg=key)
         # layer by layer: what a kernel layer keeps is its own bias share
         for name, inp, _ in kernels:
             assert_close(report.sums[name][n] - report.sums[inp][n],

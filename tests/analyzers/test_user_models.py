@@ -243,8 +243,7 @@ def test_resizing_and_center_crop_conserve(interpolation, float64):
     # TensorFlow resizes in float32 whatever the input's dtype (tf.image.resize), so the
     # bilinear model is float64 only up to float32's rounding there
     tol = 1e-9 if interpolation == "nearest" else 1e-6
-    assert_close(r.reshape(2, -1).sum(axis=1), _np(model(data))[:, 0],
-                 rtol=tol)
+    assert_close(r.reshape(2, -1).sum(axis=1), _np(model(data))[:, 0], rtol=tol)
     np.testing.assert_allclose(r, data * _grad(model, data, 0), rtol=tol,
                                atol=tol * np.abs(r).max())
 

@@ -178,12 +178,10 @@ def test_additive_attention_matches_numpy_oracle(float64, attention):
     xq, xv = rng.normal(size=(3, T, D)), rng.normal(size=(3, S, D))
     got = keras_lrp.create_analyzer("lrp.z", model, attention=attention).analyze([xq, xv])
     rows = [_additive_oracle(model, a, b, attention) for a, b in zip(xq, xv)]
-    assert_close(np.stack([r[2] for r in rows]),
-                 model.predict([xq, xv], verbose=0), rtol=1e-10)
+    assert_close(np.stack([r[2] for r in rows]), model.predict([xq, xv], verbose=0), rtol=1e-10)
     for part, k in zip(got, (0, 1)):
         expected = np.stack([r[k] for r in rows])
-        assert_close(part, expected, rtol=1e-8,
-                     atol=1e-10 * max(np.abs(expected).max(), 1e-30))
+        assert_close(part, expected, rtol=1e-8, atol=1e-10 * max(np.abs(expected).max(), 1e-30))
 
 
 def test_cp_lrp_conserves_through_additive_attention(float64):

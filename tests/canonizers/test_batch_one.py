@@ -47,10 +47,8 @@ def _assert_lrp_z(model, x, expected):
     """LRP-0 (``lrp.z``) of output 1 equals ``expected`` (float64: 1e-9), and the analysis'
     forward pass is the model's (1e-12)."""
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                 rtol=1e-12)
-    assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                 atol=1e-12)
+    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0), rtol=1e-12)
+    assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9, atol=1e-12)
 
 
 def _token_model(layer):
@@ -263,8 +261,7 @@ def test_an_input_broadcast_by_an_element_wise_op_gets_its_copies_relevance(floa
     r_m = (z / s_[:, None, None, :] * r_s[:, None, None, :]).sum(axis=(1, 2))
     expected = x * W.sum(axis=1)[None, None, :] * (r_m / m)[:, :, None]
     a = keras_lrp.create_analyzer("lrp.z", model, neuron_selection_mode="index")
-    assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9,
-                 atol=1e-12)
+    assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9, atol=1e-12)
 
 
 class TwoOutputs(L.Layer):
@@ -462,5 +459,4 @@ def test_the_batch_check_runs_with_torch_grad_enabled():
     x = np.random.default_rng(0).normal(size=(3, T, F)).astype("float32")
     with torch.enable_grad():
         a = keras_lrp.create_analyzer("lrp.epsilon", model)
-    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                 rtol=1e-5, atol=1e-6)
+    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -161,13 +161,11 @@ def test_softmax_stripped_in_all_three_forms(float64):
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)  # really a softmax
         for name, kwargs in [("lrp.z", {}), ("lrp.epsilon", {"epsilon": 0.01})]:
             analyzer = keras_lrp.create_analyzer(name, model, **kwargs)
-            assert_close(_np(analyzer.forward_model(x)), logits, rtol=1e-12,
-                         atol=1e-13)
+            assert_close(_np(analyzer.forward_model(x)), logits, rtol=1e-12, atol=1e-13)
             layerwise = analyzer.analyze(x, layerwise=True)
             assert set(layerwise) == {"x", "h", "h_activation", "logits"}, form
             # the relevance entering the network is the max pre-softmax logit
-            assert_close(layerwise["logits"].sum(axis=1), logits.max(axis=1),
-                         rtol=1e-12)
+            assert_close(layerwise["logits"].sum(axis=1), logits.max(axis=1), rtol=1e-12)
             results[form, name] = analyzer.analyze(x)
     for name in ("lrp.z", "lrp.epsilon"):
         np.testing.assert_allclose(results["layer", name], results["fused", name], **SAME)
@@ -240,8 +238,7 @@ def test_fused_activation_equals_separate_layer(float64, rule_name):
     net.dense(model.get_layer("out"), net.add("flat", "flatten", [h]))
     for n in range(len(x)):
         _, expected = net.relevance(x[n], RULES[rule_name][1], check=True)
-        assert_close(got["fused"]["x"][n].reshape(-1), expected["x"], rtol=RTOL,
-                     atol=ATOL)
+        assert_close(got["fused"]["x"][n].reshape(-1), expected["x"], rtol=RTOL, atol=ATOL)
 
 
 # ============================================================== (d) BatchNorm folding
@@ -285,8 +282,7 @@ def test_batchnorm_folded(float64, kind):
     _randomize(model, _rng(4))
     x = _rng(5).normal(size=(2,) + shape)
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
-    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
-                 atol=1e-13)
+    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12, atol=1e-13)
     for m in (analyzer.relevance_model, analyzer.forward_model):
         names = [layer.name for layer in m.layers]
         assert not [n for n in names if n.startswith("bn")], names
@@ -332,8 +328,7 @@ def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
     x = _rng(7).normal(size=(3, 4))
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
     assert "bn" in [layer.name for layer in analyzer.relevance_model.layers]
-    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
-                 atol=1e-13)
+    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12, atol=1e-13)
     got = analyzer.analyze(x, layerwise=True)
     assert list(got) == ["x", "d1", "relu", "bn", "out"]
     s, t = _bn_scale_shift(model.get_layer("bn"))
@@ -352,8 +347,7 @@ def test_batchnorm_after_relu_is_kept_as_diagonal_layer(float64):
     for n in range(len(x)):
         _, expected = net.relevance(x[n], RULES["lrp.z"][1], check=True)
         for key in got:
-            assert_close(got[key][n], expected[key], rtol=RTOL, atol=ATOL,
-                         err_msg=key)
+            assert_close(got[key][n], expected[key], rtol=RTOL, atol=ATOL, err_msg=key)
 
 
 def test_batchnorm_not_folded_when_kernel_output_is_shared(float64):
@@ -365,8 +359,7 @@ def test_batchnorm_not_folded_when_kernel_output_is_shared(float64):
     _randomize(model, _rng(8))
     x = _rng(9).normal(size=(3, 4))
     analyzer = keras_lrp.create_analyzer("lrp.z", model)
-    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12,
-                 atol=1e-13)
+    assert_close(_np(analyzer.forward_model(x)), _np(model(x)), rtol=1e-12, atol=1e-13)
     assert "bn" in analyzer.layer_names
 
 
@@ -416,8 +409,7 @@ def test_separable_split(float64, rank):
     for n in range(len(x)):
         values, expected = net.relevance(x[n], rule, check=True)
         for key in got:
-            assert_close(got[key][n].reshape(-1), expected[key], rtol=RTOL,
-                         atol=ATOL, err_msg=key)
+            assert_close(got[key][n].reshape(-1), expected[key], rtol=RTOL, atol=ATOL, err_msg=key)
         # z_IB conserves: Σ R_input = the explained logit
         assert_close(got["x"][n].sum(), values["out"].max(), rtol=1e-10)
 
@@ -491,8 +483,7 @@ def test_shared_layer_applied_twice_in_sequence(float64):
     h = net.add("act2", "relu", ["sh2"])
     net.dense(model.get_layer("out"), h)
     forward_order = ["x", "sh", "act1", "sh2", "act2", "out"]
-    assert_close(np.stack([net.forward(xn)["out"] for xn in x]), _np(model(x)),
-                 rtol=1e-12)
+    assert_close(np.stack([net.forward(xn)["out"] for xn in x]), _np(model(x)), rtol=1e-12)
     for rule_name in ("lrp.z", "lrp.alpha_2_beta_1"):
         got = keras_lrp.create_analyzer(rule_name, model, **RULES[rule_name][0]).analyze(
             x, layerwise=True)
@@ -559,8 +550,7 @@ def test_tensor_with_two_consumers_sums_their_relevance(float64):
     for n in range(3):
         values, expected = net.relevance(x[n], rule, check=True)
         for key in got:
-            assert_close(got[key][n], expected[key], rtol=RTOL, atol=ATOL,
-                         err_msg=key)
+            assert_close(got[key][n], expected[key], rtol=RTOL, atol=ATOL, err_msg=key)
         # explicitly: relevance at h's output = what p sends back + what q sends back
         a = values["h_activation"]
         from_p = rule(a, Wp, bp, expected["p"], None)
@@ -633,5 +623,4 @@ def test_unknown_linear_layer_traced_or_rescued_as_advised(float64):
         logits = h @ Wo + bo
         R = ref.z_rule(h, Wo, bo, np.eye(2)[np.argmax(logits)] * logits)
         assert_close(got["resc"][n], R, rtol=RTOL, atol=ATOL)
-        assert_close(got["x"][n], ref.z_rule(x[n], 2 * W, 2 * b, R), rtol=RTOL,
-                     atol=ATOL)
+        assert_close(got["x"][n], ref.z_rule(x[n], 2 * W, 2 * b, R), rtol=RTOL, atol=ATOL)

@@ -106,8 +106,7 @@ def test_cp_lrp_of_a_vision_tower_conserves_with_biases_zeroed(float64, name):
         model = _model(name, zero_biases=zero)
         a = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=1e-30, attention="cp")
         logits = model.predict(x, verbose=0)
-        assert_close(np.asarray(a.forward_model(x)), logits, rtol=1e-9,
-                     atol=1e-12)
+        assert_close(np.asarray(a.forward_model(x)), logits, rtol=1e-9, atol=1e-12)
         total = a.analyze(x).reshape(3, -1).sum(axis=1)
         gap = np.abs(total - logits.max(axis=1)).max()
         if zero:

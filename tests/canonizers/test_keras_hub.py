@@ -102,8 +102,7 @@ def test_traced_backbone_computes_the_same_function(float64, name):
     names = [layer.name for layer in a.forward_model.layers]
     assert not any("transformer_layer_0" == n or n.endswith("_encoder") for n in names)
     assert any(n.endswith("_scores") for n in names) and any(n.endswith("_combine") for n in names)
-    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0),
-                 rtol=1e-6, atol=1e-9)
+    assert_close(np.asarray(a.forward_model(x)), model.predict(x, verbose=0), rtol=1e-6, atol=1e-9)
 
 
 #: By default two rules per backbone (a stabilised one and AlphaBeta); all six with -m slow.

@@ -69,8 +69,7 @@ def test_first_match_wins_and_user_entries_go_in_front(float64):
     composite = composites.Composite([(L.Dense, rules.Z()), (L.Dense, rules.Flat()),
                                       (L.Conv2D, rules.Z())])
     got = keras_lrp.create_analyzer("lrp", model, composite=composite).analyze(x)
-    assert_close(got, _oracle(model, x, {"conv": Z, "hidden": Z, "out": Z}),
-                 rtol=RTOL, atol=1e-12)
+    assert_close(got, _oracle(model, x, {"conv": Z, "hidden": Z, "out": Z}), rtol=RTOL, atol=1e-12)
     front = keras_lrp.create_analyzer("lrp", model, composite=composite,
                                       rule_map=[("out", "Flat")]).analyze(x)
     assert_close(front, _oracle(model, x, {"conv": Z, "hidden": Z, "out": FLAT}),

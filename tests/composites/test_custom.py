@@ -32,8 +32,7 @@ def test_example_custom_layer_and_rule_match_hand_computation(example, float64):
     x = np.random.default_rng(4).normal(size=(5, 4))
     analyzer = keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=0.01,
                                          rule_map=[("out", example.AbsZ())])
-    assert_close(analyzer.analyze(x), example.by_hand(model, x, 0.01), rtol=1e-9,
-                 atol=1e-12)
+    assert_close(analyzer.analyze(x), example.by_hand(model, x, 0.01), rtol=1e-9, atol=1e-12)
 
 
 def test_abs_z_rule_conserves(example, float64):

@@ -75,8 +75,7 @@ def test_float64_model_matches_float64_reference():
         assert got.dtype == np.float64, (name, got.dtype)
         want = np.stack([_reference_dense_lrp(ref.Net.from_keras(model), x[i], n, rule)
                          for i, n in enumerate([0, 1, 2, 0])])
-        assert_close(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(),
-                     err_msg=name)
+        assert_close(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(), err_msg=name)
 
 
 def branching_net():

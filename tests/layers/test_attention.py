@@ -107,13 +107,11 @@ def test_matches_numpy_oracle(float64, bias, causal, cross, attention):
     rows = [oracle(model, a, b, attention, causal) for a, b in zip(xq, xv)]
     # the oracle's forward pass is Keras' (whose fused dot_product_attention path rounds at
     # ~1e-8 relative even in float64)
-    assert_close(np.stack([r[2] for r in rows]), model.predict(x, verbose=0),
-                 rtol=1e-7, atol=1e-9)
+    assert_close(np.stack([r[2] for r in rows]), model.predict(x, verbose=0), rtol=1e-7, atol=1e-9)
     if cross:
         for part, k in zip(got, (0, 1)):
             expected = np.stack([r[k] for r in rows])
-            assert_close(part, expected, rtol=1e-6,
-                         atol=1e-7 * max(np.abs(expected).max(), 1e-30))
+            assert_close(part, expected, rtol=1e-6, atol=1e-7 * max(np.abs(expected).max(), 1e-30))
     else:
         expected = np.stack([r[0] + r[1] for r in rows])  # query, key and value are one tensor
         assert_close(got, expected, rtol=1e-6, atol=1e-7 * np.abs(expected).max())

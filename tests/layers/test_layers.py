@@ -212,8 +212,7 @@ def test_layernorm_mlp_matches_reference(float64, variant, rule_name):
     for n in range(BATCH):
         logits, expected = ln_mlp_reference(model, x[n], gamma, beta, rms, rule)
         # the NumPy forward is the model's (so the reference sees the right values)
-        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12,
-                     atol=1e-13)
+        assert_close(np.asarray(model(x[n:n + 1]))[0], logits, rtol=1e-12, atol=1e-13)
         for key, value in expected.items():
             _close(got[key][n], value, f"{variant}, {rule_name}: layer {key!r}, sample {n}")
 
@@ -551,8 +550,7 @@ def test_preprocessing_passes_relevance_unchanged(float64, kind):
     got = _layerwise("lrp.z", model, x)
     np.testing.assert_array_equal(got["x"], got["pre"])
     W1, b1 = _weights(d1)
-    assert_close(np.asarray(model.get_layer("pre")(x)), fn(x), rtol=1e-15,
-                 atol=1e-15)
+    assert_close(np.asarray(model.get_layer("pre")(x)), fn(x), rtol=1e-15, atol=1e-15)
     for n in range(BATCH):
         p = fn(x[n])
         _check_dense(p, W1, b1, "d1")

@@ -204,8 +204,7 @@ def test_matches_numpy_oracle(float64, name, bias):
         for k, part in enumerate(got):
             expected = np.stack([r[0][k] for r in rows])
             assert part.shape == x[k].shape
-            assert_close(part, expected, rtol=1e-7,
-                         atol=1e-9 * np.abs(expected).max())
+            assert_close(part, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
         return
     expected = np.stack([r[0] for r in rows])
     assert got.shape == x.shape

@@ -63,8 +63,7 @@ def test_norm_and_gated_mlp(float64, attention):
     model = _mlp_model()
     x = np.random.default_rng(1).normal(size=(4, D))
     a = keras_lrp.create_analyzer("lrp.z", model, attention=attention)
-    assert_close(a.analyze(x), _mlp_reference(model, x, attention), rtol=1e-7,
-                 atol=1e-12)
+    assert_close(a.analyze(x), _mlp_reference(model, x, attention), rtol=1e-7, atol=1e-12)
 
 
 def _attention_model(t=4, d=3):
@@ -101,8 +100,7 @@ def test_raw_attention(float64, attention):
     x = np.random.default_rng(3).normal(size=(2, 4, 3))
     a = keras_lrp.create_analyzer("lrp.z", model, attention=attention)
     got = a.analyze(x)
-    assert_close(got, _attention_reference(model, x, attention), rtol=1e-7,
-                 atol=1e-12)
+    assert_close(got, _attention_reference(model, x, attention), rtol=1e-7, atol=1e-12)
     if attention == "cp":  # bias-free and A held constant: conservative
         assert_close(got.sum((1, 2)), np.asarray(model(x))[:, 0], rtol=1e-9)
 

@@ -196,8 +196,7 @@ def test_rule_matches_reference(rule_id, layer_id, x_kind):
     seed = list(LAYERS).index(layer_id) + (100 if x_kind == "nonneg" else 0)
     layer, in_shape, x, z, R_out = _make(layer_id, seed, x_kind)
     W, b, expected = _expected(rule_id, layer, in_shape, x, R_out)
-    assert_close(x.reshape(BATCH, -1) @ W + b, z.reshape(BATCH, -1),
-                 rtol=1e-12, atol=1e-12)
+    assert_close(x.reshape(BATCH, -1) @ W + b, z.reshape(BATCH, -1), rtol=1e-12, atol=1e-12)
     _check_conditioning(x, W, b)
     R_in = _run_rule(RULES[rule_id][0](in_shape), layer, x, z, R_out)
     assert R_in.shape == x.shape
