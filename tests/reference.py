@@ -131,7 +131,9 @@ def _contrib(x, W):
 # --------------------------------------------------------------------------- rules
 def z_rule(x, W, b, R, bias=True):
     """Z: R_i = sum_j x_i w_ij / z_j R_j, z_j = sum_i x_i w_ij (+ b_j if bias);
-    ratio 0 where z_j == 0."""
+    ratio 0 where z_j == 0. x and R may carry leading (batch, token) axes: row by row."""
+    if np.ndim(x) > 1:
+        return np.stack([z_rule(xn, W, b, Rn, bias) for xn, Rn in zip(x, R)])
     C = _contrib(x, W)
     z = C.sum(axis=0) + (b if bias else 0.0)
     ratio = np.where(z == 0, 0.0, R / np.where(z == 0, 1.0, z))

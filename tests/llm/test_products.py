@@ -23,12 +23,6 @@ L = keras.layers
 D, F = 6, 5
 
 
-def _z(x, w, r):
-    """The Z rule through x @ w (no bias): R_x = x ⊙ (R / z) wᵀ."""
-    z = x @ w
-    return x * ((r / z) @ w.T)
-
-
 def _silu(v):
     return v / (1 + np.exp(-v))
 
@@ -51,10 +45,10 @@ def _mlp_reference(model, x, attention):
     up, gate = n @ w["up"], n @ w["gate"]
     act = _silu(gate)
     m = up * act
-    r_m = _z(m, w["down"], m @ w["down"])
+    r_m = ref.z_rule(m, w["down"], 0, m @ w["down"])
     r_act, r_up = ref.product_rule(act, up, r_m, "half" if attention == "attnlrp" else "signal")
-    r_n = _z(n, w["up"], r_up) + _z(n, w["gate"], r_act)  # identity through SiLU
-    return _z(x, w["embed"], r_n)  # identity through the norm
+    r_n = ref.z_rule(n, w["up"], 0, r_up) + ref.z_rule(n, w["gate"], 0, r_act)  # SiLU: identity
+    return ref.z_rule(x, w["embed"], 0, r_n)  # identity through the norm
 
 
 @pytest.mark.parametrize("attention", ["attnlrp", "cp"])
@@ -85,12 +79,12 @@ def _attention_reference(model, x, attention, t=4, d=3):
     a = ref.softmax(s)
     c = a @ v
     pooled = c.sum(1)
-    r_pooled = _z(pooled, w["out"], pooled @ w["out"])
+    r_pooled = ref.z_rule(pooled, w["out"], 0, pooled @ w["out"])
     r_c = np.repeat(r_pooled[:, None, :], t, axis=1) * c / pooled[:, None, :]  # Z rule of the sum
     r_a, r_v_total = ref.matmul_rule(a, v, r_c, attention)
     r_q, r_kT = ref.matmul_rule(q, kT, ref.softmax_rule(s, a, r_a), attention)
     r_k = np.swapaxes(r_kT, 1, 2)
-    return _z(x, w["q"], r_q) + _z(x, w["k"], r_k) + _z(x, w["v"], r_v_total)
+    return sum(ref.z_rule(x, w[n], 0, r) for n, r in zip("qkv", (r_q, r_k, r_v_total)))
 
 
 @pytest.mark.parametrize("attention", ["attnlrp", "cp"])
@@ -123,7 +117,7 @@ def test_log_softmax(float64):
     u = r / y
     a_ = np.exp(y)
     r_s = sv * (u - a_ * u.sum(-1, keepdims=True))
-    assert_close(got, _z(xs, w, r_s), rtol=1e-9, atol=1e-14)
+    assert_close(got, ref.z_rule(xs, w, 0, r_s), rtol=1e-9, atol=1e-14)
 
 
 def _dpa_models(t=5, heads=4, kv=2, h=3, d=6):
@@ -190,12 +184,12 @@ def test_rope_written_in_ops(float64):
     rot = np.concatenate([-hv[..., 3:], hv[..., :3]], -1)
     y = hv * np.cos(ang) + rot * np.sin(ang)
     pooled = y.sum(1)
-    r_pooled = _z(pooled, w_o, pooled @ w_o)
+    r_pooled = ref.z_rule(pooled, w_o, 0, pooled @ w_o)
     r_y = np.repeat(r_pooled[:, None], t, 1) * y / pooled[:, None]
     # the Add of the two terms (Z rule), then each term to h: h·cos keeps its share, the
     # rotated term's share goes back to the features it was copied from (with its sign)
     t1, t2 = hv * np.cos(ang), rot * np.sin(ang)
     r1, r2 = r_y * t1 / y, r_y * t2 / y
     r_h = r1 + np.concatenate([r2[..., 3:], r2[..., :3]], -1)
-    assert_close(got, _z(xs, w_h, r_h), rtol=1e-7, atol=1e-12)
+    assert_close(got, ref.z_rule(xs, w_h, 0, r_h), rtol=1e-7, atol=1e-12)
     assert_close(got.sum((1, 2)), np.asarray(model(xs))[:, 0], rtol=1e-9)
