@@ -4,7 +4,6 @@ Numbers are checked against the NumPy oracle (``tests/reference.py``) in float64
 (the same sums in another order); structure (which relevance layer a node got) only where the
 structure is the behaviour.
 """
-import functools
 
 import keras
 import numpy as np
@@ -40,15 +39,10 @@ def _cnn(seed=0):
 
 
 def _oracle(model, x, rule_by_layer):
-    rules_ = {name: functools.partial(_apply, fn) for name, fn in rule_by_layer.items()}
-    return ref.Net.from_keras(model).batch_relevance(x, rules_)[0]
+    return ref.Net.from_keras(model).batch_relevance(x, rule_by_layer)[0]
 
 
-def _apply(fn, x, W, b, R, S):
-    return fn(x, W, b, R, S)
-
-
-EPS = functools.partial(lambda e, x, W, b, R, S: ref.epsilon_rule(x, W, b, R, e), 1e-3)
+EPS = lambda x, W, b, R, S: ref.epsilon_rule(x, W, b, R, 1e-3)  # noqa: E731
 ZPLUS = lambda x, W, b, R, S: ref.zplus_rule(x, W, b, R, bias=True)  # noqa: E731  Zennit's
 Z = lambda x, W, b, R, S: ref.z_rule(x, W, b, R)  # noqa: E731
 FLAT = lambda x, W, b, R, S: ref.flat_rule(x, W, b, R, structure=S)  # noqa: E731
