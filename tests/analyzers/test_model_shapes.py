@@ -29,15 +29,10 @@ def _numpy_z(model, xa, xb, head):
     """LRP-z for the max logit of `head`, per sample, in NumPy."""
     get = lambda n: [np.asarray(w, "float64") for w in model.get_layer(n).get_weights()]  # noqa
     (wa, ba), (wb, bb), (wo, bo) = get("da"), get("db"), get(head)
-    out_a, out_b = [], []
-    for n in range(len(xa)):
-        ha, hb = np.maximum(xa[n] @ wa + ba, 0), np.maximum(xb[n] @ wb + bb, 0)
-        h = np.concatenate([ha, hb])
-        logits = h @ wo + bo
-        r_h = ref.z_rule(h, wo, bo, np.eye(len(logits))[logits.argmax()] * logits)
-        out_a.append(ref.z_rule(xa[n], wa, ba, r_h[:4]))
-        out_b.append(ref.z_rule(xb[n], wb, bb, r_h[4:]))
-    return np.array(out_a), np.array(out_b)
+    h = np.concatenate([np.maximum(xa @ wa + ba, 0), np.maximum(xb @ wb + bb, 0)], axis=1)
+    logits = h @ wo + bo
+    r_h = ref.z_rule(h, wo, bo, np.eye(logits.shape[1])[logits.argmax(1)] * logits)
+    return ref.z_rule(xa, wa, ba, r_h[:, :4]), ref.z_rule(xb, wb, bb, r_h[:, 4:])
 
 
 @pytest.mark.parametrize("output, head", [(0, "head1"), ("head1", "head1"), (1, "head2"),
