@@ -53,6 +53,18 @@ def build(arch):
     return conv_net(shape, convs, n_out, bias)
 
 
+def tanh_mlp(seed=0):
+    """x (4) → Dense(5, tanh) → Dense(3), normal weights from ``seed``; (model, 3 inputs drawn
+    after the weights)."""
+    import numpy as np
+
+    i = keras.Input((4,), name="x")
+    model = keras.Model(i, L.Dense(3, name="out")(L.Dense(5, activation="tanh", name="h")(i)))
+    g = np.random.default_rng(seed)
+    model.set_weights([g.normal(size=w.shape) for w in model.get_weights()])
+    return model, g.normal(size=(3, 4))
+
+
 def two_input_net():
     a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
     h = L.Concatenate()([L.Dense(2, activation="relu")(a), L.Dense(2, activation="relu")(b)])

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from helpers import assert_close
+from helpers import assert_close, tanh_mlp
 
 import keras_lrp
 
@@ -69,14 +69,6 @@ def test_input_and_random(float64):
         keras_lrp.create_analyzer("random", model, stddev=-1)
 
 
-def _tanh_mlp(seed=2):
-    i = keras.Input((4,), name="x")
-    model = keras.Model(i, L.Dense(3, name="out")(L.Dense(5, activation="tanh", name="h")(i)))
-    g = np.random.default_rng(seed)
-    model.set_weights([g.normal(size=w.shape) for w in model.get_weights()])
-    return model, g.normal(size=(3, 4))
-
-
 def _grad(model, x):
     W1, b1, W2, b2 = [np.asarray(w) for w in model.get_weights()]
     out = []
@@ -91,7 +83,7 @@ def _grad(model, x):
 @pytest.mark.parametrize("postprocess, fn", [(None, lambda a: a), ("abs", np.abs),
                                              ("square", np.square)])
 def test_gradient_names_and_postprocess(name, postprocess, fn, float64):
-    model, x = _tanh_mlp()
+    model, x = tanh_mlp(2)
     got = keras_lrp.create_analyzer(name, model, postprocess=postprocess).analyze(x)
     raw = _grad(model, x) * (x if name == "input_t_gradient" else 1)
     assert_close(got, fn(raw), rtol=1e-9, atol=1e-13)
@@ -100,7 +92,7 @@ def test_gradient_names_and_postprocess(name, postprocess, fn, float64):
 def test_integrated_gradients_name_uses_innvestigates_defaults(float64):
     """steps=64 and reference_inputs=0 by default; α_k = k/64 (the input itself is not on the
     path: iNNvestigate's left Riemann sum)."""
-    model, x = _tanh_mlp(3)
+    model, x = tanh_mlp(3)
     analyzer = keras_lrp.create_analyzer("integrated_gradients", model)
     assert analyzer.n == 64 and float(analyzer.reference) == 0.0
     alphas = np.arange(64) / 64
@@ -124,7 +116,7 @@ def test_smoothgrad_name_with_postprocess_on_a_linear_model(float64):
 
 
 def test_wrapped_names_save_and_load(tmp_path, float64):
-    model, x = _tanh_mlp(5)
+    model, x = tanh_mlp(5)
     sg = keras_lrp.create_analyzer("smoothgrad", model, augment_by_n=6, noise_scale=0.2,
                                    seed=9, neuron_selection_mode="index", postprocess="square")
     sg.save(tmp_path / "sg.lrp")

@@ -8,21 +8,12 @@ each test).
 import keras
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import assert_close, tanh_mlp
 
 import keras_lrp
 from keras_lrp import IntegratedGradients, SmoothGrad
 
 L = keras.layers
-
-
-def _tanh_mlp(seed=0):
-    """x (4) → Dense(5, tanh) → Dense(3); float64."""
-    i = keras.Input((4,), name="x")
-    model = keras.Model(i, L.Dense(3, name="out")(L.Dense(5, activation="tanh", name="h")(i)))
-    g = np.random.default_rng(seed)
-    model.set_weights([g.normal(size=w.shape) for w in model.get_weights()])
-    return model
 
 
 def _tanh_grad(model, x, k):
@@ -40,7 +31,7 @@ def _logits(model, x):
 def test_integrated_gradients_is_the_riemann_sum(float64):
     """R = (x − x̄) ⊙ 1/s Σ_k ∇y(x̄ + α_k (x − x̄)), α_k = k/s, k = 0 … s−1: iNNvestigate's left
     Riemann sum, with the neuron chosen on the clean input."""
-    model = _tanh_mlp()
+    model = tanh_mlp()[0]
     g = np.random.default_rng(1)
     x, ref = g.normal(size=(3, 4)), g.normal(size=(4,)) * 0.3
     ig = IntegratedGradients(keras_lrp.create_analyzer("gradient", model), steps=7,
@@ -55,7 +46,7 @@ def test_integrated_gradients_is_the_riemann_sum(float64):
 
 def test_integrated_gradients_completeness_with_many_steps(float64):
     """With s → ∞ the sum of IG is y(x) − y(x̄): at s = 2000 the Riemann error is O(1/s)."""
-    model = _tanh_mlp(2)
+    model = tanh_mlp(2)[0]
     x = np.random.default_rng(2).normal(size=(2, 4))
     ig = IntegratedGradients(keras_lrp.create_analyzer(
         "gradient", model, neuron_selection_mode="index"), steps=2000)
@@ -112,7 +103,7 @@ def test_smoothgrad_index_and_all_modes(float64):
 
 
 def test_smoothgrad_seed_reproduces_and_differs(float64):
-    model = _tanh_mlp(5)
+    model = tanh_mlp(5)[0]
     x = np.random.default_rng(5).normal(size=(2, 4))
     make = lambda seed: SmoothGrad(keras_lrp.create_analyzer("gradient", model),  # noqa: E731
                                    augment_by_n=16, noise_scale=0.5, seed=seed)
@@ -122,7 +113,7 @@ def test_smoothgrad_seed_reproduces_and_differs(float64):
 
 
 def test_wrapper_saves_and_loads(tmp_path, float64):
-    model = _tanh_mlp(6)
+    model = tanh_mlp(6)[0]
     x = np.random.default_rng(6).normal(size=(2, 4))
     ig = IntegratedGradients(keras_lrp.create_analyzer("lrp.epsilon", model, epsilon=0.01),
                              steps=5, reference_inputs=np.full(4, 0.1))
@@ -136,7 +127,7 @@ def test_wrapper_saves_and_loads(tmp_path, float64):
 
 @pytest.mark.parametrize("postprocess, fn", [("abs", np.abs), ("square", np.square)])
 def test_gradient_postprocess(postprocess, fn, float64):
-    model = _tanh_mlp(7)
+    model = tanh_mlp(7)[0]
     x = np.random.default_rng(7).normal(size=(2, 4))
     got = keras_lrp.Gradient(model, postprocess=postprocess).analyze(x)
     k = np.argmax(_logits(model, x), axis=1)
@@ -147,7 +138,7 @@ def test_gradient_postprocess(postprocess, fn, float64):
 
 
 def test_wrapper_arguments_are_checked():
-    model = _tanh_mlp(8)
+    model = tanh_mlp(8)[0]
     inner = keras_lrp.create_analyzer("gradient", model)
     with pytest.raises(ValueError, match="positive number of samples or steps, got 0"):
         SmoothGrad(inner, augment_by_n=0)
