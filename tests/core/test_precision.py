@@ -37,21 +37,12 @@ def test_mixed_precision_model_analyses_like_its_float32_twin(policy):
     assert low.get_layer("conv").compute_dtype == policy.split("_")[1]  # the user's, untouched
 
 
-def _reference_dense_lrp(net, x, neuron, rule):
-    """The NumPy oracle's LRP of one sample, explaining logit ``neuron``."""
-    logits = net.logits(np.asarray(x)[None])[0]
-    start = np.zeros_like(logits)
-    start[neuron] = logits[neuron]
-    _, R = net.relevance(x, lambda a, W, b, R, S: rule(a, W, b, R), start=start)
-    return R[net.input_name]
-
-
-FLOAT64_RULES = {
-    "lrp.epsilon": (dict(epsilon=1e-3), lambda a, W, b, R: ref.epsilon_rule(a, W, b, R, 1e-3)),
-    "lrp.alpha_2_beta_1": ({}, lambda a, W, b, R: ref.alphabeta_rule(a, W, b, R, 2.0, 1.0)),
-    "lrp.gamma": ({}, lambda a, W, b, R: ref.gamma_rule(a, W, b, R, 0.25)),
-    "lrp.z_plus_fast": ({}, lambda a, W, b, R: ref.zplusfast_rule(a, W, b, R)),
-    "lrp.w_square": ({}, lambda a, W, b, R: ref.wsquare_rule(a, W, b, R)),
+FLOAT64_RULES = {  # the oracle's kernel rules: rule(x, W, b, R, S)
+    "lrp.epsilon": (dict(epsilon=1e-3), lambda a, W, b, R, S: ref.epsilon_rule(a, W, b, R, 1e-3)),
+    "lrp.alpha_2_beta_1": ({}, lambda a, W, b, R, S: ref.alphabeta_rule(a, W, b, R, 2.0, 1.0)),
+    "lrp.gamma": ({}, lambda a, W, b, R, S: ref.gamma_rule(a, W, b, R, 0.25)),
+    "lrp.z_plus_fast": ({}, lambda a, W, b, R, S: ref.zplusfast_rule(a, W, b, R)),
+    "lrp.w_square": ({}, lambda a, W, b, R, S: ref.wsquare_rule(a, W, b, R)),
 }
 
 
@@ -68,13 +59,14 @@ def test_float64_model_matches_float64_reference():
                for w in model.get_weights()]
     model.set_weights(weights)
     x = rng.uniform(0.5, 1.5, (4, 5))
+    net, neurons = ref.Net.from_keras(model), [0, 1, 2, 0]
+    starts = np.eye(3)[neurons] * net.logits(x)  # the chosen logit of each sample, one-hot
     for name, (kwargs, rule) in FLOAT64_RULES.items():
         analyzer = keras_lrp.create_analyzer(name, model, neuron_selection_mode="index",
                                              **kwargs)
-        got = analyzer.analyze(x, neuron_selection=[0, 1, 2, 0])
+        got = analyzer.analyze(x, neuron_selection=neurons)
         assert got.dtype == np.float64, (name, got.dtype)
-        want = np.stack([_reference_dense_lrp(ref.Net.from_keras(model), x[i], n, rule)
-                         for i, n in enumerate([0, 1, 2, 0])])
+        want = net.batch_relevance(x, rule, starts)[0]
         assert_close(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max(), err_msg=name)
 
 
