@@ -170,12 +170,17 @@ def _cnn(final_activation="softmax", use_bias=True):
     return keras.Model(inp, out, name="cnn")
 
 
+def _seeded_image_model(build, seed0):
+    """float64, biases in [0.05, 0.4), three 6×6×1 inputs in [-1, 1)."""
+    with keras_dtype("float64"):
+        return _seeded(build, lambda g, m: _init_normal(g, m, bias_low=0.05, bias_high=0.4),
+                       lambda g: g.uniform(-1, 1, size=(3, 6, 6, 1)), seed0=seed0)
+
+
 @pytest.fixture(scope="module")
 def cnn():
     """Conv2D relu → MaxPool → Flatten → Dense softmax, with biases, float64."""
-    with keras_dtype("float64"):
-        return _seeded(_cnn, lambda g, m: _init_normal(g, m, bias_low=0.05, bias_high=0.4),
-                       lambda g: g.uniform(-1, 1, size=(3, 6, 6, 1)), seed0=100)
+    return _seeded_image_model(_cnn, seed0=100)
 
 
 def _pcnn():
@@ -192,9 +197,7 @@ def _pcnn():
 @pytest.fixture(scope="module")
 def pcnn():
     """Placement CNN: model.layers = [x, c1, c2, pool, flat, d1, d2] (indices 0..6)."""
-    with keras_dtype("float64"):
-        return _seeded(_pcnn, lambda g, m: _init_normal(g, m, bias_low=0.05, bias_high=0.4),
-                       lambda g: g.uniform(-1, 1, size=(3, 6, 6, 1)), seed0=200)
+    return _seeded_image_model(_pcnn, seed0=200)
 
 
 def _mlp(use_bias=True):
