@@ -388,6 +388,11 @@ def _check_equal_shape_gate(model, x, gate_keys):
     return got
 
 
+def _gate_branch(model):
+    """The names of every operation of the gate branch (all but x, sig, mul, flat, out)."""
+    return [op.name for op in model.operations if op.name not in ("x", "sig", "mul", "flat", "out")]
+
+
 @pytest.mark.parametrize("order", ["signal_first", "gate_first"])
 def test_sigmoid_gate_of_equal_shape(float64, order):
     gate = L.Activation("sigmoid", name="gsig")
@@ -433,8 +438,7 @@ def _hard_sigmoid_rescaling(t):
 @pytest.mark.parametrize("order", ["signal_first", "gate_first"])
 def test_hard_sigmoid_gate_is_recognised(float64, order, gate_fn):
     model, x = _equal_shape_gate_model(gate_fn, order)
-    names = [layer.name for layer in model.operations if layer.name not in
-             ("x", "sig", "mul", "flat", "out")]
+    names = _gate_branch(model)
     assert "r6" in names and "gpre" in names
     _check_equal_shape_gate(model, x, names)
 
@@ -443,27 +447,21 @@ def test_hard_sigmoid_gate_is_recognised(float64, order, gate_fn):
 def test_hard_sigmoid_gate_from_relu6_activation(float64, order):
     model, x = _equal_shape_gate_model(
         lambda t: L.Activation("relu6", name="r6")(t + 3.0) / 6.0, order)
-    names = [layer.name for layer in model.operations if layer.name not in
-             ("x", "sig", "mul", "flat", "out")]
-    _check_equal_shape_gate(model, x, names)
+    _check_equal_shape_gate(model, x, _gate_branch(model))
 
 
 def test_raw_relu6_op_builds_a_gate_without_registration(float64):
     """keras.ops.relu6 called directly is an element-wise activation keras-lrp knows, and
     relu6(t + 3)/6 is recognised as a (hard-sigmoid) gate."""
     model, x = _equal_shape_gate_model(lambda t: keras.ops.relu6(t + 3.0) / 6.0, "signal_first")
-    names = [layer.name for layer in model.operations if layer.name not in
-             ("x", "sig", "mul", "flat", "out")]
-    _check_equal_shape_gate(model, x, names)
+    _check_equal_shape_gate(model, x, _gate_branch(model))
 
 
 def test_hard_sigmoid_gate_from_registered_raw_relu6(float64, registry):
     keras_lrp.register_layer(keras.src.ops.nn.Relu6, IdentityRelevance)
     model, x = _equal_shape_gate_model(lambda t: keras.ops.relu6(t + 3.0) / 6.0,
                                        "signal_first")
-    names = [layer.name for layer in model.operations if layer.name not in
-             ("x", "sig", "mul", "flat", "out")]
-    _check_equal_shape_gate(model, x, names)
+    _check_equal_shape_gate(model, x, _gate_branch(model))
 
 
 @pytest.mark.parametrize("multiply", ["layer", "ops"])
