@@ -298,40 +298,38 @@ def test_conv2d_matrix_vs_direct_loop(in_shape, ks, s, pad, d):
     np.testing.assert_allclose(x.reshape(-1) @ W, direct.reshape(-1), rtol=1e-12, atol=1e-12)
 
 
+def _assert_matrix_is_the_layer(layer, in_shape, matrix, seed):
+    """Random x, kernel and bias: x W + b (W = ``matrix(kernel)``) is the Keras layer's output."""
+    g = np.random.default_rng(seed)
+    x = g.normal(size=(1,) + in_shape)
+    layer(x)
+    k, b = g.normal(size=layer.kernel.shape), g.normal(size=layer.bias.shape)
+    layer.set_weights([k, b])
+    z = np.asarray(layer(x))[0]
+    W, out_shape = matrix(k)
+    assert z.shape == out_shape
+    np.testing.assert_allclose(x.reshape(-1) @ W + ref.expand_bias(b, out_shape), z.reshape(-1),
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("in_shape,ks,s,pad,d", CONV2D_CFGS + [
     ((7, 2), (3,), 1, "same", 1), ((7, 2), (3,), 2, "same", 1), ((8, 2), (2,), 2, "same", 1),
     ((7, 2), (3,), 2, "valid", 1), ((7, 1), (2,), 1, "same", 3)])
 def test_conv_matrix_vs_keras(in_shape, ks, s, pad, d):
     keras = pytest.importorskip("keras")
-    g = np.random.default_rng(1)
     cls = keras.layers.Conv1D if len(ks) == 1 else keras.layers.Conv2D
     layer = cls(3, ks, strides=s, padding=pad, dilation_rate=d, dtype="float64")
-    x = g.normal(size=(1,) + in_shape)
-    layer(x)
-    k, b = g.normal(size=layer.kernel.shape), g.normal(size=3)
-    layer.set_weights([k, b])
-    z = np.asarray(layer(x))[0]
-    W, out_shape = ref.conv_matrix(k, in_shape, s, pad, d)
-    assert z.shape == out_shape
-    np.testing.assert_allclose(x.reshape(-1) @ W + ref.expand_bias(b, out_shape), z.reshape(-1),
-                               rtol=1e-12, atol=1e-12)
+    _assert_matrix_is_the_layer(layer, in_shape, lambda k: ref.conv_matrix(k, in_shape, s, pad, d),
+                                seed=1)
 
 
 @pytest.mark.parametrize("s,pad", [(1, "valid"), (2, "same"), (1, "same")])
 def test_depthwise_matrix_vs_keras(s, pad):
     keras = pytest.importorskip("keras")
-    g = np.random.default_rng(2)
     layer = keras.layers.DepthwiseConv2D((3, 2), strides=s, padding=pad, depth_multiplier=2,
                                          dtype="float64")
-    x = g.normal(size=(1, 5, 5, 3))
-    layer(x)
-    k, b = g.normal(size=layer.kernel.shape), g.normal(size=6)
-    layer.set_weights([k, b])
-    z = np.asarray(layer(x))[0]
-    W, out_shape = ref.depthwise_conv2d_matrix(k, (5, 5, 3), s, pad)
-    assert z.shape == out_shape
-    np.testing.assert_allclose(x.reshape(-1) @ W + ref.expand_bias(b, out_shape), z.reshape(-1),
-                               rtol=1e-12, atol=1e-12)
+    _assert_matrix_is_the_layer(
+        layer, (5, 5, 3), lambda k: ref.depthwise_conv2d_matrix(k, (5, 5, 3), s, pad), seed=2)
 
 
 def test_expand_bias_and_out_len():
