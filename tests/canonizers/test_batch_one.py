@@ -51,6 +51,13 @@ def _assert_lrp_z(model, x, expected):
     assert_close(a.analyze(x, neuron_selection=1), expected, rtol=1e-9, atol=1e-12)
 
 
+def _randomised(model, seed):
+    """Normal weights, then three (T, F) inputs, from ``seed``: the inputs."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
+    return rng.normal(size=(3, T, F))
+
+
 def _token_model(layer):
     x = keras.Input((T, F))
     h = L.Dense(D, use_bias=False, name="embed")(x)
@@ -61,9 +68,7 @@ def _token_model(layer):
 
 def test_a_class_token_tiled_to_the_batch_is_traced_and_takes_the_z_rule(float64):
     model = _token_model(TiledClassToken(name="cls"))
-    rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
-    x = rng.normal(size=(3, T, F))
+    x = _randomised(model, seed=0)
     W, token, V = (np.asarray(w) for w in (model.get_layer("embed").kernel,
                                           model.get_layer("cls").token,
                                           model.get_layer("head").kernel))
@@ -157,9 +162,7 @@ def test_a_block_returning_none_and_a_table_from_the_shape_are_traced(float64):
     h = ops.multiply(h, PositionTable(name="table")(h))
     model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
         L.GlobalAveragePooling1D()(h)))
-    rng = np.random.default_rng(4)
-    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
-    x = rng.normal(size=(3, T, F))
+    x = _randomised(model, seed=4)
     W, V = (np.asarray(w) for w in model.get_weights())
     table = np.arange(1, T + 1, dtype="float64")[:, None]
     # LRP-0: the table is a constant factor (all relevance to the signal), so each step's share
@@ -185,9 +188,7 @@ def test_a_table_repeated_to_the_batch_absorbs_like_a_bias(float64):
     z = h + RepeatedTable(name="table")(h)
     model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
         L.GlobalAveragePooling1D()(z)))
-    rng = np.random.default_rng(5)
-    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
-    x = rng.normal(size=(3, T, F))
+    x = _randomised(model, seed=5)
     W, V = (np.asarray(w) for w in (model.get_layer("embed").kernel,
                                     model.get_layer("head").kernel))
     # LRP-0: the mean gives z_tj V_j1 / T, the sum h + table gives h its share h_tj V_j1 / T,
@@ -211,9 +212,7 @@ def test_fourier_mixing_takes_the_z_rule():
     mixed = FourierMixing(name="fourier")(h)
     model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
         L.GlobalAveragePooling1D()(mixed)))
-    rng = np.random.default_rng(6)
-    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.weights])
-    x = rng.normal(size=(3, T, F)).astype("float32")
+    x = _randomised(model, seed=6).astype("float32")
     W, V = (np.asarray(w, "float64") for w in (model.get_layer("embed").kernel,
                                                model.get_layer("head").kernel))
     # a linear network without bias: LRP-0 is gradient x input; Re(FFT2) is its own adjoint on
@@ -244,9 +243,7 @@ def test_an_input_broadcast_by_an_element_wise_op_gets_its_copies_relevance(floa
     x_in = keras.Input((T, F))
     s = MaskedScores(name="scores")(L.Dense(D, use_bias=False, name="embed")(x_in))
     model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(s))
-    rng = np.random.default_rng(7)
-    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
-    x = rng.normal(size=(3, T, F))
+    x = _randomised(model, seed=7)
     W, table, V = (np.asarray(w) for w in (model.get_layer("embed").kernel,
                                           model.get_layer("scores").table,
                                           model.get_layer("head").kernel))
@@ -292,9 +289,7 @@ def test_a_sublayer_spec_from_its_call_and_a_static_rank(float64):
     h = RankScaled(name="scaled")(L.Dense(D, use_bias=False, name="embed")(x_in))
     model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
         L.GlobalAveragePooling1D()(h)))
-    rng = np.random.default_rng(8)
-    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
-    x = rng.normal(size=(3, T, F))
+    x = _randomised(model, seed=8)
     W, V = (np.asarray(w) for w in model.get_weights())
     # a linear network without bias: LRP-0 is gradient x input, (2 + 3) * rank 3 = 15 times
     # the embedding's
@@ -426,9 +421,7 @@ def test_a_table_laid_out_by_batch_is_computed_at_run_time(float64):
     h, table = BatchLaidTable(name="table")(L.Dense(D, use_bias=False, name="embed")(x_in))
     model = keras.Model(x_in, L.Dense(2, use_bias=False, name="head")(
         L.GlobalAveragePooling1D()(h * table)))
-    rng = np.random.default_rng(12)
-    model.set_weights([rng.normal(size=w.shape) for w in model.weights])
-    x = rng.normal(size=(3, T, F))
+    x = _randomised(model, seed=12)
     W, V = (np.asarray(w) for w in model.get_weights())
     # LRP-0: the table is a constant factor (all relevance to the signal): sample b's step t
     # gets x_ta Σ_j W_aj V_j1 (b·T + t) / T
