@@ -2,8 +2,6 @@
 guided_backprop, integrated_gradients, smoothgrad (with iNNvestigate's keywords and defaults),
 and seed 004's zbab and wwab. Compared with NumPy float64 computations from the formulas
 (rtol 1e-9), and with the oracle of ``tests/reference.py`` for the LRP composites."""
-import functools
-
 import keras
 import numpy as np
 import pytest
@@ -126,18 +124,14 @@ def test_wrapped_names_save_and_load(tmp_path, float64):
                                sg.analyze(x, neuron_selection=1), rtol=1e-12)
 
 
-def _rule(fn, x, W, b, R, S):
-    return fn(x, W, b, R)
-
-
-@pytest.mark.parametrize("name, first", [
-    ("zbab", lambda x, W, b, R: ref.bounded_rule(x, W, b, R, low=-1.0, high=1.0)),
-    ("wwab", lambda x, W, b, R: ref.wsquare_rule(x, W, b, R)),
+@pytest.mark.parametrize("name, first", [  # the oracle's kernel rules: rule(x, W, b, R, S)
+    ("zbab", lambda x, W, b, R, S: ref.bounded_rule(x, W, b, R, low=-1.0, high=1.0)),
+    ("wwab", lambda x, W, b, R, S: ref.wsquare_rule(x, W, b, R)),
 ])
 def test_seed004_codes(name, first, float64):
     model, x = _relu_mlp(6)
-    ab = functools.partial(_rule, lambda x, W, b, R: ref.alphabeta_rule(x, W, b, R, 2.0, 1.0))
-    rules = {"h1": functools.partial(_rule, first), "h2": ab, "out": ab}
+    ab = lambda x, W, b, R, S: ref.alphabeta_rule(x, W, b, R, 2.0, 1.0)  # noqa: E731
+    rules = {"h1": first, "h2": ab, "out": ab}
     expected = ref.Net.from_keras(model).batch_relevance(x, rules)[0]
     got = keras_lrp.create_analyzer(name, model).analyze(x)
     assert_close(got, expected, rtol=1e-9, atol=1e-12)
