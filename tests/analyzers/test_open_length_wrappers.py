@@ -6,6 +6,7 @@ noise and no path)."""
 import keras
 import numpy as np
 import pytest
+from helpers import assert_close  # Keras computes float64 in float32 off TensorFlow
 from keras import layers as L
 
 import keras_lrp
@@ -74,10 +75,10 @@ def test_wrappers_over_per_length_equal_the_fixed_length_wrapper(float64, kind):
         want = _wrap(kind, fixed).analyze(x)
         got = wrapped.analyze(x)
         assert got.shape == x.shape
-        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+        assert_close(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
         if kind == "SmoothGrad":
             inner = fixed.analyze(x)
-            np.testing.assert_allclose(got, inner, rtol=1e-9, atol=1e-12 * np.abs(inner).max())
+            assert_close(got, inner, rtol=1e-9, atol=1e-12 * np.abs(inner).max())
     assert sorted(wrapped.per_length.analyzers) == [6, 10]  # one wrapper per exact length
 
 
@@ -91,7 +92,7 @@ def test_smoothgrad_with_noise_over_per_length(float64):
     want = SmoothGrad(keras_lrp.create_analyzer("lrp.epsilon", _fixed(model, 7)),
                       augment_by_n=4, seed=1).analyze(x)
     assert got.shape == x.shape and np.isfinite(got).all()
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    assert_close(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
 
 
 def test_a_wrapper_over_per_length_selects_by_index(float64):
@@ -102,7 +103,7 @@ def test_a_wrapper_over_per_length_selects_by_index(float64):
     want = keras_lrp.create_analyzer("lrp.epsilon", _fixed(model, 5),
                                      neuron_selection_mode="index").analyze(x, [1, 0])
     got = wrapped.analyze(x, neuron_selection=[1, 0])
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    assert_close(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("kind", sorted(WRAPPERS))
@@ -130,4 +131,4 @@ def test_a_wrapper_over_per_length_saves_and_loads(tmp_path, float64):
     wrapped.save(str(tmp_path / "ig.keras-lrp"))
     loaded = keras_lrp.load_analyzer(str(tmp_path / "ig.keras-lrp"))
     assert isinstance(loaded, IntegratedGradients) and loaded.per_length is not None
-    np.testing.assert_allclose(loaded.analyze(x), want, rtol=1e-9, atol=1e-12)
+    assert_close(loaded.analyze(x), want, rtol=1e-9, atol=1e-12)
