@@ -1,0 +1,311 @@
+"""What every metric shares: the model as scores, the explanation, the targets and the layout.
+
+Quantus (Hedström et al., "Quantus: An Explainable AI Toolkit for Responsible Evaluation of
+Neural Network Explanations and Beyond", JMLR 24(34), 2023) defines the metrics this package
+computes; it calls them as ``metric(model, x_batch, y_batch, a_batch, s_batch, ...)`` and returns
+one score per sample. Ours are called the same way, on Keras 3 models and any backend, with the
+whole batch in each model call:
+
+    >>> metric = keras_lrp.metrics.PixelFlipping(features_in_step=4)
+    >>> values = metric(model, x, y, a=relevance)       # (N, steps) curves
+    >>> metric.per_sample(values)                       # (N,) AOPC, one number per sample
+
+Layouts (:class:`Layout`): images ``(N, H, W)`` or ``(N, H, W, C)`` channels last (a
+*feature* is a pixel, all its channels perturbed together; relevance is summed over channels),
+tabular ``(N, F)`` floats, and token ids ``(N, T)`` integers (a feature is a token; a perturbed
+token becomes ``token_baseline``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Union
+
+import numpy as np
+
+#: Quantus's baseline names (``perturb_baseline``): the value a perturbed feature takes.
+BASELINES = ("black", "white", "mean", "uniform", "random", "zero")
+
+
+class Scores:
+    """The model as the metrics call it: a batch in, (N, K) float64 scores out.
+
+    Args:
+        model: a Keras model (an output softmax is stripped: the scores are logits, as
+            keras-lrp explains them), a keras-lrp analyzer (its ``forward_model``), or any
+            callable batch → (N, K) scores.
+        softmax: apply a softmax to the scores (Quantus's ``softmax=True``).
+        batch_size: call the model on at most this many samples at once (None: the whole
+            batch in one call).
+
+    Attributes:
+        calls: how many times the model was called (tests check the batching with it).
+    """
+
+    def __init__(self, model: Any, softmax: bool = False, batch_size: Optional[int] = None):
+        if isinstance(model, Scores):
+            model = model.forward
+        self.forward = _logits_of(model)
+        self.softmax = bool(softmax)
+        self.batch_size = batch_size
+        self.calls = 0
+
+    def __call__(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        step = self.batch_size or max(len(x), 1)
+        parts = [self._one(x[i:i + step]) for i in range(0, len(x), step)]
+        out = np.concatenate(parts) if parts else np.zeros((0, 0))
+        if self.softmax:
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out = out / out.sum(axis=1, keepdims=True)
+        return out
+
+    def _one(self, x: np.ndarray) -> np.ndarray:
+        from keras_lrp import backend
+
+        self.calls += 1
+        out = self.forward(x)
+        out = out if isinstance(out, np.ndarray) else backend.to_numpy(out)
+        if out.ndim == 0 or out.shape[0] != len(x):
+            raise ValueError(f"The model returned shape {out.shape} for a batch of {len(x)}; it "
+                             "must return scores with the batch axis first, (N, K) or (N,).")
+        return np.asarray(out, dtype=np.float64).reshape(len(x), -1)
+
+
+def _logits_of(model: Any) -> Callable:
+    """A callable batch → logits for a Keras model or analyzer; other callables as they are."""
+    import keras
+
+    forward = getattr(model, "forward_model", None)
+    if forward is not None:
+        return forward
+    if isinstance(model, keras.Model):
+        from keras_lrp.analyzers.names import create_analyzer
+
+        return create_analyzer("gradient", model, forward_check=False).forward_model
+    if callable(model):
+        return model
+    raise TypeError(f"model must be a Keras model, a keras-lrp analyzer or a callable batch → "
+                    f"scores; got {type(model).__name__}.")
+
+
+class Explainer:
+    """Explanations of chosen outputs, for metrics that explain again (robustness,
+    randomisation, input invariance).
+
+    Args:
+        explain: a keras-lrp analyzer (rebuilt with ``neuron_selection_mode="index"`` when it
+            was made for another mode, so each sample explains its own target), or a callable
+            ``(x, targets) → relevance`` shaped like ``x`` (e.g. a NumPy explainer).
+    """
+
+    def __init__(self, explain: Any):
+        from keras_lrp.analyzers.base import Analyzer
+
+        self.analyzer = None
+        if isinstance(explain, Analyzer):
+            self.analyzer = _index_mode(explain)
+            self.fn = lambda x, t: self.analyzer.analyze(x, neuron_selection=np.asarray(t))
+        elif callable(explain):
+            self.fn = explain
+        else:
+            raise TypeError(f"explain must be a keras-lrp analyzer or a callable (x, targets) → "
+                            f"relevance; got {type(explain).__name__}.")
+
+    def __call__(self, x, targets) -> np.ndarray:
+        out = np.asarray(self.fn(x, np.asarray(targets)), dtype=np.float64)
+        if out.shape[0] != len(x):
+            raise ValueError(f"The explainer returned shape {out.shape} for {len(x)} inputs; it "
+                             "must return one relevance per input, shaped like x.")
+        return out
+
+
+def _index_mode(analyzer):
+    """The analyzer, or its twin with ``neuron_selection_mode="index"``."""
+    if analyzer.neuron_selection_mode == "index":
+        return analyzer
+    return analyzer.clone(neuron_selection_mode="index")
+
+
+class Layout:
+    """How an input batch splits into features, and how relevance maps onto them.
+
+    Args:
+        x: the input batch: images (N, H, W) / (N, H, W, C), tabular (N, F) floats, or token
+            ids (N, T) integers.
+        token_baseline: the id a perturbed token takes (token inputs only).
+
+    Attributes:
+        kind: ``"image"``, ``"tabular"`` or ``"tokens"``.
+        shape: (N, P…) the feature grid: (N, H, W) for images, (N, F) or (N, T) otherwise.
+    """
+
+    def __init__(self, x: np.ndarray, token_baseline: Optional[int] = None):
+        x = np.asarray(x)
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"x needs a batch axis with at least one sample and a feature "
+                             f"axis; got shape {x.shape}.")
+        if np.issubdtype(x.dtype, np.integer):
+            if x.ndim != 2:
+                raise ValueError(f"Integer inputs are token ids of shape (N, T); got shape "
+                                 f"{x.shape}.")
+            if token_baseline is None:
+                raise ValueError("x holds token ids: give token_baseline, the id a perturbed "
+                                 "token takes (e.g. the padding or [MASK] id).")
+            self.kind = "tokens"
+        elif x.ndim == 2:
+            self.kind = "tabular"
+        elif x.ndim in (3, 4):
+            self.kind = "image"
+        else:
+            raise ValueError(f"x of shape {x.shape} is neither images (N, H, W[, C]), tabular "
+                             "(N, F) nor token ids (N, T).")
+        self.x = x
+        self.token_baseline = token_baseline
+        self.shape = x.shape[:3] if self.kind == "image" else x.shape
+
+    @property
+    def features(self) -> int:
+        """Features per sample."""
+        return int(np.prod(self.shape[1:]))
+
+    def relevance(self, a) -> np.ndarray:
+        """Relevance per feature, (N, *feature grid) float64: summed over an image's channels.
+
+        Accepts relevance shaped like x, or like the feature grid."""
+        a = np.asarray(a, dtype=np.float64)
+        if self.kind == "image" and a.shape == self.x.shape and self.x.ndim == 4:
+            a = a.sum(axis=-1)
+        elif self.kind == "image" and a.ndim == 4 and a.shape[-1] == 1 and \
+                a.shape[:3] == tuple(self.shape):
+            a = a[..., 0]
+        if a.shape != tuple(self.shape):
+            raise ValueError(f"Relevance of shape {a.shape} does not fit x of shape "
+                             f"{self.x.shape}; give one shaped like x (or {tuple(self.shape)}).")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"Relevance holds {np.sum(~np.isfinite(a))} NaN or infinite values.")
+        return a
+
+    def flat(self, a) -> np.ndarray:
+        """Relevance per feature, flattened: (N, P)."""
+        return self.relevance(a).reshape(len(self.x), -1)
+
+    def replace(self, mask: np.ndarray, replacement: np.ndarray, x=None) -> np.ndarray:
+        """x with the features where ``mask`` (N, P) is True set to ``replacement`` (shaped
+        like x, or a per-sample value broadcast): all channels of a pixel together."""
+        x = self.x if x is None else x
+        m = np.asarray(mask, dtype=bool).reshape(self.shape)
+        if self.kind == "image" and x.ndim == 4:
+            m = m[..., None]
+        return np.where(m, replacement, x).astype(x.dtype, copy=False)
+
+    def baseline(self, kind: Union[str, float], rng: np.random.Generator,
+                 x=None, **kwargs) -> np.ndarray:
+        """The value every feature takes when perturbed, shaped like x (Quantus's
+        ``perturb_baseline``): "black" / "white" the sample's min / max, "mean" its mean,
+        "uniform" uniform in [uniform_low, uniform_high) (default [0, 1)), "random" the same,
+        "zero" 0, or a number. Token inputs always take ``token_baseline``."""
+        x = self.x if x is None else x
+        if self.kind == "tokens":
+            return np.full_like(x, self.token_baseline)
+        axes = tuple(range(1, x.ndim))
+        if isinstance(kind, (int, float)) and not isinstance(kind, bool):
+            return np.full(x.shape, kind, dtype=x.dtype)
+        values = {"black": lambda: x.min(axis=axes, keepdims=True),
+                  "white": lambda: x.max(axis=axes, keepdims=True),
+                  "mean": lambda: x.mean(axis=axes, keepdims=True),
+                  "zero": lambda: np.zeros((len(x),) + (1,) * (x.ndim - 1)),
+                  "uniform": lambda: rng.uniform(kwargs.get("uniform_low", 0.0),
+                                                 kwargs.get("uniform_high", 1.0), x.shape),
+                  "random": lambda: rng.uniform(kwargs.get("uniform_low", 0.0),
+                                                kwargs.get("uniform_high", 1.0), x.shape)}
+        if kind not in values:
+            raise ValueError(f"perturb_baseline must be one of {BASELINES} or a number; got "
+                             f"{kind!r}.")
+        return np.broadcast_to(values[kind](), x.shape).astype(x.dtype)
+
+
+def targets_for(y, scores: np.ndarray) -> np.ndarray:
+    """The explained output index per sample: ``y`` (an int or (N,) ints), or the argmax of
+    the model's scores where ``y`` is None."""
+    n, k = scores.shape
+    t = scores.argmax(axis=1) if y is None else np.asarray(y)
+    if t.ndim == 0:
+        t = np.full(n, t)
+    if t.shape != (n,) or not np.issubdtype(t.dtype, np.integer) or t.min() < 0 or t.max() >= k:
+        raise ValueError(f"y must be an int or {n} ints in [0, {k}) (the explained outputs); "
+                         f"got {y!r}.")
+    return t.astype(np.int64)
+
+
+def normalise_by_max(a: np.ndarray) -> np.ndarray:
+    """Quantus's default normalisation: each sample divided by its max |a| (zero samples stay
+    zero). a / max_i |a_i|."""
+    a = np.asarray(a, dtype=np.float64)
+    top = np.abs(a.reshape(len(a), -1)).max(axis=1).reshape((-1,) + (1,) * (a.ndim - 1))
+    return np.divide(a, top, out=np.zeros_like(a), where=top != 0)
+
+
+def prepare_relevance(a, layout: Layout, normalise: bool, absolute: bool) -> np.ndarray:
+    """Relevance per feature (N, *grid), with Quantus's ``abs`` then ``normalise`` applied in
+    its order (abs first)."""
+    r = layout.relevance(a)
+    if absolute:
+        r = np.abs(r)
+    if normalise:
+        r = normalise_by_max(r)
+    return r
+
+
+class Metric:
+    """One evaluation measure: ``metric(model, x, y, a=…, s=…, explain=…)`` → per-sample values.
+
+    Subclasses set :attr:`name`, :attr:`higher_is_better` and :attr:`category`, take Quantus's
+    parameters in ``__init__`` and implement :meth:`evaluate`. Curves come back (N, steps);
+    :meth:`per_sample` reduces them to one number per sample (AOPC for perturbation curves).
+
+    Call args:
+        model: a Keras model, keras-lrp analyzer or callable batch → scores (see :class:`Scores`).
+        x: the inputs (see :class:`Layout`).
+        y: the explained output per sample (None: the model's argmax).
+        a: the relevance of ``x`` for ``y``, shaped like ``x``; None: computed with ``explain``.
+        s: a binary mask per sample (localisation metrics), shaped like the feature grid.
+        explain: an analyzer or callable ``(x, targets) → relevance`` (metrics that explain
+            again need it; see :class:`Explainer`).
+    """
+
+    name = ""
+    higher_is_better = True
+    category = ""
+    needs_explain = False
+
+    def __call__(self, model, x, y=None, a=None, s=None, explain=None, **kwargs) -> np.ndarray:
+        scores = model if isinstance(model, Scores) else Scores(
+            model, softmax=getattr(self, "softmax", False))
+        x = np.asarray(x)
+        explainer = Explainer(explain) if explain is not None else None
+        first = scores(x)
+        targets = targets_for(y, first)
+        if a is None:
+            if explainer is None:
+                raise ValueError(f"{type(self).__name__} needs the relevance a, or explain to "
+                                 "compute it.")
+            a = explainer(x, targets)
+        if self.needs_explain and explainer is None:
+            raise ValueError(f"{type(self).__name__} explains perturbed inputs again: give "
+                             "explain (an analyzer or a callable (x, targets) → relevance).")
+        return self.evaluate(scores, x, targets, np.asarray(a), s=s, explainer=explainer,
+                             first=first, **kwargs)
+
+    def evaluate(self, scores: Scores, x: np.ndarray, targets: np.ndarray, a: np.ndarray,
+                 s=None, explainer: Optional[Explainer] = None, first=None,
+                 **kwargs) -> np.ndarray:
+        raise NotImplementedError
+
+    def per_sample(self, values: np.ndarray) -> np.ndarray:
+        """One number per sample: the values themselves for scalar metrics."""
+        return np.asarray(values, dtype=np.float64)
+
+    def describe(self) -> Dict[str, Any]:
+        """Name, category and direction, for tables and reports."""
+        return {"name": self.name or type(self).__name__, "category": self.category,
+                "higher_is_better": self.higher_is_better}
