@@ -18,6 +18,7 @@ token becomes ``token_baseline``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
@@ -36,17 +37,20 @@ class Scores:
         softmax: apply a softmax to the scores (Quantus's ``softmax=True``).
         batch_size: call the model on at most this many samples at once (None: the whole
             batch in one call).
+        max_stack: the most samples :meth:`stacked` puts into one call.
 
     Attributes:
         calls: how many times the model was called (tests check the batching with it).
     """
 
-    def __init__(self, model: Any, softmax: bool = False, batch_size: Optional[int] = None):
+    def __init__(self, model: Any, softmax: bool = False, batch_size: Optional[int] = None,
+                 max_stack: int = 8192):
         if isinstance(model, Scores):
             model = model.forward
         self.forward = _logits_of(model)
         self.softmax = bool(softmax)
         self.batch_size = batch_size
+        self.max_stack = max_stack
         self.calls = 0
 
     def __call__(self, x) -> np.ndarray:
@@ -58,6 +62,19 @@ class Scores:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out = out / out.sum(axis=1, keepdims=True)
         return out
+
+    def stacked(self, batches) -> np.ndarray:
+        """Scores of several batches of the same shape, (B, N, K): stacked into as few model
+        calls as :attr:`max_stack` samples allow (perturbation steps cost one call together
+        instead of one each; a call's fixed cost dominates small models)."""
+        batches = [np.asarray(b) for b in batches]
+        if not batches:
+            raise ValueError("stacked needs at least one batch.")
+        n = len(batches[0])
+        per_call = max(1, self.max_stack // max(n, 1))
+        parts = [self(np.concatenate(batches[i:i + per_call]))
+                 for i in range(0, len(batches), per_call)]
+        return np.concatenate(parts).reshape(len(batches), n, -1)
 
     def _one(self, x: np.ndarray) -> np.ndarray:
         from keras_lrp import backend
@@ -75,13 +92,17 @@ def _logits_of(model: Any) -> Callable:
     """A callable batch → logits for a Keras model or analyzer; other callables as they are."""
     import keras
 
+    from keras_lrp.analyzers.running import _run
+
     forward = getattr(model, "forward_model", None)
-    if forward is not None:
-        return forward
-    if isinstance(model, keras.Model):
+    if forward is None and isinstance(model, keras.Model):
         from keras_lrp.analyzers.names import create_analyzer
 
-        return create_analyzer("gradient", model, forward_check=False).forward_model
+        forward = create_analyzer("gradient", model, forward_check=False).forward_model
+    if forward is not None:  # one compiled program (a graph, jit, or no_grad on PyTorch)
+        from keras_lrp import backend
+
+        return backend.compile_model(functools.partial(_run, forward), forward)
     if callable(model):
         return model
     raise TypeError(f"model must be a Keras model, a keras-lrp analyzer or a callable batch → "
