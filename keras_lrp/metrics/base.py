@@ -98,7 +98,7 @@ def _logits_of(model: Any) -> Callable:
     if forward is None and isinstance(model, keras.Model):
         from keras_lrp.analyzers.names import create_analyzer
 
-        forward = create_analyzer("gradient", model, forward_check=False).forward_model
+        forward = create_analyzer("input", model, forward_check=False).forward_model
     if forward is not None:  # one compiled program (a graph, jit, or no_grad on PyTorch)
         from keras_lrp import backend
 
