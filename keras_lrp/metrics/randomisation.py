@@ -1,15 +1,7 @@
-"""Randomisation metrics: does the explanation change when the model or the explained class does?
-
-* :class:`MPRT` (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018): re-initialise
-  the model's layers one at a time and compare each explanation with the original one.
-* :class:`RandomLogit` (Sixt, Granz and Landgraf, "When Explanations Lie: Why Many Modified BP
-  Attributions Fail", ICML 2020): compare the explanation of the label with that of a random
-  other class.
-
-Both follow Quantus 0.6 (parameters, defaults, similarity functions, numbers); the similarity
+"""Randomisation metrics: does the explanation change with the model's weights (:class:`MPRT`)
+or with the explained class (:class:`RandomLogit`)? Both follow Quantus 0.6; its similarity
 functions are written in NumPy: :func:`spearman` (``scipy.stats.spearmanr``) and :func:`ssim`
-(``skimage.metrics.structural_similarity`` as Quantus calls it).
-"""
+(``skimage.metrics.structural_similarity`` as Quantus calls it)."""
 
 from __future__ import annotations
 
@@ -43,10 +35,8 @@ def rankdata(a) -> np.ndarray:
 
 def pearson(a, b) -> np.ndarray:
     """Pearson's r of each row of a with the same row of b; NaN for a constant row."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    a = a - a.mean(axis=-1, keepdims=True)
-    b = b - b.mean(axis=-1, keepdims=True)
+    a, b = (np.asarray(v, dtype=np.float64) for v in (a, b))
+    a, b = a - a.mean(axis=-1, keepdims=True), b - b.mean(axis=-1, keepdims=True)
     den = np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.clip((a * b).sum(axis=-1) / den, -1.0, 1.0)
@@ -68,8 +58,7 @@ def ssim(a, b, win_size: int = 7, k1: float = 0.01, k2: float = 0.03) -> np.ndar
 
         SSIM = mean_windows (2 μa μb + C1)(2 σab + C2) / ((μa² + μb² + C1)(σa² + σb² + C2))
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    a, b = (np.asarray(v, dtype=np.float64) for v in (a, b))
     if win_size % 2 != 1 or win_size < 3:
         raise ValueError(f"win_size must be odd and at least 3; got {win_size}.")
     if a.shape[-1] < win_size:
@@ -84,8 +73,7 @@ def ssim(a, b, win_size: int = 7, k1: float = 0.01, k2: float = 0.03) -> np.ndar
 
     norm = win_size / (win_size - 1.0)
     ua, ub = mean(a), mean(b)
-    va = norm * (mean(a * a) - ua * ua)
-    vb = norm * (mean(b * b) - ub * ub)
+    va, vb = norm * (mean(a * a) - ua * ua), norm * (mean(b * b) - ub * ub)
     vab = norm * (mean(a * b) - ua * ub)
     with np.errstate(invalid="ignore", divide="ignore"):
         s = ((2 * ua * ub + c1) * (2 * vab + c2)) / ((ua ** 2 + ub ** 2 + c1) * (va + vb + c2))
@@ -115,10 +103,8 @@ def _fans(shape, input_axes=None, output_axes=None):
 def _truncated(rng, mean, stddev, shape):
     """Normal draws, those beyond two standard deviations drawn again (Keras' truncation)."""
     out = rng.normal(0.0, 1.0, shape)
-    bad = np.abs(out) > 2
-    while bad.any():
+    while (bad := np.abs(out) > 2).any():
         out[bad] = rng.normal(0.0, 1.0, int(bad.sum()))
-        bad = np.abs(out) > 2
     return mean + stddev * out
 
 
@@ -233,20 +219,22 @@ def explainer_on(explain, model) -> Explainer:
 
 
 def _layout(x) -> Layout:
-    """The layout of x; token ids are never perturbed here, so any baseline id does."""
-    x = np.asarray(x)
+    x = np.asarray(x)  # token ids are never perturbed here: any baseline id does
     return Layout(x, token_baseline=0 if np.issubdtype(x.dtype, np.integer) else None)
 
 
 def _scores_model(model, explain):
-    """The model for :class:`Scores`: an analyzer ``explain`` of this very Keras model where
-    there is one (its logits, no second build; and a gradient model, which Scores makes of a
-    Keras model, refuses token ids)."""
+    """For :class:`Scores`: the analyzer ``explain`` of this very Keras model where there is one
+    (no second build; the gradient model Scores makes of a Keras model refuses token ids)."""
     from keras_lrp.analyzers.base import Analyzer
 
-    if isinstance(explain, Analyzer) and getattr(explain, "model", None) is model:
-        return explain
-    return model
+    return explain if isinstance(explain, Analyzer) and explain.model is model else model
+
+
+def _flat(metric, x, r) -> np.ndarray:
+    """The relevance per feature, ``abs`` and ``normalise`` as ``metric`` says: (N, P)."""
+    layout = _layout(x)
+    return prepare_relevance(r, layout, metric.normalise, metric.abs).reshape(len(x), -1)
 
 
 def _similarity(func, a, b, n) -> np.ndarray:
@@ -264,23 +252,21 @@ class MPRT(Metric):
     """The Model Parameter Randomisation Test (Adebayo, Gilmer, Muelly, Goodfellow, Hardt and
     Kim, "Sanity Checks for Saliency Maps", NeurIPS 2018), as Quantus 0.6's ``MPRT``.
 
-    The layers with weights are re-initialised one at a time, from the output back
-    (``layer_order="top_down"``: cascading, each step adding one more random layer), from the
-    input on (``"bottom_up"``), or one alone (``"independent"``). After each step the randomised
-    model is explained again and compared with the original relevance ``a``::
+    The layers with weights are re-initialised one at a time, cascading from the output back
+    (``layer_order="top_down"``) or from the input on (``"bottom_up"``), or one alone
+    (``"independent"``); after each step the model is explained again and compared with ``a``::
 
         MPRT_l(x) = sim(a(x), a_{θ_l}(x))     sim = Spearman's rank correlation by default
 
-    on the (``abs``, ``normalise``-d) relevance per feature. A sane explanation changes: lower is
-    better. ``metric(model, x, y, a=…, explain=…)`` returns (N, L) values, one column per
-    randomised layer (named in :attr:`layer_names`; ``skip_layers``: only the last, fully
-    randomised model); :meth:`per_sample` gives their mean (``return_last_correlation``: the
-    last column). :attr:`original_similarity` holds sim(a, explanation of the original model).
+    on the (``abs``, ``normalise``-d) relevance per feature; lower is better (a sane explanation
+    changes). Returns (N, L): a column per randomised layer (:attr:`layer_names`);
+    :meth:`per_sample` averages them. :attr:`original_similarity`: sim(a, the original model's
+    explanation).
 
-    The user's model is never changed: its clone (``keras.models.clone_model`` with the same
-    weights) is randomised. ``explain`` is a keras-lrp analyzer, made again (one build) for the
-    clone after each step from its ``get_config()``, or a callable ``explain(model, x, targets)``
-    (Quantus' ``explain_func`` order). Each explanation is one call on the whole batch.
+    A clone of the model (``clone_model`` + its weights) is randomised, never the user's.
+    ``explain``: a keras-lrp analyzer, made again (one build) for the clone after each step from
+    its ``get_config()``, or a callable ``explain(model, x, targets)`` (Quantus' order). Each
+    explanation is one call on the whole batch.
 
     Args:
         similarity_func: ``(a, b) → (N,)`` on (N, P) arrays; default :func:`spearman`.
@@ -288,8 +274,8 @@ class MPRT(Metric):
         seed: the draws' seed; layer i (counted from the input) draws from
             ``np.random.default_rng((seed, i))``, so a layer gets the same weights in every order.
         return_average_correlation, return_last_correlation: :meth:`per_sample` gives the mean
-            over the layers (the default) or the last layer's value.
-        skip_layers: compare only the fully randomised model (explained once).
+            over the layers (default) or the last one.
+        skip_layers: explain only the last step's (fully randomised) model: one column.
         abs, normalise: Quantus' pre-processing of both relevances (default both True).
         randomise: ``(layer, rng) → new weights`` (``get_weights()`` order); default
             :func:`reinitialise`, the layer's own Keras initializers drawn again.
@@ -301,8 +287,7 @@ class MPRT(Metric):
     Here a layer gets its Keras initializers' draws. Quantus' ``return_average_correlation``
     averages the original model's similarity (≈ 1) in with the layers' (it skips a key "orig"
     that is named "original"); :meth:`per_sample` averages the randomised layers only.
-    Multi-channel images are compared per pixel (relevance summed over channels), where
-    Quantus ranks every channel value.
+    Multi-channel images are compared per pixel (summed over channels), Quantus' per value.
     """
 
     name = "Model Parameter Randomisation Test"
@@ -351,20 +336,12 @@ class MPRT(Metric):
                  keras_model=None, model_explain=None, **kwargs) -> np.ndarray:
         import keras
 
-        layout = _layout(x)
-
-        def flat(r):
-            return prepare_relevance(r, layout, self.normalise, self.abs).reshape(len(x), -1)
-
-        n = len(x)
-        reference = flat(a)
+        n, reference = len(x), _flat(self, x, a)
         self.original_similarity = _similarity(self.similarity_func, reference,
-                                               flat(explainer(x, targets)), n)
-        original = keras_model.get_weights()
-        clone = keras.models.clone_model(keras_model)
+                                               _flat(self, x, explainer(x, targets)), n)
+        original, clone = keras_model.get_weights(), keras.models.clone_model(keras_model)
         clone.set_weights(original)
-        layers = randomisable_layers(clone)
-        if not layers:
+        if not (layers := randomisable_layers(clone)):
             raise ValueError(f"Model {keras_model.name!r} has no layer with weights to "
                              "randomise.")
         index = {id(layer): i for i, layer in enumerate(layers)}
@@ -378,7 +355,7 @@ class MPRT(Metric):
             if self.skip_layers and step < len(order) - 1:
                 continue
             other = explainer_on(model_explain, clone)(x, targets)
-            values.append(_similarity(self.similarity_func, reference, flat(other), n))
+            values.append(_similarity(self.similarity_func, reference, _flat(self, x, other), n))
             self.layer_names.append(layer.name)
         return np.stack(values, axis=1)
 
@@ -461,11 +438,7 @@ class RandomLogit(Metric):
             raise ValueError(f"y_off must be {n} classes in [0, {k}), each other than the "
                              f"sample's label; got {y_off.tolist()}.")
         self.y_off = y_off
-        layout = _layout(x)
-
-        def flat(r):
-            return prepare_relevance(r, layout, self.normalise, self.abs).reshape(n, -1)
-
-        return _similarity(self.similarity_func, flat(a), flat(explainer(x, y_off)), n)
+        return _similarity(self.similarity_func, _flat(self, x, a),
+                           _flat(self, x, explainer(x, y_off)), n)
 
 
