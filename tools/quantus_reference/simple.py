@@ -20,7 +20,8 @@ tests/data/quantus/simple.npz, read by tests/metrics/test_{complexity,localisati
   that the tests replay Quantus's own model outputs;
 - input invariance: ``ii_<explain>`` on the digits CNN, ``ii_bias_shift`` (the shift of conv1's
   bias Quantus applied), and ``valid_w0``… the weights of a small CNN whose first conv does not
-  pad (Conv 3×3 valid, 4 filters, ReLU, Flatten, Dense 10), with ``valid_ii_<explain>``;
+  pad (Conv 3×3 valid, 4 filters, ReLU, Flatten, Dense 10), with its logits
+  ``valid_logits`` and ``valid_ii_<explain>``;
   ``*_fixed_*``: the same with every input value shifted (Quantus's own shift leaves the first
   value of each sample unshifted).
 
@@ -157,6 +158,8 @@ def main(timing: bool = False) -> None:
     w = {k: v.astype(np.float32) for k, v in w.items()}
     out.update(w)
     small = valid_cnn(w)
+    with torch.no_grad():
+        out["valid_logits"] = small(torch.tensor(x)).numpy().astype(np.float64)
     for key, fn in EXPLAIN.items():
         for prefix, net in (("ii", model), ("valid_ii", small)):
             out[f"{prefix}_{key}"] = floats(quantus.InputInvariance(**KW)(
