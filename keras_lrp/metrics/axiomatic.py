@@ -87,7 +87,7 @@ class CompletenessGap(_Completeness):
     ``signed=True``, (Σa − Δ) / Δ = Σa / Δ − 1: negative where relevance was lost (|Σa| < |Δ|
     with the sign of Δ), positive where it was amplified. Not in Quantus (its
     :class:`Completeness` is a boolean); the relevance is used as given (``normalise`` off by
-    default), since normalising breaks conservation.
+    default), since normalising breaks conservation. Infinite (or NaN) where Δ = 0.
 
     Sundararajan, Taly and Yan, "Axiomatic Attribution for Deep Networks", ICML 2017; Bach,
     Binder, Montavon, Klauschen, Müller and Samek, "On Pixel-Wise Explanations for Non-Linear

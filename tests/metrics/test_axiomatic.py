@@ -208,11 +208,12 @@ def test_input_invariance_of_gradient_but_not_input_times_gradient(data):
     np.testing.assert_allclose(np.asarray(model(x)), quantus["valid_logits"], rtol=1e-4,
                                atol=1e-5)
     for name, key in (("gradient", "gradient"), ("input_t_gradient", "input_x_gradient")):
-        metric = InputInvariance()
+        metric, scores = InputInvariance(), Scores(model)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ours = metric(model, x, y, explain=keras_lrp.create_analyzer(name, model))
+            ours = metric(scores, x, y, explain=keras_lrp.create_analyzer(name, model))
         assert not [w for w in caught if "shifted model" in str(w.message)]
+        assert scores.calls == 1  # the targets' call; the shifted model is explained once
         assert ours.dtype == bool and metric.model_gap < 1e-4
         np.testing.assert_array_equal(ours, quantus[f"valid_ii_fixed_{key}"].astype(bool))
     assert ours.sum() == 0 and quantus["valid_ii_fixed_gradient"].all()
