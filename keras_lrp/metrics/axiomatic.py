@@ -10,7 +10,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from keras_lrp.metrics.base import Explainer, Layout, Metric, prepare_relevance
+from keras_lrp.metrics.base import Explainer, Layout, Metric, normalise_by_max, prepare_relevance
 
 
 class _Completeness(Metric):
@@ -221,6 +221,8 @@ class InputInvariance(Metric):
         self.model_gap = None
 
     def evaluate(self, scores, x, targets, a, s=None, explainer=None, first=None, **kwargs):
+        from keras_lrp.analyzers.names import from_config
+
         if np.issubdtype(x.dtype, np.integer):
             raise ValueError("InputInvariance shifts the input values; token ids of shape "
                              f"{x.shape} cannot be shifted. Explain the embeddings instead.")
@@ -230,8 +232,6 @@ class InputInvariance(Metric):
             raise ValueError("InputInvariance explains a shifted copy of the model again: give "
                              "explain as a keras-lrp analyzer, not a plain callable.")
         shifted, layer = shifted_model(analyzer.model, self.input_shift)
-        from keras_lrp.analyzers.names import from_config
-
         twin = from_config(analyzer.get_config(), shifted)
         xs = (x + np.asarray(self.input_shift, dtype=x.dtype)).astype(x.dtype)
         self._check_absorbed(scores(x) if first is None else first, twin, xs, layer)
@@ -258,8 +258,6 @@ class InputInvariance(Metric):
 
 
 def _prepared(a: np.ndarray, absolute: bool, normalise: bool) -> np.ndarray:
-    from keras_lrp.metrics.base import normalise_by_max
-
     a = np.abs(a) if absolute else a
     return normalise_by_max(a) if normalise else a
 
