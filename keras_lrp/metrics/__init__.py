@@ -1,4 +1,37 @@
 """Evaluation measures for explanations, with Quantus's names, parameters and numbers, on
-Keras 3 and every backend (see :mod:`keras_lrp.metrics.base`)."""
+Keras 3 and every backend.
 
-from keras_lrp.metrics.base import Explainer, Layout, Metric, Scores  # noqa: F401
+Each metric is a class named as Quantus names it, called like Quantus's
+(``metric(model, x, y, a=relevance, s=mask, explain=analyzer)``) on a whole batch at once, and
+returning one value (or one curve) per sample; :func:`get` finds one by name (``"road"`` or
+``"ROAD"``), and :data:`METRICS` lists them all. See :mod:`keras_lrp.metrics.base` for the
+contract and the how-to "Evaluating explanations" for a tour.
+"""
+
+from keras_lrp.metrics.axiomatic import (
+    Completeness,
+    CompletenessGap,
+    InputInvariance,
+    NonSensitivity,
+)
+from keras_lrp.metrics.base import Explainer, Layout, Metric, Scores
+from keras_lrp.metrics.complexity import Complexity, EffectiveComplexity, Sparseness
+from keras_lrp.metrics.localisation import (
+    AUC,
+    AttributionLocalisation,
+    PointingGame,
+    RelevanceMassAccuracy,
+    RelevanceRankAccuracy,
+    TopKIntersection,
+)
+from keras_lrp.metrics.randomisation import MPRT, RandomLogit
+from keras_lrp.metrics.registry import METRICS, get, register
+
+for _cls in (Completeness, CompletenessGap, InputInvariance, NonSensitivity, Complexity,
+             EffectiveComplexity, Sparseness, AUC, AttributionLocalisation, PointingGame,
+             RelevanceMassAccuracy, RelevanceRankAccuracy, TopKIntersection, MPRT, RandomLogit):
+    register(_cls)
+del _cls
+
+__all__ = ["METRICS", "get", "register", "Metric", "Scores", "Explainer", "Layout",
+           *sorted(c.__name__ for c in METRICS.values())]
