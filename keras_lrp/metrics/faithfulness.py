@@ -61,6 +61,11 @@ class PixelFlipping(PerturbationMetric):
     Beyond Quantus: ``order`` "lerf" (least relevant first; then higher area is better) and
     "random"; a ``features_in_step`` that does not divide P (the last step is smaller; Quantus
     refuses it); token ids. :meth:`aopc` needs f_y(x), kept from the last call.
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s):
+        features_in_step: features removed per step (Quantus's, default 1).
+        order: "morf" (Quantus's only order), "lerf" or "random".
+        return_auc_per_sample: evaluate returns the (N,) areas instead of the curves.
     """
 
     name = "Pixel-Flipping"
@@ -129,6 +134,11 @@ class RegionPerturbation(_PatchMetric):
     Differs from Quantus: Quantus labels the metric lower-is-better whatever the order; "random"
     order draws from ``seed``; token and tabular inputs get windows of ``patch_size``
     consecutive features.
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s):
+        patch_size: the patch side (an int, or one per axis of the feature grid).
+        order: "morf", "lerf" or "random".
+        regions_evaluation: at most this many steps (Quantus's default 100).
     """
 
     name = "Region-Perturbation"
@@ -169,6 +179,9 @@ class Selectivity(_PatchMetric):
     deep neural networks", Digital Signal Processing 73, 2018.
 
     Beyond Quantus: token and tabular inputs (windows of ``patch_size`` features).
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s):
+        patch_size: the patch side (an int, or one per axis of the feature grid).
     """
 
     name = "Selectivity"
@@ -207,6 +220,10 @@ class Monotonicity(PerturbationMetric):
     Differs from Quantus: Quantus 0.6 "restores" each feature with its perturb function, i.e.
     sets it to the baseline again, so its input never leaves the baseline, its curve is flat
     and every explanation passes (True). This class restores x's values, as the paper does.
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s; ``abs``
+    defaults to True, as in Quantus):
+        features_in_step: features restored per step.
     """
 
     name = "Monotonicity"
@@ -243,6 +260,10 @@ class FaithfulnessEstimate(PerturbationMetric):
 
     Differs from Quantus: the correlation is Pearson's (Quantus's default ``similarity_func``)
     written in NumPy; other similarity functions are not taken.
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s; ``softmax``
+    defaults to False, as in Quantus):
+        features_in_step: features per group.
     """
 
     name = "Faithfulness Estimate"
@@ -288,6 +309,11 @@ class IROF(PerturbationMetric):
     mean; and where samples have different numbers of segments Quantus pads the shorter curves
     with zeros and its area then counts a last half step p_n / 2 (again depending on the batch),
     which is left out here.
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s;
+    ``perturb_baseline`` defaults to "mean", as in Quantus):
+        n_segments: about how many grid patches the default segmentation makes.
+        patch_size: the grid's patch side instead (an int, or one per axis).
     """
 
     name = "IROF"
