@@ -16,6 +16,14 @@ from keras_lrp.metrics.axiomatic import (
 )
 from keras_lrp.metrics.base import Explainer, Layout, Metric, Scores
 from keras_lrp.metrics.complexity import Complexity, EffectiveComplexity, Sparseness
+from keras_lrp.metrics.faithfulness import (
+    IROF,
+    FaithfulnessEstimate,
+    Monotonicity,
+    PixelFlipping,
+    RegionPerturbation,
+    Selectivity,
+)
 from keras_lrp.metrics.localisation import (
     AUC,
     AttributionLocalisation,
@@ -29,7 +37,9 @@ from keras_lrp.metrics.registry import METRICS, get, register
 
 for _cls in (Completeness, CompletenessGap, InputInvariance, NonSensitivity, Complexity,
              EffectiveComplexity, Sparseness, AUC, AttributionLocalisation, PointingGame,
-             RelevanceMassAccuracy, RelevanceRankAccuracy, TopKIntersection, MPRT, RandomLogit):
+             RelevanceMassAccuracy, RelevanceRankAccuracy, TopKIntersection, MPRT, RandomLogit,
+             IROF, FaithfulnessEstimate, Monotonicity, PixelFlipping, RegionPerturbation,
+             Selectivity):
     register(_cls)
 del _cls
 

@@ -8,7 +8,7 @@ whole batch in each model call:
 
     >>> metric = keras_lrp.metrics.PixelFlipping(features_in_step=4)
     >>> values = metric(model, x, y, a=relevance)       # (N, steps) curves
-    >>> metric.per_sample(values)                       # (N,) AOPC, one number per sample
+    >>> metric.per_sample(values)                       # (N,) area under each curve
 
 Layouts (:class:`Layout`): images ``(N, H, W)`` or ``(N, H, W, C)`` channels last (a
 *feature* is a pixel, all its channels perturbed together; relevance is summed over channels),
@@ -19,7 +19,7 @@ token becomes ``token_baseline``).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 import numpy as np
 
@@ -63,18 +63,26 @@ class Scores:
             out = out / out.sum(axis=1, keepdims=True)
         return out
 
-    def stacked(self, batches) -> np.ndarray:
-        """Scores of several batches of the same shape, (B, N, K): stacked into as few model
-        calls as :attr:`max_stack` samples allow (perturbation steps cost one call together
-        instead of one each; a call's fixed cost dominates small models)."""
-        batches = [np.asarray(b) for b in batches]
-        if not batches:
+    def stacked(self, batches: Iterable[np.ndarray]) -> np.ndarray:
+        """Scores of several batches of the same shape, (B, N, K), with as few model calls as
+        :attr:`max_stack` samples (and 2²⁴ input values) per call allow: perturbation steps cost
+        one call together instead of one each (a call's fixed cost dominates small models).
+        ``batches`` may be a generator: at most one call's worth is held at a time."""
+        parts, pending, held, n = [], [], 0, None
+        for b in batches:
+            b = np.asarray(b)
+            n = len(b) if n is None else n
+            pending.append(b)
+            held += len(b)
+            per_value = max(1, int(np.prod(b.shape[1:])))
+            if held >= min(self.max_stack, max(len(b), (1 << 24) // per_value)):
+                parts.append(self(np.concatenate(pending)))
+                pending, held = [], 0
+        if pending:
+            parts.append(self(np.concatenate(pending)))
+        if not parts:
             raise ValueError("stacked needs at least one batch.")
-        n = len(batches[0])
-        per_call = max(1, self.max_stack // max(n, 1))
-        parts = [self(np.concatenate(batches[i:i + per_call]))
-                 for i in range(0, len(batches), per_call)]
-        return np.concatenate(parts).reshape(len(batches), n, -1)
+        return np.concatenate(parts).reshape(-1, n, parts[0].shape[-1])
 
     def _one(self, x: np.ndarray) -> np.ndarray:
         from keras_lrp import backend
@@ -282,7 +290,8 @@ class Metric:
 
     Subclasses set :attr:`name`, :attr:`higher_is_better` and :attr:`category`, take Quantus's
     parameters in ``__init__`` and implement :meth:`evaluate`. Curves come back (N, steps);
-    :meth:`per_sample` reduces them to one number per sample (AOPC for perturbation curves).
+    :meth:`per_sample` reduces them to one number per sample (the area under a pixel-flipping
+    curve, the AOPC of region perturbation: each metric says which).
 
     Call args:
         model: a Keras model, keras-lrp analyzer or callable batch → scores (see :class:`Scores`).

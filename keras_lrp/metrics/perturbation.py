@@ -117,7 +117,8 @@ def region_sums(values: np.ndarray, labels: np.ndarray, regions: int) -> np.ndar
 
 def perturb_steps(scores: Scores, layout: Layout, targets: np.ndarray, step_of: np.ndarray,
                   steps: int, baseline: np.ndarray, mode: str = "remove") -> np.ndarray:
-    """The explained score after each perturbation step: (N, steps), one model call per step.
+    """The explained score after each perturbation step: (N, steps); the steps are stacked
+    into as few model calls as :meth:`~keras_lrp.metrics.base.Scores.stacked` allows.
 
     Args:
         step_of: (N, P) the step (0-based) at which each feature is perturbed; a value ≥
@@ -127,17 +128,15 @@ def perturb_steps(scores: Scores, layout: Layout, targets: np.ndarray, step_of: 
             removal); "single": only those with step_of == k (each step from the original x);
             "insert": start from the baseline and restore x's features with step_of ≤ k.
     """
-    rows = np.arange(len(targets))
-    out = np.empty((len(targets), steps))
-    for k in range(steps):
+    def perturbed(k: int) -> np.ndarray:
         if mode == "remove":
-            xk = layout.replace(step_of <= k, baseline)
-        elif mode == "single":
-            xk = layout.replace(step_of == k, baseline)
-        else:
-            xk = layout.replace(step_of > k, baseline)
-        out[:, k] = scores(xk)[rows, targets]
-    return out
+            return layout.replace(step_of <= k, baseline)
+        if mode == "single":
+            return layout.replace(step_of == k, baseline)
+        return layout.replace(step_of > k, baseline)
+
+    stacked = scores.stacked(perturbed(k) for k in range(steps))  # (steps, N, K)
+    return stacked[:, np.arange(len(targets)), targets].T
 
 
 def area(curves: np.ndarray) -> np.ndarray:

@@ -279,12 +279,18 @@ def test_irof_by_hand():
     (PixelFlipping(features_in_step=4), 16), (RegionPerturbation(patch_size=4), 4),
     (Selectivity(patch_size=4), 4), (Monotonicity(features_in_step=8), 8),
     (FaithfulnessEstimate(features_in_step=8), 8), (IROF(patch_size=4), 4)])
-def test_one_model_call_per_step_for_the_whole_batch(digits, metric, steps):
+def test_steps_are_stacked_into_few_calls_for_the_whole_batch(digits, metric, steps):
+    """The unperturbed batch is one call and every step together another; with room for one
+    batch per call, one call per step; with a batch_size, each call splits."""
     model, x, y, inputs, _ = digits
     scores = Scores(model, softmax=metric.softmax)
-    metric(scores, x, y, a=inputs["a_epsilon"])
-    assert scores.calls == 1 + steps
-    split = Scores(model, softmax=metric.softmax, batch_size=8)
+    stacked = metric(scores, x, y, a=inputs["a_epsilon"])
+    assert scores.calls == 2
+    per_step = Scores(model, softmax=metric.softmax, max_stack=len(x))
+    np.testing.assert_allclose(metric(per_step, x, y, a=inputs["a_epsilon"]), stacked,
+                               rtol=1e-5, atol=1e-6)
+    assert per_step.calls == 1 + steps
+    split = Scores(model, softmax=metric.softmax, batch_size=8, max_stack=len(x))
     metric(split, x, y, a=inputs["a_epsilon"])
     assert split.calls == 2 * (1 + steps)
 
