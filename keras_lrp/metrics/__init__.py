@@ -34,12 +34,14 @@ from keras_lrp.metrics.localisation import (
 )
 from keras_lrp.metrics.randomisation import MPRT, RandomLogit
 from keras_lrp.metrics.registry import METRICS, get, register
+from keras_lrp.metrics.road import ROAD
+from keras_lrp.metrics.stochastic import FaithfulnessCorrelation, Infidelity
 
 for _cls in (Completeness, CompletenessGap, InputInvariance, NonSensitivity, Complexity,
              EffectiveComplexity, Sparseness, AUC, AttributionLocalisation, PointingGame,
              RelevanceMassAccuracy, RelevanceRankAccuracy, TopKIntersection, MPRT, RandomLogit,
              IROF, FaithfulnessEstimate, Monotonicity, PixelFlipping, RegionPerturbation,
-             Selectivity):
+             Selectivity, ROAD, FaithfulnessCorrelation, Infidelity):
     register(_cls)
 del _cls
 
