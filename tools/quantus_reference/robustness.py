@@ -51,6 +51,7 @@ EXPLAIN = {"g": (twin.explain_gradient, "a_gradient"),
 PER_SAMPLE = {"normalise_axes": (1, 2, 3)}
 SEED = {"maxsens": 1, "avgsens": 2, "lle": 3}
 NR_SAMPLES = 200
+LLE_DEFAULT_ROUNDS = 8
 
 
 def _run(metric, model, x, y, a, explain, seed=None):
@@ -169,10 +170,10 @@ def main(out: str = OUT) -> None:
     # Quantus' default normalisation (the batch's max): all 16 digits, then the first 8 with
     # the same noise rows.
     rs = np.random.RandomState(SEED["lle"])
-    noise = np.stack([rs.normal(0.0, 0.1, (len(x), x[0].size)) for _ in range(20)])
+    noise = np.stack([rs.normal(0.0, 0.1, (len(x), x[0].size)) for _ in range(LLE_DEFAULT_ROUNDS)])
     for n in (16, 8):
         res[f"lle_g_default{n}"] = _run(quantus.LocalLipschitzEstimate(
-            perturb_func=_Replay(noise), disable_warnings=True, nr_samples=20),
+            perturb_func=_Replay(noise), disable_warnings=True, nr_samples=LLE_DEFAULT_ROUNDS),
             model, x[:n], y[:n], a[:n], twin.explain_gradient)
     res["lle_default_noise_seed"] = np.array(SEED["lle"])
     np.savez_compressed(out, **res)
