@@ -268,8 +268,8 @@ class Continuity(_Reexplaining):
     absolute.
 
     Montavon, Samek and Müller, "Methods for interpreting and understanding deep neural
-    networks", Digital Signal Processing 73, 2018 (section 7.1, explanation continuity:
-    max_{x ≠ x'} ‖R(x) − R(x')‖₁ / ‖x − x'‖₂ over a translated image). Lower is better.
+    networks", Digital Signal Processing 73, 2018 (explanation continuity:
+    max_{x ≠ x'} ‖R(x) − R(x')‖₁ / ‖x − x'‖₂, shown on a translated image). Lower is better.
     Returns (N,) as Quantus 0.6 does (whose Continuity is this max, no longer the patch
     correlations of earlier Quantus releases).
 
@@ -282,7 +282,8 @@ class Continuity(_Reexplaining):
     and ignores a; ours uses a (the same when a = explain(x)). (5) Quantus ignores
     perturb_baseline ("black" always); ours applies it. (6) normalise: per sample, where
     Quantus' divides by the batch's max. (7) ``return_nan_when_prediction_changes`` compares
-    with the unperturbed prediction (Quantus: with y).
+    with the unperturbed prediction (Quantus: with y). ``seed`` serves the "uniform" baseline;
+    ``batch_size`` and ``return_rounds`` as :class:`MaxSensitivity`'s.
     """
 
     name = "Continuity"
