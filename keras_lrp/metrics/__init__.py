@@ -35,13 +35,20 @@ from keras_lrp.metrics.localisation import (
 from keras_lrp.metrics.randomisation import MPRT, RandomLogit
 from keras_lrp.metrics.registry import METRICS, get, register
 from keras_lrp.metrics.road import ROAD
+from keras_lrp.metrics.robustness import (
+    AvgSensitivity,
+    Continuity,
+    LocalLipschitzEstimate,
+    MaxSensitivity,
+)
 from keras_lrp.metrics.stochastic import FaithfulnessCorrelation, Infidelity
 
 for _cls in (Completeness, CompletenessGap, InputInvariance, NonSensitivity, Complexity,
              EffectiveComplexity, Sparseness, AUC, AttributionLocalisation, PointingGame,
              RelevanceMassAccuracy, RelevanceRankAccuracy, TopKIntersection, MPRT, RandomLogit,
              IROF, FaithfulnessEstimate, Monotonicity, PixelFlipping, RegionPerturbation,
-             Selectivity, ROAD, FaithfulnessCorrelation, Infidelity):
+             Selectivity, ROAD, FaithfulnessCorrelation, Infidelity, AvgSensitivity,
+             Continuity, LocalLipschitzEstimate, MaxSensitivity):
     register(_cls)
 del _cls
 
