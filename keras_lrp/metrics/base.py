@@ -19,6 +19,7 @@ token becomes ``token_baseline``).
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 import numpy as np
@@ -96,6 +97,27 @@ class Scores:
         return np.asarray(out, dtype=np.float64).reshape(len(x), -1)
 
 
+#: Keras model → (its logits model, compiled): every metric called on the same model reuses one
+#: build. The logits model runs the user's own layers (their weights are variables of the
+#: program) except the copies it made (an output layer with a fused softmax, float32 copies of
+#: 16-bit layers), whose weights :func:`_sync_copies` refreshes at every reuse.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _sync_copies(forward, model) -> None:
+    """Give the logits model's copies of the user's layers the user's current weights."""
+    own = {id(layer) for layer in model._flatten_layers(include_self=False, recursive=True)}
+    for layer in forward._flatten_layers(include_self=False, recursive=True):
+        if id(layer) in own or not layer.weights:
+            continue
+        try:
+            source = model.get_layer(layer.name)
+        except ValueError:
+            continue
+        if source is not None and len(source.weights) == len(layer.weights):
+            layer.set_weights(source.get_weights())
+
+
 def _logits_of(model: Any) -> Callable:
     """A callable batch → logits for a Keras model or analyzer; other callables as they are."""
     import keras
@@ -104,13 +126,20 @@ def _logits_of(model: Any) -> Callable:
 
     forward = getattr(model, "forward_model", None)
     if forward is None and isinstance(model, keras.Model):
+        if model in _COMPILED:
+            forward, compiled = _COMPILED[model]
+            _sync_copies(forward, model)
+            return compiled
         from keras_lrp.analyzers.names import create_analyzer
 
         forward = create_analyzer("input", model, forward_check=False).forward_model
     if forward is not None:  # one compiled program (a graph, jit, or no_grad on PyTorch)
         from keras_lrp import backend
 
-        return backend.compile_model(functools.partial(_run, forward), forward)
+        compiled = backend.compile_model(functools.partial(_run, forward), forward)
+        if isinstance(model, keras.Model):
+            _COMPILED[model] = (forward, compiled)
+        return compiled
     if callable(model):
         return model
     raise TypeError(f"model must be a Keras model, a keras-lrp analyzer or a callable batch → "
@@ -267,16 +296,19 @@ def targets_for(y, scores: np.ndarray) -> np.ndarray:
 
 
 def normalise_by_max(a: np.ndarray) -> np.ndarray:
-    """Quantus's default normalisation: each sample divided by its max |a| (zero samples stay
-    zero). a / max_i |a_i|."""
+    """Each sample divided by its own max |a| (zero samples stay zero): a / max_i |a_i|.
+
+    Quantus 0.6's ``normalise_by_max`` divides by the max over the whole batch, so there a
+    sample's score depends on the samples beside it; the tests of the metrics it changes show
+    both (every metric here is per sample)."""
     a = np.asarray(a, dtype=np.float64)
     top = np.abs(a.reshape(len(a), -1)).max(axis=1).reshape((-1,) + (1,) * (a.ndim - 1))
     return np.divide(a, top, out=np.zeros_like(a), where=top != 0)
 
 
 def prepare_relevance(a, layout: Layout, normalise: bool, absolute: bool) -> np.ndarray:
-    """Relevance per feature (N, *grid), with Quantus's ``abs`` then ``normalise`` applied in
-    its order (abs first)."""
+    """Relevance per feature (N, *grid), with Quantus's ``abs`` and ``normalise`` applied (in
+    either order the same: max |a| is the max of |a|)."""
     r = layout.relevance(a)
     if absolute:
         r = np.abs(r)
