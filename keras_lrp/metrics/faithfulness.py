@@ -31,16 +31,7 @@ from keras_lrp.metrics.perturbation import (
     region_sums,
     segment_labels,
 )
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Pearson correlation of (N, M) arrays; NaN where a row is constant (as
-    ``scipy.stats.pearsonr`` gives, with a warning, in Quantus)."""
-    da = a - a.mean(axis=1, keepdims=True)
-    db = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
-    num = (da * db).sum(axis=1)
-    return np.divide(num, den, out=np.full(len(a), np.nan), where=den > 0)
+from keras_lrp.metrics.similarity import pearson
 
 
 class PixelFlipping(PerturbationMetric):

@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_lrp.metrics.base import Layout
 from keras_lrp.metrics.complexity import AttributionMetric
+from keras_lrp.metrics.similarity import rankdata
 
 
 def masks(s, layout: Layout) -> np.ndarray:
@@ -249,15 +250,8 @@ class AUC(LocalisationMetric):
         self.abs, self.normalise = bool(abs), bool(normalise)
 
     def localise(self, r, m, layout):
-        ranks = np.stack([average_ranks(row) for row in r])
+        ranks = rankdata(r)
         pos = m.sum(axis=1)
         neg = m.shape[1] - pos
         with np.errstate(divide="ignore", invalid="ignore"):
             return ((ranks * m).sum(axis=1) - pos * (pos + 1) / 2) / (pos * neg)
-
-
-def average_ranks(v: np.ndarray) -> np.ndarray:
-    """The rank of each value of ``v`` (1 = smallest), tied values sharing their mean rank."""
-    _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
-    top = np.cumsum(counts)
-    return (top - (counts - 1) / 2.0)[inverse.reshape(-1)]

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from keras_lrp.metrics.base import Layout, Metric, Scores, prepare_relevance
+from keras_lrp.metrics.similarity import pearson  # noqa: F401
 
 #: Auto stacking: at most this many inputs per model call, and this many input values.
 MAX_STACK_INPUTS = 4096
@@ -39,18 +40,6 @@ def perturbed_scores(scores: Scores, build: Callable[[int, int], np.ndarray], st
         batch = build(lo, hi)
         out.append(scores(batch.reshape((-1,) + batch.shape[2:])).reshape(hi - lo, n, -1))
     return np.concatenate(out)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson's r of each row of a with the same row of b: (N, R), (N, R) → (N,); NaN where a
-    row is constant (as ``scipy.stats.pearsonr``)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    da, db = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (da * db).sum(axis=1) / den
-    return np.clip(np.where(den > 0, r, np.nan), -1.0, 1.0)
 
 
 def grid_mask(layout: Layout, mask: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ from keras_lrp.metrics.localisation import (
     RelevanceMassAccuracy,
     RelevanceRankAccuracy,
     TopKIntersection,
-    average_ranks,
 )
+from keras_lrp.metrics.similarity import rankdata
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "quantus")
 ATTRIBUTIONS = ("epsilon", "alpha2beta1", "gradient", "input_x_gradient")
@@ -116,7 +116,7 @@ def test_auc_ties_count_one_half_on_random_ties():
     s = rng.random((20, 30)) < 0.3
     np.testing.assert_allclose(AUC(normalise=False)(None, np.zeros_like(r), a=r, s=s),
                                [_brute_auc(a, m) for a, m in zip(r, s)], rtol=1e-12)
-    np.testing.assert_allclose(average_ranks(np.array([3.0, 1.0, 3.0, 2.0])), [3.5, 1, 3.5, 2])
+    np.testing.assert_allclose(rankdata(np.array([3.0, 1.0, 3.0, 2.0])), [3.5, 1, 3.5, 2])
 
 
 @pytest.mark.parametrize("metric", [m[1] for m in METRICS], ids=[m[0] for m in METRICS])
