@@ -12,8 +12,9 @@ Quantus runs in its own environment, as a subprocess of this script, never in ke
     python3 -m venv /tmp/quantus && /tmp/quantus/bin/pip install torch==2.13.0 "quantus==0.6.*"
     .venv/bin/python benchmarks/bench_metrics.py --quantus-python /tmp/quantus/bin/python
 
-Both sides use one CPU thread per op pool as configured by default on this machine; the
-machine is shared and noisy, so compare ratios from one run, not absolute times across runs.
+Both sides run on ``--threads`` CPU threads (default 1: OMP/MKL, TensorFlow's op pools and
+torch's, set through the environment of each side's process), so that neither wins by taking
+more of a shared machine; compare ratios from one run, not absolute times across runs.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ def quantus_side(n: int, repeats: int) -> dict:
     """Median seconds per metric for Quantus (run in Quantus' environment)."""
     sys.path.insert(0, os.path.join(ROOT, "tools", "quantus_reference"))
     import quantus
+    import torch
     import twin
+
+    torch.set_num_threads(int(os.environ.get("TORCH_NUM_THREADS", "1")))
 
     d = _data(n)
     model = twin.twin(d)
@@ -103,7 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quantus-python", default="/tmp/quantus/bin/python")
     parser.add_argument("--n", type=int, nargs="+", default=[16, 256])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per side")
     parser.add_argument("--side", choices=("keras", "quantus"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:  # one side, as a subprocess: prints JSON
@@ -111,11 +116,15 @@ def main() -> None:
         print(json.dumps({str(n): side(n, args.repeats) for n in args.n}))
         return
     results = {}
+    threads = str(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
+           "TORCH_NUM_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for side, python in (("keras", sys.executable), ("quantus", args.quantus_python)):
         with tempfile.TemporaryFile("w+") as log:
             proc = subprocess.run([python, os.path.abspath(__file__), "--side", side, "--n",
                                    *map(str, args.n), "--repeats", str(args.repeats)],
-                                  stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
+                                  stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT, env=env)
             if proc.returncode:
                 log.seek(0)
                 sys.exit(f"the {side} side failed:\n{log.read()[-3000:]}")
