@@ -57,7 +57,6 @@ class Completeness(_Completeness):
         token_baseline: the id every token takes in x̄ (token inputs only).
     """
 
-    name = "completeness"
     higher_is_better = True
 
     def __init__(self, abs: bool = False, normalise: bool = True,
@@ -98,7 +97,6 @@ class CompletenessGap(_Completeness):
         others: as :class:`Completeness`.
     """
 
-    name = "completeness_gap"
     higher_is_better = False
 
     def __init__(self, signed: bool = False, abs: bool = False, normalise: bool = False,
@@ -143,7 +141,6 @@ class NonSensitivity(Metric):
     perturbs the pixel, and normalises by the batch's max |a| (ours: each sample's).
     """
 
-    name = "non_sensitivity"
     higher_is_better = False
     category = "axiomatic"
 
@@ -208,7 +205,6 @@ class InputInvariance(Metric):
     Refuses token ids (a shifted id is another token).
     """
 
-    name = "input_invariance"
     higher_is_better = True
     category = "axiomatic"
     needs_explain = True

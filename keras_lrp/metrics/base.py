@@ -19,6 +19,7 @@ token becomes ``token_baseline``).
 from __future__ import annotations
 
 import functools
+import re
 import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Union
 
@@ -282,6 +283,11 @@ class Layout:
         return np.broadcast_to(values[kind](), x.shape).astype(x.dtype)
 
 
+def snake(name: str) -> str:
+    """``PixelFlipping`` → ``pixel_flipping``; ``ROAD`` → ``road``; ``AUC`` → ``auc``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
 def targets_for(y, scores: np.ndarray) -> np.ndarray:
     """The explained output index per sample: ``y`` (an int or (N,) ints), or the argmax of
     the model's scores where ``y`` is None."""
@@ -335,10 +341,15 @@ class Metric:
             again need it; see :class:`Explainer`).
     """
 
-    name = ""
+    #: The metric's one name: its class name in snake case (set for every subclass).
+    name = "metric"
     higher_is_better = True
     category = ""
     needs_explain = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.name = snake(cls.__name__)
 
     def __call__(self, model, x, y=None, a=None, s=None, explain=None, **kwargs) -> np.ndarray:
         scores = model if isinstance(model, Scores) else Scores(
@@ -369,5 +380,5 @@ class Metric:
 
     def describe(self) -> Dict[str, Any]:
         """Name, category and direction, for tables and reports."""
-        return {"name": self.name or type(self).__name__, "category": self.category,
+        return {"name": self.name, "category": self.category,
                 "higher_is_better": self.higher_is_better}

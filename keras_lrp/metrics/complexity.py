@@ -78,7 +78,6 @@ class Sparseness(AttributionMetric):
     the index itself is scale-free, so only the 1e-7 offset feels it).
     """
 
-    name = "sparseness"
     higher_is_better = True
     category = "complexity"
 
@@ -109,7 +108,6 @@ class Complexity(AttributionMetric):
             refuse). An all-zero map gives NaN, as in Quantus.
     """
 
-    name = "complexity"
     higher_is_better = False
     category = "complexity"
 
@@ -143,7 +141,6 @@ class EffectiveComplexity(AttributionMetric):
     relevance counts no feature there (tests/metrics/test_complexity.py shows it).
     """
 
-    name = "effective_complexity"
     higher_is_better = False
     category = "complexity"
 

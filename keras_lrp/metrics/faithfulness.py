@@ -59,7 +59,6 @@ class PixelFlipping(PerturbationMetric):
         return_auc_per_sample: evaluate returns the (N,) areas instead of the curves.
     """
 
-    name = "Pixel-Flipping"
 
     def __init__(self, features_in_step: int = 1, order: str = "morf", abs: bool = False,
                  normalise: bool = True, perturb_baseline: Union[str, float] = "black",
@@ -132,7 +131,6 @@ class RegionPerturbation(_PatchMetric):
         regions_evaluation: at most this many steps (Quantus's default 100).
     """
 
-    name = "Region-Perturbation"
 
     def __init__(self, patch_size: Union[int, Sequence[int]] = 8, order: str = "morf",
                  regions_evaluation: int = 100, abs: bool = False, normalise: bool = True,
@@ -175,7 +173,6 @@ class Selectivity(_PatchMetric):
         patch_size: the patch side (an int, or one per axis of the feature grid).
     """
 
-    name = "Selectivity"
     higher_is_better = False
 
     def __init__(self, patch_size: Union[int, Sequence[int]] = 8, abs: bool = False,
@@ -217,7 +214,6 @@ class Monotonicity(PerturbationMetric):
         features_in_step: features restored per step.
     """
 
-    name = "Monotonicity"
     higher_is_better = True
 
     def __init__(self, features_in_step: int = 1, abs: bool = True, normalise: bool = True,
@@ -257,7 +253,6 @@ class FaithfulnessEstimate(PerturbationMetric):
         features_in_step: features per group.
     """
 
-    name = "Faithfulness Estimate"
     higher_is_better = True
 
     def __init__(self, features_in_step: int = 1, abs: bool = False, normalise: bool = True,
@@ -307,7 +302,6 @@ class IROF(PerturbationMetric):
         patch_size: the grid's patch side instead (an int, or one per axis).
     """
 
-    name = "IROF"
     higher_is_better = True
 
     def __init__(self, n_segments: int = 100, patch_size: Optional[Union[int, Sequence[int]]]

@@ -75,7 +75,6 @@ class PointingGame(LocalisationMetric):
     raises a TypeError and an empty mask scores True instead of NaN. Ours are floats.
     """
 
-    name = "pointing_game"
     higher_is_better = True
     category = "localisation"
 
@@ -111,7 +110,6 @@ class AttributionLocalisation(LocalisationMetric):
     weighted scores shrink with the batch size (and are infinite for two samples).
     """
 
-    name = "attribution_localisation"
     higher_is_better = True
     category = "localisation"
 
@@ -153,7 +151,6 @@ class TopKIntersection(LocalisationMetric):
         abs, normalise: Quantus's (abs off, normalise on by default).
     """
 
-    name = "top_k_intersection"
     higher_is_better = True
     category = "localisation"
 
@@ -186,7 +183,6 @@ class RelevanceRankAccuracy(LocalisationMetric):
         abs, normalise: Quantus's (abs off, normalise on by default).
     """
 
-    name = "relevance_rank_accuracy"
     higher_is_better = True
     category = "localisation"
 
@@ -214,7 +210,6 @@ class RelevanceMassAccuracy(LocalisationMetric):
         abs, normalise: Quantus's (abs off, normalise on by default).
     """
 
-    name = "relevance_mass_accuracy"
     higher_is_better = True
     category = "localisation"
 
@@ -242,7 +237,6 @@ class AUC(LocalisationMetric):
         abs, normalise: Quantus's (abs off, normalise on by default).
     """
 
-    name = "auc"
     higher_is_better = True
     category = "localisation"
 

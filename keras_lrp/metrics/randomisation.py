@@ -223,9 +223,8 @@ class MPRT(Metric):
     Multi-channel images are compared per pixel (summed over channels), Quantus' per value.
     """
 
-    name = "Model Parameter Randomisation Test"
     higher_is_better = False
-    category = "Randomisation"
+    category = "randomisation"
     needs_explain = True
 
     def __init__(self, similarity_func: Optional[Callable] = None, layer_order: str = "top_down",
@@ -335,9 +334,8 @@ class RandomLogit(Metric):
     values, crossing an image's row ends), not on the 2-D image as in the paper.
     """
 
-    name = "Random Logit"
     higher_is_better = False
-    category = "Randomisation"
+    category = "randomisation"
     needs_explain = True
 
     def __init__(self, similarity_func: Optional[Callable] = None,

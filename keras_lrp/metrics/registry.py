@@ -6,23 +6,17 @@ A metric's name is its class name in snake case (``PixelFlipping`` → ``"pixel_
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, Type
 
-from keras_lrp.metrics.base import Metric
+from keras_lrp.metrics.base import Metric, snake  # noqa: F401 - snake is the naming rule
 
 #: snake-case name → metric class, filled by :func:`register` as the metric modules import.
 METRICS: Dict[str, Type[Metric]] = {}
 
 
-def snake(name: str) -> str:
-    """``PixelFlipping`` → ``pixel_flipping``; ``ROAD`` → ``road``; ``AUC`` → ``auc``."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-
-
 def register(cls: Type[Metric]) -> Type[Metric]:
     """Add ``cls`` to :data:`METRICS` under its snake-case class name (a class decorator)."""
-    key = snake(cls.__name__)
+    key = cls.name
     if key in METRICS and METRICS[key] is not cls:
         raise ValueError(f"Two metrics are named {key!r}: {METRICS[key].__module__} and "
                          f"{cls.__module__}.")

@@ -130,7 +130,6 @@ class ROAD(Metric):
             the whole batch in every call.
     """
 
-    name = "ROAD"
     category = "faithfulness"
 
     def __init__(self, percentages: Optional[Sequence[float]] = None, noise: float = 0.01,

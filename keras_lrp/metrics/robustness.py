@@ -200,7 +200,6 @@ class MaxSensitivity(_Sensitivity):
     time, ``noise=`` (replay given draws) and ``return_rounds=True``.
     """
 
-    name = "Max-Sensitivity"
     reduce = "max"
 
 
@@ -215,7 +214,6 @@ class AvgSensitivity(_Sensitivity):
     from Quantus as :class:`MaxSensitivity`'s.
     """
 
-    name = "Avg-Sensitivity"
     reduce = "mean"
 
 
@@ -237,7 +235,6 @@ class LocalLipschitzEstimate(_Noise):
     :class:`MaxSensitivity`'s.
     """
 
-    name = "Local Lipschitz Estimate"
     reduce = "max"
 
     def __init__(self, nr_samples: int = 200, perturb_mean: float = 0.0,
@@ -286,7 +283,6 @@ class Continuity(_Reexplaining):
     ``batch_size`` and ``return_rounds`` as :class:`MaxSensitivity`'s.
     """
 
-    name = "Continuity"
     reduce = "max"
 
     def __init__(self, nr_steps: int = 28, abs: bool = True, normalise: bool = True,

@@ -80,7 +80,6 @@ class FaithfulnessCorrelation(Metric):
             :func:`perturbed_scores`): runs are stacked, the whole batch in every call.
     """
 
-    name = "Faithfulness Correlation"
     higher_is_better = True
     category = "faithfulness"
 
@@ -171,7 +170,6 @@ class Infidelity(Metric):
             :func:`perturbed_scores`): all steps of all patch sizes and repeats are stacked.
     """
 
-    name = "Infidelity"
     higher_is_better = False
     category = "faithfulness"
 
