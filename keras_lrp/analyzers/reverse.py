@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import keras
 from keras import ops
@@ -47,7 +47,8 @@ class Reverse:
 
 
 def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: int, start,
-            inputs: List[Any], model=None) -> Reverse:
+            inputs: List[Any], model=None, condition: Optional[Dict[int, Any]] = None,
+            exclude_parallel: bool = False) -> Reverse:
     """Propagate ``start`` (the relevance at tensor ``output``) back through ``graph``.
 
     Args:
@@ -58,6 +59,12 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
         start: the symbolic relevance at that output.
         inputs: the symbolic model inputs (for zero relevance where an input is not used).
         model: the user's model (for ``until_layer_idx``).
+        condition: tensor id → ``f(relevance) → relevance``, applied to the relevance at that
+            tensor (summed over its readers) before its layer's rule reads it: Concept
+            Relevance Propagation's masks (:mod:`keras_lrp.concepts`).
+        exclude_parallel: at each conditioned tensor, drop the relevance pending at every
+            other tensor (e.g. a residual block's skip), so that all the relevance reaching
+            the inputs has passed the condition (zennit-crp's ``exclude_parallel``).
     """
     ctx = composite.context(graph, model)
     rels = relevance_layers(graph, composite, ctx, output)
@@ -88,6 +95,11 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
                              "with return_state=True).")
         r_outs = [ops.zeros_like(values[t]) if r is None else r
                   for t, r in zip(node.outputs, r_outs)]
+        if condition and any(t in condition for t in node.outputs):
+            r_outs = [condition[t](r) if t in condition else r
+                      for t, r in zip(node.outputs, r_outs)]
+            if exclude_parallel:  # only the conditioned relevance goes on
+                relevance = {}
         k = call_index[id(node)]
         layerwise[f"{node.layer.name}_{k}" if k else node.layer.name] = r_outs[0]
         rel.name = names(f"{rel.name}_{k}" if k else rel.name)
