@@ -48,7 +48,7 @@ class Reverse:
 
 def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: int, start,
             inputs: List[Any], model=None, condition: Optional[Dict[int, Any]] = None,
-            exclude_parallel: bool = False) -> Reverse:
+            parallel: Optional[Dict[int, Any]] = None) -> Reverse:
     """Propagate ``start`` (the relevance at tensor ``output``) back through ``graph``.
 
     Args:
@@ -62,9 +62,10 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
         condition: tensor id → ``f(relevance) → relevance``, applied to the relevance at that
             tensor (summed over its readers) before its layer's rule reads it: Concept
             Relevance Propagation's masks (:mod:`keras_lrp.concepts`).
-        exclude_parallel: at each conditioned tensor, drop the relevance pending at every
-            other tensor (e.g. a residual block's skip), so that all the relevance reaching
-            the inputs has passed the condition (zennit-crp's ``exclude_parallel``).
+        parallel: tensor id → ``f(relevance) → relevance``, applied, when the walk reaches
+            that tensor, to the relevance pending at every other tensor (on paths parallel to
+            it, e.g. a residual block's skip): zennit-crp's ``exclude_parallel`` zeroes it for
+            the rows conditioned there, so that all their relevance passes the condition.
     """
     ctx = composite.context(graph, model)
     rels = relevance_layers(graph, composite, ctx, output)
@@ -83,7 +84,7 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
                         | {start._keras_history.operation.name})
     sums = 0
     for node in reversed(graph.nodes):
-        r_outs = [relevance.get(t) for t in node.outputs]
+        r_outs = [relevance.pop(t, None) for t in node.outputs]  # what is left: still pending
         if all(r is None for r in r_outs):
             continue  # the node does not lead to the explained output
         rel = rels[id(node)]
@@ -98,8 +99,9 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
         if condition and any(t in condition for t in node.outputs):
             r_outs = [condition[t](r) if t in condition else r
                       for t, r in zip(node.outputs, r_outs)]
-            if exclude_parallel:  # only the conditioned relevance goes on
-                relevance = {}
+            for t in node.outputs:
+                if parallel and t in parallel:
+                    relevance = {p: parallel[t](r) for p, r in relevance.items()}
         k = call_index[id(node)]
         layerwise[f"{node.layer.name}_{k}" if k else node.layer.name] = r_outs[0]
         rel.name = names(f"{rel.name}_{k}" if k else rel.name)

@@ -31,7 +31,7 @@ from keras_lrp.analyzers.inputs import as_arrays
 from keras_lrp.analyzers.reverse import reverse
 from keras_lrp.analyzers.selection import OutputRelevance
 from keras_lrp.concepts import conditions as cond_mod
-from keras_lrp.concepts.layers import ChannelMask, Rows, Targets
+from keras_lrp.concepts.layers import ChannelMask, KeepRows, Rows, Targets
 
 
 @dataclasses.dataclass
@@ -66,7 +66,9 @@ class Conditional:
         axis: the channel axis of every conditioned layer's output (channels last by default).
         exclude_parallel: at a conditioned layer, drop the relevance pending on parallel paths
             (a residual block's skip), so that all the relevance reaching the input has passed
-            the condition (zennit-crp's default); ``False`` only masks.
+            the condition, and record none at layers parallel to it (zennit-crp's default);
+            ``False`` only masks. Per condition: rows whose condition does not name the layer
+            keep their parallel relevance.
         batch_size: the most condition rows (samples × conditions) one call runs.
     """
 
@@ -109,7 +111,7 @@ class Conditional:
         ``record`` (built on first use, then reused for every condition on these layers).
         Its inputs: the row → sample index (M,), the output index (M,) or, with
         ``start_layer``, the start relevance (M, *shape), one (M, channels) mask per layer,
-        then the data (N, …)."""
+        one (M,) flag per layer (1: the row's condition names it), then the data (N, …)."""
         key = (tuple(layers), tuple(record), start_layer)
         if key not in self.programs:
             self.programs[key] = self._build(*key)
@@ -134,18 +136,29 @@ class Conditional:
                                        dtype=a._values[output].dtype, name="crp_init")
         masks = [keras.Input(batch_shape=(None, self.channels(n)), name=f"crp_mask_{i}")
                  for i, n in enumerate(layers)]
-        condition = {}
-        for i, (name, mask) in enumerate(zip(layers, masks)):
+        named = [keras.Input(batch_shape=(None,), name=f"crp_named_{i}")
+                 for i in range(len(layers))]
+        condition, parallel = {}, {}
+        for i, (name, mask, on) in enumerate(zip(layers, masks, named)):
+            tid = self.tensors[name]
             layer = ChannelMask(cond_mod.channel_axis(name, self.shape(name), self.axis),
                                 name=f"crp_mask_layer_{i}")
-            condition[self.tensors[name]] = lambda r, layer=layer, mask=mask: layer([r, mask])
+            condition[tid] = lambda r, layer=layer, mask=mask: layer([r, mask])
+            keep = KeepRows(name=f"crp_parallel_{i}")
+            parallel[tid] = lambda r, keep=keep, on=on: keep([r, on])
         rev = reverse(a.graph, a.composite, values, output, start, a.inputs, a.model,
-                      condition=condition, exclude_parallel=self.exclude_parallel)
+                      condition=condition, parallel=parallel if self.exclude_parallel else None)
         recorded = [rev.layerwise.get(n) for n in record]
         recorded = [keras.ops.zeros_like(values[self.tensors[n]]) if r is None else r
                     for n, r in zip(record, recorded)]
-        model = keras.Model([rows, head] + masks + list(a.inputs), list(rev.inputs) + recorded,
-                            name="crp_relevance")
+        if self.exclude_parallel:  # a layer parallel to a condition gets none of its relevance
+            for i, (name, on) in enumerate(zip(layers, named)):
+                path = cond_mod.related(a.graph, self.tensors[name])
+                recorded = [r if self.tensors[n] in path else
+                            KeepRows(name=f"crp_record_{i}_{k}")([r, on])
+                            for k, (n, r) in enumerate(zip(record, recorded))]
+        model = keras.Model([rows, head] + masks + named + list(a.inputs),
+                            list(rev.inputs) + recorded, name="crp_relevance")
         self.builds += 1
 
         def run(*args):
@@ -185,6 +198,7 @@ class Conditional:
         outputs = int(np.prod(a.logits.shape[1:]))
         targets, masks = cond_mod.parse(conditions, layers, channels, outputs, start_layer)
         c = len(targets)
+        named = {k: np.array([k in cond for cond in conditions], "float32") for k in layers}
         fn = self.program(layers, record, start_layer)
         head = targets if start_layer is None else self._init(arrays, start_layer, init_rel, c)
         per_call = self.batch_size or n * c
@@ -200,7 +214,8 @@ class Conditional:
                     h = np.tile(head[c0:c1], s1 - s0)
                 else:
                     h = head[s0:s1, c0:c1].reshape((-1,) + head.shape[2:])
-                args = [rows, h] + [np.tile(masks[k][c0:c1], (s1 - s0, 1)) for k in layers]
+                args = [rows, h] + [np.tile(masks[k][c0:c1], (s1 - s0, 1)) for k in layers] \
+                    + [np.tile(named[k][c0:c1], s1 - s0) for k in layers]
                 out = fn(*(args + [arr[s0:s1] for arr in arrays]))
                 out = out if isinstance(out, (list, tuple)) else [out]
                 parts.append([backend.to_numpy(o).reshape((s1 - s0, c1 - c0) + tuple(o.shape[1:]))

@@ -29,6 +29,28 @@ def layer_tensors(graph) -> Dict[str, int]:
     return names
 
 
+def related(graph, tid: int) -> set:
+    """The tensors on a path through tensor ``tid``: its ancestors, itself and its
+    descendants (the rest lies on paths parallel to it)."""
+    producer = {t: node for node in graph.nodes for t in node.outputs}
+    readers = graph.consumers()
+    out, todo = {tid}, [tid]
+    while todo:  # ancestors
+        node = producer.get(todo.pop())
+        for t in node.inputs if node is not None else ():
+            if t not in out:
+                out.add(t)
+                todo.append(t)
+    down, todo = {tid}, [tid]
+    while todo:  # descendants
+        for node in readers.get(todo.pop(), ()):
+            for t in node.outputs:
+                if t not in down:
+                    down.add(t)
+                    todo.append(t)
+    return out | down
+
+
 def check_layer(name: str, tensors: Mapping[str, int], model_name: str) -> int:
     """The tensor id of layer ``name``; a ValueError listing the layer names if there is none."""
     if not isinstance(name, str) or name not in tensors:
@@ -103,4 +125,4 @@ def condition_layers(conditions) -> List[str]:
 
 
 __all__ = ["OUTPUT_KEY", "channel_axis", "check_layer", "condition_layers", "layer_tensors",
-           "parse"]
+           "parse", "related"]

@@ -63,4 +63,17 @@ class ChannelMask(keras.layers.Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
-__all__ = ["ChannelMask", "Rows", "Targets"]
+class KeepRows(keras.layers.Layer):
+    """R · (1 − c): the relevance pending on paths parallel to a conditioned layer, zeroed in
+    the rows c (M,) whose condition names that layer (zennit-crp's ``exclude_parallel``)."""
+
+    def call(self, inputs):
+        relevance, conditioned = inputs
+        keep = 1 - ops.cast(conditioned, relevance.dtype)
+        return relevance * ops.reshape(keep, (-1,) + (1,) * (len(relevance.shape) - 1))
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, dtype=inputs[0].dtype)
+
+
+__all__ = ["ChannelMask", "KeepRows", "Rows", "Targets"]

@@ -9,6 +9,7 @@ and zennit-crp agree to ~2e-6 of it; the margin covers other CPUs' summation ord
 import json
 import os
 
+import anchor_nets
 import keras
 import numpy as np
 import pytest
@@ -50,6 +51,28 @@ def test_matches_zennit_crp(digits_cnn, key):
         # root; see tools/make_crp_reference.py); its heatmaps are unaffected
         for c, cond in enumerate(conditions):
             if layer in cond:
+                ref[:, c] /= 2
+        got = concepts.channel_relevance(result.relevances[layer], lead=2)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * np.abs(ref).max(),
+                                   err_msg=layer)
+
+
+def test_residual_matches_zennit_crp():
+    """Conditions on a residual block's branch and projection (exclude_parallel decides what
+    passes), Zennit's EpsilonPlus; zennit-crp's heatmap is its input relevance."""
+    data = np.load(os.path.join(ROOT, "tests", "data", "crp", "residual.npz"))
+    weights = np.load(os.path.join(ROOT, "tests", "data", "innvestigate", "residual.npz"))
+    model = anchor_nets.build("residual", keras, True)
+    model.set_weights([weights[f"w{k}"] for k in range(len(model.get_weights()))])
+    conditions = json.loads(str(data["conditions"]))
+    crp = concepts.Conditional(keras_lrp.create_analyzer("lrp.epsilon_plus", model))
+    result = crp.attribute(data["x"], conditions, record=["a1", "a2", "proj"])
+    ref = data["eps_plus_heatmap"]
+    np.testing.assert_allclose(result.heatmap, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+    for layer in ("a1", "a2", "proj"):
+        ref = data[f"eps_plus_rel_{layer}"].copy()
+        for c, cond in enumerate(conditions):
+            if layer in cond:  # zennit-crp's double count (see test_matches_zennit_crp)
                 ref[:, c] /= 2
         got = concepts.channel_relevance(result.relevances[layer], lead=2)
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * np.abs(ref).max(),
@@ -196,6 +219,10 @@ def test_exclude_parallel_drops_the_skip(float64):
     excluded = concepts.Conditional(analyzer).attribute(x, everything)
     np.testing.assert_allclose(excluded.heatmap[:, 0], only.heatmap[:, 0], **TOL)
     assert not np.allclose(excluded.heatmap, masked.heatmap)
+    # per condition: a row that names no layer keeps its parallel paths in the same batch
+    mixed = concepts.Conditional(analyzer).attribute(x, [{}] + everything)
+    np.testing.assert_allclose(mixed.heatmap[:, 0], analyzer.analyze(x), **TOL)
+    np.testing.assert_allclose(mixed.heatmap[:, 1], only.heatmap[:, 0], **TOL)
 
 
 def test_errors_name_the_layers_and_channels(tiny):
