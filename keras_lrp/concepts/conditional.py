@@ -176,7 +176,7 @@ class Conditional:
         Args:
             x: an array (batch first) or a list of arrays (several inputs).
             conditions: dicts from layer name to channel indices, and ``"y"`` to the explained
-                output (see :mod:`keras_lrp.concepts.conditions`).
+                output, an int or one per sample (see :mod:`keras_lrp.concepts.conditions`).
             record: layers whose (masked) relevance is returned too.
             start_layer: start at this layer's output instead of the model output.
             init_rel: the relevance at ``start_layer``: ``None`` (its activation, as
@@ -196,8 +196,8 @@ class Conditional:
         record = list(record)
         channels = {name: self.channels(name) for name in layers}
         outputs = int(np.prod(a.logits.shape[1:]))
-        targets, masks = cond_mod.parse(conditions, layers, channels, outputs, start_layer)
-        c = len(targets)
+        targets, masks = cond_mod.parse(conditions, layers, channels, outputs, start_layer, n)
+        c = targets.shape[1]
         named = {k: np.array([k in cond for cond in conditions], "float32") for k in layers}
         fn = self.program(layers, record, start_layer)
         head = targets if start_layer is None else self._init(arrays, start_layer, init_rel, c)
@@ -210,10 +210,7 @@ class Conditional:
             for c0 in range(0, c, per_call):
                 c1 = min(c, c0 + per_call)
                 rows = np.repeat(np.arange(s1 - s0, dtype="int32"), c1 - c0)
-                if start_layer is None:
-                    h = np.tile(head[c0:c1], s1 - s0)
-                else:
-                    h = head[s0:s1, c0:c1].reshape((-1,) + head.shape[2:])
+                h = head[s0:s1, c0:c1].reshape((-1,) + head.shape[2:])
                 args = [rows, h] + [np.tile(masks[k][c0:c1], (s1 - s0, 1)) for k in layers] \
                     + [np.tile(named[k][c0:c1], s1 - s0) for k in layers]
                 out = fn(*(args + [arr[s0:s1] for arr in arrays]))

@@ -4,7 +4,8 @@ arrays the relevance program reads (:mod:`keras_lrp.concepts.conditional`).
 
 A condition is a dict, as in zennit-crp: ``{"y": 3, "conv2d_1": [5, 7]}`` explains output 3
 with the relevance at layer ``conv2d_1`` kept only at channels 5 and 7 (an int stands for one
-channel). ``"y"`` may be left out (or ``None``): the largest output of each sample is explained.
+channel). ``"y"`` may also hold one output per sample (e.g. the labels), or be left out (or
+``None``): the largest output of each sample is explained.
 """
 
 from __future__ import annotations
@@ -75,14 +76,16 @@ def channel_axis(name: str, shape: Sequence[Optional[int]], axis: int) -> int:
 
 
 def parse(conditions: Sequence[Mapping[str, Any]], layers: Sequence[str],
-          channels: Mapping[str, int], outputs: int, start_layer: Optional[str] = None):
-    """``(targets, masks)`` for ``conditions``: the explained output per condition (-1: the
-    largest) and, per layer of ``layers``, a (C, channels) float32 mask (ones where a
-    condition names no channel of that layer)."""
+          channels: Mapping[str, int], outputs: int, start_layer: Optional[str] = None,
+          samples: int = 1):
+    """``(targets, masks)`` for ``conditions``: the explained output per sample and condition
+    (N, C) (-1: the largest; ``"y"`` is an int, or one int per sample) and, per layer of
+    ``layers``, a (C, channels) float32 mask (ones where a condition names no channel of
+    that layer)."""
     if isinstance(conditions, Mapping) or not len(conditions):
         raise ValueError("conditions must be a non-empty list of dicts, e.g. "
                          "[{'y': 3, 'conv2d': [5]}].")
-    targets = np.full((len(conditions),), -1, "int32")
+    targets = np.full((samples, len(conditions)), -1, "int32")
     masks = {name: np.ones((len(conditions), channels[name]), "float32") for name in layers}
     for c, cond in enumerate(conditions):
         if not isinstance(cond, Mapping):
@@ -94,9 +97,15 @@ def parse(conditions: Sequence[Mapping[str, Any]], layers: Sequence[str],
                     raise ValueError(f"Condition {c} names an output ({OUTPUT_KEY}={value!r}), "
                                      f"but the relevance starts at layer {start_layer!r} "
                                      "(start_layer): leave 'y' out.")
+                if value is not None and np.ndim(value) > 0 and \
+                        np.shape(value) != (samples,):
+                    raise ValueError(f"Condition {c}: {OUTPUT_KEY} has shape {np.shape(value)} "
+                                     f"for {samples} samples; give one int, or one per sample.")
                 if value is not None:
-                    targets[c] = _index(value, outputs, f"condition {c}: {OUTPUT_KEY}",
-                                        "the explained output", "outputs")
+                    targets[:, c] = [_index(v, outputs, f"condition {c}: {OUTPUT_KEY}",
+                                            "the explained output", "outputs")
+                                     for v in np.broadcast_to(np.asarray(value, object),
+                                                              (samples,))]
                 continue
             masks[key][c] = 0.0
             for i in np.atleast_1d(np.asarray(value)).reshape(-1):

@@ -190,6 +190,16 @@ def test_new_conditions_reuse_the_compiled_program(tiny):
         **TOL)
 
 
+def test_one_output_per_sample(tiny):
+    model, x = tiny
+    crp = concepts.Conditional(keras_lrp.create_analyzer("lrp.epsilon", model))
+    per_sample = crp.attribute(x, [{"y": [2, 0], "d0": [1, 4]}]).heatmap[:, 0]
+    each = crp.attribute(x, [{"y": 2, "d0": [1, 4]}, {"y": 0, "d0": [1, 4]}]).heatmap
+    np.testing.assert_allclose(per_sample, each[[0, 1], [0, 1]], **TOL)
+    with pytest.raises(ValueError, match=r"y has shape \(3,\) for 2 samples"):
+        crp.attribute(x, [{"y": [0, 1, 2]}])
+
+
 def test_conditioning_on_every_channel_changes_nothing(tiny):
     model, x = tiny
     analyzer = keras_lrp.create_analyzer("lrp.epsilon", model)
