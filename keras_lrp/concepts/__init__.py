@@ -5,6 +5,7 @@ explanations through Concept Relevance Propagation", Nature Machine Intelligence
   conditional heatmaps R(x | θ) of many conditions in one batched pass;
 * :mod:`~keras_lrp.concepts.relevances`: the relevance of each channel (concept) at a layer,
   and the relevance transfer matrix between two layers;
+* :mod:`~keras_lrp.concepts.program`: the Keras relevance program behind them;
 * :mod:`~keras_lrp.concepts.conditions`: what a condition is, and its checks;
 * :mod:`~keras_lrp.concepts.layers`: the Keras layers of the relevance program.
 """

@@ -28,10 +28,8 @@ import numpy as np
 
 from keras_lrp import backend
 from keras_lrp.analyzers.inputs import as_arrays
-from keras_lrp.analyzers.reverse import reverse
-from keras_lrp.analyzers.selection import OutputRelevance
 from keras_lrp.concepts import conditions as cond_mod
-from keras_lrp.concepts.layers import ChannelMask, KeepRows, Rows, Targets
+from keras_lrp.concepts.program import relevance_program
 
 
 @dataclasses.dataclass
@@ -42,19 +40,6 @@ class Attribution:
     heatmap: Any
     #: Recorded layer name → the relevance at its output, (N, C, *output shape), after masking.
     relevances: Dict[str, np.ndarray]
-
-
-class _Gathered(dict):
-    """Tensor id → its forward value gathered per condition row, made on first use."""
-
-    def __init__(self, values, rows):
-        super().__init__()
-        self.values, self.rows = values, rows
-
-    def __missing__(self, tid):
-        value = Rows(name=f"crp_rows_{len(self)}")([self.values[tid], self.rows])
-        self[tid] = value
-        return value
 
 
 class Conditional:
@@ -108,10 +93,8 @@ class Conditional:
     def program(self, layers: Sequence[str], record: Sequence[str] = (),
                 start_layer: Optional[str] = None):
         """The compiled relevance program for masks at ``layers``, recording the relevance at
-        ``record`` (built on first use, then reused for every condition on these layers).
-        Its inputs: the row → sample index (M,), the output index (M,) or, with
-        ``start_layer``, the start relevance (M, *shape), one (M, channels) mask per layer,
-        one (M,) flag per layer (1: the row's condition names it), then the data (N, …)."""
+        ``record`` (built on first use, then reused for every condition on these layers; its
+        inputs and outputs: :mod:`keras_lrp.concepts.program`)."""
         key = (tuple(layers), tuple(record), start_layer)
         if key not in self.programs:
             self.programs[key] = self._build(*key)
@@ -121,44 +104,8 @@ class Conditional:
         a = self.analyzer
         for name in list(layers) + list(record):
             self.shape(name)
-        rows = keras.Input(batch_shape=(None,), dtype="int32", name="crp_rows")
-        values = _Gathered(a._values, rows)
-        if start_layer is None:
-            output = a.graph.outputs[a.output_index]
-            head = keras.Input(batch_shape=(None,), dtype="int32", name="crp_targets")
-            logits = values[output]
-            start = OutputRelevance("index", a.output_relevance, name="crp_start",
-                                    dtype=logits.dtype)(
-                [logits, Targets(name="crp_target")([logits, head])])
-        else:
-            output = self.tensors[start_layer]
-            head = start = keras.Input(batch_shape=(None,) + self.shape(start_layer)[1:],
-                                       dtype=a._values[output].dtype, name="crp_init")
-        masks = [keras.Input(batch_shape=(None, self.channels(n)), name=f"crp_mask_{i}")
-                 for i, n in enumerate(layers)]
-        named = [keras.Input(batch_shape=(None,), name=f"crp_named_{i}")
-                 for i in range(len(layers))]
-        condition, parallel = {}, {}
-        for i, (name, mask, on) in enumerate(zip(layers, masks, named)):
-            tid = self.tensors[name]
-            layer = ChannelMask(cond_mod.channel_axis(name, self.shape(name), self.axis),
-                                name=f"crp_mask_layer_{i}")
-            condition[tid] = lambda r, layer=layer, mask=mask: layer([r, mask])
-            keep = KeepRows(name=f"crp_parallel_{i}")
-            parallel[tid] = lambda r, keep=keep, on=on: keep([r, on])
-        rev = reverse(a.graph, a.composite, values, output, start, a.inputs, a.model,
-                      condition=condition, parallel=parallel if self.exclude_parallel else None)
-        recorded = [rev.layerwise.get(n) for n in record]
-        recorded = [keras.ops.zeros_like(values[self.tensors[n]]) if r is None else r
-                    for n, r in zip(record, recorded)]
-        if self.exclude_parallel:  # a layer parallel to a condition gets none of its relevance
-            for i, (name, on) in enumerate(zip(layers, named)):
-                path = cond_mod.related(a.graph, self.tensors[name])
-                recorded = [r if self.tensors[n] in path else
-                            KeepRows(name=f"crp_record_{i}_{k}")([r, on])
-                            for k, (n, r) in enumerate(zip(record, recorded))]
-        model = keras.Model([rows, head] + masks + named + list(a.inputs),
-                            list(rev.inputs) + recorded, name="crp_relevance")
+        model = relevance_program(a, self.tensors, layers, record, start_layer, self.axis,
+                                  self.exclude_parallel)
         self.builds += 1
 
         def run(*args):
@@ -224,24 +171,12 @@ class Conditional:
 
     def _init(self, arrays, layer, init_rel, c):
         """The start relevance at ``layer`` as (N, C, *shape), in the layer's dtype."""
-        shape = self.shape(layer)[1:]
         if init_rel is None or callable(init_rel):
             act = self.activation(arrays, layer)
-            init = act if init_rel is None else np.asarray(init_rel(act))
-        else:
-            init = np.asarray(init_rel)
-        n, rank = arrays[0].shape[0], len(shape)
-        if init.ndim == rank + 1:
-            init = init[:, None]
-        elif init.ndim == rank:
-            init = init[None, None]
+            init_rel = act if init_rel is None else init_rel(act)
         dtype = keras.backend.standardize_dtype(self.analyzer._values[self.tensors[layer]].dtype)
-        try:
-            return np.ascontiguousarray(np.broadcast_to(init, (n, c) + shape), dtype)
-        except ValueError:
-            raise ValueError(f"init_rel of shape {np.shape(init_rel)} does not fit layer "
-                             f"{layer!r}: give (*{shape}), (N, *{shape}) or (N, C, *{shape}) "
-                             f"with N={n} samples and C={c} conditions.") from None
+        return start_relevance(init_rel, layer, self.shape(layer)[1:], arrays[0].shape[0], c,
+                               dtype)
 
     def activation(self, x, layer: str) -> np.ndarray:
         """The output of ``layer`` in the analysis (the canonized model) on ``x``."""
@@ -252,6 +187,21 @@ class Conditional:
         arrays = as_arrays(x, a.inputs, a.model_name, False)
         return backend.to_numpy(self._activations[layer](
             arrays[0] if len(arrays) == 1 else arrays, training=False))
+
+
+def start_relevance(init_rel, layer: str, shape, n: int, c: int, dtype) -> np.ndarray:
+    """``init_rel`` shaped (*shape), (N, *shape) or (N, C, *shape) as (N, C, *shape)."""
+    init = np.asarray(init_rel)
+    if init.ndim == len(shape) + 1:
+        init = init[:, None]
+    elif init.ndim == len(shape):
+        init = init[None, None]
+    try:
+        return np.ascontiguousarray(np.broadcast_to(init, (n, c) + tuple(shape)), dtype)
+    except ValueError:
+        raise ValueError(f"init_rel of shape {np.shape(init_rel)} does not fit layer "
+                         f"{layer!r}: give (*{shape}), (N, *{shape}) or (N, C, *{shape}) "
+                         f"with N={n} samples and C={c} conditions.") from None
 
 
 def conditional(analyzer, x, conditions: Sequence[Mapping[str, Any]], axis: int = -1,
