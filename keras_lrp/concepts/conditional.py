@@ -2,12 +2,16 @@
 to human-understandable explanations through Concept Relevance Propagation", Nature Machine
 Intelligence 5, 2023).
 
-A condition θ names an output y and channels (concepts) at layers; the conditional heatmap
+A condition θ names an output c and channels θ_l at layers l; the conditional heatmap
 R(x | θ) is LRP's input relevance when the relevance reaching each conditioned layer is kept
-only at the named channels:
+only at the named channels (Achtibat et al. 2023):
 
-    R_i(x | θ) = Σ_j (∂-free LRP messages) … with R^l_k ← R^l_k · δ_{k ∈ θ_l} at every layer l
-    of θ,  and the start R^L = y_c e_c  (the explained logit, as zennit-crp starts).
+    R^L(x | θ) = y_c e_c  (the explained logit, as zennit-crp starts),
+    R^{l-1}_i(x | θ) = Σ_j q^l_{i←j} · m^l_j R^l_j(x | θ),   m^l_j = δ(j ∈ θ_l) (1 where θ
+    names no channel of layer l),   R(x | θ) = R^0(x | θ),
+
+with q^l_{i←j} the share the composite's rule at layer l gives input i of output j (z_ij / z_j
+for the Z rule). Masks along a channel axis hold for every position of the channel.
 
 :class:`Conditional` builds, once per set of conditioned layers, one Keras *relevance program*
 over the analyzer's canonized graph: the forward pass runs once per sample, its values are

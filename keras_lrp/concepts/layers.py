@@ -41,7 +41,7 @@ class ChannelMask(keras.layers.Layer):
     broadcast over every axis but the batch and the channel ``axis``.
 
     Formula:
-        R'_{n, …, k, …} = R_{n, …, k, …} · m_{n, k}  (Achtibat et al. 2023, eq. 7: the
+        R'_{n, …, k, …} = R_{n, …, k, …} · m_{n, k}  (Achtibat et al. 2023: the
         relevance of all but the conditioned channels is zeroed).
     """
 

@@ -254,3 +254,17 @@ def test_errors_name_the_layers_and_channels(tiny):
         crp.attribute(x, [{}], record=["nope"])
     with pytest.raises(TypeError, match="LRP analyzer"):
         concepts.Conditional(keras_lrp.create_analyzer("gradient", model))
+
+
+def test_several_inputs_each_get_a_heatmap():
+    a_in, b_in = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    h = keras.layers.Concatenate()([keras.layers.Dense(5, activation="relu", name="da")(a_in),
+                                    keras.layers.Dense(2, activation="relu", name="db")(b_in)])
+    model = keras.Model([a_in, b_in], keras.layers.Dense(3, name="out")(h))
+    xs = [np.random.default_rng(3).uniform(0, 1, (2, k)) for k in (4, 3)]
+    analyzer = keras_lrp.create_analyzer("lrp.epsilon", model)
+    heat = concepts.conditional(analyzer, xs, [{}, {"da": [0, 1]}]).heatmap
+    assert [h.shape for h in heat] == [(2, 2, 4), (2, 2, 3)]
+    for h, full in zip(heat, analyzer.analyze(xs)):
+        np.testing.assert_allclose(h[:, 0], full, rtol=1e-5, atol=1e-7)
+    assert not heat[1][:, 1].any()  # exclude_parallel: nothing reaches b past da's condition
