@@ -10,8 +10,8 @@ explanations through Concept Relevance Propagation", Nature Machine Intelligence
 * :mod:`~keras_lrp.concepts.layers`: the Keras layers of the relevance program.
 """
 
-from keras_lrp.concepts.conditional import Attribution, Conditional, conditional
+from keras_lrp.concepts.conditional import Conditional, ConditionalResult, conditional
 from keras_lrp.concepts.relevances import channel_relevance, concept_relevances, transfer_matrix
 
-__all__ = ["Attribution", "Conditional", "channel_relevance", "concept_relevances",
+__all__ = ["Conditional", "ConditionalResult", "channel_relevance", "concept_relevances",
            "conditional", "transfer_matrix"]

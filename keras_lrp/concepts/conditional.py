@@ -37,7 +37,7 @@ from keras_lrp.concepts.program import relevance_program
 
 
 @dataclasses.dataclass
-class Attribution:
+class ConditionalResult:
     """What :meth:`Conditional.attribute` returns (NumPy, samples × conditions first)."""
 
     #: The relevance at each model input, (N, C, *input shape); a list for several inputs.
@@ -121,7 +121,7 @@ class Conditional:
 
     # -- running ---------------------------------------------------------------------------------
     def attribute(self, x, conditions: Sequence[Mapping[str, Any]], record: Sequence[str] = (),
-                  start_layer: Optional[str] = None, init_rel=None) -> Attribution:
+                  start_layer: Optional[str] = None, init_rel=None) -> ConditionalResult:
         """The conditional heatmap of every sample of ``x`` under every condition.
 
         Args:
@@ -135,7 +135,7 @@ class Conditional:
                 (*shape), (N, *shape) or (N, C, *shape).
 
         Returns:
-            :class:`Attribution`, with the heatmap (N, C, *input shape).
+            :class:`ConditionalResult`, with the heatmap (N, C, *input shape).
         """
         a = self.analyzer
         arrays = as_arrays(x, a.inputs, a.model_name, False)
@@ -171,7 +171,7 @@ class Conditional:
             samples.append([np.concatenate(k, axis=1) for k in zip(*parts)])
         out = [np.concatenate(k, axis=0) for k in zip(*samples)]
         k = len(a.inputs)
-        return Attribution(out[0] if k == 1 else out[:k], dict(zip(record, out[k:])))
+        return ConditionalResult(out[0] if k == 1 else out[:k], dict(zip(record, out[k:])))
 
     def _init(self, arrays, layer, init_rel, c):
         """The start relevance at ``layer`` as (N, C, *shape), in the layer's dtype."""
@@ -209,11 +209,11 @@ def start_relevance(init_rel, layer: str, shape, n: int, c: int, dtype) -> np.nd
 
 
 def conditional(analyzer, x, conditions: Sequence[Mapping[str, Any]], axis: int = -1,
-                **kwargs) -> Attribution:
+                **kwargs) -> ConditionalResult:
     """Conditional heatmaps R(x | θ) of ``analyzer`` for every sample and condition, in one
     batched pass (see :class:`Conditional`; ``kwargs`` go to :meth:`Conditional.attribute`).
     Reuse a :class:`Conditional` to reuse its compiled programs."""
     return Conditional(analyzer, axis=axis).attribute(x, conditions, **kwargs)
 
 
-__all__ = ["Attribution", "Conditional", "conditional"]
+__all__ = ["Conditional", "ConditionalResult", "conditional"]
