@@ -1,7 +1,7 @@
 """keras_lrp.concepts: conditional heatmaps and concept relevances (Concept Relevance
 Propagation, Achtibat et al. 2023) against zennit-crp's numbers and a NumPy float64 reference.
 
-``tests/data/crp/digits.npz`` was made by ``tools/make_crp_reference.py`` (zennit-crp 0.6,
+``tests/data/crp/*.npz`` were made by ``tools/make_crp_reference.py`` (zennit-crp 0.6,
 Zennit 0.4.6 and PyTorch in their own environment) on the PyTorch twin of the shipped digits
 CNN and of the residual anchor net. Tolerance: 1e-4 of the largest reference value; both sides
 compute in float32, Zennit stabilising denominators with 1e-6 and keras-lrp with 1e-12 outside
