@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import keras
 from keras import ops
@@ -47,7 +47,8 @@ class Reverse:
 
 
 def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: int, start,
-            inputs: List[Any], model=None) -> Reverse:
+            inputs: List[Any], model=None, condition: Optional[Dict[int, Any]] = None,
+            parallel: Optional[Dict[int, Any]] = None) -> Reverse:
     """Propagate ``start`` (the relevance at tensor ``output``) back through ``graph``.
 
     Args:
@@ -58,6 +59,13 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
         start: the symbolic relevance at that output.
         inputs: the symbolic model inputs (for zero relevance where an input is not used).
         model: the user's model (for ``until_layer_idx``).
+        condition: tensor id → ``f(relevance) → relevance``, applied to the relevance at that
+            tensor (summed over its readers) before its layer's rule reads it: Concept
+            Relevance Propagation's masks (:mod:`keras_lrp.concepts`).
+        parallel: tensor id → ``f(relevance) → relevance``, applied, when the walk reaches
+            that tensor, to the relevance pending at every other tensor (on paths parallel to
+            it, e.g. a residual block's skip): zennit-crp's ``exclude_parallel`` zeroes it for
+            the rows conditioned there, so that all their relevance passes the condition.
     """
     ctx = composite.context(graph, model)
     rels = relevance_layers(graph, composite, ctx, output)
@@ -76,7 +84,7 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
                         | {start._keras_history.operation.name})
     sums = 0
     for node in reversed(graph.nodes):
-        r_outs = [relevance.get(t) for t in node.outputs]
+        r_outs = [relevance.pop(t, None) for t in node.outputs]  # what is left: still pending
         if all(r is None for r in r_outs):
             continue  # the node does not lead to the explained output
         rel = rels[id(node)]
@@ -88,6 +96,12 @@ def reverse(graph: Graph, composite: Composite, values: Dict[int, Any], output: 
                              "with return_state=True).")
         r_outs = [ops.zeros_like(values[t]) if r is None else r
                   for t, r in zip(node.outputs, r_outs)]
+        if condition and any(t in condition for t in node.outputs):
+            r_outs = [condition[t](r) if t in condition else r
+                      for t, r in zip(node.outputs, r_outs)]
+            for t in node.outputs:
+                if parallel and t in parallel:
+                    relevance = {p: parallel[t](r) for p, r in relevance.items()}
         k = call_index[id(node)]
         layerwise[f"{node.layer.name}_{k}" if k else node.layer.name] = r_outs[0]
         rel.name = names(f"{rel.name}_{k}" if k else rel.name)
