@@ -10,6 +10,8 @@ import keras_lrp
 from keras_lrp.analyzers.comparison import (
     Comparison,
     MetricResult,
+    UnknownMetric,
+    available_metrics,
     compare_methods,
     find_ib_pairs,
     known_metrics,
@@ -202,6 +204,16 @@ def test_metric_names_go_through_the_registry(monkeypatch):
         resolve_metric((instance, {"steps": 2}))
     with pytest.raises(ValueError, match="Metric instance or class"):
         resolve_metric(42)
+
+
+def test_available_metrics_leaves_unknown_names_out(monkeypatch):
+    register(monkeypatch, Gini=Gini)
+    found = available_metrics(["PixelFlipping", "gini", ("Sparseness", {"x": 1})])
+    assert [type(m) for m in found] == [Gini]
+    with pytest.raises(UnknownMetric):
+        resolve_metric("PixelFlipping")
+    with pytest.raises(TypeError):  # a known name with a wrong argument is still an error
+        available_metrics([("Gini", {"nonsense": 1})])
 
 
 def test_get_alone_is_enough_and_no_registry_says_so(monkeypatch):
