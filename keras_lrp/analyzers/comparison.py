@@ -70,7 +70,8 @@ class IBPair:
 
     Attributes:
         method, ib: the two methods' labels (with the bias, without).
-        difference: (N, *grid) R − R_IB, per feature (an image's channels summed).
+        difference: R − R_IB per feature: (N, H, W) for images (channels summed), (N, T) for
+            tokens, (N, F) for tabular inputs.
         moved: (N,) :func:`moved_share` of the two maps per sample.
         mean, ci: the moved share's mean and bootstrap interval.
     """
