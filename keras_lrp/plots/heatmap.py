@@ -324,8 +324,9 @@ def plot_grid(columns: Mapping[str, np.ndarray], inputs=None,
                                 ticks=[-1, 0, 1], ticklocation="left")
         colorbar.set_label(label, fontsize=7, labelpad=1)
         cax.tick_params(labelsize=7, length=2, pad=1)
-    if title is not None:
-        fig.text(0.5, 1 - 0.5 * _TITLE / height, title, ha="center", va="center", fontsize=9)
+    if title is not None:  # just above the column titles, however the panels are centred
+        fig.text(0.5, 1 - (ys[0] - _TOP - 0.5 * _TITLE) / height, title, ha="center",
+                 va="center", fontsize=9)
     if path is not None:
         save_figure(fig, path, dpi)
     return fig
