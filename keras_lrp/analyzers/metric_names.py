@@ -1,8 +1,7 @@
 """Metric names: the one place a name such as ``"PixelFlipping"`` becomes a
 :class:`~keras_lrp.metrics.base.Metric` (:func:`resolve_metric`), for
 :func:`~keras_lrp.analyzers.comparison.compare_methods`, ``keras-lrp compare --metrics`` and the
-demo. It asks the registry of :mod:`keras_lrp.metrics` (``get`` and ``METRICS``) when there is
-one."""
+demo. It reads the registry of :mod:`keras_lrp.metrics` (``METRICS``, or ``get``)."""
 
 from __future__ import annotations
 
@@ -31,10 +30,10 @@ def known_metrics() -> List[str]:
 def resolve_metric(spec: Any) -> Metric:
     """A :class:`~keras_lrp.metrics.base.Metric` instance from what a user gives.
 
-    The one place names are looked up: a name goes to ``keras_lrp.metrics.get(name)`` when the
-    package has it, else to the ``keras_lrp.metrics.METRICS`` registry; either may hold classes
-    (instantiated with the given keyword arguments) or instances. Names match ignoring case,
-    spaces, ``_`` and ``-`` (``"pixel_flipping"`` finds ``"PixelFlipping"``).
+    The one place names are looked up: in the registry ``keras_lrp.metrics.METRICS`` (name →
+    class, instantiated with the given keyword arguments), else with ``keras_lrp.metrics.get``.
+    Names match ignoring case, spaces, ``_`` and ``-``: ``"PixelFlipping"``,
+    ``"pixel_flipping"`` and ``"pixel-flipping"`` are one metric.
 
     Args:
         spec: a Metric instance, a Metric subclass, a name, or ``(name or class, kwargs)``.
@@ -52,8 +51,8 @@ def resolve_metric(spec: Any) -> Metric:
                              "with its class or name, not with an instance.")
         return spec
     if isinstance(spec, str):
-        spec = _lookup(spec)
-        if isinstance(spec, Metric) and not kwargs:
+        spec = _lookup(spec, kwargs)
+        if isinstance(spec, Metric):
             return spec
     if isinstance(spec, type) and issubclass(spec, Metric):
         return spec(**kwargs)
@@ -61,18 +60,23 @@ def resolve_metric(spec: Any) -> Metric:
                      f"metric name; got {spec!r}.")
 
 
-def _lookup(name: str):
+def _lookup(name: str, kwargs: Dict[str, Any]):
+    """The registry's class (or instance) for ``name``; an instance made by ``get`` where the
+    registry has no table."""
     import keras_lrp.metrics as registry
 
     table = getattr(registry, "METRICS", None) or {}
-    get = getattr(registry, "get", None)
     matches = [k for k in table if _key(k) == _key(name)]
     if matches:
-        key = name if name in table else matches[0]
-        return get(key) if callable(get) else table[key]
-    if callable(get):
+        found = table[name if name in table else matches[0]]
+        if isinstance(found, Metric) and kwargs:
+            raise ValueError(f"The registry holds metric {name!r} built; it takes no keyword "
+                             f"arguments here (got {sorted(kwargs)}).")
+        return found
+    get = getattr(registry, "get", None)
+    if callable(get) and not table:
         try:
-            return get(name)
+            return get(name, **kwargs) if kwargs else get(name)
         except (KeyError, ValueError):
             pass
     known = ", ".join(sorted(table)) or "none (no metric is registered in this version)"

@@ -52,10 +52,11 @@ DEMO_ANALYZERS: List[Tuple[str, str, Dict]] = [
     ("lrp.epsilon_gamma_box", "lrp.epsilon_gamma_box", {"low": 0.0, "high": 1.0}),
 ]
 
-#: The metrics of report.html, by their names in :mod:`keras_lrp.metrics` (Quantus's defaults):
-#: the ones this version registers are used, the others left out (:func:`available_metrics
-#: <keras_lrp.analyzers.metric_names.available_metrics>`). All three are cheap on 8 × 8 digits.
-DEMO_METRICS: List[str] = ["PixelFlipping", "Sparseness", "Completeness"]
+#: The metrics of report.html, by their names in :mod:`keras_lrp.metrics`, with their defaults
+#: (pixel flipping one pixel per step; the completeness gap |ΣR − Δf| / |Δf|, which the biases
+#: and stabilisers open): the ones this version registers are used, the others left out
+#: (:func:`~keras_lrp.analyzers.metric_names.available_metrics`). All three are cheap here.
+DEMO_METRICS: List[str] = ["PixelFlipping", "Sparseness", "CompletenessGap"]
 
 
 def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,

@@ -206,6 +206,18 @@ def test_metric_names_go_through_the_registry(monkeypatch):
         resolve_metric(42)
 
 
+def test_the_package_registry_resolves_every_spelling():
+    import keras_lrp.metrics as registry
+
+    flipping = resolve_metric(("PixelFlipping", {"features_in_step": 4}))
+    assert type(flipping) is registry.PixelFlipping and flipping.features_in_step == 4
+    for name in ("pixel_flipping", "pixel-flipping", "Pixel Flipping"):
+        assert type(resolve_metric(name)) is registry.PixelFlipping
+    assert "sparseness" in known_metrics()
+    with pytest.raises(UnknownMetric, match="Known metrics: .*pixel_flipping"):
+        resolve_metric("PixelFlopping")
+
+
 def test_available_metrics_leaves_unknown_names_out(monkeypatch):
     register(monkeypatch, Gini=Gini)
     found = available_metrics(["PixelFlipping", "gini", ("Sparseness", {"x": 1})])

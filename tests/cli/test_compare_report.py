@@ -83,6 +83,24 @@ def test_html_report_written(reported):
     assert "3 → " not in text  # no labels on the command line: "#0: predicted 3" in the PNG
 
 
+def test_metrics_of_the_package_by_name(digits_npy):
+    import keras
+
+    import keras_lrp
+    from keras_lrp.metrics import Sparseness
+
+    folder, x = digits_npy
+    proc = run_cli("compare", MODEL, folder / "x.npy", "--method", "lrp.z", "--method",
+                   "lrp.z_IB", "--metrics", "sparseness", "--bootstrap", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = keras.models.load_model(MODEL)
+    rows = dict(re.findall(r"^(lrp\.z(?:_IB)?) +(-?[\d.]+)", proc.stdout, re.M))
+    for name in ("lrp.z", "lrp.z_IB"):
+        analyzer = keras_lrp.create_analyzer(name, model)
+        expected = Sparseness()(analyzer, x, a=analyzer.analyze(x)).mean()
+        assert float(rows[name]) == pytest.approx(expected, rel=1e-3)
+
+
 def test_unknown_metric_lists_the_known_ones_before_any_work(digits_npy, monkeypatch):
     folder, _ = digits_npy
     register(monkeypatch, Gini=Gini, FlipCurve=FlipCurve)
