@@ -20,8 +20,7 @@ class Gini(Metric):
     """Gini index of |R| per sample (Chalasani et al.'s sparseness): sorted-form formula
     G = Σ_k (2k − P − 1) r_(k) / (P Σ r), r_(1) ≤ … ≤ r_(P)."""
 
-    name = "Gini"
-    higher_is_better = True
+    higher_is_better = True  # named "gini" by Metric (its snake-case class name)
     category = "complexity"
 
     def evaluate(self, scores, x, targets, a, **kwargs):
@@ -35,8 +34,7 @@ class FlipCurve(Metric):
     """The explained score while pixels are set to 0 most relevant first: (N, steps + 1)
     curves; per sample their AOPC."""
 
-    name = "FlipCurve"
-    higher_is_better = True
+    higher_is_better = True  # named "flip_curve"
     category = "faithfulness"
 
     def __init__(self, steps=4):

@@ -106,7 +106,7 @@ def test_relevances_predictions_and_labels(compared):
 
 def test_metric_values_means_and_intervals(compared):
     comparison, model, x, _ = compared
-    gini, flip = comparison.metrics["Gini"], comparison.metrics["FlipCurve"]
+    gini, flip = comparison.metrics["gini"], comparison.metrics["flip_curve"]
     forward = keras_lrp.create_analyzer("lrp.z", model).forward_model
     for m in comparison.methods:
         r = comparison.relevances[m]
@@ -261,12 +261,10 @@ def test_errors_name_what_does_not_fit(digits, monkeypatch):
         compare_methods(model, x, ["lrp.z"], ib_pairs=[("lrp.z", "other")])
 
     class Bad(Metric):
-        name = "Bad"
-
         def evaluate(self, scores, x, targets, a, **kwargs):
             return np.zeros((len(x), 2, 2))
 
-    with pytest.raises(ValueError, match=r"metric 'Bad' returned shape \(4, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"metric 'bad' returned shape \(4, 2, 2\)"):
         compare_methods(model, x, ["lrp.z"], metrics=[Bad()])
 
 

@@ -56,7 +56,7 @@ def test_metrics_table_printed_after_the_usual_one(reported, digits_npy):
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["analyzer", "ΣR", "/", "explained", "AOPC"]  # kept as it was
     head = next(i for i, line in enumerate(lines) if line.startswith("method"))
-    assert "Gini (↑)" in lines[head] and "FlipCurve (↑)" in lines[head]
+    assert "gini (↑)" in lines[head] and "flip_curve (↑)" in lines[head]
     import keras_lrp
 
     model = keras.models.load_model(MODEL)
@@ -78,7 +78,7 @@ def test_html_report_written(reported):
     text = (folder / "report.html").read_text(encoding="utf-8")
     sources = re.findall(r'<img src="([^"]*)"', text)
     assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
-    assert re.findall(r"<th [^>]*>([^<]*)</th>", text) == ["method", "Gini ↑", "FlipCurve ↑"]
+    assert re.findall(r"<th [^>]*>([^<]*)</th>", text) == ["method", "gini ↑", "flip_curve ↑"]
     assert "<h3>lrp.epsilon vs lrp.epsilon_IB</h3>" in text
     assert "3 → " not in text  # no labels on the command line: "#0: predicted 3" in the PNG
 

@@ -197,7 +197,7 @@ def test_digits_report_holds_the_registered_metrics_and_the_pair(digits_figures)
     # DEMO_METRICS names PixelFlipping, Sparseness and Completeness: only the first is
     # registered here (as FlipCurve), so the table has that one column
     heads = re.findall(r"<th [^>]*>([^<]*)</th>", text)
-    assert heads == ["method", "FlipCurve ↑"]
+    assert heads == ["method", "flip_curve ↑"]
     cells = re.findall(r'<td (?:class="best" )?data-value="([^"]*)"', text)
     assert cells[0::2] == ["lrp.alpha_2_beta_1", "lrp.alpha_2_beta_1_IB"]
     assert "<h3>lrp.alpha_2_beta_1 vs lrp.alpha_2_beta_1_IB</h3>" in text

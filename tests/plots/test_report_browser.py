@@ -106,7 +106,7 @@ def test_report_in_chromium(browser, report, tmp_path):
     assert [u for u in requests if not u.startswith("data:")] == [path.as_uri()]
 
     # a header click sorts the column, best first; a second click reverses it
-    gini = comparison.metrics["Gini"]
+    gini = comparison.metrics["gini"]
     before = [float(v) for v in page.evaluate(COLUMN.format(1))]
     assert before == [gini.mean[m] for m in comparison.methods]
     assert before != sorted(before, reverse=True)

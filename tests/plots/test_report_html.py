@@ -22,8 +22,10 @@ EVIL = '<b>eps & "co"</b>'  # a method label that must come out as text
 
 
 class Odd(Gini):
-    name = "Gini <i>&</i>"
     higher_is_better = False
+
+
+Odd.name = "Gini <i>&</i>"  # after the class: Metric names each subclass by its class name
 
 
 class Page(HTMLParser):
@@ -92,7 +94,7 @@ def test_user_text_is_escaped(page):
     assert html.escape(EVIL) in text
     assert "<title>digits &lt;&amp;&gt; report</title>" in text
     assert [r[0]["text"] for r in parsed.rows if r] == comparison.methods  # read back as text
-    assert [h["text"] for h in parsed.heads] == ["method", "Gini ↑", "FlipCurve ↑",
+    assert [h["text"] for h in parsed.heads] == ["method", "gini ↑", "flip_curve ↑",
                                                  "Gini <i>&</i> ↓"]
 
 
@@ -111,7 +113,7 @@ def test_table_holds_the_means_and_marks_the_best_of_each_metric(page):
     directions = [h["attrs"]["data-first"] for h in parsed.heads]
     assert directions == ["ascending", "descending", "descending", "ascending"]
     # Odd is Gini read the other way round: its best is Gini's worst
-    gini, odd = comparison.metrics["Gini"], comparison.metrics["Gini <i>&</i>"]
+    gini, odd = comparison.metrics["gini"], comparison.metrics["Gini <i>&</i>"]
     assert odd.best() == [m for m, v in gini.mean.items() if v == min(gini.mean.values())]
 
 
