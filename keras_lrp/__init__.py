@@ -14,6 +14,10 @@ Four nouns explain the library, one folder each:
 Example:
     >>> analyzer = keras_lrp.create_analyzer("lrp.epsilon", model)
     >>> relevance = analyzer.analyze(x)   # NumPy array shaped like x
+
+:func:`report` compares methods on the same inputs (metrics with bootstrap intervals, heatmaps,
+bias against ignore-bias) and writes one self-contained HTML page; :func:`compare_methods` is
+its data step.
 """
 
 import importlib
@@ -34,6 +38,9 @@ _PUBLIC = {
     "IntegratedGradients": "keras_lrp.analyzers.wrappers",
     "SmoothGrad": "keras_lrp.analyzers.wrappers",
     "ConservationReport": "keras_lrp.analyzers.report",
+    "Comparison": "keras_lrp.analyzers.comparison",
+    "compare_methods": "keras_lrp.analyzers.comparison",
+    "report": "keras_lrp.analyzers.comparison",
     "register_layer": "keras_lrp.composites.registry",
     "register_rule": "keras_lrp.composites.registry",
     "register_linear": "keras_lrp.core.linear",

@@ -59,6 +59,7 @@ def add_demo_parser(sub) -> None:
         "demo", help="explain a shipped model (digits CNN, addition LSTM or transformers)",
         description="Explain a shipped model (package data in keras_lrp/demos/models/) with a "
         "representative set of analyzers, write figures, an HDF5 results file and summary.txt "
+        "(and, for the digits, report.html, a self-contained page comparing the analyzers) "
         "into --out, and print the summary table.")
     p.add_argument("--task", choices=("digits", "sequence", "transformer", "llm"),
                    default="digits",

@@ -9,6 +9,12 @@ output folder:
   bar;
 * ``ib_comparison.png`` — AlphaBeta(2, 1) with and without the bias, side by side, the same
   rows; both variants of a digit share one scale (the captions), so the weaker looks weaker;
+  a third column shows the difference R − R_IB on its own colour scale, each row captioned
+  with the share of relevance that moved, the title with their mean;
+* ``report.html`` — one self-contained page (:func:`keras_lrp.report`): the metrics of
+  :data:`DEMO_METRICS` that this version registers, per analyzer, with bootstrap intervals
+  (a sortable table) and their perturbation curves; the heatmaps; and each analyzer against its
+  ``_IB`` twin (AlphaBeta(1, 0) and AlphaBeta(2, 1)) with the difference map and moved share;
 * ``relevances.h5`` — all relevances with their metadata (see :mod:`keras_lrp.io.results`);
 * ``summary.txt`` — the table also printed: per analyzer, Σ R against the explained logit (how
   much the biases and stabilisers absorbed) and the pixel-flipping AOPC (higher: the heatmap
@@ -46,6 +52,12 @@ DEMO_ANALYZERS: List[Tuple[str, str, Dict]] = [
     ("lrp.epsilon_gamma_box", "lrp.epsilon_gamma_box", {"low": 0.0, "high": 1.0}),
 ]
 
+#: The metrics of report.html, by their names in :mod:`keras_lrp.metrics`, with their defaults
+#: (pixel flipping one pixel per step; the completeness gap |ΣR − Δf| / |Δf|, which the biases
+#: and stabilisers open): the ones this version registers are used, the others left out
+#: (:func:`~keras_lrp.analyzers.metric_names.available_metrics`). All three are cheap here.
+DEMO_METRICS: List[str] = ["PixelFlipping", "Sparseness", "CompletenessGap"]
+
 
 def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
              steps: int = 16, verbose: bool = True) -> Dict[str, Dict[str, float]]:
@@ -53,8 +65,10 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
     import keras
 
     import keras_lrp
+    from keras_lrp.analyzers.comparison import available_metrics, compare_methods
     from keras_lrp.io import results as io
     from keras_lrp.plots import heatmap
+    from keras_lrp.plots.html import write_html
 
     start = time.perf_counter()
     models = Path(models_dir) if models_dir else find_models_dir()
@@ -64,10 +78,10 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    relevances, rows = {}, {}
+    relevances, rows, analyzers = {}, {}, {}
     forward = None
     for label, name, kwargs in DEMO_ANALYZERS:
-        analyzer = keras_lrp.create_analyzer(name, model, **kwargs)
+        analyzer = analyzers[label] = keras_lrp.create_analyzer(name, model, **kwargs)
         forward = forward or analyzer.forward_model
         relevances[label] = analyzer.analyze(x)
         report = analyzer.conservation(x)
@@ -87,7 +101,11 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
                             relevances["lrp.alpha_2_beta_1_IB"][picked], inputs=x[picked],
                             names=("alpha_2_beta_1", "alpha_2_beta_1_IB"),
                             row_titles=row_labels(labels[picked], predictions[picked]),
-                            path=out / "ib_comparison.png")
+                            path=out / "ib_comparison.png", difference=True)
+    comparison = compare_methods(model, x, list(analyzers.items()), relevances=relevances,
+                                 metrics=available_metrics(DEMO_METRICS), labels=labels)
+    write_html(comparison, out / "report.html", samples=picked,
+               title=f"keras-lrp demo: {model.name} on {len(x)} test digits")
     metadata = io.metadata_for([(label, name, kwargs) for label, name, kwargs in
                                 DEMO_ANALYZERS], model)
     io.save_relevances(out / "relevances.h5", relevances, inputs=x, predictions=logits,
@@ -96,8 +114,8 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
     (out / "summary.txt").write_text(table + "\n")
     if verbose:
         print(table)
-        print(f"\nWrote heatmaps.png, ib_comparison.png, relevances.h5 and summary.txt to "
-              f"{out} in {time.perf_counter() - start:.1f} s.")
+        print(f"\nWrote heatmaps.png, ib_comparison.png, report.html, relevances.h5 and "
+              f"summary.txt to {out} in {time.perf_counter() - start:.1f} s.")
     return rows
 
 

@@ -168,6 +168,7 @@ SCALE_LABELS = {"sample": "R / max|R| of each panel", "global": "R / max|R| of t
                 None: "R (clipped to [-1, 1])"}
 SHARED_LABEL = "R / max|R| shared by the row"  #: the colour bar's label in plot_comparison
 _TOP, _CAPTION, _BAR = 0.4, 0.16, 0.45  # inches: title band, caption band, colour-bar strip
+_TITLE = 0.3  # inches: the band of plot_grid's ``title`` line, above the column titles
 
 
 def _bwr_colormap(n: int = 255) -> ListedColormap:
@@ -201,7 +202,9 @@ def plot_grid(columns: Mapping[str, np.ndarray], inputs=None,
               row_titles: Optional[Sequence[str]] = None, path: Optional[str] = None,
               overlay: bool = False, dpi: int = 100, normalize: Optional[str] = "sample",
               cell_size: float = 2.0, scales: Optional[Sequence[float]] = None,
-              scale_label: Optional[str] = None) -> Figure:
+              scale_label: Optional[str] = None, bars: Optional[Mapping[str, str]] = None,
+              captions: Optional[Mapping[str, Sequence[Optional[str]]]] = None,
+              title: Optional[str] = None) -> Figure:
     """Heatmaps in a grid: one row per sample, one column per analyzer, with a colour bar.
 
     The colour bar, left of the heatmaps (right of the input column), is :func:`heatmap`'s exact
@@ -226,6 +229,10 @@ def plot_grid(columns: Mapping[str, np.ndarray], inputs=None,
         scales: with ``normalize=None``: the N per-row scales (max |R|) the relevance was
             already divided by; row i's heatmaps are captioned ``f"max|R| {scales[i]:.3g}"``.
         scale_label: the colour bar's label instead of the default for ``normalize``.
+        bars: column name → label: a second colour bar (the same map) left of that column, for
+            the columns from it on when they are scaled otherwise (e.g. a difference map).
+        captions: column name → N captions, instead of the default ones of that column.
+        title: a line above the column titles.
 
     Returns:
         The Matplotlib figure (not registered with pyplot; nothing is shown).
@@ -254,8 +261,17 @@ def plot_grid(columns: Mapping[str, np.ndarray], inputs=None,
         maps = {k: _overlay(v, inputs) for k, v in maps.items()}
     if row_titles is not None and len(row_titles) != n:
         raise ValueError(f"row_titles has {len(row_titles)} entries for {n} rows (samples).")
-    captions = _captions(spatial, normalize, scales, n)
-    images = [(name, m, None, captions[name]) for name, m in maps.items()]
+    defaults = _captions(spatial, normalize, scales, n)
+    for name, caps in (captions or {}).items():
+        if name not in defaults or len(caps) != n:
+            raise ValueError(f"captions[{name!r}] must be {n} captions of a column of "
+                             f"{list(defaults)}.")
+        defaults[name] = list(caps)
+    bars = dict(bars or {})
+    if set(bars) - set(spatial):
+        raise ValueError(f"bars names columns {sorted(set(bars) - set(spatial))} that are not "
+                         f"among {list(spatial)}.")
+    images = [(name, m, None, defaults[name]) for name, m in maps.items()]
     if inputs is not None:
         x = np.asarray(inputs, dtype=np.float64)
         rgb = x.ndim == 4 and x.shape[-1] == 3
@@ -263,42 +279,54 @@ def plot_grid(columns: Mapping[str, np.ndarray], inputs=None,
                           None if rgb else "gray", [None] * n))
     # In inches, left to right: [row titles][input][colour-bar strip][heatmaps][a margin as
     # wide as the strip, which keeps the heatmaps centred]; each row: panel, caption band.
+    # Further colour-bar strips sit left of the columns named in ``bars``.
     ni, cols = int(inputs is not None), len(images)
-    width, height = cols * cell_size, n * cell_size + _TOP
+    starts = [ni] + [ni + list(spatial).index(k) for k in bars if list(spatial).index(k) > 0]
+    top = _TOP + _TITLE * (title is not None)
     bar = min(_BAR, 0.25 * cell_size)
+    width, height = cols * cell_size + (len(starts) - 1) * bar, n * cell_size + top
+    strips = len(starts) + 1  # and the right-hand margin
     cap = _CAPTION * any(c is not None for *_, caps in images for c in caps)
     left = 0.1 * cell_size * (row_titles is not None)
-    pw = max(0.05 * cell_size, min((0.96 * width - left - 2 * bar) / (1.05 * cols - 0.05),
-                                   (height - _TOP - 0.05 - n * cap) / (1.05 * n - 0.05) * w / h))
+    pw = max(0.05 * cell_size, min((0.96 * width - left - strips * bar) / (1.05 * cols - 0.05),
+                                   (height - top - 0.05 - n * cap) / (1.05 * n - 0.05) * w / h))
     ph = pw * h / w
-    x0 = left + (width - left - 2 * bar - (1.05 * cols - 0.05) * pw) / 2
-    xs = [x0 + j * 1.05 * pw + bar * (j >= ni) for j in range(cols)]
-    y0 = _TOP + (height - _TOP - n * (ph + cap) - (n - 1) * 0.05 * ph) / 2
+    x0 = left + (width - left - strips * bar - (1.05 * cols - 0.05) * pw) / 2
+    xs = [x0 + j * 1.05 * pw + bar * sum(j >= s for s in starts) for j in range(cols)]
+    y0 = top + (height - top - n * (ph + cap) - (n - 1) * 0.05 * ph) / 2
     ys = [y0 + i * (1.05 * ph + cap) for i in range(n)]  # panel tops, from the figure's top
     fig = new_figure(width, height)
     axes = [[fig.add_axes([xs[j] / width, 1 - (ys[i] + ph) / height, pw / width, ph / height])
              for j in range(cols)] for i in range(n)]
-    for j, (title, stack, cmap, caps) in enumerate(images):
+    for j, (head, stack, cmap, caps) in enumerate(images):
         for i in range(n):
             ax = axes[i][j]
             ax.imshow(stack[i], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set(xticks=[], yticks=[])
             if i == 0:
-                ax.set_title(title, fontsize=9 if len(title) <= 22 else 7)
+                ax.set_title(head, fontsize=9 if len(head) <= 22 else 7)
             if j == 0 and row_titles is not None:  # without inputs: left of the colour bar
                 ax.set_ylabel(str(row_titles[i]), fontsize=9, labelpad=4 + 72 * bar * (ni == 0))
             if caps[i] is not None:
                 ax.set_xlabel(caps[i], fontsize=7, labelpad=1.5)
     span = ys[-1] + ph - ys[0]
     bar_h = min(span, 4.0)  # centred on the rows
-    cax = axes[0][ni].inset_axes([(xs[ni] - 0.35 * bar) / width,
-                                  1 - (ys[0] + (span + bar_h) / 2) / height,
-                                  0.22 * bar / width, bar_h / height], transform=fig.transFigure)
-    colorbar = fig.colorbar(ScalarMappable(Normalize(-1.0, 1.0), _bwr_colormap()), cax=cax,
-                            ticks=[-1, 0, 1], ticklocation="left")
-    colorbar.set_label(SCALE_LABELS[normalize] if scale_label is None else scale_label,
-                       fontsize=7, labelpad=1)
-    cax.tick_params(labelsize=7, length=2, pad=1)
+    labels = [SCALE_LABELS[normalize] if scale_label is None else scale_label]
+    labels += [bars[k] for k in bars if list(spatial).index(k) > 0]
+    if list(spatial)[0] in bars:
+        labels[0] = bars[list(spatial)[0]]
+    for start, label in zip(starts, labels):
+        cax = axes[0][start].inset_axes([(xs[start] - 0.35 * bar) / width,
+                                         1 - (ys[0] + (span + bar_h) / 2) / height,
+                                         0.22 * bar / width, bar_h / height],
+                                        transform=fig.transFigure)
+        colorbar = fig.colorbar(ScalarMappable(Normalize(-1.0, 1.0), _bwr_colormap()), cax=cax,
+                                ticks=[-1, 0, 1], ticklocation="left")
+        colorbar.set_label(label, fontsize=7, labelpad=1)
+        cax.tick_params(labelsize=7, length=2, pad=1)
+    if title is not None:  # just above the column titles, however the panels are centred
+        fig.text(0.5, 1 - (ys[0] - _TOP - 0.5 * _TITLE) / height, title, ha="center",
+                 va="center", fontsize=9)
     if path is not None:
         save_figure(fig, path, dpi)
     return fig
@@ -368,13 +396,21 @@ def plot_features(relevance, feature_names: Optional[Sequence[str]] = None,
 
 def plot_comparison(with_bias, ignore_bias, inputs=None, names: Sequence[str] = ("bias", "IB"),
                     path: Optional[str] = None, feature_names: Optional[Sequence[str]] = None,
-                    dpi: int = 100, row_titles: Optional[Sequence[str]] = None) -> Figure:
+                    dpi: int = 100, row_titles: Optional[Sequence[str]] = None,
+                    difference: bool = False) -> Figure:
     """The bias-included and ignore-bias (IB) variants of one rule, side by side.
 
     Images get heatmaps sharing one scale per sample (so a variant's weaker relevance looks
     weaker): the colour bar reads ``"R / max|R| shared by the row"`` and each heatmap is
     captioned with its row's shared scale, ``"max|R| 0.83"``. Tabular (N, F) relevance gets
     grouped bars (the IB bars hatched).
+
+    With ``difference=True`` a third column shows ΔR = R_bias − R_IB on its own scale: a second
+    colour bar (``"ΔR / max|ΔR| of each panel"``), each panel captioned ``"max|ΔR| 0.12, moved
+    23%"``: its max |ΔR| and the share of relevance that moved between the two maps
+    (:func:`keras_lrp.analyzers.statistics.moved_share`); the figure's title gives the mean
+    moved share over the rows. Tabular relevance gets ΔR as a third, cross-hatched bar and the
+    moved share in each panel's title.
 
     Args:
         with_bias: relevance of the variant with biases, (N, H, W[, C]) or (N, F).
@@ -386,15 +422,18 @@ def plot_comparison(with_bias, ignore_bias, inputs=None, names: Sequence[str] = 
         dpi: PNG resolution.
         row_titles: optional N row labels (e.g. ``"3 → 5"``, true → predicted); the panel
             titles for tabular relevance.
+        difference: add the difference column (bars) and the moved shares.
 
     Returns:
         The figure.
 
     Formula:
-        images: t = R / max(max|R_bias|, max|R_IB|) per sample, then the :func:`heatmap` map.
+        images: t = R / max(max|R_bias|, max|R_IB|) per sample, then the :func:`heatmap` map;
+        difference: t = ΔR / max|ΔR| per sample.
 
     Example:
-        >>> plot_comparison(eps.analyze(x), eps_ib.analyze(x), inputs=x, path="ib.png")
+        >>> plot_comparison(eps.analyze(x), eps_ib.analyze(x), inputs=x, path="ib.png",
+        ...                 difference=True)
     """
     a, b = np.asarray(with_bias, dtype=np.float64), np.asarray(ignore_bias, dtype=np.float64)
     if a.shape != b.shape:
@@ -402,12 +441,52 @@ def plot_comparison(with_bias, ignore_bias, inputs=None, names: Sequence[str] = 
                          "explain the same inputs with both variants.")
     if len(names) != 2 or names[0] == names[1]:
         raise ValueError(f"names must be two different labels; got {tuple(names)!r}.")
-    if a.ndim in (3, 4):
-        a, b = _spatial(a), _spatial(b)
+    image = a.ndim in (3, 4)
+    a, b = (_spatial(a), _spatial(b)) if image else (_tabular(a, "plot_comparison"),
+                                                     _tabular(b, "plot_comparison"))
+    moved = None
+    if difference:
+        from keras_lrp.analyzers.statistics import moved_share
+
+        moved = moved_share(a, b)
+    if image:
         peak = np.maximum(np.abs(a).max(axis=(1, 2)), np.abs(b).max(axis=(1, 2)))
         scale = np.where(peak > 0, peak, 1.0)[:, None, None]
-        return plot_grid({names[0]: a / scale, names[1]: b / scale}, inputs=inputs,
-                         row_titles=row_titles, path=path, dpi=dpi, normalize=None,
-                         scales=peak, scale_label=SHARED_LABEL)
-    a, b = _tabular(a, "plot_comparison"), _tabular(b, "plot_comparison")
-    return _bar_figure([(a, None), (b, "//")], feature_names, row_titles, names, path, dpi)
+        columns = {names[0]: a / scale, names[1]: b / scale}
+        options = {}
+        if difference:
+            d = a - b
+            dpeak = np.abs(d).max(axis=(1, 2))
+            name = _unused(DIFFERENCE, names)
+            columns[name] = d / np.where(dpeak > 0, dpeak, 1.0)[:, None, None]
+            options = dict(bars={name: DIFFERENCE_LABEL},
+                           captions={name: [f"max|ΔR| {p:.3g}, moved {_percent(m)}"
+                                            for p, m in zip(dpeak, moved)]},
+                           title=f"{names[0]} − {names[1]}: {_percent(np.nanmean(moved))} of "
+                                 "the relevance moved (mean over the rows)"
+                           if np.isfinite(moved).any() else None)
+        return plot_grid(columns, inputs=inputs, row_titles=row_titles, path=path, dpi=dpi,
+                         normalize=None, scales=peak, scale_label=SHARED_LABEL, **options)
+    series, legend, titles = [(a, None), (b, "//")], list(names), row_titles
+    if difference:
+        series.append((a - b, "xx"))
+        legend.append(f"{names[0]} − {names[1]}")
+        titles = [(f"{t} · " if t is not None else "") + f"moved {_percent(m)}"
+                  for t, m in zip(row_titles if row_titles is not None else [None] * len(a),
+                                  moved)]
+    return _bar_figure(series, feature_names, titles, legend, path, dpi)
+
+
+DIFFERENCE = "difference"  #: the title of plot_comparison's difference column
+DIFFERENCE_LABEL = "ΔR / max|ΔR| of each panel"  #: its colour bar's label
+
+
+def _unused(name: str, taken: Sequence[str]) -> str:
+    while name in taken:
+        name += "'"
+    return name
+
+
+def _percent(value: float) -> str:
+    """A share as a percentage (``"23%"``; ``"–"`` when undefined)."""
+    return f"{100 * value:.0f}%" if np.isfinite(value) else "–"

@@ -111,13 +111,25 @@ def tokens_html(rows: Sequence[Row], titles: Optional[Sequence[str]] = None,
     """The same rows as an HTML page (each token a ``<span>`` with its colour and, as a tooltip,
     its relevance), each row's title followed by its scale (``"max|R| 0.83"``). Writes it to
     ``path`` (atomically) when given; returns the text."""
-    rows = _check(rows, titles)
-    peaks = _peaks(rows, normalize)
-    scales = _scales(peaks)
     parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'><title>keras-lrp token "
              "relevance</title><style>span{font-family:monospace;padding:2px 3px;margin:1px;"
              "border-radius:3px;display:inline-block}</style></head><body>",
-             "<p><small>Red: positive relevance, blue: negative, white: none; the colour is R / "
+             token_rows_html(rows, titles, normalize), "</body></html>"]
+    text = "\n".join(parts)
+    if path is not None:
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+    return text
+
+
+def token_rows_html(rows: Sequence[Row], titles: Optional[Sequence[str]] = None,
+                    normalize: str = "row") -> str:
+    """The body of :func:`tokens_html`: a note on the colours, then per row its title and
+    scale and its tokens as coloured ``<span>`` elements (every text escaped); an HTML fragment
+    for a page of one's own (:mod:`keras_lrp.plots.html` puts it in the comparison report)."""
+    rows = _check(rows, titles)
+    peaks = _peaks(rows, normalize)
+    scales = _scales(peaks)
+    parts = ["<p><small>Red: positive relevance, blue: negative, white: none; the colour is R / "
              f"max|R| of {'all rows' if normalize == 'all' else 'the row'}.</small></p>"]
     for k, ((tokens, relevance), scale) in enumerate(zip(rows, scales)):
         title = f"<b>{html.escape(titles[k])}</b> " if titles is not None else ""
@@ -128,11 +140,7 @@ def tokens_html(rows: Sequence[Row], titles: Optional[Sequence[str]] = None,
             spans.append(f"<span style='background:rgb({red},{green},{blue})' "
                          f"title='{r:.4g}'>{html.escape(tok)}</span>")
         parts.append("<p>" + "".join(spans) + "</p>")
-    parts.append("</body></html>")
-    text = "\n".join(parts)
-    if path is not None:
-        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
-    return text
+    return "\n".join(parts)
 
 
 def read_vocab(path) -> list:
@@ -181,5 +189,5 @@ def write_generation_heatmaps(generation, folder, vocab: Optional[Sequence[str]]
     return paths
 
 
-__all__ = ["check_token_ids", "plot_tokens", "read_vocab", "tokens_html",
+__all__ = ["check_token_ids", "plot_tokens", "read_vocab", "token_rows_html", "tokens_html",
            "write_generation_heatmaps", "write_token_heatmaps"]

@@ -1,8 +1,9 @@
 """``keras-lrp demo``: run once as a subprocess, then check every file it wrote.
 
 The demo explains the shipped digits CNN with each analyzer of ``DEMO_ANALYZERS`` and writes
-heatmaps.png, relevances.h5 and summary.txt. The numbers in the summary table are checked
-against values computed here, in-process, from the same model and digits.
+heatmaps.png, ib_comparison.png, report.html, relevances.h5 and summary.txt. The numbers in
+the summary table are checked against values computed here, in-process, from the same model and
+digits.
 """
 
 import json
@@ -59,12 +60,31 @@ def table(demo):
     return rows
 
 
-def test_demo_exits_zero_and_writes_three_files(demo):
+def test_demo_exits_zero_and_writes_five_files(demo):
     proc, out = demo
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    for name in ("heatmaps.png", "relevances.h5", "summary.txt"):
-        assert (out / name).is_file(), name
+    names = ("heatmaps.png", "ib_comparison.png", "report.html", "relevances.h5", "summary.txt")
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert "Wrote heatmaps.png, ib_comparison.png, report.html, relevances.h5 and summary.txt" \
+        in proc.stdout
+
+
+def test_report_html_is_self_contained_and_compares_both_ib_pairs(demo, results):
+    text = (demo[1] / "report.html").read_text(encoding="utf-8")
+    sources = re.findall(r'<img src="([^"]*)"', text)
+    assert len(sources) >= 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "http://" not in text and "https://" not in text
+    assert "<title>keras-lrp demo: digits_cnn on 360 test digits</title>" in text
+    for name in ("lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1"):
+        a = results.relevance[name].astype(np.float64).sum(-1).reshape(360, -1)
+        b = results.relevance[name + "_IB"].astype(np.float64).sum(-1).reshape(360, -1)
+        moved = 0.5 * np.abs(a / np.abs(a).sum(1, keepdims=True)
+                             - b / np.abs(b).sum(1, keepdims=True)).sum(1)
+        match = re.search(rf"<h3>{name} vs {name}_IB</h3><p class=\"moved\">Moved share: "
+                          r"<b>([\d.]+)%</b>", text)
+        assert match, name
+        assert float(match.group(1)) == pytest.approx(100 * moved.mean(), abs=0.051)
 
 
 def test_heatmaps_png_loads_with_plausible_size(demo):

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from report_metrics import FlipCurve, Gini, register
 
 from keras_lrp.demos import common, digits, sequence, text, transformer
 from keras_lrp.plots import heatmap as hm
@@ -136,6 +137,7 @@ def digits_figures(tmp_path_factory):
                                           if entry[1].startswith("lrp.alpha_2_beta_1")])
     mp.setattr(hm, "save_figure", lambda fig, path, dpi=100: (
         saved.__setitem__(path.name, fig), save(fig, path, dpi)))
+    register(mp, PixelFlipping=FlipCurve, Gini=Gini)  # the demo's report finds PixelFlipping
     try:
         out = tmp_path_factory.mktemp("demo")
         digits.run_demo(out_dir=str(out), models_dir=str(models), steps=2, verbose=False)
@@ -153,7 +155,7 @@ def test_digits_figures_label_rows_true_then_predicted(digits_figures):
     assert sorted(saved) == ["heatmaps.png", "ib_comparison.png"]
     expected = [f"{t} → {p}" for t, p in zip(y, predictions)]
     assert expected[:3] == ["0 → 0", "1 → 1", "2 → 2"]
-    for name, ncols in (("heatmaps.png", 3), ("ib_comparison.png", 3)):
+    for name, ncols in (("heatmaps.png", 3), ("ib_comparison.png", 4)):
         fig = saved[name]  # input column first: it carries the row labels
         assert [fig.axes[i * ncols].get_ylabel() for i in range(len(x))] == expected, name
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
@@ -165,14 +167,38 @@ def test_ib_comparison_captions_the_shared_scale_of_each_row(digits_figures):
     a, b = (relevance[k].sum(axis=-1) for k in ("lrp.alpha_2_beta_1", "lrp.alpha_2_beta_1_IB"))
     shared = np.maximum(np.abs(a).max(axis=(1, 2)), np.abs(b).max(axis=(1, 2)))
     assert np.all(shared > 0)
+    d = a - b
+    pa, pb = a.reshape(len(x), -1), b.reshape(len(x), -1)
+    moved = 0.5 * np.abs(pa / np.abs(pa).sum(1, keepdims=True)
+                         - pb / np.abs(pb).sum(1, keepdims=True)).sum(1)
     for i in range(len(x)):
-        assert [fig.axes[3 * i + j].get_xlabel() for j in (1, 2)] == [
+        assert [fig.axes[4 * i + j].get_xlabel() for j in (1, 2)] == [
             f"max|R| {shared[i]:.3g}"] * 2
-    cax, = [c for ax in fig.axes for c in ax.child_axes]
-    assert cax.get_ylabel() == "R / max|R| shared by the row"
+        assert fig.axes[4 * i + 3].get_xlabel() == (f"max|ΔR| {np.abs(d[i]).max():.3g}, "
+                                                    f"moved {100 * moved[i]:.0f}%")
+    assert [fig.axes[j].get_title() for j in range(4)] == [
+        "input", "alpha_2_beta_1", "alpha_2_beta_1_IB", "difference"]
+    bars = [c.get_ylabel() for ax in fig.axes for c in ax.child_axes]
+    assert bars == ["R / max|R| shared by the row", "ΔR / max|ΔR| of each panel"]
+    assert [t.get_text() for t in fig.texts] == [
+        f"alpha_2_beta_1 − alpha_2_beta_1_IB: {100 * moved.mean():.0f}% of the relevance moved "
+        "(mean over the rows)"]
     heat = saved["heatmaps.png"]
     cax, = [c for ax in heat.axes for c in ax.child_axes]
     assert cax.get_ylabel() == "R / max|R| of each panel"
     own = np.abs(a).max(axis=(1, 2))  # heatmaps.png: column 1 is lrp.alpha_2_beta_1
     assert [heat.axes[3 * i + 1].get_xlabel() for i in range(len(x))] == [
         f"max|R| {v:.3g}" for v in own]
+
+
+def test_digits_report_holds_the_registered_metrics_and_the_pair(digits_figures):
+    saved, out, x, _, predictions, relevance = digits_figures
+    text = (out / "report.html").read_text(encoding="utf-8")
+    # DEMO_METRICS names PixelFlipping, Sparseness and Completeness: only the first is
+    # registered here (as FlipCurve), so the table has that one column
+    heads = re.findall(r"<th [^>]*>([^<]*)</th>", text)
+    assert heads == ["method", "flip_curve ↑"]
+    cells = re.findall(r'<td (?:class="best" )?data-value="([^"]*)"', text)
+    assert cells[0::2] == ["lrp.alpha_2_beta_1", "lrp.alpha_2_beta_1_IB"]
+    assert "<h3>lrp.alpha_2_beta_1 vs lrp.alpha_2_beta_1_IB</h3>" in text
+    assert "<h2>Perturbation curves</h2>" in text

@@ -386,3 +386,51 @@ def test_plot_comparison_tabular_row_titles_are_the_panel_titles():
     a = np.array([[1.0, -2.0], [0.5, 0.5]])
     fig = hm.plot_comparison(a, a * 0.5, row_titles=["0 → 0", "1 → 0"])
     assert [ax.get_title() for ax in fig.axes] == ["0 → 0", "1 → 0"]
+
+
+# ----------------------------------------------------------------- the difference column
+
+
+def test_plot_comparison_difference_column_has_its_own_scale_and_the_moved_share():
+    a = _peaked(2, peaks=(2.0, 0.5))
+    b = _peaked(2, peaks=(1.0, 8.0), seed=2)
+    fig = hm.plot_comparison(a, b, inputs=np.zeros((2, 6, 6)), row_titles=["3 → 3", "1 → 7"],
+                             difference=True)
+    panels = _heat_panels(fig, 2, 4, first=1)
+    assert [ax.get_title() for ax in panels[0]] == ["bias", "IB", "difference"]
+    d = a.sum(-1) - b.sum(-1)
+    dpeak = np.abs(d).max(axis=(1, 2))
+    pa, pb = a.sum(-1).reshape(2, -1), b.sum(-1).reshape(2, -1)
+    moved = 0.5 * np.abs(pa / np.abs(pa).sum(1, keepdims=True)
+                         - pb / np.abs(pb).sum(1, keepdims=True)).sum(1)
+    for i in range(2):
+        assert panels[i][2].get_xlabel() == (f"max|ΔR| {dpeak[i]:.3g}, moved "
+                                             f"{100 * moved[i]:.0f}%")
+        np.testing.assert_array_equal(panels[i][2].images[0].get_array(),
+                                      hm.heatmap(d / dpeak[i], normalize=None)[i])
+    bars = [c for ax in fig.axes for c in ax.child_axes]
+    assert [c.get_ylabel() for c in bars] == ["R / max|R| shared by the row",
+                                              "ΔR / max|ΔR| of each panel"]
+    titles = [t.get_text() for t in fig.texts]
+    assert titles == [f"bias − IB: {100 * moved.mean():.0f}% of the relevance moved (mean over "
+                      "the rows)"]
+    # the second colour bar sits between the IB column and the difference column
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    box = bars[1].get_tightbbox(renderer)
+    assert panels[0][1].get_window_extent(renderer).x1 < box.x0
+    assert box.x1 < panels[0][2].get_window_extent(renderer).x0
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+
+
+def test_plot_comparison_difference_without_it_is_unchanged_and_tabular_gets_bars():
+    a = np.array([[1.0, -2.0], [0.5, 0.5]])
+    b = np.array([[1.0, 0.0], [0.5, 0.5]])
+    assert len(hm.plot_comparison(_peaked(1), _peaked(1)).axes) == 2
+    fig = hm.plot_comparison(a, b, names=("eps", "eps_IB"), row_titles=["0 → 0", "1 → 0"],
+                             difference=True)
+    assert [p.get_height() for p in fig.axes[0].patches] == [1.0, -2.0, 1.0, 0.0, 0.0, -2.0]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "eps", "eps_IB", "eps − eps_IB"]
+    # sample 0: p = (1/3, −2/3), q = (1, 0): ½(2/3 + 2/3) = 67%; sample 1: the same map
+    assert [ax.get_title() for ax in fig.axes] == ["0 → 0 · moved 67%", "1 → 0 · moved 0%"]
