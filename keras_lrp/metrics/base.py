@@ -341,7 +341,8 @@ class Metric:
             again need it; see :class:`Explainer`).
     """
 
-    #: The metric's one name: its class name in snake case (set for every subclass).
+    #: The metric's one name: its class name in snake case (set for every subclass that does
+    #: not set its own).
     name = "metric"
     higher_is_better = True
     category = ""
@@ -349,7 +350,8 @@ class Metric:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.name = snake(cls.__name__)
+        if "name" not in cls.__dict__:  # a subclass may name itself
+            cls.name = snake(cls.__name__)
 
     def __call__(self, model, x, y=None, a=None, s=None, explain=None, **kwargs) -> np.ndarray:
         scores = model if isinstance(model, Scores) else Scores(
