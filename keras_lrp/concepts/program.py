@@ -4,7 +4,7 @@ reverse graph once per condition row, with the channel masks as inputs.
 
 Inputs, in order: the row → sample index (M,) (first: JAX pads every input to the first one's
 row bucket), the output index per row (M,) or, with a start layer, the start relevance
-(M, *shape), one (M, channels) mask per conditioned layer, one (M,) flag per conditioned layer
+``(M, *shape)``, one (M, channels) mask per conditioned layer, one (M,) flag per conditioned layer
 (1: the row's condition names it; for ``exclude_parallel``), then the data (N, …). Outputs:
 the relevance at each model input, then at each recorded layer, (M, …).
 """

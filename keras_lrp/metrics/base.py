@@ -228,7 +228,7 @@ class Layout:
         return int(np.prod(self.shape[1:]))
 
     def relevance(self, a) -> np.ndarray:
-        """Relevance per feature, (N, *feature grid) float64: summed over an image's channels.
+        """Relevance per feature, ``(N, *feature grid)`` float64: summed over an image's channels.
 
         Accepts relevance shaped like x, or like the feature grid."""
         a = np.asarray(a, dtype=np.float64)
@@ -313,7 +313,7 @@ def normalise_by_max(a: np.ndarray) -> np.ndarray:
 
 
 def prepare_relevance(a, layout: Layout, normalise: bool, absolute: bool) -> np.ndarray:
-    """Relevance per feature (N, *grid), with Quantus's ``abs`` and ``normalise`` applied (in
+    """Relevance per feature ``(N, *grid)``, with Quantus's ``abs`` and ``normalise`` applied (in
     either order the same: max |a| is the max of |a|)."""
     r = layout.relevance(a)
     if absolute:
@@ -338,7 +338,7 @@ class Metric:
         a: the relevance of ``x`` for ``y``, shaped like ``x``; None: computed with ``explain``.
         s: a binary mask per sample (localisation metrics), shaped like the feature grid.
         explain: an analyzer or callable ``(x, targets) → relevance`` (metrics that explain
-            again need it; see :class:`Explainer`).
+        again need it; see :class:`Explainer`).
     """
 
     #: The metric's one name: its class name in snake case (set for every subclass that does

@@ -20,7 +20,7 @@ from keras_lrp.metrics.base import Layout, Metric, prepare_relevance
 class AttributionMetric(Metric):
     """A metric of the relevance alone (and of a mask ``s``): the model is not called when
     ``a`` is given (it may be None then); without ``a``, ``explain`` computes it as for every
-    metric. Subclasses implement :meth:`score` on the prepared relevance (N, *feature grid).
+    metric. Subclasses implement :meth:`score` on the prepared relevance ``(N, *feature grid)``.
 
     Quantus applies ``normalise`` (each sample divided by its max |a|) and ``abs`` before the
     metric; so does :meth:`prepared`.
@@ -43,7 +43,7 @@ class AttributionMetric(Metric):
         return self.score(self.prepared(a, layout), layout, s)
 
     def prepared(self, a, layout: Layout) -> np.ndarray:
-        """``a`` per feature (N, *grid), with ``abs`` and ``normalise`` applied."""
+        """``a`` per feature ``(N, *grid)``, with ``abs`` and ``normalise`` applied."""
         return prepare_relevance(a, layout, normalise=self.normalise, absolute=self.abs)
 
     def score(self, r: np.ndarray, layout: Layout, s) -> np.ndarray:  # pragma: no cover

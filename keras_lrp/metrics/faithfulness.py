@@ -38,8 +38,10 @@ class PixelFlipping(PerturbationMetric):
     """Pixel flipping: remove features in order of relevance, ``features_in_step`` at a time,
     and record the explained score after each step.
 
-    Formula (s = features_in_step, P features, K = ⌈P/s⌉ steps, x⁽ᵏ⁾ = x with the first k·s
-    features of the order replaced by the baseline):
+    With s = features_in_step, P features, K = ⌈P/s⌉ steps and x⁽ᵏ⁾ = x with the first k·s
+    features of the order replaced by the baseline:
+
+    Formula:
         curve[k−1] = f_y(x⁽ᵏ⁾), k = 1..K                       (evaluate: (N, K))
         per_sample = Σ_{k=1}^{K−1} (curve[k−1] + curve[k]) / 2   (area, Quantus's
                      ``return_auc_per_sample``; most relevant first: lower is better)
@@ -112,10 +114,13 @@ class RegionPerturbation(_PatchMetric):
     """Region perturbation: remove ``patch_size`` patches in order of their summed relevance
     and record the drop of the explained score.
 
-    Formula (x⁽ᵏ⁾ = x with the first k patches of the order replaced by the baseline,
-    K = min(regions_evaluation, patches)):
+    With x⁽ᵏ⁾ = x with the first k patches of the order replaced by the baseline and
+    K = min(regions_evaluation, patches):
+
+    Formula:
         curve[k−1] = f_y(x) − f_y(x⁽ᵏ⁾), k = 1..K             (evaluate: (N, K), Quantus's)
         per_sample = AOPC = 1/(K+1) Σ_{k=0}^{K} (f_y(x) − f_y(x⁽ᵏ⁾))
+
     Most relevant first ("morf"): higher is better; least relevant first ("lerf"): lower.
 
     Paper: W. Samek, A. Binder, G. Montavon, S. Lapuschkin, K.-R. Müller, "Evaluating the
@@ -209,8 +214,9 @@ class Monotonicity(PerturbationMetric):
     sets it to the baseline again, so its input never leaves the baseline, its curve is flat
     and every explanation passes (True). This class restores x's values, as the paper does.
 
-    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s; ``abs``
-    defaults to True, as in Quantus):
+    ``abs`` defaults to True, as in Quantus.
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s):
         features_in_step: features restored per step.
     """
 
@@ -248,8 +254,9 @@ class FaithfulnessEstimate(PerturbationMetric):
     Differs from Quantus: the correlation is Pearson's (Quantus's default ``similarity_func``)
     written in NumPy; other similarity functions are not taken.
 
-    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s; ``softmax``
-    defaults to False, as in Quantus):
+    ``softmax`` defaults to False, as in Quantus.
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s):
         features_in_step: features per group.
     """
 
@@ -276,9 +283,12 @@ class IROF(PerturbationMetric):
     """Iterative removal of features: remove segments in order of their mean relevance and
     take the area over the curve of the explained score relative to the unperturbed one.
 
-    Formula (sample with n segments, x⁽ᵏ⁾ = x with the first k segments of the descending
-    order of mean relevance replaced by the baseline, p_k = f_y(x⁽ᵏ⁾) / f_y(x)):
+    With n segments in a sample, x⁽ᵏ⁾ = x with the first k segments of the descending order of
+    mean relevance replaced by the baseline and p_k = f_y(x⁽ᵏ⁾) / f_y(x):
+
+    Formula:
         value = n − Σ_{k=1}^{n−1} (p_k + p_{k+1}) / 2       (Quantus's AOC; higher is better)
+
     The curves p (N, max n; 0 past a sample's n) of the last call are kept in ``curves``.
 
     Paper: L. Rieger, L. K. Hansen, "IROF: a low resource evaluation metric for explanation
@@ -296,8 +306,9 @@ class IROF(PerturbationMetric):
     with zeros and its area then counts a last half step p_n / 2 (again depending on the batch),
     which is left out here.
 
-    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s;
-    ``perturb_baseline`` defaults to "mean", as in Quantus):
+    ``perturb_baseline`` defaults to "mean", as in Quantus.
+
+    Args (besides :class:`~keras_lrp.metrics.perturbation.PerturbationMetric`'s):
         n_segments: about how many grid patches the default segmentation makes.
         patch_size: the grid's patch side instead (an int, or one per axis).
     """

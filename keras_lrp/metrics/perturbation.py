@@ -67,7 +67,7 @@ def patch_labels(grid: Sequence[int], patch_size: Union[int, Sequence[int]]
     smaller. Patches are numbered row by row (Quantus's order of ``get_block_indices``).
 
     Returns:
-        ((*grid) int labels, number of patches)."""
+        (``(*grid)`` int labels, number of patches)."""
     sizes = (patch_size,) * len(grid) if np.ndim(patch_size) == 0 else tuple(patch_size)
     if len(sizes) != len(grid):
         raise ValueError(f"patch_size {patch_size!r} does not fit the feature grid "

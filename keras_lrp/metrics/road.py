@@ -23,7 +23,7 @@ STENCIL_1D = (((-1,), 1 / 2), ((1,), 1 / 2))
 
 
 class _Stencil:
-    """v ↦ Σ_o w_o · v shifted by o (zero outside the grid) for v of shape (*grid, K), the
+    """v ↦ Σ_o w_o · v shifted by o (zero outside the grid) for v of shape ``(*grid, K)``, the
     systems last (contiguous), with :data:`STENCIL_2D` (as (K ⊛ v − 4 v) / 12, K = [1 2 1]ᵀ
     [1 2 1], two 1-D passes) or :data:`STENCIL_1D`; one padded buffer reused."""
 
@@ -49,7 +49,7 @@ class _Stencil:
 def noisy_linear_imputation(x: np.ndarray, mask: np.ndarray, noise: float = 0.01,
                             draws: Optional[np.ndarray] = None, tol: float = 1e-10,
                             max_iter: Optional[int] = None) -> np.ndarray:
-    """Rong et al.'s noisy linear imputation, batched: x (B, *grid, C), mask (B, *grid) True
+    """Rong et al.'s noisy linear imputation, batched: x ``(B, *grid, C)``, mask ``(B, *grid)`` True
     where removed → x with each removed value u_i solving
 
         D_i u_i − Σ_{j removed} w_ij u_j = Σ_{j kept} w_ij x_j,   D_i = Σ_{j in the grid} w_ij
@@ -114,7 +114,7 @@ class ROAD(Metric):
     imputes on the H·W grid); it has no LeRF order; ties in the relevance are broken here by
     position (a stable sort; Quantus's sort is not stable). Its noise comes from
     ``np.random.randn``; here from ``np.random.default_rng(seed)``, or replayed: the call
-    takes ``noise_draws``, standard normal draws shaped (len(percentages), *x.shape), of which
+    takes ``noise_draws``, standard normal draws shaped ``(len(percentages), *x.shape)``, of which
     the removed features' are used. Tabular rows (N, F) are imputed as 1-D signals (each
     feature from its two neighbours, weight 1/2 each): meaningful where adjacent features are
     related. Token ids are refused: there is no neighbour mean of a token.
