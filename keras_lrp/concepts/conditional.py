@@ -40,9 +40,9 @@ from keras_lrp.concepts.program import relevance_program
 class ConditionalResult:
     """What :meth:`Conditional.attribute` returns (NumPy, samples × conditions first)."""
 
-    #: The relevance at each model input, (N, C, *input shape); a list for several inputs.
+    #: The relevance at each model input, ``(N, C, *input shape)``; a list for several inputs.
     heatmap: Any
-    #: Recorded layer name → the relevance at its output, (N, C, *output shape), after masking.
+    #: Recorded layer name → the relevance at its output, ``(N, C, *output shape)``, after masking.
     relevances: Dict[str, np.ndarray]
 
 
@@ -131,11 +131,11 @@ class Conditional:
             record: layers whose (masked) relevance is returned too.
             start_layer: start at this layer's output instead of the model output.
             init_rel: the relevance at ``start_layer``: ``None`` (its activation, as
-                zennit-crp), a callable of the activations (N, *shape), or an array shaped
-                (*shape), (N, *shape) or (N, C, *shape).
+                zennit-crp), a callable of the activations ``(N, *shape)``, or an array shaped
+                ``(*shape)``, ``(N, *shape)`` or ``(N, C, *shape)``.
 
         Returns:
-            :class:`ConditionalResult`, with the heatmap (N, C, *input shape).
+            :class:`ConditionalResult`, with the heatmap ``(N, C, *input shape)``.
         """
         a = self.analyzer
         arrays = as_arrays(x, a.inputs, a.model_name, False)
@@ -174,7 +174,7 @@ class Conditional:
         return ConditionalResult(out[0] if k == 1 else out[:k], dict(zip(record, out[k:])))
 
     def _init(self, arrays, layer, init_rel, c):
-        """The start relevance at ``layer`` as (N, C, *shape), in the layer's dtype."""
+        """The start relevance at ``layer`` as ``(N, C, *shape)``, in the layer's dtype."""
         if init_rel is None or callable(init_rel):
             act = self.activation(arrays, layer)
             init_rel = act if init_rel is None else init_rel(act)
@@ -194,7 +194,8 @@ class Conditional:
 
 
 def start_relevance(init_rel, layer: str, shape, n: int, c: int, dtype) -> np.ndarray:
-    """``init_rel`` shaped (*shape), (N, *shape) or (N, C, *shape) as (N, C, *shape)."""
+    """``init_rel`` shaped ``(*shape)``, ``(N, *shape)`` or ``(N, C, *shape)``, as
+    ``(N, C, *shape)``."""
     init = np.asarray(init_rel)
     if init.ndim == len(shape) + 1:
         init = init[:, None]

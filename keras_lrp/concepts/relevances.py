@@ -26,7 +26,7 @@ from keras_lrp.concepts.conditional import Conditional
 
 def channel_relevance(relevance, axis: int = -1, lead: int = 1,
                       abs_norm: bool = False) -> np.ndarray:
-    """Σ over every position of ``relevance`` per channel: (*lead axes, channels).
+    """Σ over every position of ``relevance`` per channel: ``(*lead axes, channels)``.
 
     Args:
         relevance: a layer's relevance, ``lead`` leading axes (samples, conditions) first.
@@ -82,7 +82,7 @@ def transfer_matrix(analyzer, x, upper: str, lower: str) -> np.ndarray:
     units = int(np.prod(shape))
     init = np.eye(units, dtype="float32").reshape((1, units) + tuple(shape))
     result = crp.attribute(x, [{}] * units, record=[lower], start_layer=upper, init_rel=init)
-    rel = result.relevances[lower][0]  # (upper units, *lower shape)
+    rel = result.relevances[lower][0]  # ``(upper units, *lower shape)``
     return rel.reshape(units, -1).T
 
 
