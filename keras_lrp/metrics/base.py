@@ -25,6 +25,8 @@ from typing import Any, Callable, Dict, Iterable, Optional, Union
 
 import numpy as np
 
+from keras_lrp.analyzers.inputs import is_batch_stream
+
 #: Quantus's baseline names (``perturb_baseline``): the value a perturbed feature takes.
 BASELINES = ("black", "white", "mean", "uniform", "random", "zero")
 
@@ -354,6 +356,8 @@ class Metric:
             cls.name = snake(cls.__name__)
 
     def __call__(self, model, x, y=None, a=None, s=None, explain=None, **kwargs) -> np.ndarray:
+        if is_batch_stream(x):
+            return self.stream(model, x, y, a=a, s=s, explain=explain, **kwargs)
         scores = model if isinstance(model, Scores) else Scores(
             model, softmax=getattr(self, "softmax", False))
         x = np.asarray(x)
@@ -370,6 +374,40 @@ class Metric:
                              "explain (an analyzer or a callable (x, targets) → relevance).")
         return self.evaluate(scores, x, targets, np.asarray(a), s=s, explainer=explainer,
                              first=first, **kwargs)
+
+    def stream(self, model, data: Iterable, y=None, a=None, s=None, explain=None,
+               **kwargs) -> np.ndarray:
+        """The metric over a dataset, one batch at a time, as ``analyze`` reads one: a
+        ``tf.data.Dataset``, a generator or any iterable yielding ``x`` or ``(x, y, …)``
+        batches (``metric(model, data, …)`` comes here). Each batch is evaluated as a call of
+        its own, so memory is bounded by the batch; the per-sample values are concatenated.
+
+        The explained outputs are ``y`` where given (one int, or one per sample of the whole
+        dataset), else the batch's own ``y``, else the model's argmax; ``a`` and ``s``, where
+        given, hold the whole dataset's samples in order and are sliced to each batch. A
+        seeded metric draws afresh for each batch (the same seed: reproducible, but not the
+        draws of one call on the whole dataset).
+        """
+        parts, offset = [], 0
+        for batch in data:
+            xb, yb = batch[:2] if isinstance(batch, tuple) and len(batch) >= 2 else (batch, None)
+            xb = np.asarray(xb)
+            n = len(xb)
+
+            def rows(v, n=n, offset=offset):
+                return None if v is None else np.asarray(v)[offset:offset + n]
+
+            if y is not None:
+                yb = y if np.ndim(y) == 0 else rows(y)
+            if a is not None and len(rows(a)) != n or s is not None and len(rows(s)) != n:
+                raise ValueError(f"a (or s) holds fewer samples than the data: the batch at "
+                                 f"sample {offset} has {n}; give one per sample of the whole "
+                                 "dataset, in order.")
+            parts.append(self(model, xb, yb, a=rows(a), s=rows(s), explain=explain, **kwargs))
+            offset += n
+        if not parts:
+            raise ValueError("The data yielded no batches.")
+        return np.concatenate(parts)
 
     def evaluate(self, scores: Scores, x: np.ndarray, targets: np.ndarray, a: np.ndarray,
                  s=None, explainer: Optional[Explainer] = None, first=None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_lrp.analyzers.inputs import is_batch_stream
 from keras_lrp.metrics.base import Layout, Metric, prepare_relevance
 
 
@@ -33,6 +34,8 @@ class AttributionMetric(Metric):
                  **kwargs) -> np.ndarray:
         if x is None:
             raise ValueError(f"{type(self).__name__} needs the inputs x (for their layout).")
+        if is_batch_stream(x):
+            return self.stream(model, x, y, a=a, s=s, explain=explain, **kwargs)
         if a is None:
             return super().__call__(model, x, y, a=a, s=s, explain=explain, **kwargs)
         return self.evaluate(None, np.asarray(x), None, np.asarray(a), s=s, **kwargs)

@@ -10,6 +10,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from keras_lrp.analyzers.inputs import is_batch_stream
 from keras_lrp.metrics.base import Explainer, Layout, Metric, prepare_relevance
 from keras_lrp.metrics.similarity import pearson, rankdata, spearman, ssim  # noqa: F401
 
@@ -255,6 +256,8 @@ class MPRT(Metric):
     def __call__(self, model, x, y=None, a=None, s=None, explain=None, **kwargs) -> np.ndarray:
         from keras_lrp.analyzers.base import Analyzer
 
+        if is_batch_stream(x):  # one batch at a time, each a call of its own
+            return self.stream(model, x, y, a=a, s=s, explain=explain, **kwargs)
         keras_model = _keras_model(model)
         if explain is None:
             raise ValueError("MPRT explains each randomised model again: give explain (a "
@@ -349,6 +352,8 @@ class RandomLogit(Metric):
         self.y_off = None
 
     def __call__(self, model, x, y=None, a=None, s=None, explain=None, **kwargs) -> np.ndarray:
+        if is_batch_stream(x):  # one batch at a time, each a call of its own
+            return self.stream(model, x, y, a=a, s=s, explain=explain, **kwargs)
         return super().__call__(_scores_model(model, explain), x, y, a=a, s=s, explain=explain,
                                 **kwargs)
 

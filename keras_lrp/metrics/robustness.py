@@ -22,6 +22,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from keras_lrp.analyzers.inputs import is_batch_stream
 from keras_lrp.metrics.base import Layout, Metric, Scores, normalise_by_max
 
 #: Without ``batch_size``, whole rounds are stacked until the stack would exceed these many
@@ -61,6 +62,8 @@ class _Reexplaining(Metric):
         self.batch_size, self.seed = batch_size, seed
 
     def __call__(self, model, x, y=None, a=None, s=None, explain=None, **kwargs) -> np.ndarray:
+        if is_batch_stream(x):
+            return self.stream(model, x, y, a=a, s=s, explain=explain, **kwargs)
         x = np.asarray(x)
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(

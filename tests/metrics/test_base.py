@@ -136,3 +136,44 @@ def test_metric_without_relevance_or_explainer_says_what_it_needs(digits):
     direct = metrics.Sparseness()(model, x, a=analyzer.clone(neuron_selection_mode="index")
                                   .analyze(x, neuron_selection=Scores(model)(x).argmax(1)))
     np.testing.assert_allclose(values, direct, rtol=1e-6)
+
+
+def _batches(x, y, size, with_labels=True):
+    for i in range(0, len(x), size):
+        yield (x[i:i + size], y[i:i + size]) if with_labels else x[i:i + size]
+
+
+@pytest.mark.parametrize("metric", [metrics.PixelFlipping(features_in_step=16),
+                                    metrics.Sparseness(),
+                                    metrics.RelevanceMassAccuracy()])
+def test_a_stream_of_batches_equals_one_call(digits, metric):
+    """A generator of (x, y) batches, with a and s for the whole data sliced to each batch."""
+    model, x = digits
+    y = Scores(model)(x).argmax(1)
+    a = keras_lrp.create_analyzer("lrp.epsilon", model).analyze(x)
+    s = x[..., 0] > 0.5
+    whole = metric(model, x, y, a=a, s=s)
+    np.testing.assert_allclose(metric(model, _batches(x, y, 4), a=a, s=s), whole, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(metric(model, _batches(x, y, 4, False), y, a=a, s=s), whole,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_stream_explains_each_batch(digits):
+    model, x = digits
+    analyzer = keras_lrp.create_analyzer("lrp.epsilon", model)
+    metric = metrics.MaxSensitivity(nr_samples=3, seed=0)
+    y = Scores(model)(x).argmax(1)
+    streamed = metric(model, _batches(x, y, 3), explain=analyzer)
+    assert streamed.shape == (len(x),)
+    np.testing.assert_allclose(streamed[:3], metric(model, x[:3], y[:3], explain=analyzer),
+                               rtol=1e-5)
+
+
+def test_a_stream_with_too_few_relevances_is_refused(digits):
+    model, x = digits
+    y = Scores(model)(x).argmax(1)
+    with pytest.raises(ValueError, match="fewer samples than the data: the batch at sample 4"):
+        metrics.Sparseness()(model, _batches(x, y, 4), a=np.zeros((5, 8, 8, 1)))
+    with pytest.raises(ValueError, match="no batches"):
+        metrics.Sparseness()(model, iter([]))
