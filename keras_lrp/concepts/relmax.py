@@ -127,8 +127,7 @@ class RelevanceMaximization:
     def targets(self, xb) -> np.ndarray:
         """Each sample's largest output (flattened index), from the model's forward pass."""
         a = self.crp.analyzer
-        logits = backend.to_numpy(a.forward_model(xb if isinstance(xb, list) else [xb],
-                                                  training=False))
+        logits = backend.to_numpy(a.forward_model(xb, training=False))
         return np.argmax(logits.reshape(len(logits), -1), axis=-1).astype(np.int64)
 
     def update(self, xb, labels: Optional[np.ndarray] = None) -> None:
