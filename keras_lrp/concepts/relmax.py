@@ -195,7 +195,14 @@ def relevance_maximization(analyzer, x, layers: Sequence[str], top: int = 8, lab
     meta = relmax_io.metadata(state, batch_size, labels, metadata)
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
-    work = relmax_io.Work(out, meta, state) if out is not None else None
+    if out is None:
+        return _run(state, x, labels, batch_size, None, False, on_batch, meta)
+    with relmax_io.locked(out):  # one run per out; temporary files of dead runs removed
+        work = relmax_io.Work(out, meta, state)
+        return _run(state, x, labels, batch_size, work, resume, on_batch, meta)
+
+
+def _run(state, x, labels, batch_size, work, resume, on_batch, meta) -> RelMaxResult:
     skip = work.start(resume) if work is not None else 0
     skipped = 0
     for xb, yb, rows in _batches(x, labels, batch_size):

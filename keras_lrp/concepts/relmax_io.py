@@ -20,6 +20,7 @@ and layer the datasets ``top/<mode>/<layer>/{index,value,neuron}`` (k, channels)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -29,6 +30,7 @@ from typing import Any, Dict, Optional
 import h5py
 import numpy as np
 
+from keras_lrp.io import lock
 from keras_lrp.io.atomic import replace, write_atomically
 from keras_lrp.io.layout import partial_path
 from keras_lrp.io.metadata import BACKEND_KEYS, decode, differing_keys, encode, metadata_for
@@ -57,6 +59,16 @@ def _digest(arr: np.ndarray) -> str:
 
     arr = np.ascontiguousarray(arr)
     return hashlib.sha256(f"{arr.dtype.str}|{arr.shape}|".encode() + arr.tobytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def locked(out):
+    """Hold ``<out>.lock`` (:class:`~keras_lrp.io.lock.OutputLock`: a second run on the same
+    ``out`` stops at once, naming the first) and remove the temporary files of dead runs."""
+    out = os.fspath(out)
+    with lock.OutputLock(out):
+        lock.remove_stale(out, partial_path(out) if os.path.isdir(partial_path(out)) else None)
+        yield
 
 
 class Work:
@@ -116,7 +128,7 @@ class Work:
 def save(path, result) -> None:
     """Write a :class:`~keras_lrp.concepts.relmax.RelMaxResult` to ``path`` (HDF5, atomically)."""
     path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp-{lock.tag()}"
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs.update(encode({**result.metadata, "rows": result.rows}))
@@ -158,4 +170,4 @@ def load(path):
     return RelMaxResult(tables["top"], tables["stats"], rows, meta)
 
 
-__all__ = ["KIND", "Work", "load", "metadata", "save"]
+__all__ = ["KIND", "Work", "load", "locked", "metadata", "save"]

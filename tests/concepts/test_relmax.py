@@ -27,6 +27,7 @@ from keras_lrp.concepts.relmax import (
 )
 from keras_lrp.concepts.topk import TopK, channel_values
 from keras_lrp.demos.common import MODELS_DIR
+from keras_lrp.io.lock import LockedError, OutputLock
 
 DATA = Path(__file__).parent.parent / "data" / "crp" / "relmax.npz"
 LAYERS = ["conv2", "conv3", "dense"]
@@ -182,6 +183,8 @@ def test_resume_equals_one_run(analyzer, ref, tmp_path):
         relevance_maximization(analyzer, batches(1), ["conv3"], top=4, out=out)
     with pytest.raises(ValueError, match="top"):
         relevance_maximization(analyzer, batches(), ["conv3"], top=5, out=out, resume=True)
+    with OutputLock(str(out)), pytest.raises(LockedError):  # one run per out
+        relevance_maximization(analyzer, batches(), ["conv3"], top=4, out=out, resume=True)
 
 
 def test_errors(analyzer, ref):
