@@ -217,11 +217,11 @@ def _run(state, x, labels, batch_size, work, resume, on_batch, meta) -> RelMaxRe
             work.save()
         if on_batch is not None:
             on_batch(state.rows)
+    if skipped < skip:
+        raise ValueError(f"Cannot resume: the saved state has {skip} rows, the inputs only "
+                         f"{skipped}; give the first run's inputs.")
     if state.rows == 0:
         raise ValueError("relevance_maximization got no samples: the dataset was empty.")
-    if skip > state.rows:
-        raise ValueError(f"Cannot resume: the saved state has {skip} rows, the inputs only "
-                         f"{state.rows}; give the first run's inputs.")
     if labels is not None and len(labels) != state.rows:
         raise ValueError(f"labels has {len(labels)} entries for {state.rows} samples.")
     result = state.result(meta)

@@ -178,11 +178,14 @@ def test_resume_equals_one_run(analyzer, ref, tmp_path):
                     np.testing.assert_array_equal(getattr(r, table)[mode]["conv3"].arrays()[k],
                                                   v)
     assert loaded.rows == 64 and loaded.metadata["layers"] == ["conv3"]
-    # another setting is refused, naming it
+    # another setting is refused, naming it; fewer inputs than the state's rows too
     with pytest.raises(RuntimeError):
         relevance_maximization(analyzer, batches(1), ["conv3"], top=4, out=out)
     with pytest.raises(ValueError, match="top"):
         relevance_maximization(analyzer, batches(), ["conv3"], top=5, out=out, resume=True)
+    with pytest.raises(ValueError, match="saved state has 16 rows, the inputs only 8"):
+        relevance_maximization(analyzer, iter([(x[:8], y[:8])]), ["conv3"], top=4, out=out,
+                               resume=True)
     with OutputLock(str(out)), pytest.raises(LockedError):  # one run per out
         relevance_maximization(analyzer, batches(), ["conv3"], top=4, out=out, resume=True)
 
