@@ -106,7 +106,7 @@ class RelevanceMaximization:
         self.top = {m: {n: TopK(top, c) for n, c in channels.items()} for m in MODES}
         self.stats = {m: {n: TopK(top, c, self.classes) for n, c in channels.items()}
                       for m in MODES}
-        self.rows = 0
+        self.rows, self._forward = 0, None
 
     def states(self) -> Dict[str, np.ndarray]:
         """Every top-k array, keyed ``top/relevance/<layer>/index`` etc."""
@@ -130,6 +130,18 @@ class RelevanceMaximization:
         logits = backend.to_numpy(a.forward_model(xb, training=False))
         return np.argmax(logits.reshape(len(logits), -1), axis=-1).astype(np.int64)
 
+    def activations(self, xb) -> List[np.ndarray]:
+        """The outputs of every layer of :attr:`layers` on ``xb``, from one forward pass of the
+        analysis (the canonized model, as :meth:`Conditional.activation`)."""
+        a = self.crp.analyzer
+        if self._forward is None:
+            import keras
+
+            self._forward = keras.Model(list(a.inputs), [a._values[self.crp.tensors[n]]
+                                                        for n in self.layers])
+        out = self._forward(xb if isinstance(xb, list) else [xb], training=False)
+        return [backend.to_numpy(v) for v in (out if isinstance(out, (list, tuple)) else [out])]
+
     def update(self, xb, labels: Optional[np.ndarray] = None) -> None:
         """Merge the batch ``xb`` (rows ``self.rows`` on), explained at ``labels`` (None: each
         sample's largest output)."""
@@ -144,10 +156,11 @@ class RelevanceMaximization:
                              f"{labels[:10].tolist()} (dtype {labels.dtype}).")
         index = np.arange(self.rows, self.rows + n, dtype=np.int64)
         result = self.crp.attribute(xb, [{"y": labels}], record=self.layers)
+        activations = self.activations(xb)
         axis = self.crp.axis
-        for name in self.layers:
+        for name, act in zip(self.layers, activations):
             for mode, values in (("relevance", result.relevances[name][:, 0]),
-                                 ("activation", self.crp.activation(xb, name))):
+                                 ("activation", act)):
                 value, neuron = channel_values(values, axis, self.max_target, self.abs_norm)
                 self.top[mode][name].update(index, value, neuron)
                 self.stats[mode][name].update(index, value, neuron, labels)
