@@ -22,6 +22,10 @@ Written to ``relmax.npz``, per layer L (Keras name) and mode M in ``rel`` (RelMa
   largest relevance (activation) in that sample;
 * ``stats_{M}_{L}_{t}_index`` / ``_value`` (40 or fewer, channels): the same among the samples
   of label t (zennit-crp's Statistics), for t in STATS_CLASSES;
+* ``rf_{L}_{k}_heatmap`` (4, 8, 8): FeatureVisualization's receptive-field heatmaps
+  (``_attribution_on_reference(rf=True)``, as ``get_max_reference(rf=True)`` computes them) of
+  channel k's top 4 RelMax samples, each started at its ``neuron`` with the layer's activation,
+  summed over the input channels; for (L, k) in RF_CHANNELS;
 * ``x`` (N, 8, 8, 1), ``y`` (N,).
 """
 
@@ -45,6 +49,7 @@ from zennit.composites import EpsilonPlus  # noqa: E402
 TORCH_NAMES = {"conv2": "2", "conv3": "5", "dense": "9"}
 SAMPLES, BATCH = 64, 16
 STATS_CLASSES = (0, 3)
+RF_CHANNELS = (("conv2", 1), ("conv2", 7), ("conv3", 5))
 DIGITS = os.path.join(HERE, "..", "keras_lrp", "demos", "models", "digits_test.npz")
 
 
@@ -81,6 +86,13 @@ def main(out_path):
                     index, value, _ = load_statistics(s.PATH, name, t)
                     out[f"stats_{mode}_{keras_name}_{t}_index"] = np.asarray(index)
                     out[f"stats_{mode}_{keras_name}_{t}_value"] = np.asarray(value)
+        for keras_name, k in RF_CHANNELS:
+            rows = out[f"rel_{keras_name}_index"][:4, k]
+            neurons = out[f"rel_{keras_name}_neuron"][:4, k]
+            data = torch.tensor(twin.nchw(x[rows]))
+            heat = fv._attribution_on_reference(data, k, TORCH_NAMES[keras_name], EpsilonPlus(),
+                                                rf=True, neuron_ids=list(neurons))
+            out[f"rf_{keras_name}_{k}_heatmap"] = heat.detach().numpy()
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     np.savez_compressed(out_path, **out)
     print({k: v.shape for k, v in out.items()})
