@@ -106,3 +106,9 @@ def test_concepts_errors(files, tmp_path, capsys):
     assert "integer class indices" in capsys.readouterr().err
     assert cli.main(_args(files, out, "--method", "gradient")) == 2
     assert "not an LRP analyzer" in capsys.readouterr().err
+
+
+def test_concepts_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["concepts", "--help"])
+    assert e.value.code == 0 and "usage: keras-lrp concepts" in capsys.readouterr().out
