@@ -12,7 +12,7 @@ import sys
 import traceback
 from typing import List, Optional
 
-from keras_lrp.cli import analyze, compare, generate, signals
+from keras_lrp.cli import analyze, compare, concepts, generate, signals
 from keras_lrp.cli.prepare import UsageError
 
 
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "own default, tensorflow); JAX and PyTorch need no TensorFlow")
     sub = parser.add_subparsers(dest="command", required=True)
     for add_parser in (add_demo_parser, analyze.add_parser, compare.add_parser,
-                       generate.add_parser, add_list_parser):
+                       concepts.add_parser, generate.add_parser, add_list_parser):
         add_parser(sub)
     return parser
 
