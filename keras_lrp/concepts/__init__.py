@@ -7,11 +7,31 @@ explanations through Concept Relevance Propagation", Nature Machine Intelligence
   and the relevance transfer matrix between two layers;
 * :mod:`~keras_lrp.concepts.program`: the Keras relevance program behind them;
 * :mod:`~keras_lrp.concepts.conditions`: what a condition is, and its checks;
-* :mod:`~keras_lrp.concepts.layers`: the Keras layers of the relevance program.
+* :mod:`~keras_lrp.concepts.layers`: the Keras layers of the relevance program;
+* :mod:`~keras_lrp.concepts.relmax`: relevance and activation maximisation over a dataset
+  (the top samples of every channel, per class too), streamed and resumable
+  (:mod:`~keras_lrp.concepts.topk`, :mod:`~keras_lrp.concepts.relmax_io`);
+* :mod:`~keras_lrp.concepts.references`: reference images, cropped to the concept's receptive
+  field and masked by its heatmap.
 """
 
 from keras_lrp.concepts.conditional import Conditional, ConditionalResult, conditional
+from keras_lrp.concepts.references import (
+    Reference,
+    crop_box,
+    receptive_field_heatmaps,
+    reference_images,
+)
 from keras_lrp.concepts.relevances import channel_relevance, concept_relevances, transfer_matrix
+from keras_lrp.concepts.relmax import (
+    RelevanceMaximization,
+    RelMaxResult,
+    load_relmax,
+    relevance_maximization,
+    top_samples,
+)
 
-__all__ = ["Conditional", "ConditionalResult", "channel_relevance", "concept_relevances",
-           "conditional", "transfer_matrix"]
+__all__ = ["Conditional", "ConditionalResult", "RelMaxResult", "Reference",
+           "RelevanceMaximization", "channel_relevance", "concept_relevances", "conditional",
+           "crop_box", "load_relmax", "receptive_field_heatmaps", "reference_images",
+           "relevance_maximization", "top_samples", "transfer_matrix"]

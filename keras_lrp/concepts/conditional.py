@@ -187,7 +187,9 @@ class Conditional:
         a = self.analyzer
         if layer not in self._activations:
             tid = cond_mod.check_layer(layer, self.tensors, a.model_name)
-            self._activations[layer] = keras.Model(list(a.inputs), a._values[tid])
+            inputs = list(a.inputs)
+            self._activations[layer] = keras.Model(inputs[0] if len(inputs) == 1 else inputs,
+                                                   a._values[tid])
         arrays = as_arrays(x, a.inputs, a.model_name, False)
         return backend.to_numpy(self._activations[layer](
             arrays[0] if len(arrays) == 1 else arrays, training=False))
