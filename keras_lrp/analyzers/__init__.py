@@ -14,9 +14,6 @@
   IntegratedGradients over any analyzer, and the input/random baselines;
 * :mod:`~keras_lrp.analyzers.report`, :mod:`~keras_lrp.analyzers.evaluate`: the
   conservation report and pixel-flipping curves;
-* :mod:`~keras_lrp.analyzers.comparison`, :mod:`~keras_lrp.analyzers.statistics`,
-  :mod:`~keras_lrp.analyzers.metric_names`: several methods compared with metrics, bootstrap
-  intervals and bias-against-ignore-bias differences (:func:`keras_lrp.report`);
 * :mod:`~keras_lrp.analyzers.serialize`: an analyzer saved to one file.
 """
 

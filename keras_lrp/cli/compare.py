@@ -21,7 +21,7 @@ from keras_lrp.cli.prepare import (
 def parse_metrics(text):
     """``--metrics NAME[,NAME…]`` → Metric instances; an unknown name is a UsageError that
     lists the known ones."""
-    from keras_lrp.analyzers.metric_names import UnknownMetric, resolve_metric
+    from keras_lrp.metrics.registry import UnknownMetric, get
 
     if text is None:
         return []
@@ -33,7 +33,7 @@ def parse_metrics(text):
     if repeated:
         raise UsageError(f"--metrics names {repeated[0]} more than once.")
     try:
-        return [resolve_metric(n) for n in names]
+        return [get(n) for n in names]
     except UnknownMetric as e:
         raise UsageError(f"--metrics: {e}") from None
 
@@ -88,7 +88,7 @@ def cmd_compare(args) -> None:
 
 def _report(args, model, x, analyzers, relevances, metrics, vocab) -> None:
     """The metric table (--metrics) and the HTML page (--html) of the analyses just made."""
-    from keras_lrp.analyzers.comparison import compare_methods
+    from keras_lrp.metrics.comparison import compare_methods
     from keras_lrp.plots.html import write_html
 
     comparison = compare_methods(model, x, list(analyzers.items()), metrics=metrics,

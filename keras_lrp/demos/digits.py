@@ -55,7 +55,7 @@ DEMO_ANALYZERS: List[Tuple[str, str, Dict]] = [
 #: The metrics of report.html, by their names in :mod:`keras_lrp.metrics`, with their defaults
 #: (pixel flipping one pixel per step; the completeness gap |ΣR − Δf| / |Δf|, which the biases
 #: and stabilisers open): the ones this version registers are used, the others left out
-#: (:func:`~keras_lrp.analyzers.metric_names.available_metrics`). All three are cheap here.
+#: (:func:`keras_lrp.metrics.registry.available`). All three are cheap here.
 DEMO_METRICS: List[str] = ["PixelFlipping", "Sparseness", "CompletenessGap"]
 
 
@@ -65,8 +65,9 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
     import keras
 
     import keras_lrp
-    from keras_lrp.analyzers.comparison import available_metrics, compare_methods
     from keras_lrp.io import results as io
+    from keras_lrp.metrics.comparison import compare_methods
+    from keras_lrp.metrics.registry import available
     from keras_lrp.plots import heatmap
     from keras_lrp.plots.html import write_html
 
@@ -103,7 +104,7 @@ def run_demo(out_dir: str = "lrp-demo", models_dir: Optional[str] = None,
                             row_titles=row_labels(labels[picked], predictions[picked]),
                             path=out / "ib_comparison.png", difference=True)
     comparison = compare_methods(model, x, list(analyzers.items()), relevances=relevances,
-                                 metrics=available_metrics(DEMO_METRICS), labels=labels)
+                                 metrics=available(DEMO_METRICS), labels=labels)
     write_html(comparison, out / "report.html", samples=picked,
                title=f"keras-lrp demo: {model.name} on {len(x)} test digits")
     metadata = io.metadata_for([(label, name, kwargs) for label, name, kwargs in

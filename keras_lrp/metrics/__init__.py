@@ -33,7 +33,7 @@ from keras_lrp.metrics.localisation import (
     TopKIntersection,
 )
 from keras_lrp.metrics.randomisation import MPRT, RandomLogit
-from keras_lrp.metrics.registry import METRICS, get, register
+from keras_lrp.metrics.registry import METRICS, UnknownMetric, available, get, register
 from keras_lrp.metrics.road import ROAD
 from keras_lrp.metrics.robustness import (
     AvgSensitivity,
@@ -52,5 +52,5 @@ for _cls in (Completeness, CompletenessGap, InputInvariance, NonSensitivity, Com
     register(_cls)
 del _cls
 
-__all__ = ["METRICS", "get", "register", "Metric", "Scores", "Explainer", "Layout",
-           *sorted(c.__name__ for c in METRICS.values())]
+__all__ = ["METRICS", "UnknownMetric", "available", "get", "register", "Metric", "Scores",
+           "Explainer", "Layout", *sorted(c.__name__ for c in METRICS.values())]

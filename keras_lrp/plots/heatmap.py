@@ -408,7 +408,7 @@ def plot_comparison(with_bias, ignore_bias, inputs=None, names: Sequence[str] = 
     With ``difference=True`` a third column shows ΔR = R_bias − R_IB on its own scale: a second
     colour bar (``"ΔR / max|ΔR| of each panel"``), each panel captioned ``"max|ΔR| 0.12, moved
     23%"``: its max |ΔR| and the share of relevance that moved between the two maps
-    (:func:`keras_lrp.analyzers.statistics.moved_share`); the figure's title gives the mean
+    (:func:`keras_lrp.core.statistics.moved_share`); the figure's title gives the mean
     moved share over the rows. Tabular relevance gets ΔR as a third, cross-hatched bar and the
     moved share in each panel's title.
 
@@ -446,7 +446,7 @@ def plot_comparison(with_bias, ignore_bias, inputs=None, names: Sequence[str] = 
                                                      _tabular(b, "plot_comparison"))
     moved = None
     if difference:
-        from keras_lrp.analyzers.statistics import moved_share
+        from keras_lrp.core.statistics import moved_share
 
         moved = moved_share(a, b)
     if image:

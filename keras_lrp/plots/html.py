@@ -1,4 +1,4 @@
-"""A :class:`~keras_lrp.analyzers.comparison.Comparison` as one self-contained HTML page.
+"""A :class:`~keras_lrp.metrics.comparison.Comparison` as one self-contained HTML page.
 
 :func:`write_html` writes a single file that needs nothing else: its figures are inline PNGs
 (``data:`` URIs, drawn off-screen with Matplotlib's Agg canvas by :mod:`keras_lrp.plots.heatmap`
@@ -286,7 +286,7 @@ def write_html(comparison, path, title: Optional[str] = None,
     """Write the comparison as one self-contained HTML file, atomically.
 
     Args:
-        comparison: a :class:`~keras_lrp.analyzers.comparison.Comparison`.
+        comparison: a :class:`~keras_lrp.metrics.comparison.Comparison`.
         path: the file; its folder must exist.
         title: the page's title (default: ``"keras-lrp comparison: <model name>"``).
         samples: indices of the samples the figures show (default: :func:`pick_samples`).
@@ -295,7 +295,7 @@ def write_html(comparison, path, title: Optional[str] = None,
         The path written.
 
     Example:
-        >>> write_html(keras_lrp.analyzers.comparison.compare_methods(model, x, methods),
+        >>> write_html(keras_lrp.metrics.comparison.compare_methods(model, x, methods),
         ...            "report.html")
     """
     text = render(comparison, title, samples)

@@ -49,7 +49,7 @@ def reported(digits_npy):
 def test_metrics_table_printed_after_the_usual_one(reported, digits_npy):
     import keras
 
-    from keras_lrp.analyzers.statistics import bootstrap_ci
+    from keras_lrp.core.statistics import bootstrap_ci
 
     proc, folder = reported
     assert proc.returncode == 0, proc.stderr[-3000:]

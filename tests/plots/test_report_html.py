@@ -14,7 +14,7 @@ import pytest
 from report_metrics import FlipCurve, Gini
 
 import keras_lrp
-from keras_lrp.analyzers.comparison import compare_methods
+from keras_lrp.metrics.comparison import compare_methods
 from keras_lrp.plots.html import pick_samples, render, write_html
 
 MODELS = Path(keras_lrp.__file__).resolve().parent / "demos" / "models"
@@ -128,7 +128,7 @@ def test_ib_pair_section_states_the_moved_share(page):
 
 
 def test_written_atomically(tmp_path):
-    from keras_lrp.analyzers.comparison import Comparison
+    from keras_lrp.metrics.comparison import Comparison
 
     comparison = Comparison(["a"], {"a": np.ones((1, 2))}, np.ones((1, 2)), None,
                             np.zeros(1, int), np.zeros(1, int), {}, [])

@@ -22,14 +22,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from keras_lrp.analyzers.base import Analyzer
-from keras_lrp.analyzers.metric_names import (  # noqa: F401 - resolve_metric is named here too
-    UnknownMetric,
-    available_metrics,
-    known_metrics,
-    resolve_metric,
-)
-from keras_lrp.analyzers.statistics import bootstrap_ci, feature_map, moved_share
+from keras_lrp.core.statistics import bootstrap_ci, feature_map, moved_share
 from keras_lrp.metrics.base import Scores
+from keras_lrp.metrics.registry import get
 
 
 # ------------------------------------------------------------------------------- results
@@ -227,7 +222,7 @@ def compare_methods(model, x, methods, metrics=None, y=None, labels=None,
         methods: analyzer names (``"lrp.epsilon"``), ``(label, name, kwargs)`` triples (as
             :data:`keras_lrp.demos.digits.DEMO_ANALYZERS`), ``(label, analyzer)`` pairs, built
             analyzers (labelled by their name), or a dict label → name or analyzer.
-        metrics: Metric instances or classes, names (:func:`resolve_metric`) or ``(name,
+        metrics: Metric instances or classes, names (:func:`keras_lrp.metrics.get`) or ``(name,
             kwargs)`` pairs; each is called ``metric(analyzer, x, targets, a=relevance,
             explain=analyzer)``. None: no metrics.
         y: the explained output per sample (an int or (N,) ints); None: the model's argmax.
@@ -252,7 +247,7 @@ def compare_methods(model, x, methods, metrics=None, y=None, labels=None,
         raise ValueError(f"x needs a batch axis and at least one sample; got shape {x.shape}.")
     n = len(x)
     analyzers = _methods(methods, model, index_mode=y is not None)
-    metric_list = [resolve_metric(m) for m in (metrics or [])]
+    metric_list = [get(m) for m in (metrics or [])]
     scores = Scores(next(iter(analyzers.values())))
     logits = scores(x)
     predictions = logits.argmax(axis=1)

@@ -1,4 +1,4 @@
-"""keras_lrp.analyzers.comparison and .statistics: the comparison's numbers, each checked
+"""keras_lrp.metrics.comparison and .statistics: the comparison's numbers, each checked
 against a computation written here (bootstrap intervals, moved shares on maps worked by hand,
 metric values, best per metric), the IB pairs, the metric names and the errors."""
 
@@ -7,19 +7,17 @@ import pytest
 from report_metrics import FlipCurve, Gini, gini_by_pairs, register
 
 import keras_lrp
-from keras_lrp.analyzers.comparison import (
+from keras_lrp.analyzers.evaluate import pixel_flipping
+from keras_lrp.core.statistics import bootstrap_ci, feature_map, moved_share
+from keras_lrp.metrics import registry
+from keras_lrp.metrics.base import Metric
+from keras_lrp.metrics.comparison import (
     Comparison,
     MetricResult,
-    UnknownMetric,
-    available_metrics,
     compare_methods,
     find_ib_pairs,
-    known_metrics,
-    resolve_metric,
 )
-from keras_lrp.analyzers.evaluate import pixel_flipping
-from keras_lrp.analyzers.statistics import bootstrap_ci, feature_map, moved_share
-from keras_lrp.metrics.base import Metric
+from keras_lrp.metrics.registry import UnknownMetric, available, get
 
 METHODS = ["lrp.epsilon", "lrp.epsilon_IB", ("a2b1", "lrp.alpha_2_beta_1", {}), "gradient"]
 
@@ -190,54 +188,41 @@ def test_y_explains_the_given_output(digits):
 # ------------------------------------------------------------------------------- metric names
 def test_metric_names_go_through_the_registry(monkeypatch):
     register(monkeypatch, Gini=Gini, PixelFlipping=FlipCurve)
-    assert known_metrics() == ["Gini", "PixelFlipping"]
-    assert isinstance(resolve_metric("Gini"), Gini)
-    assert isinstance(resolve_metric("pixel_flipping"), FlipCurve)  # case, _ and - ignored
-    assert resolve_metric(("PixelFlipping", {"steps": 7})).steps == 7
-    assert resolve_metric((FlipCurve, {"steps": 2})).steps == 2
+    assert isinstance(get("Gini"), Gini)
+    assert isinstance(get("pixel_flipping"), FlipCurve)  # case, _ and - ignored
+    assert get(("PixelFlipping", {"steps": 7})).steps == 7
+    assert get((FlipCurve, {"steps": 2})).steps == 2
     instance = Gini()
-    assert resolve_metric(instance) is instance
+    assert get(instance) is instance
     with pytest.raises(ValueError, match=r"Unknown metric 'Sparse'. Known metrics: Gini, "
                                          r"PixelFlipping"):
-        resolve_metric("Sparse")
-    with pytest.raises(ValueError, match="instance"):
-        resolve_metric((instance, {"steps": 2}))
+        get("Sparse")
+    with pytest.raises(ValueError, match="built metric"):
+        get((instance, {"steps": 2}))
     with pytest.raises(ValueError, match="Metric instance or class"):
-        resolve_metric(42)
+        get(42)
 
 
 def test_the_package_registry_resolves_every_spelling():
-    import keras_lrp.metrics as registry
+    import keras_lrp.metrics as metrics
 
-    flipping = resolve_metric(("PixelFlipping", {"features_in_step": 4}))
-    assert type(flipping) is registry.PixelFlipping and flipping.features_in_step == 4
+    flipping = get(("PixelFlipping", {"features_in_step": 4}))
+    assert type(flipping) is metrics.PixelFlipping and flipping.features_in_step == 4
     for name in ("pixel_flipping", "pixel-flipping", "Pixel Flipping"):
-        assert type(resolve_metric(name)) is registry.PixelFlipping
-    assert "sparseness" in known_metrics()
+        assert type(get(name)) is metrics.PixelFlipping
+    assert "sparseness" in registry.METRICS
     with pytest.raises(UnknownMetric, match="Known metrics: .*pixel_flipping"):
-        resolve_metric("PixelFlopping")
+        get("PixelFlopping")
 
 
-def test_available_metrics_leaves_unknown_names_out(monkeypatch):
+def test_available_leaves_unknown_names_out(monkeypatch):
     register(monkeypatch, Gini=Gini)
-    found = available_metrics(["PixelFlipping", "gini", ("Sparseness", {"x": 1})])
+    found = available(["PixelFlipping", "gini", ("Sparseness", {"x": 1})])
     assert [type(m) for m in found] == [Gini]
     with pytest.raises(UnknownMetric):
-        resolve_metric("PixelFlipping")
+        get("PixelFlipping")
     with pytest.raises(TypeError):  # a known name with a wrong argument is still an error
-        available_metrics([("Gini", {"nonsense": 1})])
-
-
-def test_get_alone_is_enough_and_no_registry_says_so(monkeypatch):
-    import keras_lrp.metrics as registry
-
-    monkeypatch.delattr(registry, "METRICS", raising=False)
-    monkeypatch.setattr(registry, "get", lambda name: {"gini": Gini}[name.lower()],
-                        raising=False)
-    assert isinstance(resolve_metric("GINI"), Gini)
-    monkeypatch.delattr(registry, "get")
-    with pytest.raises(ValueError, match="no metric is registered"):
-        resolve_metric("Gini")
+        available([("Gini", {"nonsense": 1})])
 
 
 # ------------------------------------------------------------------------------- errors
@@ -270,7 +255,7 @@ def test_errors_name_what_does_not_fit(digits, monkeypatch):
 
 def test_token_ids_need_enough_token_names():
     x = np.array([[1, 2, 5]], np.int32)
-    from keras_lrp.analyzers.comparison import _check_tokens
+    from keras_lrp.metrics.comparison import _check_tokens
 
     assert _check_tokens(["a"] * 6, x) == ["a"] * 6
     with pytest.raises(ValueError, match="token id 5, but token_names has only 3"):
