@@ -118,8 +118,9 @@ def attribution_graph(analyzer, x, layer: str, channel: int, y: Optional[int] = 
     """The attribution graph of concept (``layer``, ``channel``) for the one sample ``x``.
 
     Args:
-        analyzer: an LRP analyzer or a :class:`~keras_lrp.concepts.Conditional` (its analyzer
-            and axis are used, with ``exclude_parallel=False``).
+        analyzer: an LRP analyzer or a :class:`~keras_lrp.concepts.Conditional`: one built with
+            ``exclude_parallel=False`` is used as it is (its compiled program reused by every
+            graph on the same layers); of another, its analyzer and axis are.
         x: one sample, batch first (1, …) (or a list of such arrays).
         layer, channel: the root concept.
         y: the explained output; None starts at ``layer`` with its activation.
@@ -130,9 +131,12 @@ def attribution_graph(analyzer, x, layer: str, channel: int, y: Optional[int] = 
         abs_norm: divide each node's channel sums by their absolute sum (zennit-crp's default).
         axis: the channel axis (channels last by default).
     """
-    if isinstance(analyzer, Conditional):
-        axis, analyzer = analyzer.axis, analyzer.analyzer
-    crp = Conditional(analyzer, axis=axis, exclude_parallel=False)
+    if isinstance(analyzer, Conditional) and not analyzer.exclude_parallel:
+        crp = analyzer  # reused with its compiled programs
+    else:
+        if isinstance(analyzer, Conditional):
+            axis, analyzer = analyzer.axis, analyzer.analyzer
+        crp = Conditional(analyzer, axis=axis, exclude_parallel=False)
     widths = _widths(width, depth)
     layers = concept_layers(crp) if layers is None else list(layers)
     for name in layers + [layer]:

@@ -46,6 +46,28 @@ def test_matches_zennit_crp(digits_crp, key):
     assert len(graph.nodes) == len({(n[0], n[1]) for n in graph.nodes})
 
 
+def test_conv_edges_are_channel_sums_of_the_transfer_matrix(digits_crp):
+    """On a convolution, started at conv3 with its activation a and only channel k kept:
+    w(k → j) = Σ_{p, q} T_{(p, j), (q, k)} a_{q, k}, the transfer matrix summed over the
+    positions of lower channel j and upper channel k (abs_norm off), and the same graph
+    reuses a Conditional built with exclude_parallel=False."""
+    x = np.load(DATA)["start_x"]
+    crp = concepts.Conditional(digits_crp.analyzer, exclude_parallel=False)
+    t = concepts.transfer_matrix(crp, x, upper="conv3", lower="conv2")  # (8·8·16, 4·4·16)
+    act = crp.activation(x, "conv3")[0]  # (4, 4, 16)
+    k = int(np.argmax(act.sum(axis=(0, 1))))
+    masked = np.zeros_like(act)
+    masked[..., k] = act[..., k]
+    ref = (t @ masked.reshape(-1)).reshape(8, 8, 16).sum(axis=(0, 1))
+    graph = attribution_graph(crp, x, "conv3", k, width=16, abs_norm=False)
+    builds = crp.builds
+    w = graph.weights()
+    np.testing.assert_allclose([w[(("conv3", k), ("conv2", j))] for j in range(16)], ref,
+                               rtol=0, atol=1e-5 * np.abs(ref).max())
+    attribution_graph(crp, x, "conv3", (k + 1) % 16, width=2, abs_norm=False)
+    assert crp.builds == builds  # one compiled program for both graphs
+
+
 @pytest.fixture(scope="module")
 def tiny():
     keras.utils.set_random_seed(3)
