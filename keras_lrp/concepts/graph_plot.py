@@ -1,7 +1,8 @@
 """The figure of an :class:`~keras_lrp.concepts.graph.AttributionGraph` (matplotlib, Agg).
 
 One row per layer, the root's at the top and lower layers below (in the order the graph reached
-them); each node a disc labelled ``channel`` and its relevance; each edge a line from the upper
+them); each node a disc labelled with its channel, its relevance (its share of the root's
+relevance at its layer) in grey beside it; each edge a line from the upper
 node to the lower one, coloured by its weight w on a red (w > 0) / blue (w < 0) scale shown by
 a colour bar, its width growing with |w|.
 """
@@ -38,10 +39,14 @@ def plot_graph(graph, title: Optional[str] = None):
         x, y = pos[(layer, channel)]
         ax.scatter([x], [y], s=420, color="white", edgecolors="black", zorder=2)
         ax.text(x, y, str(channel), ha="center", va="center", fontsize=8, zorder=3)
-        ax.text(x, y - 0.28, f"{rel:.2f}", ha="center", va="top", fontsize=7, color="dimgray")
+        ax.text(x + 0.2, y - 0.12, f"{rel:.2f}", ha="left", va="top", fontsize=7,
+                color="dimgray", zorder=3,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.8))
     ax.set_xlim(-1.6, width + 0.2)
     ax.set_ylim(-len(rows) + 0.4, 0.5)
     ax.axis("off")
+    ax.text(0.0, 0.0, "grey: each node's share of the root's relevance at its layer",
+            transform=ax.transAxes, fontsize=7, color="dimgray")
     if title:
         fig.suptitle(title, fontsize=10)
     bar = fig.add_axes([0.86, 0.15, 0.03, 0.7])

@@ -23,8 +23,10 @@ over the samples holding the part. On the second it measures
   (relevance maximisation) or by its summed activation (activation maximisation), the share
   of the top :data:`TOP` holding the part, against the share of all samples holding it.
 
-It writes ``concepts_summary.txt`` (the table it prints) and ``concepts_heatmaps.png`` (per
-part: an image, its plain and conditional heatmaps with their colour bar).
+It writes ``concepts_summary.txt`` (the table it prints), ``concepts_heatmaps.png`` (per
+part: an image, its plain and conditional heatmaps with their colour bar) and
+``concepts_graph.png`` (the attribution graph of the first part's channel on its image: the
+``conv1`` channels it is built from).
 """
 
 from __future__ import annotations
@@ -174,8 +176,8 @@ def format_table(rows: Dict[str, Dict[str, float]], n: int, accuracy: float,
 
 def run_concepts_demo(out_dir="lrp-demo-concepts", models_dir=None,
                       verbose: bool = True) -> Dict[str, Dict[str, float]]:
-    """Run the demo (module docstring) on the shipped model; write ``concepts_summary.txt`` and
-    ``concepts_heatmaps.png`` into ``out_dir``; returns the table's rows."""
+    """Run the demo (module docstring) on the shipped model; write its three files into
+    ``out_dir``; returns the table's rows."""
     import keras
 
     import keras_lrp
@@ -206,6 +208,12 @@ def run_concepts_demo(out_dir="lrp-demo-concepts", models_dir=None,
                f"R(x | y, {LAYER}: the part's channel)": heat[picks, [1 + k for k in chosen]]},
               inputs=x[picks], path=str(out / "concepts_heatmaps.png"),
               row_titles=[f"{name} (ch {k})" for (name, _, _), k in zip(PARTS, chosen)])
+    from keras_lrp.concepts.graph import attribution_graph
+
+    i, k = picks[0], chosen[0]  # what the first part's channel is built from in conv1
+    attribution_graph(crp, x[i:i + 1], LAYER, k, y=int(y[i]), width=[4]).save(
+        str(out / "concepts_graph.png"), title=f"{PARTS[0][0]}: {LAYER} channel {k}, "
+        f"class {int(y[i])}")
     if verbose:
         print(table)
     return rows

@@ -61,8 +61,8 @@ def test_concepts_demo_on_the_shipped_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "concepts_cnn on 400 test images (accuracy 0.998)" in out
-    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["concepts_heatmaps.png",
-                                                                 "concepts_summary.txt"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "concepts_graph.png", "concepts_heatmaps.png", "concepts_summary.txt"]
     assert (tmp_path / "c" / "concepts_summary.txt").read_text().strip() in out
 
 
