@@ -116,6 +116,15 @@ def test_two_levels_with_an_output(tiny):
             np.testing.assert_allclose(w[(("dense_1", int(m)), ("dense_0", j))],
                                        t10[j, m] * t21[m, c] * y[c], rtol=1e-4, atol=1e-6)
     assert [n[:2] for n in graph.nodes[1:3]] == [("dense_1", int(m)) for m in top]
+    # a node's relevance: its channel's share under the root condition alone
+    r1 = t21[:, c] * y[c]
+    r0 = t10 @ r1
+    shares = {n[:2]: n[2] for n in graph.nodes}
+    assert shares[("dense_2", c)] == 1.0
+    for m in top:
+        np.testing.assert_allclose(shares[("dense_1", int(m))], r1[m], rtol=1e-4, atol=1e-6)
+    for j in range(6):
+        np.testing.assert_allclose(shares[("dense_0", j)], r0[j], rtol=1e-4, atol=1e-6)
 
 
 def test_errors(tiny):
