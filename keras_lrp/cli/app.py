@@ -42,6 +42,10 @@ def cmd_demo(args) -> None:
             from keras_lrp.demos.llm import run_llm_demo
 
             run_llm_demo(out_dir=args.out or "lrp-demo-llm", models_dir=args.models_dir)
+        elif args.task == "concepts":
+            from keras_lrp.demos.concepts import run_concepts_demo
+
+            run_concepts_demo(out_dir=args.out or "lrp-demo-concepts", models_dir=args.models_dir)
         elif args.task == "sequence":
             run_sequence_demo(out_dir=args.out or "lrp-demo-sequence", models_dir=args.models_dir)
         elif args.task == "transformer":
@@ -61,16 +65,18 @@ def add_demo_parser(sub) -> None:
         "representative set of analyzers, write figures, an HDF5 results file and summary.txt "
         "(and, for the digits, report.html, a self-contained page comparing the analyzers) "
         "into --out, and print the summary table.")
-    p.add_argument("--task", choices=("digits", "sequence", "transformer", "llm"),
+    p.add_argument("--task", choices=("digits", "sequence", "transformer", "llm", "concepts"),
                    default="digits",
                    help="digits: the CNN on handwritten digits; sequence: the LSTM on the "
                         "addition task, with token heatmaps; transformer: the ViT on the "
                         "same digits beside the CNN, and the text transformer; llm: a "
                         "keras-hub Llama on key-value recall, AttnLRP against CP-LRP and "
-                        "gradients (needs keras-hub) (default: digits)")
+                        "gradients (needs keras-hub); concepts: CRP on a CNN whose concepts "
+                        "are known (shapes × colours) (default: digits)")
     p.add_argument("--out", default=None,
                    help="output folder (default: lrp-demo, lrp-demo-sequence, "
-                        "lrp-demo-transformer or lrp-demo-llm, in the current folder)")
+                        "lrp-demo-transformer, lrp-demo-llm or lrp-demo-concepts, in the "
+                        "current folder)")
     p.add_argument("--models-dir", default=None, metavar="DIR",
                    help="folder holding the demo's models and test data (default: the "
                         "shipped ones)")

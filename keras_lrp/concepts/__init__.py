@@ -12,10 +12,13 @@ explanations through Concept Relevance Propagation", Nature Machine Intelligence
   (the top samples of every channel, per class too), streamed and resumable
   (:mod:`~keras_lrp.concepts.topk`, :mod:`~keras_lrp.concepts.relmax_io`);
 * :mod:`~keras_lrp.concepts.references`: reference images, cropped to the concept's receptive
-  field and masked by its heatmap.
+  field and masked by its heatmap;
+* :mod:`~keras_lrp.concepts.graph`: attribution graphs, the lower-layer concepts a concept is
+  built from (drawn by :mod:`~keras_lrp.concepts.graph_plot`).
 """
 
 from keras_lrp.concepts.conditional import Conditional, ConditionalResult, conditional
+from keras_lrp.concepts.graph import AttributionGraph, attribution_graph
 from keras_lrp.concepts.references import (
     Reference,
     crop_box,
@@ -31,7 +34,7 @@ from keras_lrp.concepts.relmax import (
     top_samples,
 )
 
-__all__ = ["Conditional", "ConditionalResult", "RelMaxResult", "Reference",
-           "RelevanceMaximization", "channel_relevance", "concept_relevances", "conditional",
-           "crop_box", "load_relmax", "receptive_field_heatmaps", "reference_images",
+__all__ = ["AttributionGraph", "Conditional", "ConditionalResult", "RelMaxResult", "Reference",
+           "RelevanceMaximization", "attribution_graph", "channel_relevance", "concept_relevances",
+           "conditional", "crop_box", "load_relmax", "receptive_field_heatmaps", "reference_images",
            "relevance_maximization", "top_samples", "transfer_matrix"]

@@ -33,7 +33,6 @@ result is then written to ``out`` (HDF5, :mod:`keras_lrp.concepts.relmax_io`).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -41,23 +40,9 @@ import numpy as np
 from keras_lrp import backend
 from keras_lrp.analyzers.inputs import is_batch_stream
 from keras_lrp.concepts.conditional import Conditional
-from keras_lrp.concepts.topk import TopK, channel_values
+from keras_lrp.concepts.topk import RelMaxResult, TopK, channel_values  # noqa: F401
 
 MODES = ("relevance", "activation")
-
-
-@dataclasses.dataclass
-class RelMaxResult:
-    """What :func:`relevance_maximization` returns. For mode in ``relevance``, ``activation``
-    and each layer: ``top[mode][layer]`` (k, channels) and ``stats[mode][layer]``
-    (classes, k, channels), :class:`~keras_lrp.concepts.topk.TopK` (``index``, ``value``,
-    ``neuron``; empty slots index -1)."""
-
-    top: Dict[str, Dict[str, TopK]]
-    stats: Dict[str, Dict[str, TopK]]
-    #: Samples seen, and the run's description (layers, top, analyzer, model hash, …).
-    rows: int
-    metadata: Dict[str, Any]
 
 
 def _batches(x, labels, batch_size: int) -> Iterator[Tuple[Any, Optional[np.ndarray], int]]:

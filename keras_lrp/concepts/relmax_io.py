@@ -126,7 +126,7 @@ class Work:
 
 
 def save(path, result) -> None:
-    """Write a :class:`~keras_lrp.concepts.relmax.RelMaxResult` to ``path`` (HDF5, atomically)."""
+    """Write a :class:`~keras_lrp.concepts.topk.RelMaxResult` to ``path`` (HDF5, atomically)."""
     path = os.fspath(path)
     tmp = f"{path}.tmp-{lock.tag()}"
     try:
@@ -145,9 +145,8 @@ def save(path, result) -> None:
 
 
 def load(path):
-    """Read :func:`save`'s file back as a :class:`~keras_lrp.concepts.relmax.RelMaxResult`."""
-    from keras_lrp.concepts.relmax import RelMaxResult
-    from keras_lrp.concepts.topk import TopK
+    """Read :func:`save`'s file back as a :class:`~keras_lrp.concepts.topk.RelMaxResult`."""
+    from keras_lrp.concepts.topk import RelMaxResult, TopK
 
     path = os.fspath(path)
     if not os.path.isfile(path) or not h5py.is_hdf5(path):

@@ -13,7 +13,8 @@ neuron -1.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+import dataclasses
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -116,3 +117,17 @@ def channel_values(values, axis: int = -1, max_target: str = "sum", abs_norm: bo
 
 
 __all__ = ["EMPTY", "TopK", "channel_values", "merge"]
+
+
+@dataclasses.dataclass
+class RelMaxResult:
+    """What :func:`~keras_lrp.concepts.relmax.relevance_maximization` returns. For mode in
+    ``relevance``, ``activation`` and each layer: ``top[mode][layer]`` (k, channels) and
+    ``stats[mode][layer]`` (classes, k, channels), :class:`TopK` (``index``, ``value``,
+    ``neuron``; empty slots index -1)."""
+
+    top: Dict[str, Dict[str, TopK]]
+    stats: Dict[str, Dict[str, TopK]]
+    #: Samples seen, and the run's description (layers, top, analyzer, model hash, …).
+    rows: int
+    metadata: Dict[str, Any]
