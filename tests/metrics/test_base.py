@@ -43,7 +43,7 @@ def test_one_build_per_model_and_weight_changes_are_seen(digits):
     kernel, bias = layer.get_weights()
     layer.set_weights([2 * kernel, 2 * bias])
     np.testing.assert_allclose(Scores(model)(x), 2 * before, rtol=1e-5, atol=1e-5)
-    assert len([m for m in metrics.base._COMPILED if m is model]) == 1
+    assert len([m for m in metrics.scores._COMPILED if m is model]) == 1
 
 
 def test_stacked_equals_one_call_per_batch_and_bounds_each_call(digits):
