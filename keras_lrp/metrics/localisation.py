@@ -43,7 +43,17 @@ def masks(s, layout: Layout) -> np.ndarray:
 
 
 class LocalisationMetric(AttributionMetric):
-    """A metric of the relevance (N, P) and the mask (N, P); NaN where a mask is empty."""
+    """A metric of the relevance (N, P) and the mask (N, P); NaN where a mask is empty.
+
+    Args:
+        abs, normalise: Quantus's (abs off, normalise on by default).
+    """
+
+    higher_is_better = True
+    category = "localisation"
+
+    def __init__(self, abs: bool = False, normalise: bool = True):
+        self.abs, self.normalise = bool(abs), bool(normalise)
 
     def score(self, r, layout, s):
         m = masks(s, layout)
@@ -74,9 +84,6 @@ class PointingGame(LocalisationMetric):
     Differs from Quantus 0.6, which stores the hits in a boolean array: there ``weighted=True``
     raises a TypeError and an empty mask scores True instead of NaN. Ours are floats.
     """
-
-    higher_is_better = True
-    category = "localisation"
 
     def __init__(self, weighted: bool = False, abs: bool = False, normalise: bool = True):
         self.weighted = bool(weighted)
@@ -109,9 +116,6 @@ class AttributionLocalisation(LocalisationMetric):
     value of the batch but the first two samples) instead of the sample's feature count: its
     weighted scores shrink with the batch size (and are infinite for two samples).
     """
-
-    higher_is_better = True
-    category = "localisation"
 
     def __init__(self, weighted: bool = False, max_size: float = 1.0,
                  positive_attributions: bool = False, abs: bool = True, normalise: bool = True):
@@ -151,9 +155,6 @@ class TopKIntersection(LocalisationMetric):
         abs, normalise: Quantus's (abs off, normalise on by default).
     """
 
-    higher_is_better = True
-    category = "localisation"
-
     def __init__(self, k: int = 1000, concept_influence: bool = False, abs: bool = False,
                  normalise: bool = True):
         self.k, self.concept_influence = int(k), bool(concept_influence)
@@ -183,12 +184,6 @@ class RelevanceRankAccuracy(LocalisationMetric):
         abs, normalise: Quantus's (abs off, normalise on by default).
     """
 
-    higher_is_better = True
-    category = "localisation"
-
-    def __init__(self, abs: bool = False, normalise: bool = True):
-        self.abs, self.normalise = bool(abs), bool(normalise)
-
     def localise(self, r, m, layout):
         size = m.sum(axis=1)
         hits = np.cumsum(_ranked(r, m), axis=1)[np.arange(len(m)), np.maximum(size - 1, 0)]
@@ -210,12 +205,6 @@ class RelevanceMassAccuracy(LocalisationMetric):
         abs, normalise: Quantus's (abs off, normalise on by default).
     """
 
-    higher_is_better = True
-    category = "localisation"
-
-    def __init__(self, abs: bool = False, normalise: bool = True):
-        self.abs, self.normalise = bool(abs), bool(normalise)
-
     def localise(self, r, m, layout):
         with np.errstate(divide="ignore", invalid="ignore"):
             return (r * m).sum(axis=1) / r.sum(axis=1)
@@ -236,12 +225,6 @@ class AUC(LocalisationMetric):
     Args:
         abs, normalise: Quantus's (abs off, normalise on by default).
     """
-
-    higher_is_better = True
-    category = "localisation"
-
-    def __init__(self, abs: bool = False, normalise: bool = True):
-        self.abs, self.normalise = bool(abs), bool(normalise)
 
     def localise(self, r, m, layout):
         ranks = rankdata(r)
