@@ -109,30 +109,34 @@ class RelevanceMaximization:
                     t.load({k: arrays[f"{kind}/{mode}/{name}/{k}"] for k in t.arrays()})
         self.rows = int(rows)
 
-    def targets(self, xb) -> np.ndarray:
-        """Each sample's largest output (flattened index), from the model's forward pass."""
-        a = self.crp.analyzer
-        logits = backend.to_numpy(a.forward_model(xb, training=False))
-        return np.argmax(logits.reshape(len(logits), -1), axis=-1).astype(np.int64)
-
-    def activations(self, xb) -> List[np.ndarray]:
-        """The outputs of every layer of :attr:`layers` on ``xb``, from one forward pass of the
-        analysis (the canonized model, as :meth:`Conditional.activation`)."""
-        a = self.crp.analyzer
+    def forward(self, xb) -> Tuple[np.ndarray, List[np.ndarray]]:
+        """The logits and the outputs of every layer of :attr:`layers` on ``xb``, from one
+        compiled forward pass of the analysis (the canonized model, as
+        :meth:`Conditional.activation`)."""
         if self._forward is None:
+            import functools
+
             import keras
 
-            self._forward = keras.Model(list(a.inputs), [a._values[self.crp.tensors[n]]
-                                                        for n in self.layers])
-        out = self._forward(xb if isinstance(xb, list) else [xb], training=False)
-        return [backend.to_numpy(v) for v in (out if isinstance(out, (list, tuple)) else [out])]
+            from keras_lrp.analyzers.running import _run
+
+            a = self.crp.analyzer
+            inputs = list(a.inputs)
+            model = keras.Model(inputs[0] if len(inputs) == 1 else inputs,
+                                [a.logits] + [a._values[self.crp.tensors[n]]
+                                              for n in self.layers])
+            self._forward = backend.compile_model(functools.partial(_run, model), model)
+        out = [backend.to_numpy(v) for v in self._forward(*(xb if isinstance(xb, list)
+                                                             else [xb]))]
+        return out[0], out[1:]
 
     def update(self, xb, labels: Optional[np.ndarray] = None) -> None:
         """Merge the batch ``xb`` (rows ``self.rows`` on), explained at ``labels`` (None: each
         sample's largest output)."""
         n = len(xb[0] if isinstance(xb, list) else xb)
-        if labels is None:
-            labels = self.targets(xb)
+        logits, activations = self.forward(xb)
+        if labels is None:  # each sample's largest output (flattened index)
+            labels = np.argmax(logits.reshape(n, -1), axis=-1).astype(np.int64)
         labels = np.asarray(labels).reshape(-1)
         if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer) or \
                 labels.min() < 0 or labels.max() >= self.classes:
@@ -141,7 +145,6 @@ class RelevanceMaximization:
                              f"{labels[:10].tolist()} (dtype {labels.dtype}).")
         index = np.arange(self.rows, self.rows + n, dtype=np.int64)
         result = self.crp.attribute(xb, [{"y": labels}], record=self.layers)
-        activations = self.activations(xb)
         axis = self.crp.axis
         for name, act in zip(self.layers, activations):
             for mode, values in (("relevance", result.relevances[name][:, 0]),
