@@ -48,7 +48,7 @@ class Reference:
 
 def receptive_field_heatmaps(crp: Conditional, x, layer: str, channel: int,
                              neurons: Optional[Sequence[int]] = None) -> np.ndarray:
-    """The input heatmaps (N, *input shape) of ``channel`` of ``layer`` started at the single
+    """The input heatmaps ``(N, *input shape)`` of ``channel`` of ``layer`` started at the single
     neuron ``neurons[n]`` of each sample (positions flattened in C order over the layer's
     non-channel axes), or at the whole channel when ``neurons`` is None (step 1 above)."""
     x = np.asarray(x)

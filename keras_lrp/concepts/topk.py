@@ -87,7 +87,7 @@ def merge(top_index, top_value, top_neuron, index, value, neuron, k: int) -> Non
 
 
 def channel_values(values, axis: int = -1, max_target: str = "sum", abs_norm: bool = True):
-    """zennit-crp's ``ChannelConcept.reference_sampling`` on a batch (B, *shape) of a layer's
+    """zennit-crp's ``ChannelConcept.reference_sampling`` on a batch ``(B, *shape)`` of a layer's
     relevance or activation, channels on ``axis``.
 
     Returns ``(value, neuron)``, both (B, channels): ``neuron`` = argmax over the channel's
