@@ -46,11 +46,12 @@ class Scores:
             out = out / out.sum(axis=1, keepdims=True)
         return out
 
-    def stacked(self, batches: Iterable[np.ndarray]) -> np.ndarray:
+    def stacked(self, batches: Iterable[np.ndarray], per_call: Optional[int] = None) -> np.ndarray:
         """Scores of several batches of the same shape, (B, N, K), with as few model calls as
         :attr:`max_stack` samples (and 2²⁴ input values) per call allow: perturbation steps cost
         one call together instead of one each (a call's fixed cost dominates small models).
-        ``batches`` may be a generator: at most one call's worth is held at a time."""
+        ``batches`` may be a generator: at most one call's worth is held at a time.
+        ``per_call`` fixes how many batches go into each call instead."""
         parts, pending, held, n = [], [], 0, None
         for b in batches:
             b = np.asarray(b)
@@ -58,7 +59,9 @@ class Scores:
             pending.append(b)
             held += len(b)
             per_value = max(1, int(np.prod(b.shape[1:])))
-            if held >= min(self.max_stack, max(len(b), (1 << 24) // per_value)):
+            full = len(pending) >= per_call if per_call else \
+                held >= min(self.max_stack, max(len(b), (1 << 24) // per_value))
+            if full:
                 parts.append(self(np.concatenate(pending)))
                 pending, held = [], 0
         if pending:

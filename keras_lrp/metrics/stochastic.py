@@ -34,12 +34,12 @@ def perturbed_scores(scores: Scores, build: Callable[[int, int], np.ndarray], st
         size = max(int(np.prod(x.shape[1:])), 1)
         inputs_per_call = max(1, min(MAX_STACK_INPUTS, MAX_STACK_VALUES // size))
     per_call = max(1, int(inputs_per_call) // max(n, 1))
-    out = []
-    for lo in range(0, steps, per_call):
-        hi = min(steps, lo + per_call)
-        batch = build(lo, hi)
-        out.append(scores(batch.reshape((-1,) + batch.shape[2:])).reshape(hi - lo, n, -1))
-    return np.concatenate(out)
+
+    def steps_of_each_call():
+        for lo in range(0, steps, per_call):
+            yield from build(lo, min(steps, lo + per_call))
+
+    return scores.stacked(steps_of_each_call(), per_call=per_call)
 
 
 def grid_mask(layout: Layout, mask: np.ndarray, x: np.ndarray) -> np.ndarray:

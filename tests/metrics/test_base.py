@@ -53,6 +53,10 @@ def test_stacked_equals_one_call_per_batch_and_bounds_each_call(digits):
     scores = Scores(model, max_stack=2 * len(x))
     np.testing.assert_allclose(scores.stacked(iter(batches)), one_each, rtol=1e-5, atol=1e-5)
     assert scores.calls == 3  # 2 + 2 + 1 batches
+    fixed = Scores(model)
+    np.testing.assert_allclose(fixed.stacked(iter(batches), per_call=2), one_each, rtol=1e-5,
+                               atol=1e-5)
+    assert fixed.calls == 3  # per_call batches per call, whatever max_stack allows
     with pytest.raises(ValueError, match="at least one batch"):
         scores.stacked([])
 
